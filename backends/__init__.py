@@ -1,0 +1,1 @@
+"""Runtime backends, one sub-package per runtime (installed as ``proxywasm_vm.backends``)."""

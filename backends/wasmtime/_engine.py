@@ -1,0 +1,103 @@
+"""Engine and Module of the wasmtime backend."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from proxywasm_vm._engine import Engine, EngineConfig
+from proxywasm_vm._errors import CompileError
+from proxywasm_vm._module import Module
+from proxywasm_vm._store import StoreLimits
+
+from ._ffi import api, ffi, lib, take_error_message
+
+#: Epoch tick used for deadlines: deadlines are honoured to about this precision.
+TICK_SECONDS = 0.001
+
+
+class WasmtimeEngine(Engine):
+    @classmethod
+    def _create(cls, backend: Any, config: EngineConfig) -> WasmtimeEngine:
+        self = object.__new__(cls)
+        self.backend = backend
+        self.config = config
+        cfg = api.wasm_config_new()
+        api.wasmtime_config_epoch_interruption_set(cfg, config.deadlines)
+        api.wasmtime_config_consume_fuel_set(cfg, config.fuel)
+        api.wasmtime_config_signals_based_traps_set(cfg, config.signals_based_traps)
+        if config.max_wasm_stack is not None:
+            api.wasmtime_config_max_wasm_stack_set(cfg, config.max_wasm_stack)
+        ptr = api.wasm_engine_new_with_config(cfg)  # takes ownership of cfg
+        if ptr == ffi.NULL:
+            raise CompileError("wasmtime rejected the engine configuration")
+        self._ptr = ffi.gc(ptr, api.wasm_engine_delete)
+        self._ticker_lock = threading.Lock()
+        self._ticker_started = False
+        return self
+
+    def _ensure_ticker(self) -> None:
+        """Start the epoch ticker the first time a store asks for a deadline."""
+        if self._ticker_started:
+            return
+        with self._ticker_lock:
+            if not self._ticker_started:
+                if lib.pwvm_ticker_start(api, self._ptr, int(TICK_SECONDS * 1e6)) != 0:
+                    raise OSError("cannot start the wasmtime epoch ticker thread")
+                self._ticker_started = True
+
+    def _module_new(self, wasm: bytes) -> Module:
+        out = ffi.new("wasmtime_module_t**")
+        err = api.wasmtime_module_new(self._ptr, ffi.from_buffer("uint8_t[]", wasm), len(wasm), out)
+        if err != ffi.NULL:
+            raise CompileError(take_error_message(err))
+        return WasmtimeModule._wrap(self, out[0])
+
+    def _module_validate(self, wasm: bytes) -> bool:
+        err = api.wasmtime_module_validate(self._ptr, ffi.from_buffer("uint8_t[]", wasm), len(wasm))
+        if err != ffi.NULL:
+            take_error_message(err)
+            return False
+        return True
+
+    def _module_deserialize(self, data: bytes) -> Module:
+        out = ffi.new("wasmtime_module_t**")
+        err = api.wasmtime_module_deserialize(self._ptr, ffi.from_buffer("uint8_t[]", data), len(data), out)
+        if err != ffi.NULL:
+            raise CompileError(take_error_message(err))
+        return WasmtimeModule._wrap(self, out[0])
+
+    def _module_deserialize_file(self, path: str) -> Module:
+        out = ffi.new("wasmtime_module_t**")
+        err = api.wasmtime_module_deserialize_file(self._ptr, path.encode(), out)
+        if err != ffi.NULL:
+            raise CompileError(take_error_message(err))
+        return WasmtimeModule._wrap(self, out[0])
+
+    def _store_new(self, limits: StoreLimits, data: Any) -> Any:
+        from ._store import WasmtimeStore
+
+        return WasmtimeStore._create(self, limits, data)
+
+    def _linker_new(self) -> Any:
+        from ._instance import WasmtimeLinker
+
+        return WasmtimeLinker._create(self)
+
+
+class WasmtimeModule(Module):
+    @classmethod
+    def _wrap(cls, engine: WasmtimeEngine, ptr: Any) -> WasmtimeModule:
+        m = object.__new__(cls)
+        m.engine = engine
+        m._ptr = ffi.gc(ptr, api.wasmtime_module_delete)
+        return m
+
+    def serialize(self) -> bytes:
+        vec = ffi.new("wasm_byte_vec_t*")
+        err = api.wasmtime_module_serialize(self._ptr, vec)
+        if err != ffi.NULL:
+            raise CompileError(take_error_message(err))
+        data = ffi.unpack(ffi.cast("char*", vec.data), vec.size)
+        api.wasm_byte_vec_delete(vec)
+        return data

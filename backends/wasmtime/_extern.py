@@ -1,0 +1,179 @@
+"""Memory, Global and Table of the wasmtime backend."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from proxywasm_vm._errors import LimitError, WasmError
+from proxywasm_vm._global import Global
+from proxywasm_vm._memory import Memory
+from proxywasm_vm._table import Table
+from proxywasm_vm._types import GlobalType, MemoryType, TableType
+
+from ._ffi import api, ffi, lib, take_error_message
+from ._values import from_val, to_val
+
+_span = lib.pwvm_mem_span
+_write = lib.pwvm_mem_write
+_unpack = ffi.unpack
+_from_buffer = ffi.from_buffer
+
+
+def _oob(offset: int, length: int, size: int) -> IndexError:
+    return IndexError(f"memory access out of bounds: offset {offset} length {length} (memory is {size} bytes)")
+
+
+class WasmtimeMemory(Memory):
+    __slots__ = ("store", "type", "_sp", "_m")
+
+    @classmethod
+    def _wrap(cls, store: Any, m: Any, ty: MemoryType) -> WasmtimeMemory:
+        mem = object.__new__(cls)
+        mem.store = store
+        mem.type = ty
+        mem._sp = store._sp
+        mem._m = m
+        return mem
+
+    def _to_extern(self, ext: Any) -> None:
+        ext.kind = 3
+        ext.of.memory = self._m[0]
+
+    @property
+    def size(self) -> int:
+        return api.wasmtime_memory_size(self._sp.ctx, self._m)
+
+    @property
+    def data_size(self) -> int:
+        return api.wasmtime_memory_data_size(self._sp.ctx, self._m)
+
+    def grow(self, delta: int) -> int:
+        if delta < 0:
+            raise ValueError("delta must be >= 0")
+        prev = ffi.new("uint64_t*")
+        err = api.wasmtime_memory_grow(self._sp.ctx, self._m, delta, prev)
+        if err != ffi.NULL:
+            raise LimitError(take_error_message(err))
+        return prev[0]
+
+    def read(self, offset: int, length: int) -> bytes:
+        try:
+            p = _span(self._sp, self._m, offset, length)
+        except OverflowError:
+            p = None
+        if not p:
+            raise _oob(offset, length, self.data_size)
+        return _unpack(p, length)
+
+    def write(self, offset: int, data: bytes | bytearray | memoryview) -> None:
+        if not isinstance(data, bytes):
+            data = _from_buffer(data)
+        try:
+            rc = _write(self._sp, self._m, offset, data, len(data))
+        except OverflowError:
+            rc = -1
+        if rc:
+            raise _oob(offset, len(data), self.data_size)
+
+    def read_u32(self, offset: int) -> int:
+        try:
+            p = _span(self._sp, self._m, offset, 4)
+        except OverflowError:
+            p = None
+        if not p:
+            raise _oob(offset, 4, self.data_size)
+        return ffi.cast("uint32_t*", p)[0]
+
+    def write_u32(self, offset: int, value: int) -> None:
+        try:
+            p = _span(self._sp, self._m, offset, 4)
+        except OverflowError:
+            p = None
+        if not p:
+            raise _oob(offset, 4, self.data_size)
+        ffi.cast("uint32_t*", p)[0] = value & 0xFFFFFFFF
+
+    def view(self) -> memoryview:
+        ctx = self._sp.ctx
+        n = api.wasmtime_memory_data_size(ctx, self._m)
+        if n == 0:
+            return memoryview(bytearray())
+        return memoryview(ffi.buffer(api.wasmtime_memory_data(ctx, self._m), n))
+
+
+class WasmtimeGlobal(Global):
+    __slots__ = ("store", "type", "_g")
+
+    @classmethod
+    def _wrap(cls, store: Any, g: Any, ty: GlobalType) -> WasmtimeGlobal:
+        glob = object.__new__(cls)
+        glob.store = store
+        glob.type = ty
+        glob._g = g
+        return glob
+
+    def _to_extern(self, ext: Any) -> None:
+        ext.kind = 1
+        setattr(ext.of, "global", self._g[0])
+
+    def get(self) -> Any:
+        val = ffi.new("wasmtime_val_t*")
+        api.wasmtime_global_get(self.store._ctx, self._g, val)
+        return from_val(self.store, val)
+
+    def set(self, value: Any) -> None:
+        if not self.type.mutable:
+            raise TypeError("cannot set an immutable global")
+        val = ffi.new("wasmtime_val_t*")
+        to_val(self.store, self.type.content, value, val)
+        err = api.wasmtime_global_set(self.store._ctx, self._g, val)
+        if err != ffi.NULL:
+            raise WasmError(take_error_message(err))
+
+
+class WasmtimeTable(Table):
+    __slots__ = ("store", "type", "_t")
+
+    @classmethod
+    def _wrap(cls, store: Any, t: Any, ty: TableType) -> WasmtimeTable:
+        tab = object.__new__(cls)
+        tab.store = store
+        tab.type = ty
+        tab._t = t
+        return tab
+
+    def _to_extern(self, ext: Any) -> None:
+        ext.kind = 2
+        ext.of.table = self._t[0]
+
+    @property
+    def size(self) -> int:
+        return api.wasmtime_table_size(self.store._ctx, self._t)
+
+    def get(self, index: int) -> Any:
+        if not 0 <= index < self.size:
+            raise IndexError(f"table index {index} out of bounds (size {self.size})")
+        val = ffi.new("wasmtime_val_t*")
+        if not api.wasmtime_table_get(self.store._ctx, self._t, index, val):
+            raise IndexError(f"table index {index} out of bounds")
+        return from_val(self.store, val)
+
+    def set(self, index: int, value: Any) -> None:
+        if not 0 <= index < self.size:
+            raise IndexError(f"table index {index} out of bounds (size {self.size})")
+        val = ffi.new("wasmtime_val_t*")
+        to_val(self.store, self.type.element, value, val)
+        err = api.wasmtime_table_set(self.store._ctx, self._t, index, val)
+        if err != ffi.NULL:
+            raise WasmError(take_error_message(err))
+
+    def grow(self, delta: int, init: Any = None) -> int:
+        if delta < 0:
+            raise ValueError("delta must be >= 0")
+        val = ffi.new("wasmtime_val_t*")
+        to_val(self.store, self.type.element, init, val)
+        prev = ffi.new("uint64_t*")
+        err = api.wasmtime_table_grow(self.store._ctx, self._t, delta, val, prev)
+        if err != ffi.NULL:
+            raise LimitError(take_error_message(err))
+        return prev[0]

@@ -1,0 +1,231 @@
+"""Functions of the wasmtime backend: calls into wasm and host functions.
+
+Calls into wasm take one of two paths, chosen once per function:
+
+- integer signatures (up to six i32/i64 params, at most one i32/i64 result,
+  the shape of every Proxy-Wasm export) pass their arguments as C scalars to
+  ``pwvm_call_ints``: no buffer to fill, no union to read;
+- everything else fills a ``wasmtime_val_raw_t`` buffer per call.
+
+Host functions are called by ``pwvm_host_trampoline`` in the shim, which
+hands integer arguments to Python as scalars too.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any, Callable
+
+from proxywasm_vm._func import Func
+from proxywasm_vm._types import FuncType, ValType
+
+from ._ffi import api, ffi, lib
+from ._store import STORES, WasmtimeStore
+from ._values import VAL_KIND, from_raw, to_raw, wrap_i32, wrap_i64
+
+_INT = (ValType.I32, ValType.I64)
+_call_ints = lib.pwvm_call_ints
+_call = lib.pwvm_call
+
+
+def _is_int_sig(ty: FuncType) -> bool:
+    return len(ty.params) <= 6 and len(ty.results) <= 1 and all(t in _INT for t in ty.params + ty.results)
+
+
+class WasmtimeFunc(Func):
+    """A function of a wasmtime store (generic path)."""
+
+    __slots__ = ("store", "type", "_sp", "_f", "_n", "_buf")
+
+    def __call__(self, *args: Any) -> Any:
+        ty = self.type
+        if len(args) != len(ty.params):
+            raise TypeError(f"expected {len(ty.params)} arguments, got {len(args)}")
+        store = self.store
+        buf = self._buf
+        for i, (t, v) in enumerate(zip(ty.params, args)):
+            to_raw(store, t, v, buf[i])
+        if _call(self._sp, self._f, buf, self._n):
+            store._raise_last()
+        results = ty.results
+        if not results:
+            return None
+        if len(results) == 1:
+            return from_raw(store, results[0], buf[0])
+        return tuple(from_raw(store, t, buf[i]) for i, t in enumerate(results))
+
+    def _to_extern(self, ext: Any) -> None:
+        ext.kind = 0
+        ext.of.func = self._f[0]
+
+
+def _int_call_source(n: int, result: ValType | None) -> str:
+    """``__call__`` for ``n`` integer params and an optional integer result.
+
+    Everything constant for the signature (slot count, result kind) is baked
+    in; the shim's return value doubles as the status (see ``pwvm_call_ints``).
+    """
+    names = [f"a{i}" for i in range(n)]
+    padded = ", ".join(names + ["0"] * (6 - n))
+    nslots = max(1, n, 1 if result else 0)
+    rk = -1 if result is None else VAL_KIND[result]
+    if result is None:
+        check, ret = "r", "None"
+    elif result is ValType.I32:
+        check, ret = "r == _FAIL", "r"  # an i32 result can never equal _FAIL
+    else:
+        check, ret = "r == _FAIL and self._sp.status", "r"
+    return (
+        f"def __call__({', '.join(['self'] + names)}):\n"
+        f"    try:\n"
+        f"        r = _call_ints(self._sp, self._f, {n}, {nslots}, {rk}, {padded})\n"
+        f"    except OverflowError:\n"
+        f"        return self._slow({', '.join(names)})\n"
+        f"    if {check}:\n"
+        f"        self.store._raise_last()\n"
+        f"    return {ret}\n"
+    )
+
+
+class _IntFunc(WasmtimeFunc):
+    __slots__ = ()
+
+    def _slow(self, *args: Any) -> Any:
+        """Out-of-range integers (u64 above 2**63-1, say): wrap them to the same bits, then call."""
+        wrapped = [wrap_i32(a) if t is ValType.I32 else wrap_i64(a) for t, a in zip(self.type.params, args)]
+        return type(self).__call__(self, *wrapped)
+
+
+def _make_int_class(n: int, result: ValType | None) -> type:
+    """A Func subclass whose ``__call__`` takes exactly ``n`` integers, without *args packing."""
+    ns: dict[str, Any] = {"_call_ints": _call_ints, "_FAIL": lib.PWVM_FAIL}
+    exec(_int_call_source(n, result), ns)  # noqa: S102 - generated from the fixed template above
+    suffix = result.value if result else "void"
+    return type(f"_IntFunc{n}_{suffix}", (_IntFunc,), {"__slots__": (), "__call__": ns["__call__"]})
+
+
+_INT_CLASSES = {(n, r): _make_int_class(n, r) for n in range(7) for r in (None, ValType.I32, ValType.I64)}
+
+
+def wrap_func(store: WasmtimeStore, f: Any, ty: FuncType) -> WasmtimeFunc:
+    """A public Func for the ``wasmtime_func_t*`` ``f`` of ``store``."""
+    if _is_int_sig(ty):
+        fn = object.__new__(_INT_CLASSES[(len(ty.params), ty.results[0] if ty.results else None)])
+    else:
+        fn = object.__new__(WasmtimeFunc)
+    fn.store = store
+    fn.type = ty
+    fn._sp = store._sp
+    fn._f = f
+    fn._n = max(1, len(ty.params), len(ty.results))
+    fn._buf = ffi.new("wasmtime_val_raw_t[]", fn._n)
+    return fn
+
+
+# ---- host functions ---------------------------------------------------------------
+
+#: Host-call adapters by id (the id travels in the shim's hostenv).
+HOSTS: dict[int, Callable[..., Any]] = {}
+_ids = itertools.count(1)
+
+
+def _ints_adapter(fn: Callable[..., Any], ty: FuncType, access_caller: bool) -> Callable[..., Any]:
+    """Adapter for the scalar path: (store handle, a0..a5) -> int result."""
+    n = len(ty.params)
+    res = ty.results[0] if ty.results else None
+
+    if access_caller:
+        def call(sid: int, *a: int) -> Any:
+            return fn(STORES[sid]()._caller, *a[:n])
+    else:
+        def call(sid: int, *a: int) -> Any:
+            return fn(*a[:n])
+
+    if res is None:
+        return call
+    wrap = wrap_i32 if res is ValType.I32 else wrap_i64
+
+    def call_result(sid: int, *a: int) -> int:
+        r = call(sid, *a)
+        if isinstance(r, tuple) and len(r) == 1:
+            r = r[0]
+        return wrap(r)
+
+    return call_result
+
+
+def _raw_adapter(fn: Callable[..., Any], ty: FuncType, access_caller: bool) -> Callable[..., Any]:
+    """Adapter for the generic path: (store handle, raw slots) -> None."""
+    params, results = ty.params, ty.results
+
+    def call(sid: int, vals: Any) -> None:
+        store = STORES[sid]()
+        args = [from_raw(store, t, vals[i]) for i, t in enumerate(params)]
+        r = fn(store._caller, *args) if access_caller else fn(*args)
+        if not results:
+            return
+        if len(results) == 1:
+            r = (r[0],) if isinstance(r, tuple) and len(r) == 1 else (r,)
+        elif not isinstance(r, (tuple, list)) or len(r) != len(results):
+            raise TypeError(f"host function must return {len(results)} values, got {r!r}")
+        for i, (t, v) in enumerate(zip(results, r)):
+            to_raw(store, t, v, vals[i])
+
+    return call
+
+
+def register_host(fn: Callable[..., Any], ty: FuncType, access_caller: bool) -> Any:
+    """Register ``fn`` and return a new hostenv for it (owned by wasmtime afterwards)."""
+    hid = next(_ids)
+    HOSTS[hid] = (_ints_adapter if _is_int_sig(ty) else _raw_adapter)(fn, ty, access_caller)
+    kinds = [VAL_KIND[t] for t in ty.params + ty.results][:16]
+    env = lib.pwvm_hostenv_new(api, hid, len(ty.params), len(ty.results), ffi.new("uint8_t[]", kinds or [0]))
+    if env == ffi.NULL:
+        del HOSTS[hid]
+        raise MemoryError("cannot allocate a host function")
+    return env
+
+
+TRAMPOLINE = ffi.addressof(lib, "pwvm_host_trampoline")
+FREE_ENV = ffi.addressof(lib, "pwvm_hostenv_free")
+
+
+def new_host_func(store: WasmtimeStore, ty: FuncType, fn: Callable[..., Any], access_caller: bool) -> WasmtimeFunc:
+    from ._values import new_functype
+
+    env = register_host(fn, ty, access_caller)
+    out = ffi.new("wasmtime_func_t*")
+    api.wasmtime_func_new_unchecked(store._ctx, new_functype(ty), TRAMPOLINE, env, FREE_ENV, out)
+    return wrap_func(store, out, ty)
+
+
+@ffi.def_extern()
+def pwvm_py_host_ints(hid: int, sid: int, n: int, a0: int, a1: int, a2: int, a3: int, a4: int, a5: int) -> int:
+    try:
+        r = HOSTS[hid](sid, a0, a1, a2, a3, a4, a5)
+        return 0 if r is None else r
+    except BaseException as e:  # noqa: BLE001 - every exception must reach the caller, not the C stack
+        _park(sid, e)
+        return 0
+
+
+@ffi.def_extern()
+def pwvm_py_host_raw(hid: int, sid: int, vals: Any, n: int) -> int:
+    try:
+        HOSTS[hid](sid, vals)
+        return 0
+    except BaseException as e:  # noqa: BLE001
+        _park(sid, e)
+        return 1
+
+
+@ffi.def_extern()
+def pwvm_py_host_drop(hid: int) -> None:
+    HOSTS.pop(hid, None)
+
+
+def _park(sid: int, e: BaseException) -> None:
+    ref = STORES.get(sid)
+    store = ref() if ref is not None else None
+    if store is not None:
+        store._fail(e)

@@ -1,0 +1,334 @@
+"""Store and Caller of the wasmtime backend, and how outcomes become exceptions."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import weakref
+from typing import TYPE_CHECKING, Any, Callable, NoReturn, Sequence
+
+from proxywasm_vm._errors import LinkError, Trap, TrapCode, WasmError
+from proxywasm_vm._func import Caller
+from proxywasm_vm._store import Store, StoreLimits
+from proxywasm_vm._types import FuncType, GlobalType, MemoryType, TableType
+
+from ._ffi import api, ffi, lib, take_error_message, trap_message
+
+if TYPE_CHECKING:
+    from ._engine import WasmtimeEngine
+
+# wasmtime_trap_code_t -> TrapCode
+_TRAP_CODES = {
+    0: TrapCode.STACK_OVERFLOW,
+    1: TrapCode.MEMORY_OUT_OF_BOUNDS,
+    2: TrapCode.HEAP_MISALIGNED,
+    3: TrapCode.TABLE_OUT_OF_BOUNDS,
+    4: TrapCode.INDIRECT_CALL_TO_NULL,
+    5: TrapCode.INDIRECT_CALL_TYPE_MISMATCH,
+    6: TrapCode.INTEGER_OVERFLOW,
+    7: TrapCode.INTEGER_DIVIDE_BY_ZERO,
+    8: TrapCode.BAD_CONVERSION_TO_INTEGER,
+    9: TrapCode.UNREACHABLE,
+    10: TrapCode.INTERRUPTED,
+    11: TrapCode.OUT_OF_FUEL,
+    13: TrapCode.INDIRECT_CALL_TO_NULL,
+}
+
+#: Python Store objects by the handle the shim passes to host functions.
+STORES: dict[int, weakref.ref] = {}
+_handles = itertools.count(1)
+
+
+class WasmtimeCaller(Caller):
+    """One per store; reads the shim's current caller pointer at each use."""
+
+    __slots__ = ("_store", "_mems")
+
+    def __init__(self, store: WasmtimeStore) -> None:
+        self._store = store
+        self._mems: dict[tuple, Any] = {}
+
+    @property
+    def store(self) -> WasmtimeStore:
+        return self._store
+
+    def get_export(self, name: str) -> Any:
+        sp = self._store._sp
+        if sp.caller == ffi.NULL:
+            raise WasmError("Caller used outside of its host function call")
+        ext = ffi.new("wasmtime_extern_t*")
+        raw = name.encode()
+        if not api.wasmtime_caller_export_get(sp.caller, raw, len(raw), ext):
+            return None
+        return self._store._wrap_extern(ext, None)
+
+    @property
+    def memory(self) -> Any:
+        sp = self._store._sp
+        if sp.caller == ffi.NULL:
+            raise WasmError("Caller used outside of its host function call")
+        ext = ffi.new("wasmtime_extern_t*")
+        if not api.wasmtime_caller_export_get(sp.caller, b"memory", 6, ext) or ext.kind != 3:
+            return None
+        m = ext.of.memory
+        key = (m.store_id, m.private1, m.private2)
+        mem = self._mems.get(key)
+        if mem is None:
+            mem = self._mems[key] = self._store._wrap_extern(ext, None)
+        return mem
+
+
+class WasmtimeStore(Store):
+    @classmethod
+    def _create(cls, engine: WasmtimeEngine, limits: StoreLimits, data: Any) -> WasmtimeStore:
+        s = object.__new__(cls)
+        s.engine = engine
+        s.data = data
+        s._limits = limits
+        s._handle = next(_handles)
+        sp = lib.pwvm_store_new(api, engine._ptr, s._handle)
+        if sp == ffi.NULL:
+            raise MemoryError("cannot allocate a wasmtime store")
+        s._sp = ffi.gc(sp, lib.pwvm_store_delete)
+        s._ctx = sp.ctx
+        s._pending: BaseException | None = None
+        s._caller = WasmtimeCaller(s)
+        s._externrefs: dict[int, Any] = {}
+        s._funcs_by_raw: dict[int, Any] = {}
+        s._keep: list[Any] = []  # host-function state that must live as long as the store
+        STORES[s._handle] = weakref.ref(s)
+        weakref.finalize(s, STORES.pop, s._handle, None)
+        if limits.memory_bytes is not None or limits.table_elements is not None:
+            api.wasmtime_store_limiter(
+                sp,
+                -1 if limits.memory_bytes is None else limits.memory_bytes,
+                -1 if limits.table_elements is None else limits.table_elements,
+                -1, -1, -1,
+            )
+        if limits.deadline is not None:
+            s.set_deadline(limits.deadline)
+        if limits.fuel is not None:
+            s.set_fuel(limits.fuel)
+        return s
+
+    @property
+    def limits(self) -> StoreLimits:
+        return self._limits
+
+    def set_deadline(self, seconds: float | None) -> None:
+        from ._engine import TICK_SECONDS
+
+        if seconds is None:
+            lib.pwvm_store_set_deadline(self._sp, 0)
+            return
+        if not self.engine.config.deadlines:
+            raise ValueError("deadlines need EngineConfig(deadlines=True)")
+        if not seconds > 0:
+            raise ValueError("deadline must be > 0 seconds")
+        self.engine._ensure_ticker()
+        # +1: the deadline is counted from the current epoch, which is part-way through a tick.
+        lib.pwvm_store_set_deadline(self._sp, max(1, math.ceil(seconds / TICK_SECONDS)) + 1)
+
+    def get_fuel(self) -> int:
+        out = ffi.new("uint64_t*")
+        err = api.wasmtime_context_get_fuel(self._ctx, out)
+        if err != ffi.NULL:
+            raise ValueError(take_error_message(err))
+        return out[0]
+
+    def set_fuel(self, fuel: int) -> None:
+        err = api.wasmtime_context_set_fuel(self._ctx, fuel)
+        if err != ffi.NULL:
+            raise ValueError(take_error_message(err))
+
+    def close(self) -> None:
+        sp = self.__dict__.pop("_sp", None)
+        if sp is not None:
+            ffi.release(sp)
+
+    # -- outcomes --------------------------------------------------------------
+    def _raise_last(self, *, instantiating: bool = False) -> NoReturn:
+        """Turn the shim's last outcome into the exception it stands for."""
+        sp = self._sp
+        pending, self._pending = self._pending, None
+        status = sp.status
+        sp.status = 0
+        if status == 1:
+            trap = sp.trap
+            sp.trap = ffi.NULL
+            code_out = ffi.new("uint8_t*")
+            has_code = api.wasmtime_trap_code(trap, code_out)
+            msg = trap_message(trap)
+            api.wasm_trap_delete(trap)
+            if pending is not None and not has_code:
+                raise pending
+            code = _TRAP_CODES.get(code_out[0], TrapCode.UNKNOWN) if has_code else TrapCode.UNKNOWN
+            raise Trap(code, msg)
+        err = sp.error
+        sp.error = ffi.NULL
+        msg = take_error_message(err) if err != ffi.NULL else "unknown error"
+        if pending is not None:
+            raise pending
+        if instantiating:
+            low = msg.lower()
+            if "memory minimum size" in low and "exceeds memory limits" in low or "resource limit exceeded" in low:
+                raise Trap(TrapCode.MEMORY_LIMIT, msg)
+            if "import" in low:
+                raise LinkError(msg)
+        raise WasmError(msg)
+
+    def _fail(self, exc: BaseException) -> None:
+        """Called by a host-function adapter that raised: park the exception."""
+        self._pending = exc
+        self._sp.host_failed = 1
+
+    # -- factories ------------------------------------------------------------
+    def _func_new(self, ty: FuncType, fn: Callable[..., Any], access_caller: bool) -> Any:
+        from ._func import new_host_func
+
+        return new_host_func(self, ty, fn, access_caller)
+
+    def _memory_new(self, ty: MemoryType) -> Any:
+        from ._extern import WasmtimeMemory
+        from ._values import new_memorytype
+
+        out = ffi.new("wasmtime_memory_t*")
+        err = api.wasmtime_memory_new(self._ctx, new_memorytype(ty), out)
+        if err != ffi.NULL:
+            raise WasmError(take_error_message(err))
+        return WasmtimeMemory._wrap(self, out, ty)
+
+    def _global_new(self, ty: GlobalType, value: Any) -> Any:
+        from ._extern import WasmtimeGlobal
+        from ._values import new_globaltype, to_val
+
+        val = ffi.new("wasmtime_val_t*")
+        to_val(self, ty.content, value, val)
+        out = ffi.new("wasmtime_global_t*")
+        err = api.wasmtime_global_new(self._ctx, new_globaltype(ty), val, out)
+        if err != ffi.NULL:
+            raise WasmError(take_error_message(err))
+        return WasmtimeGlobal._wrap(self, out, ty)
+
+    def _table_new(self, ty: TableType, init: Any) -> Any:
+        from ._extern import WasmtimeTable
+        from ._values import new_tabletype, to_val
+
+        val = ffi.new("wasmtime_val_t*")
+        to_val(self, ty.element, init, val)
+        out = ffi.new("wasmtime_table_t*")
+        err = api.wasmtime_table_new(self._ctx, new_tabletype(ty), val, out)
+        if err != ffi.NULL:
+            raise WasmError(take_error_message(err))
+        return WasmtimeTable._wrap(self, out, ty)
+
+    def _instantiate(self, module: Any, imports: Sequence[Any]) -> Any:
+        from ._instance import WasmtimeInstance
+
+        arr = ffi.new("wasmtime_extern_t[]", max(1, len(imports)))
+        for i, item in enumerate(imports):
+            if item.store is not self:
+                raise ValueError(f"import #{i} belongs to another store")
+            item._to_extern(arr[i])
+        out = ffi.new("wasmtime_instance_t*")
+        if lib.pwvm_instantiate(self._sp, module._ptr, arr, len(imports), out):
+            self._raise_last(instantiating=True)
+        return WasmtimeInstance._wrap(self, module, out)
+
+    def _wrap_extern(self, ext: Any, ty: Any) -> Any:
+        """A public object for a ``wasmtime_extern_t`` (``ty`` when known, else asked)."""
+        from ._extern import WasmtimeGlobal, WasmtimeMemory, WasmtimeTable
+        from ._func import wrap_func
+        from ._values import functype_of, globaltype_of, memorytype_of, tabletype_of
+
+        kind = ext.kind
+        if kind == 0:
+            f = ffi.new("wasmtime_func_t*", ext.of.func)
+            return wrap_func(self, f, ty or functype_of(self._ctx, f))
+        if kind == 1:
+            g = ffi.new("wasmtime_global_t*", getattr(ext.of, "global"))
+            return WasmtimeGlobal._wrap(self, g, ty or globaltype_of(self._ctx, g))
+        if kind == 2:
+            t = ffi.new("wasmtime_table_t*", ext.of.table)
+            return WasmtimeTable._wrap(self, t, ty or tabletype_of(self._ctx, t))
+        if kind == 3:
+            m = ffi.new("wasmtime_memory_t*", ext.of.memory)
+            return WasmtimeMemory._wrap(self, m, ty or memorytype_of(self._ctx, m))
+        raise WasmError(f"unsupported extern kind {kind} (shared memories and tags are not supported)")
+
+    # -- references -------------------------------------------------------------
+    def _funcref_to_raw(self, v: Any) -> Any:
+        if v is None:
+            return ffi.NULL
+        if getattr(v, "store", None) is not self:
+            raise TypeError("funcref must be a Func of this store or None")
+        return api.wasmtime_func_to_raw(self._ctx, v._f)
+
+    def _funcref_from_raw(self, raw: Any) -> Any:
+        if raw == ffi.NULL:
+            return None
+        from ._func import wrap_func
+        from ._values import functype_of
+
+        f = ffi.new("wasmtime_func_t*")
+        api.wasmtime_func_from_raw(self._ctx, raw, f)
+        return wrap_func(self, f, functype_of(self._ctx, f))
+
+    def _funcref_to_val(self, v: Any, out: Any) -> None:
+        if v is None:
+            out.of.funcref.store_id = 0
+            out.of.funcref.private_ = ffi.NULL
+            return
+        if getattr(v, "store", None) is not self:
+            raise TypeError("funcref must be a Func of this store or None")
+        out.of.funcref = v._f[0]
+
+    def _funcref_from_val(self, val: Any) -> Any:
+        if val.of.funcref.store_id == 0:
+            return None
+        from ._func import wrap_func
+        from ._values import functype_of
+
+        f = ffi.new("wasmtime_func_t*", val.of.funcref)
+        return wrap_func(self, f, functype_of(self._ctx, f))
+
+    # externref: the host data is an index into this store's table of Python objects.
+    def _externref_new(self, v: Any, out: Any) -> None:
+        key = id(v)
+        self._externrefs[key] = v
+        if not api.wasmtime_externref_new(self._ctx, ffi.cast("void*", key), ffi.NULL, out):
+            raise WasmError("cannot allocate an externref")
+
+    def _externref_to_raw(self, v: Any) -> int:
+        if v is None:
+            return 0
+        ref = ffi.new("wasmtime_externref_t*")
+        self._externref_new(v, ref)
+        raw = api.wasmtime_externref_to_raw(self._ctx, ref)
+        self._keep_ref(ref)
+        return raw
+
+    def _keep_ref(self, ref: Any) -> None:
+        # Rooted until the store goes: raw values must stay valid during the call.
+        self._keep.append(ref)
+
+    def _externref_from_raw(self, raw: int) -> Any:
+        if raw == 0:
+            return None
+        ref = ffi.new("wasmtime_externref_t*")
+        api.wasmtime_externref_from_raw(self._ctx, raw, ref)
+        key = int(ffi.cast("uintptr_t", api.wasmtime_externref_data(self._ctx, ref)))
+        api.wasmtime_externref_unroot(ref)
+        return self._externrefs.get(key)
+
+    def _externref_to_val(self, v: Any, out: Any) -> None:
+        if v is None:
+            ffi.memmove(ffi.addressof(out.of), b"\0" * ffi.sizeof("wasmtime_valunion_t"), ffi.sizeof("wasmtime_valunion_t"))
+            return
+        self._externref_new(v, ffi.addressof(out.of, "externref"))
+
+    def _externref_from_val(self, val: Any) -> Any:
+        if val.of.externref.store_id == 0:
+            return None
+        key = int(ffi.cast("uintptr_t", api.wasmtime_externref_data(self._ctx, ffi.addressof(val.of, "externref"))))
+        return self._externrefs.get(key)

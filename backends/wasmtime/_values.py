@@ -1,0 +1,189 @@
+"""Conversions between Python values, wasmtime's raw slots and typed values."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from proxywasm_vm._types import FuncType, GlobalType, Limits, MemoryType, TableType, ValType
+
+from ._ffi import api, ffi
+
+if TYPE_CHECKING:
+    from ._store import WasmtimeStore
+
+# wasm.h value kinds (wasm_valtype_new) and wasmtime_val_t kinds
+WASM_KIND = {ValType.I32: 0, ValType.I64: 1, ValType.F32: 2, ValType.F64: 3, ValType.V128: 4,
+             ValType.EXTERNREF: 128, ValType.FUNCREF: 129}
+FROM_WASM_KIND = {v: k for k, v in WASM_KIND.items()}
+VAL_KIND = {ValType.I32: 0, ValType.I64: 1, ValType.F32: 2, ValType.F64: 3, ValType.V128: 4,
+            ValType.FUNCREF: 5, ValType.EXTERNREF: 6}
+FROM_VAL_KIND = {v: k for k, v in VAL_KIND.items()}
+_MASK64 = (1 << 64) - 1
+_MASK128 = (1 << 128) - 1
+
+
+def wrap_i32(v: int) -> int:
+    """Accept -2**31 .. 2**32-1 and return the signed i32 with the same bits."""
+    v = int(v)
+    if not -(1 << 31) <= v < (1 << 32):
+        raise OverflowError(f"{v} does not fit in i32")
+    return v - (1 << 32) if v >= (1 << 31) else v
+
+
+def wrap_i64(v: int) -> int:
+    v = int(v)
+    if not -(1 << 63) <= v < (1 << 64):
+        raise OverflowError(f"{v} does not fit in i64")
+    return v - (1 << 64) if v >= (1 << 63) else v
+
+
+# ---- type objects ------------------------------------------------------------
+
+def _valtype_vec(types: tuple[ValType, ...]) -> Any:
+    vec = ffi.new("wasm_valtype_vec_t*")
+    arr = ffi.new("wasm_valtype_t*[]", [api.wasm_valtype_new(WASM_KIND[t]) for t in types] or [ffi.NULL])
+    api.wasm_valtype_vec_new(vec, len(types), arr)
+    return vec
+
+
+def new_functype(ty: FuncType) -> Any:
+    """An owned ``wasm_functype_t*`` (deleted when collected)."""
+    ft = api.wasm_functype_new(_valtype_vec(ty.params), _valtype_vec(ty.results))
+    return ffi.gc(ft, api.wasm_functype_delete)
+
+
+def _limits(lim: Limits) -> Any:
+    return ffi.new("wasm_limits_t*", (lim.min, 0xFFFFFFFF if lim.max is None else lim.max))
+
+
+def new_memorytype(ty: MemoryType) -> Any:
+    if ty.is_64 or ty.shared:
+        raise ValueError("64-bit and shared memories cannot be created from Python")
+    return ffi.gc(api.wasm_memorytype_new(_limits(ty.limits)), api.wasm_memorytype_delete)
+
+
+def new_globaltype(ty: GlobalType) -> Any:
+    gt = api.wasm_globaltype_new(api.wasm_valtype_new(WASM_KIND[ty.content]), 1 if ty.mutable else 0)
+    return ffi.gc(gt, api.wasm_globaltype_delete)
+
+
+def new_tabletype(ty: TableType) -> Any:
+    tt = api.wasm_tabletype_new(api.wasm_valtype_new(WASM_KIND[ty.element]), _limits(ty.limits))
+    return ffi.gc(tt, api.wasm_tabletype_delete)
+
+
+def _types_of(vec: Any) -> tuple[ValType, ...]:
+    return tuple(FROM_WASM_KIND[api.wasm_valtype_kind(vec.data[i])] for i in range(vec.size))
+
+
+def functype_of(ctx: Any, f: Any) -> FuncType:
+    ft = api.wasmtime_func_type(ctx, f)
+    try:
+        return FuncType(_types_of(api.wasm_functype_params(ft)), _types_of(api.wasm_functype_results(ft)))
+    finally:
+        api.wasm_functype_delete(ft)
+
+
+def memorytype_of(ctx: Any, m: Any) -> MemoryType:
+    mt = api.wasmtime_memory_type(ctx, m)
+    try:
+        mx = ffi.new("uint64_t*")
+        has_max = api.wasmtime_memorytype_maximum(mt, mx)
+        return MemoryType(Limits(api.wasmtime_memorytype_minimum(mt), mx[0] if has_max else None),
+                          is_64=bool(api.wasmtime_memorytype_is64(mt)))
+    finally:
+        api.wasm_memorytype_delete(mt)
+
+
+def globaltype_of(ctx: Any, g: Any) -> GlobalType:
+    gt = api.wasmtime_global_type(ctx, g)
+    try:
+        return GlobalType(FROM_WASM_KIND[api.wasm_valtype_kind(api.wasm_globaltype_content(gt))],
+                          bool(api.wasm_globaltype_mutability(gt)))
+    finally:
+        api.wasm_globaltype_delete(gt)
+
+
+def tabletype_of(ctx: Any, t: Any) -> TableType:
+    tt = api.wasmtime_table_type(ctx, t)
+    try:
+        lim = api.wasm_tabletype_limits(tt)
+        return TableType(FROM_WASM_KIND[api.wasm_valtype_kind(api.wasm_tabletype_element(tt))],
+                         Limits(lim.min, None if lim.max == 0xFFFFFFFF else lim.max))
+    finally:
+        api.wasm_tabletype_delete(tt)
+
+
+# ---- typed values (wasmtime_val_t), for globals and tables -----------------
+
+def to_val(store: WasmtimeStore, ty: ValType, v: Any, out: Any) -> None:
+    """Fill ``out`` (a ``wasmtime_val_t*``) with ``v`` of type ``ty``."""
+    out.kind = VAL_KIND[ty]
+    if ty is ValType.I32:
+        out.of.i32 = wrap_i32(v)
+    elif ty is ValType.I64:
+        out.of.i64 = wrap_i64(v)
+    elif ty is ValType.F32:
+        out.of.f32 = float(v)
+    elif ty is ValType.F64:
+        out.of.f64 = float(v)
+    elif ty is ValType.V128:
+        ffi.memmove(out.of.v128, (int(v) & _MASK128).to_bytes(16, "little"), 16)
+    elif ty is ValType.FUNCREF:
+        store._funcref_to_val(v, out)
+    else:
+        store._externref_to_val(v, out)
+
+
+def from_val(store: WasmtimeStore, val: Any) -> Any:
+    kind = val.kind
+    if kind == 0:
+        return val.of.i32
+    if kind == 1:
+        return val.of.i64
+    if kind == 2:
+        return val.of.f32
+    if kind == 3:
+        return val.of.f64
+    if kind == 4:
+        return int.from_bytes(bytes(ffi.buffer(val.of.v128, 16)), "little")
+    if kind == 5:
+        return store._funcref_from_val(val)
+    if kind == 6:
+        return store._externref_from_val(val)
+    raise TypeError(f"unsupported wasmtime value kind {kind}")
+
+
+# ---- raw slots (wasmtime_val_raw_t), for calls --------------------------------
+
+def to_raw(store: WasmtimeStore, ty: ValType, v: Any, slot: Any) -> None:
+    if ty is ValType.I32:
+        slot.i32 = wrap_i32(v)
+    elif ty is ValType.I64:
+        slot.i64 = wrap_i64(v)
+    elif ty is ValType.F32:
+        slot.f32 = float(v)
+    elif ty is ValType.F64:
+        slot.f64 = float(v)
+    elif ty is ValType.V128:
+        ffi.memmove(slot.v128, (int(v) & _MASK128).to_bytes(16, "little"), 16)
+    elif ty is ValType.FUNCREF:
+        slot.funcref = store._funcref_to_raw(v)
+    else:
+        slot.externref = store._externref_to_raw(v)
+
+
+def from_raw(store: WasmtimeStore, ty: ValType, slot: Any) -> Any:
+    if ty is ValType.I32:
+        return slot.i32
+    if ty is ValType.I64:
+        return slot.i64
+    if ty is ValType.F32:
+        return slot.f32
+    if ty is ValType.F64:
+        return slot.f64
+    if ty is ValType.V128:
+        return int.from_bytes(bytes(ffi.buffer(slot.v128, 16)), "little")
+    if ty is ValType.FUNCREF:
+        return store._funcref_from_raw(slot.funcref)
+    return store._externref_from_raw(slot.externref)

@@ -1,0 +1,118 @@
+"""Engines: a backend plus its configuration."""
+
+from __future__ import annotations
+
+import os
+from abc import abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ._backend import Backend, Capabilities, get_backend
+
+if TYPE_CHECKING:
+    from ._linker import Linker
+    from ._module import Module
+    from ._store import Store, StoreLimits
+
+__all__ = ["Engine", "EngineConfig", "DEFAULT_BACKEND"]
+
+DEFAULT_BACKEND = "wasmtime"
+
+
+def _default_cache_dir() -> Path:
+    base = os.environ.get("PWVM_CACHE_DIR") or os.environ.get("XDG_CACHE_HOME")
+    if os.environ.get("PWVM_CACHE_DIR"):
+        return Path(base)  # type: ignore[arg-type]
+    return Path(base or Path.home() / ".cache") / "proxywasm-vm"
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """How an engine compiles and runs code. Every field has a safe default.
+
+    - ``deadlines``: allow :attr:`StoreLimits.deadline` (wasmtime: epoch
+      interruption, a few percent of run time; V8: a watchdog thread).
+    - ``fuel``: allow :attr:`StoreLimits.fuel` (deterministic budgets; slower).
+    - ``max_wasm_stack``: bytes of native stack wasm may use before a
+      ``STACK_OVERFLOW`` trap (``None``: the runtime's default).
+    - ``signals_based_traps``: let the runtime catch out-of-bounds accesses with
+      signal handlers (fast). ``False`` uses explicit bounds checks; choose it when
+      another library in the process (``faulthandler`` enabled after the engine,
+      for example) replaces signal handlers.
+    - ``cache_dir``: where :meth:`Module.cached` keeps compiled modules
+      (default ``$PWVM_CACHE_DIR`` or ``~/.cache/proxywasm-vm``).
+    - ``options``: backend-specific settings, passed through unchanged.
+    """
+
+    deadlines: bool = True
+    fuel: bool = False
+    max_wasm_stack: int | None = None
+    signals_based_traps: bool = True
+    cache_dir: Path | None = None
+    options: tuple[tuple[str, Any], ...] = ()
+
+    def fingerprint(self) -> str:
+        """A string that changes whenever compiled code would differ."""
+        return f"d{int(self.deadlines)}f{int(self.fuel)}s{self.max_wasm_stack}t{int(self.signals_based_traps)}o{sorted(self.options)}"
+
+
+class Engine:
+    """A backend with its configuration; compiles modules and creates stores.
+
+    ``Engine()`` uses the default backend (wasmtime); ``Engine("v8")`` picks one
+    by name. Engines are thread-safe and meant to be long-lived: compile each
+    module once per engine and instantiate it in as many stores as needed.
+    """
+
+    backend: Backend
+    config: EngineConfig
+
+    def __new__(cls, backend: str = DEFAULT_BACKEND, config: EngineConfig | None = None, **options: Any) -> Engine:
+        if cls is not Engine:
+            return super().__new__(cls)
+        cfg = config or EngineConfig()
+        if options:
+            cfg = EngineConfig(**{**cfg.__dict__, **options})
+        return get_backend(backend).new_engine(cfg)
+
+    def __repr__(self) -> str:
+        return f"<Engine {self.backend.name} {self.backend.version()}>"
+
+    @property
+    def name(self) -> str:
+        """The backend's name, e.g. ``"wasmtime"``."""
+        return self.backend.name
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """The backend's capabilities."""
+        return self.backend.capabilities()
+
+    @property
+    def cache_dir(self) -> Path:
+        """The folder of this engine's compiled-module cache."""
+        root = self.config.cache_dir or _default_cache_dir()
+        return Path(root) / f"{self.backend.name}-{self.backend.version()}"
+
+    # -- backend factory methods (called by the public constructors) --------
+    @abstractmethod
+    def _module_new(self, wasm: bytes) -> Module: ...
+
+    @abstractmethod
+    def _module_validate(self, wasm: bytes) -> bool: ...
+
+    def _module_deserialize(self, data: bytes) -> Module:
+        raise NotImplementedError(f"the {self.name} backend cannot deserialize modules")
+
+    def _module_deserialize_file(self, path: str) -> Module:
+        with open(path, "rb") as f:
+            return self._module_deserialize(f.read())
+
+    @abstractmethod
+    def _store_new(self, limits: StoreLimits, data: Any) -> Store: ...
+
+    def _linker_new(self) -> Linker:
+        from ._linker import GenericLinker
+
+        return GenericLinker._create(self)

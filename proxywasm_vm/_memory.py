@@ -1,0 +1,91 @@
+"""Linear memories."""
+
+from __future__ import annotations
+
+import struct
+from abc import abstractmethod
+from typing import TYPE_CHECKING
+
+from ._types import MemoryType
+
+if TYPE_CHECKING:
+    from ._store import Store
+
+__all__ = ["Memory", "PAGE_SIZE"]
+
+PAGE_SIZE = 65536
+_U32 = struct.Struct("<I")
+_U64 = struct.Struct("<Q")
+
+
+class Memory:
+    """A linear memory: bytes addressed from 0 to :attr:`data_size` - 1.
+
+    Reads and writes are bounds-checked: an out-of-range access raises
+    :class:`IndexError` and never touches the host's memory. :meth:`view` gives a
+    zero-copy ``memoryview`` that is invalid after the memory grows.
+    """
+
+    store: Store
+    type: MemoryType
+
+    def __new__(cls, store: Store, ty: MemoryType) -> Memory:
+        if cls is not Memory:
+            return super().__new__(cls)
+        if not isinstance(ty, MemoryType):
+            raise TypeError(f"expected a MemoryType, got {type(ty).__name__}")
+        return store._memory_new(ty)
+
+    @property
+    @abstractmethod
+    def size(self) -> int:
+        """Current size in 64 KiB pages."""
+
+    @property
+    @abstractmethod
+    def data_size(self) -> int:
+        """Current size in bytes."""
+
+    @abstractmethod
+    def grow(self, delta: int) -> int:
+        """Grow by ``delta`` pages; returns the previous size in pages.
+
+        Raises :class:`LimitError` past the memory's maximum or the store's limit.
+        """
+
+    @abstractmethod
+    def read(self, offset: int, length: int) -> bytes:
+        """Copy ``length`` bytes from ``offset``."""
+
+    @abstractmethod
+    def write(self, offset: int, data: bytes | bytearray | memoryview) -> None:
+        """Copy ``data`` to ``offset``."""
+
+    @abstractmethod
+    def view(self) -> memoryview:
+        """A zero-copy writable view of the whole memory (invalid after a grow)."""
+
+    def read_u32(self, offset: int) -> int:
+        """The little-endian u32 at ``offset``."""
+        return _U32.unpack(self.read(offset, 4))[0]
+
+    def write_u32(self, offset: int, value: int) -> None:
+        """Store ``value`` as a little-endian u32 at ``offset``."""
+        self.write(offset, _U32.pack(value & 0xFFFFFFFF))
+
+    def read_u64(self, offset: int) -> int:
+        """The little-endian u64 at ``offset``."""
+        return _U64.unpack(self.read(offset, 8))[0]
+
+    def write_u64(self, offset: int, value: int) -> None:
+        """Store ``value`` as a little-endian u64 at ``offset``."""
+        self.write(offset, _U64.pack(value & 0xFFFFFFFFFFFFFFFF))
+
+    def __repr__(self) -> str:
+        return f"<Memory {self.size} pages>"
+
+
+def check_range(offset: int, length: int, size: int) -> None:
+    """Raise IndexError unless ``[offset, offset+length)`` lies within ``size`` bytes."""
+    if offset < 0 or length < 0 or offset + length > size:
+        raise IndexError(f"memory access out of bounds: offset {offset} length {length} (memory is {size} bytes)")

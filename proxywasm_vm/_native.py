@@ -1,0 +1,75 @@
+"""Building and loading the backends' cffi extension modules.
+
+Native shims are compiled on first use (a few seconds, once per source
+version and Python ABI) into the cache folder and imported from there. The
+set-up scripts run this ahead of time (``pwvm setup``), so tests and
+benchmarks never pay for it. Builds are serialised with a file lock, so
+several processes starting at once build once.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import importlib.machinery
+import importlib.util
+import os
+import shutil
+import sys
+import sysconfig
+import tempfile
+from pathlib import Path
+from types import ModuleType
+from typing import Callable
+
+__all__ = ["load_extension", "native_cache_dir"]
+
+
+def native_cache_dir() -> Path:
+    """Where built extension modules are kept."""
+    env = os.environ.get("PWVM_CACHE_DIR")
+    base = Path(env) if env else Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "proxywasm-vm"
+    return base / "native"
+
+
+def _key(sources: list[Path], extra: str) -> str:
+    import cffi
+
+    h = hashlib.sha256()
+    for p in sources:
+        h.update(p.read_bytes())
+    h.update(f"{sys.implementation.cache_tag}|{sysconfig.get_platform()}|{cffi.__version__}|{extra}".encode())
+    return h.hexdigest()[:20]
+
+
+def load_extension(module_name: str, make_builder: Callable[[], object], sources: list[Path],
+                   extra_key: str = "") -> ModuleType:
+    """Import the cffi extension ``module_name``, building it first if needed.
+
+    ``make_builder`` returns the ``cffi.FFI`` builder (called only to build);
+    ``sources`` are the files whose content decides when to rebuild.
+    """
+    if module_name in sys.modules:
+        return sys.modules[module_name]
+    short = module_name.rsplit(".", 1)[-1]
+    folder = native_cache_dir() / f"{module_name.replace('.', '-')}-{_key(sources, extra_key)}"
+    suffix = importlib.machinery.EXTENSION_SUFFIXES[0]
+    target = folder / f"{short}{suffix}"
+    if not target.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(folder / ".lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not target.exists():
+                tmp = tempfile.mkdtemp(dir=folder, prefix="build-")
+                try:
+                    builder = make_builder()
+                    built = builder.compile(tmpdir=tmp, verbose=False)  # type: ignore[attr-defined]
+                    os.replace(built, target)
+                finally:
+                    shutil.rmtree(tmp, ignore_errors=True)
+    spec = importlib.util.spec_from_file_location(module_name, target)
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = mod
+    spec.loader.exec_module(mod)
+    return mod

@@ -1,0 +1,233 @@
+"""A minimal reader for the WebAssembly binary format.
+
+It reads what runtimes do not all expose: the types of imports and exports and
+the custom sections. Code and data sections are skipped without being decoded,
+so a multi-megabyte module is read in well under a millisecond per section
+header. Validation is the runtime's job: this reader only raises
+:class:`CompileError` when the structure it reads is malformed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ._errors import CompileError
+from ._types import (
+    ExportType,
+    ExternType,
+    FuncType,
+    GlobalType,
+    ImportType,
+    Limits,
+    MemoryType,
+    TableType,
+    ValType,
+)
+
+__all__ = ["ModuleInfo", "parse_module"]
+
+_MAGIC = b"\0asm"
+_VALTYPES = {
+    0x7F: ValType.I32,
+    0x7E: ValType.I64,
+    0x7D: ValType.F32,
+    0x7C: ValType.F64,
+    0x7B: ValType.V128,
+    0x70: ValType.FUNCREF,
+    0x6F: ValType.EXTERNREF,
+}
+
+
+@dataclass
+class ModuleInfo:
+    """What :func:`parse_module` found in a module."""
+
+    imports: list[ImportType] = field(default_factory=list)
+    exports: list[ExportType] = field(default_factory=list)
+    custom_sections: list[tuple[str, bytes]] = field(default_factory=list)
+    has_start: bool = False
+
+
+class _Reader:
+    __slots__ = ("data", "pos", "end")
+
+    def __init__(self, data: bytes, pos: int = 0, end: int | None = None) -> None:
+        self.data = data
+        self.pos = pos
+        self.end = len(data) if end is None else end
+
+    def byte(self) -> int:
+        if self.pos >= self.end:
+            raise CompileError("unexpected end of module")
+        b = self.data[self.pos]
+        self.pos += 1
+        return b
+
+    def u32(self) -> int:
+        result = shift = 0
+        while True:
+            b = self.byte()
+            result |= (b & 0x7F) << shift
+            if not b & 0x80:
+                break
+            shift += 7
+            if shift > 63:
+                raise CompileError("malformed LEB128 integer")
+        return result
+
+    def skip_sleb(self) -> None:
+        while self.byte() & 0x80:
+            pass
+
+    def bytes(self, n: int) -> bytes:
+        if self.pos + n > self.end:
+            raise CompileError("unexpected end of module")
+        b = self.data[self.pos:self.pos + n]
+        self.pos += n
+        return b
+
+    def name(self) -> str:
+        raw = self.bytes(self.u32())
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise CompileError(f"malformed UTF-8 name: {raw!r}") from e
+
+    def valtype(self) -> ValType:
+        b = self.byte()
+        try:
+            return _VALTYPES[b]
+        except KeyError:
+            raise CompileError(f"unsupported value type 0x{b:02x}") from None
+
+    def limits(self) -> tuple[Limits, bool, bool]:
+        flags = self.byte()
+        lo = self.u32()
+        hi = self.u32() if flags & 1 else None
+        if hi is not None and hi < lo:
+            raise CompileError("size minimum must not be greater than maximum")
+        return Limits(lo, hi), bool(flags & 2), bool(flags & 4)
+
+    def table_type(self) -> TableType:
+        elem = self.valtype()
+        lim, _, _ = self.limits()
+        return TableType(elem, lim)
+
+    def memory_type(self) -> MemoryType:
+        lim, shared, is64 = self.limits()
+        return MemoryType(lim, is_64=is64, shared=shared)
+
+    def global_type(self) -> GlobalType:
+        vt = self.valtype()
+        return GlobalType(vt, mutable=self.byte() == 1)
+
+
+def parse_module(wasm: bytes) -> ModuleInfo:
+    """Read the import, export and custom sections of a binary module."""
+    data = bytes(wasm)
+    if len(data) < 8 or data[:4] != _MAGIC:
+        raise CompileError("not a WebAssembly binary module (bad magic number)")
+    if data[4:8] != b"\x01\0\0\0":
+        raise CompileError("unsupported WebAssembly binary version")
+    info = ModuleInfo()
+    types: list[FuncType] = []
+    funcs: list[FuncType] = []
+    tables: list[TableType] = []
+    memories: list[MemoryType] = []
+    globals_: list[GlobalType] = []
+    raw_exports: list[tuple[str, int, int]] = []
+    r = _Reader(data, 8)
+    while r.pos < r.end:
+        sid = r.byte()
+        size = r.u32()
+        start = r.pos
+        if start + size > r.end:
+            raise CompileError("section extends past the end of the module")
+        s = _Reader(data, start, start + size)
+        if sid == 0:
+            name = s.name()
+            info.custom_sections.append((name, data[s.pos:s.end]))
+        elif sid == 1:
+            for _ in range(s.u32()):
+                form = s.byte()
+                if form != 0x60:
+                    raise CompileError(f"unsupported type form 0x{form:02x}")
+                params = [s.valtype() for _ in range(s.u32())]
+                results = [s.valtype() for _ in range(s.u32())]
+                types.append(FuncType(params, results))
+        elif sid == 2:
+            for _ in range(s.u32()):
+                mod, nm, kind = s.name(), s.name(), s.byte()
+                ty: ExternType
+                if kind == 0:
+                    idx = s.u32()
+                    if idx >= len(types):
+                        raise CompileError("import refers to an unknown type")
+                    ty = types[idx]
+                    funcs.append(ty)
+                elif kind == 1:
+                    ty = s.table_type()
+                    tables.append(ty)
+                elif kind == 2:
+                    ty = s.memory_type()
+                    memories.append(ty)
+                elif kind == 3:
+                    ty = s.global_type()
+                    globals_.append(ty)
+                else:
+                    raise CompileError(f"unsupported import kind {kind}")
+                info.imports.append(ImportType(mod, nm, ty))
+        elif sid == 3:
+            for _ in range(s.u32()):
+                idx = s.u32()
+                if idx >= len(types):
+                    raise CompileError("function refers to an unknown type")
+                funcs.append(types[idx])
+        elif sid == 4:
+            tables.extend(s.table_type() for _ in range(s.u32()))
+        elif sid == 5:
+            memories.extend(s.memory_type() for _ in range(s.u32()))
+        elif sid == 6:
+            for _ in range(s.u32()):
+                globals_.append(s.global_type())
+                _skip_const_expr(s)
+        elif sid == 7:
+            for _ in range(s.u32()):
+                nm = s.name()
+                kind = s.byte()
+                raw_exports.append((nm, kind, s.u32()))
+        elif sid == 8:
+            info.has_start = True
+        r.pos = start + size
+    spaces: dict[int, list] = {0: funcs, 1: tables, 2: memories, 3: globals_}
+    for nm, kind, idx in raw_exports:
+        space = spaces.get(kind)
+        if space is None or idx >= len(space):
+            raise CompileError(f"export {nm!r} refers to an unknown item")
+        info.exports.append(ExportType(nm, space[idx]))
+    return info
+
+
+def _skip_const_expr(s: _Reader) -> None:
+    """Skip a constant expression (global initialiser) up to its ``end``."""
+    while True:
+        op = s.byte()
+        if op == 0x0B:
+            return
+        if op in (0x41, 0x42):  # i32.const / i64.const
+            s.skip_sleb()
+        elif op == 0x43:
+            s.bytes(4)
+        elif op == 0x44:
+            s.bytes(8)
+        elif op == 0xFD:  # v128.const
+            s.u32()
+            s.bytes(16)
+        elif op in (0x23, 0xD2):  # global.get / ref.func
+            s.u32()
+        elif op == 0xD0:  # ref.null
+            s.byte()
+        elif op in (0x6A, 0x6B, 0x6C, 0x7C, 0x7D, 0x7E):  # extended-const arithmetic
+            pass
+        else:
+            raise CompileError(f"unsupported opcode 0x{op:02x} in constant expression")
