@@ -73,14 +73,17 @@ class Backend(ABC):
     @abstractmethod
     def version(self) -> str:
         """The runtime's own version string."""
+        raise NotImplementedError
 
     @abstractmethod
     def capabilities(self) -> Capabilities:
         """What this backend supports."""
+        raise NotImplementedError
 
     @abstractmethod
     def new_engine(self, config: EngineConfig) -> Engine:
         """Create an engine (an instance of the backend's :class:`Engine` subclass)."""
+        raise NotImplementedError
 
 
 # name -> (module path, one-line "how to enable it")

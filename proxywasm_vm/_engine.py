@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from abc import abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -96,11 +95,10 @@ class Engine:
         return Path(root) / f"{self.backend.name}-{self.backend.version()}"
 
     # -- backend factory methods (called by the public constructors) --------
-    @abstractmethod
-    def _module_new(self, wasm: bytes) -> Module: ...
-
-    @abstractmethod
-    def _module_validate(self, wasm: bytes) -> bool: ...
+    def _module_new(self, wasm: bytes) -> Module:
+        raise NotImplementedError
+    def _module_validate(self, wasm: bytes) -> bool:
+        raise NotImplementedError
 
     def _module_deserialize(self, data: bytes) -> Module:
         raise NotImplementedError(f"the {self.name} backend cannot deserialize modules")
@@ -108,9 +106,8 @@ class Engine:
     def _module_deserialize_file(self, path: str) -> Module:
         with open(path, "rb") as f:
             return self._module_deserialize(f.read())
-
-    @abstractmethod
-    def _store_new(self, limits: StoreLimits, data: Any) -> Store: ...
+    def _store_new(self, limits: StoreLimits, data: Any) -> Store:
+        raise NotImplementedError
 
     def _linker_new(self) -> Linker:
         from ._linker import GenericLinker

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from abc import abstractmethod
 from typing import TYPE_CHECKING, Any, Callable
 
 from ._types import FuncType
@@ -39,10 +38,9 @@ class Func:
         if not callable(fn):
             raise TypeError("host function must be callable")
         return store._func_new(ty, fn, access_caller)
-
-    @abstractmethod
     def __call__(self, *args: Any) -> Any:
         """Call the function; returns ``None``, a value, or a tuple of values."""
+        raise NotImplementedError
 
     def __repr__(self) -> str:
         return f"<Func {self.type}>"
@@ -57,13 +55,12 @@ class Caller:
     __slots__ = ()
 
     @property
-    @abstractmethod
     def store(self) -> Store:
         """The store the call runs in."""
-
-    @abstractmethod
+        raise NotImplementedError
     def get_export(self, name: str) -> Extern | None:
         """An export of the calling instance by name, or ``None``."""
+        raise NotImplementedError
 
     @property
     def memory(self) -> Memory | None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from abc import abstractmethod
 from typing import TYPE_CHECKING, Any
 
 from ._types import GlobalType
@@ -25,14 +24,12 @@ class Global:
         if not isinstance(ty, GlobalType):
             raise TypeError(f"expected a GlobalType, got {type(ty).__name__}")
         return store._global_new(ty, value)
-
-    @abstractmethod
     def get(self) -> Any:
         """The current value."""
-
-    @abstractmethod
+        raise NotImplementedError
     def set(self, value: Any) -> None:
         """Set the value; :class:`AttributeError`-free but raises ``TypeError`` if immutable."""
+        raise NotImplementedError
 
     @property
     def value(self) -> Any:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -71,8 +70,9 @@ class Linker:
         from ._func import Func
         from ._instance import Instance
 
-        funcs: weakref.WeakKeyDictionary[Any, dict] = self.__dict__.setdefault("_per_store", weakref.WeakKeyDictionary())
-        made = funcs.setdefault(store, {})
+        # Host functions are made per instantiation: caching them per store
+        # would make the store and its functions a reference cycle.
+        made: dict[tuple[str, str], Func] = {}
         imports: list[Any] = []
         for imp in module.imports:
             key = (imp.module, imp.name)

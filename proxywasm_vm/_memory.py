@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import struct
-from abc import abstractmethod
 from typing import TYPE_CHECKING
 
 from ._types import MemoryType
@@ -37,33 +36,29 @@ class Memory:
         return store._memory_new(ty)
 
     @property
-    @abstractmethod
     def size(self) -> int:
         """Current size in 64 KiB pages."""
+        raise NotImplementedError
 
     @property
-    @abstractmethod
     def data_size(self) -> int:
         """Current size in bytes."""
-
-    @abstractmethod
+        raise NotImplementedError
     def grow(self, delta: int) -> int:
         """Grow by ``delta`` pages; returns the previous size in pages.
 
         Raises :class:`LimitError` past the memory's maximum or the store's limit.
         """
-
-    @abstractmethod
+        raise NotImplementedError
     def read(self, offset: int, length: int) -> bytes:
         """Copy ``length`` bytes from ``offset``."""
-
-    @abstractmethod
+        raise NotImplementedError
     def write(self, offset: int, data: bytes | bytearray | memoryview) -> None:
         """Copy ``data`` to ``offset``."""
-
-    @abstractmethod
+        raise NotImplementedError
     def view(self) -> memoryview:
         """A zero-copy writable view of the whole memory (invalid after a grow)."""
+        raise NotImplementedError
 
     def read_u32(self, offset: int) -> int:
         """The little-endian u32 at ``offset``."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
-from abc import abstractmethod
 from pathlib import Path
 from typing import TYPE_CHECKING, Union
 
@@ -125,10 +124,9 @@ class Module:
     def deserialize_file(cls, engine: Engine, path: str | os.PathLike[str]) -> Module:
         """Like :meth:`deserialize`, from a file (memory-mapped where the backend can)."""
         return engine._module_deserialize_file(os.fspath(path))
-
-    @abstractmethod
     def serialize(self) -> bytes:
         """The compiled code as bytes, for :meth:`deserialize`."""
+        raise NotImplementedError
 
     def _module_info(self) -> ModuleInfo:
         if self._info is None:

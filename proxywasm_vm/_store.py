@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from abc import abstractmethod
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
@@ -75,13 +74,12 @@ class Store:
         return engine._store_new(lim, data)
 
     @property
-    @abstractmethod
     def limits(self) -> StoreLimits:
         """The limits this store enforces."""
-
-    @abstractmethod
+        raise NotImplementedError
     def set_deadline(self, seconds: float | None) -> None:
         """Change the per-call wall-clock deadline (``None`` removes it)."""
+        raise NotImplementedError
 
     def get_fuel(self) -> int:
         """Fuel left (needs ``EngineConfig(fuel=True)``)."""
@@ -93,19 +91,16 @@ class Store:
 
     def close(self) -> None:
         """Release the runtime's resources now instead of at garbage collection."""
+        return None
 
     # -- backend factory methods --------------------------------------------
-    @abstractmethod
-    def _func_new(self, ty: FuncType, fn: Callable[..., Any], access_caller: bool) -> Func: ...
-
-    @abstractmethod
-    def _memory_new(self, ty: MemoryType) -> Memory: ...
-
-    @abstractmethod
-    def _global_new(self, ty: GlobalType, value: Any) -> Global: ...
-
-    @abstractmethod
-    def _table_new(self, ty: TableType, init: Any) -> Table: ...
-
-    @abstractmethod
-    def _instantiate(self, module: Module, imports: Sequence[Any]) -> Instance: ...
+    def _func_new(self, ty: FuncType, fn: Callable[..., Any], access_caller: bool) -> Func:
+        raise NotImplementedError
+    def _memory_new(self, ty: MemoryType) -> Memory:
+        raise NotImplementedError
+    def _global_new(self, ty: GlobalType, value: Any) -> Global:
+        raise NotImplementedError
+    def _table_new(self, ty: TableType, init: Any) -> Table:
+        raise NotImplementedError
+    def _instantiate(self, module: Module, imports: Sequence[Any]) -> Instance:
+        raise NotImplementedError

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from abc import abstractmethod
 from typing import TYPE_CHECKING, Any
 
 from ._types import TableType
@@ -27,21 +26,18 @@ class Table:
         return store._table_new(ty, init)
 
     @property
-    @abstractmethod
     def size(self) -> int:
         """Number of elements."""
-
-    @abstractmethod
+        raise NotImplementedError
     def get(self, index: int) -> Any:
         """The element at ``index`` (a :class:`Func`, an external object, or ``None``)."""
-
-    @abstractmethod
+        raise NotImplementedError
     def set(self, index: int, value: Any) -> None:
         """Store ``value`` at ``index``."""
-
-    @abstractmethod
+        raise NotImplementedError
     def grow(self, delta: int, init: Any = None) -> int:
         """Add ``delta`` elements set to ``init``; returns the previous size."""
+        raise NotImplementedError
 
     def __repr__(self) -> str:
         return f"<Table {self.type.element} size={self.size}>"

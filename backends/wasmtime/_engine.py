@@ -9,6 +9,8 @@ from proxywasm_vm._engine import Engine, EngineConfig
 from proxywasm_vm._errors import CompileError
 from proxywasm_vm._module import Module
 from proxywasm_vm._store import StoreLimits
+from proxywasm_vm._types import ExportType, ImportType
+from proxywasm_vm._wasmparse import ModuleInfo
 
 from ._ffi import api, ffi, lib, take_error_message
 
@@ -93,6 +95,12 @@ class WasmtimeModule(Module):
         m._ptr = ffi.gc(ptr, api.wasmtime_module_delete)
         return m
 
+    def _module_info(self) -> Any:
+        """Parsed from the bytes when we have them; asked from wasmtime after ``deserialize``."""
+        if self._info is None and self._wasm is None:
+            self._info = _info_from_runtime(self._ptr)
+        return super()._module_info()
+
     def serialize(self) -> bytes:
         vec = ffi.new("wasm_byte_vec_t*")
         err = api.wasmtime_module_serialize(self._ptr, vec)
@@ -101,3 +109,32 @@ class WasmtimeModule(Module):
         data = ffi.unpack(ffi.cast("char*", vec.data), vec.size)
         api.wasm_byte_vec_delete(vec)
         return data
+
+
+def _name(vec: Any) -> str:
+    return ffi.unpack(ffi.cast("char*", vec.data), vec.size).decode()
+
+
+def _info_from_runtime(ptr: Any) -> ModuleInfo:
+    """Import and export types of a compiled module (custom sections are not kept by wasmtime)."""
+    from ._values import externtype
+
+    info = ModuleInfo()
+    imps = ffi.new("wasm_importtype_vec_t*")
+    api.wasmtime_module_imports(ptr, imps)
+    try:
+        for i in range(imps.size):
+            it = imps.data[i]
+            info.imports.append(ImportType(_name(api.wasm_importtype_module(it)), _name(api.wasm_importtype_name(it)),
+                                           externtype(api.wasm_importtype_type(it))))
+    finally:
+        api.wasm_importtype_vec_delete(imps)
+    exps = ffi.new("wasm_exporttype_vec_t*")
+    api.wasmtime_module_exports(ptr, exps)
+    try:
+        for i in range(exps.size):
+            et = exps.data[i]
+            info.exports.append(ExportType(_name(api.wasm_exporttype_name(et)), externtype(api.wasm_exporttype_type(et))))
+    finally:
+        api.wasm_exporttype_vec_delete(exps)
+    return info

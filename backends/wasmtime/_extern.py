@@ -24,16 +24,25 @@ def _oob(offset: int, length: int, size: int) -> IndexError:
 
 
 class WasmtimeMemory(Memory):
-    __slots__ = ("store", "type", "_sp", "_m")
+    __slots__ = ("store", "_type", "_sp", "_m", "_keep")
 
     @classmethod
-    def _wrap(cls, store: Any, m: Any, ty: MemoryType) -> WasmtimeMemory:
+    def _wrap(cls, store: Any, m: Any, ty: MemoryType | None, keep: Any = None) -> WasmtimeMemory:
         mem = object.__new__(cls)
         mem.store = store
-        mem.type = ty
+        mem._type = ty
         mem._sp = store._sp
         mem._m = m
+        mem._keep = keep  # owner of the cdata `m` points into, when it is not `m` itself
         return mem
+
+    @property
+    def type(self) -> MemoryType:  # type: ignore[override]
+        if self._type is None:
+            from ._values import memorytype_of
+
+            self._type = memorytype_of(self._sp.ctx, self._m)
+        return self._type
 
     def _to_extern(self, ext: Any) -> None:
         ext.kind = 3

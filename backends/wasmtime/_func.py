@@ -20,7 +20,7 @@ from proxywasm_vm._func import Func
 from proxywasm_vm._types import FuncType, ValType
 
 from ._ffi import api, ffi, lib
-from ._store import STORES, WasmtimeStore
+from ._store import STORES, WasmtimeCaller, WasmtimeStore
 from ._values import VAL_KIND, from_raw, to_raw, wrap_i32, wrap_i64
 
 _INT = (ValType.I32, ValType.I64)
@@ -59,13 +59,18 @@ class WasmtimeFunc(Func):
         ext.of.func = self._f[0]
 
 
-def _int_call_source(n: int, result: ValType | None) -> str:
-    """``__call__`` for ``n`` integer params and an optional integer result.
+def _int_call_source(params: tuple[ValType, ...], result: ValType | None) -> str:
+    """``__call__`` for integer ``params`` and an optional integer result.
 
     Everything constant for the signature (slot count, result kind) is baked
     in; the shim's return value doubles as the status (see ``pwvm_call_ints``).
+    The shim range-checks i32 arguments (it takes every argument as an int64
+    and would otherwise keep the low 32 bits of, say, 2**32 + 5): bit 8+i of
+    the count marks argument i as an i32.
     """
+    n = len(params)
     names = [f"a{i}" for i in range(n)]
+    nargs = n | sum(1 << (8 + i) for i, t in enumerate(params) if t is ValType.I32)
     padded = ", ".join(names + ["0"] * (6 - n))
     nslots = max(1, n, 1 if result else 0)
     rk = -1 if result is None else VAL_KIND[result]
@@ -78,7 +83,7 @@ def _int_call_source(n: int, result: ValType | None) -> str:
     return (
         f"def __call__({', '.join(['self'] + names)}):\n"
         f"    try:\n"
-        f"        r = _call_ints(self._sp, self._f, {n}, {nslots}, {rk}, {padded})\n"
+        f"        r = _call_ints(self._sp, self._f, {nargs}, {nslots}, {rk}, {padded})\n"
         f"    except OverflowError:\n"
         f"        return self._slow({', '.join(names)})\n"
         f"    if {check}:\n"
@@ -96,21 +101,27 @@ class _IntFunc(WasmtimeFunc):
         return type(self).__call__(self, *wrapped)
 
 
-def _make_int_class(n: int, result: ValType | None) -> type:
-    """A Func subclass whose ``__call__`` takes exactly ``n`` integers, without *args packing."""
+def _make_int_class(params: tuple[ValType, ...], result: ValType | None) -> type:
+    """A Func subclass whose ``__call__`` takes exactly ``len(params)`` integers, without *args packing."""
     ns: dict[str, Any] = {"_call_ints": _call_ints, "_FAIL": lib.PWVM_FAIL}
-    exec(_int_call_source(n, result), ns)  # noqa: S102 - generated from the fixed template above
+    exec(_int_call_source(params, result), ns)  # noqa: S102 - generated from the fixed template above
     suffix = result.value if result else "void"
-    return type(f"_IntFunc{n}_{suffix}", (_IntFunc,), {"__slots__": (), "__call__": ns["__call__"]})
+    name = f"_IntFunc_{'_'.join(t.value for t in params) or 'none'}__{suffix}"
+    return type(name, (_IntFunc,), {"__slots__": (), "__call__": ns["__call__"]})
 
 
-_INT_CLASSES = {(n, r): _make_int_class(n, r) for n in range(7) for r in (None, ValType.I32, ValType.I64)}
+#: One class per integer signature, made on first use.
+_INT_CLASSES: dict[tuple[tuple[ValType, ...], ValType | None], type] = {}
 
 
 def wrap_func(store: WasmtimeStore, f: Any, ty: FuncType) -> WasmtimeFunc:
     """A public Func for the ``wasmtime_func_t*`` ``f`` of ``store``."""
     if _is_int_sig(ty):
-        fn = object.__new__(_INT_CLASSES[(len(ty.params), ty.results[0] if ty.results else None)])
+        key = (ty.params, ty.results[0] if ty.results else None)
+        cls = _INT_CLASSES.get(key)
+        if cls is None:
+            cls = _INT_CLASSES[key] = _make_int_class(*key)
+        fn = object.__new__(cls)
     else:
         fn = object.__new__(WasmtimeFunc)
     fn.store = store
@@ -129,29 +140,38 @@ HOSTS: dict[int, Callable[..., Any]] = {}
 _ids = itertools.count(1)
 
 
+def _int_result(r: Any, res: ValType) -> int:
+    """Check and wrap a host function's integer result (the uncommon shapes)."""
+    if isinstance(r, tuple) and len(r) == 1:
+        r = r[0]
+    if isinstance(r, bool) or not isinstance(r, int):
+        raise TypeError(f"host function must return an int for its {res.value} result, got {r!r}")
+    return wrap_i32(r) if res is ValType.I32 else wrap_i64(r)
+
+
 def _ints_adapter(fn: Callable[..., Any], ty: FuncType, access_caller: bool) -> Callable[..., Any]:
-    """Adapter for the scalar path: (store handle, a0..a5) -> int result."""
+    """Adapter for the scalar path: ``(store handle, a0..a5) -> int``.
+
+    Generated per arity so a host call costs one extra Python frame and no
+    argument packing; the common result (an in-range int) is returned as is.
+    """
     n = len(ty.params)
     res = ty.results[0] if ty.results else None
-
-    if access_caller:
-        def call(sid: int, *a: int) -> Any:
-            return fn(STORES[sid]()._caller, *a[:n])
-    else:
-        def call(sid: int, *a: int) -> Any:
-            return fn(*a[:n])
-
+    args = ", ".join(f"a{i}" for i in range(n))
+    target = f"fn(_Caller(_STORES[sid]()){', ' if n else ''}{args})" if access_caller else f"fn({args})"
     if res is None:
-        return call
-    wrap = wrap_i32 if res is ValType.I32 else wrap_i64
-
-    def call_result(sid: int, *a: int) -> int:
-        r = call(sid, *a)
-        if isinstance(r, tuple) and len(r) == 1:
-            r = r[0]
-        return wrap(r)
-
-    return call_result
+        body = f"    {target}\n    return 0\n"
+    else:
+        lo, hi = ((-(1 << 31), 1 << 32) if res is ValType.I32 else (-(1 << 63), 1 << 63))
+        body = (f"    r = {target}\n"
+                f"    if r.__class__ is int and {lo} <= r < {hi}:\n"
+                f"        return r\n"
+                f"    return _int_result(r, res)\n")
+    src = "def call(sid, a0, a1, a2, a3, a4, a5):\n" + body
+    ns: dict[str, Any] = {"fn": fn, "res": res, "_int_result": _int_result, "_Caller": WasmtimeCaller,
+                          "_STORES": STORES}
+    exec(src, ns)  # noqa: S102 - generated from the fixed template above
+    return ns["call"]
 
 
 def _raw_adapter(fn: Callable[..., Any], ty: FuncType, access_caller: bool) -> Callable[..., Any]:
@@ -161,7 +181,7 @@ def _raw_adapter(fn: Callable[..., Any], ty: FuncType, access_caller: bool) -> C
     def call(sid: int, vals: Any) -> None:
         store = STORES[sid]()
         args = [from_raw(store, t, vals[i]) for i, t in enumerate(params)]
-        r = fn(store._caller, *args) if access_caller else fn(*args)
+        r = fn(WasmtimeCaller(store), *args) if access_caller else fn(*args)
         if not results:
             return
         if len(results) == 1:
@@ -202,8 +222,7 @@ def new_host_func(store: WasmtimeStore, ty: FuncType, fn: Callable[..., Any], ac
 @ffi.def_extern()
 def pwvm_py_host_ints(hid: int, sid: int, n: int, a0: int, a1: int, a2: int, a3: int, a4: int, a5: int) -> int:
     try:
-        r = HOSTS[hid](sid, a0, a1, a2, a3, a4, a5)
-        return 0 if r is None else r
+        return HOSTS[hid](sid, a0, a1, a2, a3, a4, a5)
     except BaseException as e:  # noqa: BLE001 - every exception must reach the caller, not the C stack
         _park(sid, e)
         return 0

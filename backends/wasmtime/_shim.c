@@ -64,7 +64,7 @@ const pwvm_api *pwvm_open(const char *path, char *err) {
     LOAD(wasmtime_store_new); LOAD(wasmtime_store_delete); LOAD(wasmtime_store_context);
     LOAD(wasmtime_store_limiter); LOAD(wasmtime_context_get_data); LOAD(wasmtime_context_set_fuel);
     LOAD(wasmtime_context_get_fuel); LOAD(wasmtime_context_set_epoch_deadline);
-    LOAD(wasm_valtype_new); LOAD(wasm_valtype_vec_new); LOAD(wasm_functype_new); LOAD(wasm_functype_delete);
+    LOAD(wasm_valtype_new); LOAD(wasmtime_wasm_valtype_v128); LOAD(wasmtime_wasm_valtype_equal); LOAD(wasm_valtype_vec_new); LOAD(wasm_functype_new); LOAD(wasm_functype_delete);
     LOAD(wasm_memorytype_new); LOAD(wasm_memorytype_delete); LOAD(wasm_globaltype_new);
     LOAD(wasm_globaltype_delete); LOAD(wasm_tabletype_new); LOAD(wasm_tabletype_delete);
     LOAD(wasmtime_func_new_unchecked); LOAD(wasmtime_func_call_unchecked); LOAD(wasmtime_func_to_raw);
@@ -86,6 +86,11 @@ const pwvm_api *pwvm_open(const char *path, char *err) {
     LOAD(wasmtime_memorytype_is64); LOAD(wasmtime_global_type); LOAD(wasm_globaltype_content);
     LOAD(wasm_globaltype_mutability); LOAD(wasmtime_table_type); LOAD(wasm_tabletype_element);
     LOAD(wasm_tabletype_limits);
+    LOAD(wasmtime_module_imports); LOAD(wasmtime_module_exports); LOAD(wasm_importtype_vec_delete);
+    LOAD(wasm_exporttype_vec_delete); LOAD(wasm_importtype_module); LOAD(wasm_importtype_name);
+    LOAD(wasm_importtype_type); LOAD(wasm_exporttype_name); LOAD(wasm_exporttype_type); LOAD(wasm_externtype_kind);
+    LOAD(wasm_externtype_as_functype_const); LOAD(wasm_externtype_as_globaltype_const);
+    LOAD(wasm_externtype_as_tabletype_const); LOAD(wasm_externtype_as_memorytype_const);
 #undef LOAD
     return api;
 }
@@ -193,7 +198,15 @@ int64_t pwvm_call_ints(pwvm_store *s, const wasmtime_func_t *f, uint32_t nargs, 
      * storing every argument as i64 is right for both integer kinds. */
     wasmtime_val_raw_t buf[6];
     int64_t a[6] = { a0, a1, a2, a3, a4, a5 };
-    for (uint32_t i = 0; i < nargs; i++) buf[i].i64 = a[i];
+    uint32_t i32_mask = nargs >> 8;
+    nargs &= 0xff;
+    for (uint32_t i = 0; i < nargs; i++) {
+        if ((i32_mask >> i & 1) && (a[i] < INT32_MIN || a[i] > (int64_t)UINT32_MAX)) {
+            s->status = PWVM_RANGE;
+            return result_kind < 0 ? PWVM_RANGE : PWVM_FAIL;
+        }
+        buf[i].i64 = a[i];
+    }
     if (nslots == 0) nslots = 1;
     wasm_trap_t *trap = NULL;
     enter(s);
@@ -295,9 +308,10 @@ int pwvm_mem_write(pwvm_store *s, const wasmtime_memory_t *m, uint64_t off, cons
     return 0;
 }
 
-char *pwvm_caller_span(pwvm_store *s, uint64_t off, uint64_t len) {
+int pwvm_caller_memory(pwvm_store *s, wasmtime_memory_t *out) {
     wasmtime_extern_t ext;
     if (!s->caller || !s->api->wasmtime_caller_export_get(s->caller, "memory", 6, &ext) || ext.kind != 3)
-        return NULL;
-    return pwvm_mem_span(s, &ext.of.memory, off, len);
+        return 0;
+    *out = ext.of.memory;
+    return 1;
 }

@@ -28,14 +28,21 @@ typedef struct wasmtime_instance_pre wasmtime_instance_pre_t;
 
 typedef struct { size_t size; uint8_t *data; } wasm_byte_vec_t;
 typedef struct { size_t size; wasm_valtype_t **data; } wasm_valtype_vec_t;
+typedef struct wasm_importtype_t wasm_importtype_t;
+typedef struct wasm_exporttype_t wasm_exporttype_t;
+typedef struct wasm_externtype_t wasm_externtype_t;
+typedef struct { size_t size; wasm_importtype_t **data; } wasm_importtype_vec_t;
+typedef struct { size_t size; wasm_exporttype_t **data; } wasm_exporttype_vec_t;
 typedef struct { uint32_t min; uint32_t max; } wasm_limits_t;
 
 /* Store-bound handles: plain values, cheap to copy. */
 typedef struct { uint64_t store_id; void *private_; } wasmtime_func_t;
-typedef struct { uint64_t store_id; uint32_t private1; uint32_t private2; } wasmtime_memory_t;
-typedef struct { uint64_t store_id; uint32_t private1; uint32_t private2; } wasmtime_table_t;
+/* memory, table and tag nest {store_id, private1} in an anonymous struct (as wasmtime.h does):
+ * that makes them 24 bytes with private2 at offset 16, not 16 bytes. */
+typedef struct { struct { uint64_t store_id; uint32_t private1; }; uint32_t private2; } wasmtime_memory_t;
+typedef struct { struct { uint64_t store_id; uint32_t private1; }; uint32_t private2; } wasmtime_table_t;
 typedef struct { uint64_t store_id; uint32_t private1; uint32_t private2; uint32_t private3; } wasmtime_global_t;
-typedef struct { uint64_t store_id; uint32_t private1; uint32_t private2; } wasmtime_tag_t;
+typedef struct { struct { uint64_t store_id; uint32_t private1; }; uint32_t private2; } wasmtime_tag_t;
 typedef struct { uint64_t store_id; size_t private_; } wasmtime_instance_t;
 typedef struct { uint64_t store_id; uint32_t private1; uint32_t private2; void *private3; } wasmtime_externref_t;
 typedef struct { uint64_t store_id; uint32_t private1; uint32_t private2; void *private3; } wasmtime_anyref_t;
@@ -118,6 +125,10 @@ typedef struct pwvm_api {
     void (*wasmtime_context_set_epoch_deadline)(wasmtime_context_t *, uint64_t);
 
     wasm_valtype_t *(*wasm_valtype_new)(uint8_t);
+    /* wasm_valtype_new(4) and wasm_valtype_kind(v128) abort ("not implemented"): v128 types are made
+     * with wasmtime_wasm_valtype_v128 and recognised with wasmtime_wasm_valtype_equal. */
+    wasm_valtype_t *(*wasmtime_wasm_valtype_v128)(void);
+    bool (*wasmtime_wasm_valtype_equal)(const wasm_valtype_t *, const wasm_valtype_t *);
     void (*wasm_valtype_vec_new)(wasm_valtype_vec_t *, size_t, wasm_valtype_t *const *);
     wasm_functype_t *(*wasm_functype_new)(wasm_valtype_vec_t *, wasm_valtype_vec_t *);
     void (*wasm_functype_delete)(wasm_functype_t *);
@@ -201,6 +212,22 @@ typedef struct pwvm_api {
     wasm_tabletype_t *(*wasmtime_table_type)(const wasmtime_context_t *, const wasmtime_table_t *);
     const wasm_valtype_t *(*wasm_tabletype_element)(const wasm_tabletype_t *);
     const wasm_limits_t *(*wasm_tabletype_limits)(const wasm_tabletype_t *);
+
+    /* a deserialized module's imports and exports (there are no wasm bytes to parse) */
+    void (*wasmtime_module_imports)(const wasmtime_module_t *, wasm_importtype_vec_t *);
+    void (*wasmtime_module_exports)(const wasmtime_module_t *, wasm_exporttype_vec_t *);
+    void (*wasm_importtype_vec_delete)(wasm_importtype_vec_t *);
+    void (*wasm_exporttype_vec_delete)(wasm_exporttype_vec_t *);
+    const wasm_byte_vec_t *(*wasm_importtype_module)(const wasm_importtype_t *);
+    const wasm_byte_vec_t *(*wasm_importtype_name)(const wasm_importtype_t *);
+    const wasm_externtype_t *(*wasm_importtype_type)(const wasm_importtype_t *);
+    const wasm_byte_vec_t *(*wasm_exporttype_name)(const wasm_exporttype_t *);
+    const wasm_externtype_t *(*wasm_exporttype_type)(const wasm_exporttype_t *);
+    uint8_t (*wasm_externtype_kind)(const wasm_externtype_t *);
+    const wasm_functype_t *(*wasm_externtype_as_functype_const)(const wasm_externtype_t *);
+    const wasm_globaltype_t *(*wasm_externtype_as_globaltype_const)(const wasm_externtype_t *);
+    const wasm_tabletype_t *(*wasm_externtype_as_tabletype_const)(const wasm_externtype_t *);
+    const wasm_memorytype_t *(*wasm_externtype_as_memorytype_const)(const wasm_externtype_t *);
 } pwvm_api;
 
 /* Per-store state shared by Python and the shim. Python reads `status`
@@ -241,6 +268,8 @@ typedef struct pwvm_hostenv {
 #define PWVM_OK 0
 #define PWVM_TRAP 1
 #define PWVM_ERROR 2
+/* pwvm_call_ints: an i32 argument outside -2**31 .. 2**32-1 (nothing was called). */
+#define PWVM_RANGE 3
 /* What pwvm_call_ints returns on failure when the function has a result. */
 #define PWVM_FAIL -9223372036854775807
 
@@ -258,6 +287,8 @@ int pwvm_ticker_start(const pwvm_api *api, wasm_engine_t *engine, uint32_t inter
 /* Call into wasm with raw values (args in, results out, `n` slots). Returns the status. */
 int pwvm_call(pwvm_store *s, const wasmtime_func_t *f, wasmtime_val_raw_t *buf, size_t n);
 /* Typed fast path: up to 6 integer params, one or no integer result.
+ * nargs: the count in the low 8 bits; bit 8+i set when argument i is an i32
+ * (range-checked: PWVM_RANGE when it fits neither i32 nor u32).
  * result_kind: -1 none (returns the status), PWVM_K_I32 or PWVM_K_I64
  * (returns the result, or PWVM_FAIL with s->status set). */
 int64_t pwvm_call_ints(pwvm_store *s, const wasmtime_func_t *f, uint32_t nargs, uint32_t nslots, int32_t result_kind,
@@ -277,5 +308,6 @@ void pwvm_hostenv_free(void *env);
 /* Memory: a pointer to [off, off+len) or NULL when out of bounds. */
 char *pwvm_mem_span(pwvm_store *s, const wasmtime_memory_t *m, uint64_t off, uint64_t len);
 int pwvm_mem_write(pwvm_store *s, const wasmtime_memory_t *m, uint64_t off, const char *data, size_t len);
-/* The calling instance's "memory" export while a host function runs: span or NULL. */
-char *pwvm_caller_span(pwvm_store *s, uint64_t off, uint64_t len);
+/* The calling instance's "memory" export while a host function runs: 1 and
+ * `out` filled, or 0 when there is no caller or no such memory. */
+int pwvm_caller_memory(pwvm_store *s, wasmtime_memory_t *out);

@@ -40,42 +40,46 @@ _handles = itertools.count(1)
 
 
 class WasmtimeCaller(Caller):
-    """One per store; reads the shim's current caller pointer at each use."""
+    """Made for each host call that asked for it; reads the shim's current caller pointer.
 
-    __slots__ = ("_store", "_mems")
+    It holds no cache: a store must not reference objects that reference it
+    back, or stores (and their linear memories) would wait for the cycle
+    collector instead of being freed when the last reference goes.
+    """
+
+    __slots__ = ("_store",)
 
     def __init__(self, store: WasmtimeStore) -> None:
         self._store = store
-        self._mems: dict[tuple, Any] = {}
 
     @property
     def store(self) -> WasmtimeStore:
         return self._store
 
-    def get_export(self, name: str) -> Any:
-        sp = self._store._sp
-        if sp.caller == ffi.NULL:
+    def _caller_ptr(self) -> Any:
+        ptr = self._store._sp.caller
+        if ptr == ffi.NULL:
             raise WasmError("Caller used outside of its host function call")
+        return ptr
+
+    def get_export(self, name: str) -> Any:
         ext = ffi.new("wasmtime_extern_t*")
         raw = name.encode()
-        if not api.wasmtime_caller_export_get(sp.caller, raw, len(raw), ext):
+        if not api.wasmtime_caller_export_get(self._caller_ptr(), raw, len(raw), ext):
             return None
         return self._store._wrap_extern(ext, None)
 
     @property
     def memory(self) -> Any:
-        sp = self._store._sp
-        if sp.caller == ffi.NULL:
-            raise WasmError("Caller used outside of its host function call")
-        ext = ffi.new("wasmtime_extern_t*")
-        if not api.wasmtime_caller_export_get(sp.caller, b"memory", 6, ext) or ext.kind != 3:
+        from ._extern import WasmtimeMemory
+
+        store = self._store
+        m = ffi.new("wasmtime_memory_t*")
+        if not lib.pwvm_caller_memory(store._sp, m):
+            self._caller_ptr()  # raises when used outside the host call
             return None
-        m = ext.of.memory
-        key = (m.store_id, m.private1, m.private2)
-        mem = self._mems.get(key)
-        if mem is None:
-            mem = self._mems[key] = self._store._wrap_extern(ext, None)
-        return mem
+        # The memory type is only looked up if asked for (WasmtimeMemory.type is lazy).
+        return WasmtimeMemory._wrap(store, m, None)
 
 
 class WasmtimeStore(Store):
@@ -92,15 +96,13 @@ class WasmtimeStore(Store):
         s._sp = ffi.gc(sp, lib.pwvm_store_delete)
         s._ctx = sp.ctx
         s._pending: BaseException | None = None
-        s._caller = WasmtimeCaller(s)
         s._externrefs: dict[int, Any] = {}
-        s._funcs_by_raw: dict[int, Any] = {}
         s._keep: list[Any] = []  # host-function state that must live as long as the store
         STORES[s._handle] = weakref.ref(s)
         weakref.finalize(s, STORES.pop, s._handle, None)
         if limits.memory_bytes is not None or limits.table_elements is not None:
             api.wasmtime_store_limiter(
-                sp,
+                sp.store,
                 -1 if limits.memory_bytes is None else limits.memory_bytes,
                 -1 if limits.table_elements is None else limits.table_elements,
                 -1, -1, -1,
@@ -153,6 +155,8 @@ class WasmtimeStore(Store):
         pending, self._pending = self._pending, None
         status = sp.status
         sp.status = 0
+        if status == 3:  # PWVM_RANGE: an i32 argument out of range, nothing ran
+            raise OverflowError("an i32 argument does not fit in 32 bits (-2**31 .. 2**32-1)")
         if status == 1:
             trap = sp.trap
             sp.trap = ffi.NULL

@@ -1,0 +1,92 @@
+"""Fixtures of the benchmark suites.
+
+Results are collected in ``RESULTS`` as seconds per unit operation (the fastest round), keyed by
+(workload, runner), so that the target checks at the end of each module
+compare numbers measured in the same run.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any, Callable
+
+import pytest
+
+from proxywasm_vm import BackendUnavailable, Engine, backend_names
+
+RESULTS: dict[tuple[str, str], float] = {}
+
+
+def backends() -> list[str]:
+    """The backends to benchmark: ``$PWVM_BACKENDS`` or every registered one."""
+    chosen = os.environ.get("PWVM_BACKENDS")
+    return chosen.split(",") if chosen else backend_names()
+
+
+_ENGINES: dict[str, Engine] = {}
+
+
+def engine_for(name: str) -> Engine:
+    """A shared engine per backend. A missing backend fails in CI and is skipped elsewhere.
+
+    (Plain parametrisation plus this cache, rather than a parametrised session
+    fixture, keeps the tests in file order: the target checks run last.)
+    """
+    if name not in _ENGINES:
+        try:
+            _ENGINES[name] = Engine(name)
+        except BackendUnavailable as e:
+            if os.environ.get("CI") == "true":
+                pytest.fail(f"CI requires every backend: {e}")
+            pytest.skip(str(e))
+    return _ENGINES[name]
+
+
+def calibrate(run: Callable[[], Any], target: float = 0.005) -> int:
+    """Iterations per round so that a round takes about ``target`` seconds."""
+    n = 1
+    while True:
+        t0 = time.perf_counter()
+        for _ in range(n):
+            run()
+        dt = time.perf_counter() - t0
+        if dt >= target / 4 or n >= 1 << 20:
+            return max(1, int(n * target / max(dt, 1e-9)))
+        n *= 4
+
+
+def measure(benchmark: Any, key: tuple[str, str], run: Callable[[], Any], units: int = 1,
+            rounds: int = 15, target: float = 0.005) -> float:
+    """Benchmark ``run`` and record the median seconds per unit under ``key``."""
+    run()
+    iterations = calibrate(run, target)
+    benchmark.pedantic(run, rounds=rounds, iterations=iterations, warmup_rounds=1)
+    # The minimum round: the least disturbed by other load on the machine, so ratios
+    # between cells measured at different moments stay meaningful.
+    per_unit = benchmark.stats.stats.min / units
+    RESULTS[key] = per_unit
+    benchmark.extra_info["seconds_per_unit"] = per_unit
+    return per_unit
+
+
+def paired_min(ops: list[Any], rounds: int = 21, target: float = 0.005) -> list[float]:
+    """Fastest seconds per unit of each operation, timed in alternating rounds.
+
+    Alternating the operations round by round exposes them to the same machine
+    conditions, so their ratio holds even while other work shares the cores.
+    """
+    plans = []
+    for op in ops:
+        op.run()
+        plans.append((op, calibrate(op.run, target)))
+    best = [float("inf")] * len(ops)
+    for r in range(rounds):
+        order = range(len(plans)) if r % 2 == 0 else reversed(range(len(plans)))
+        for i in order:
+            op, n = plans[i]
+            t0 = time.perf_counter()
+            for _ in range(n):
+                op.run()
+            best[i] = min(best[i], (time.perf_counter() - t0) / (n * op.units))
+    return best

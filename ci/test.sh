@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Set up everything (idempotently) and run the whole test suite, then the
+# benchmark suite whose speed targets are checked against baselines measured
+# in the same run. Extra arguments go to the test run's pytest.
+#
+# With CI=true every backend is required: a missing one fails its tests.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+bash ci/setup.sh --all
+# The committed test plugins must be what their sources build to.
+bash ci/build_plugins.sh --check
+
+PYTEST=(.venv/bin/python -m pytest)
+status=0
+"${PYTEST[@]}" tests -q -p no:cacheprovider "$@" || status=$?
+# pytest exits 5 when it collected nothing: that is a failure here, not a pass.
+if [ "$status" -ne 0 ]; then echo "test suite failed (pytest exit $status)"; exit "$status"; fi
+
+"${PYTEST[@]}" bench -q -p no:cacheprovider --benchmark-columns=median,min,max,rounds \
+  --benchmark-sort=name || status=$?
+if [ "$status" -ne 0 ]; then echo "benchmark targets failed (pytest exit $status)"; exit "$status"; fi

@@ -1,0 +1,1 @@
+"""The backend-neutral conformance suite: written once against the public interface, run on every backend."""

@@ -1,0 +1,201 @@
+"""Backend parametrisation shared by every backend-parametrised suite.
+
+A test that asks for ``backend_name`` (or anything built on it: ``backend``,
+``engine``, ``store``, ``make_engine``, ``wat_module``, ``instantiate``,
+``require``) runs once per registered backend (``proxywasm_vm.backend_names()``),
+or per backend named in ``PWVM_BACKENDS=wasmtime,v8``.
+
+A backend that cannot load here is skipped with a one-line reason saying how
+to enable it, except when ``CI=true``: in CI every selected backend is
+required and its tests fail instead.
+
+The only other allowed skip of a present backend is a missing capability:
+``@pytest.mark.capability("fuel")`` on a test, or ``require("fuel")`` inside
+it, skips with ``not applicable: <backend> has no <capability>``.
+
+Engines are created lazily, inside fixtures, never at import or collection
+time: pytest enables ``faulthandler`` at start-up, and a runtime's signal
+handlers must be installed after it, not before.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any, Callable, Iterator
+
+import pytest
+
+import proxywasm_vm as pw
+
+CAPABILITIES = frozenset(f.name for f in dataclasses.fields(pw.Capabilities))
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in ("true", "1")
+
+
+def _selected_backends() -> list[str]:
+    """Backend names only: nothing is loaded here."""
+    registered = pw.backend_names()
+    raw = os.environ.get("PWVM_BACKENDS", "").strip()
+    if not raw:
+        return registered
+    return [n.strip() for n in raw.split(",") if n.strip()]
+
+
+BACKENDS = _selected_backends()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "capability(*names): the test is not applicable to backends lacking any of these "
+        "Capabilities fields (skipped with 'not applicable: <backend> has no <name>')",
+    )
+    unknown = [n for n in BACKENDS if n not in pw.backend_names()]
+    if unknown:
+        raise pytest.UsageError(
+            f"PWVM_BACKENDS names unknown backend(s) {', '.join(unknown)}; "
+            f"registered: {', '.join(pw.backend_names())}"
+        )
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def load_backend(name: str) -> pw.Backend:
+    """``get_backend(name)``, or skip (locally) / fail (in CI) with how to enable it."""
+    try:
+        return pw.get_backend(name)
+    except pw.BackendUnavailable as e:
+        reason = _one_line(str(e))
+        if _in_ci():
+            pytest.fail(f"CI=true requires every backend: {reason}", pytrace=False)
+        pytest.skip(reason)
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def backend_name(request: pytest.FixtureRequest) -> str:
+    """The name of the backend under test (one parametrisation per backend)."""
+    name: str = request.param
+    load_backend(name)
+    return name
+
+
+@pytest.fixture(scope="session")
+def backend(backend_name: str) -> pw.Backend:
+    return pw.get_backend(backend_name)
+
+
+@pytest.fixture(scope="session")
+def capabilities(backend: pw.Backend) -> pw.Capabilities:
+    return backend.capabilities()
+
+
+def _check_capabilities(backend_name: str, caps: pw.Capabilities, names: tuple[str, ...]) -> None:
+    for cap in names:
+        if cap not in CAPABILITIES:
+            raise ValueError(f"unknown capability {cap!r}; known: {', '.join(sorted(CAPABILITIES))}")
+        if not getattr(caps, cap):
+            pytest.skip(f"not applicable: {backend_name} has no {cap}")
+
+
+@pytest.fixture
+def require(backend_name: str, capabilities: pw.Capabilities) -> Callable[..., None]:
+    """``require("fuel", ...)``: skip as not applicable unless the backend has every capability."""
+
+    def check(*names: str) -> None:
+        _check_capabilities(backend_name, capabilities, names)
+
+    return check
+
+
+@pytest.fixture(autouse=True)
+def _capability_marker(request: pytest.FixtureRequest) -> None:
+    names: list[str] = []
+    for mark in request.node.iter_markers("capability"):
+        names.extend(mark.args)
+    if not names:
+        return
+    if "backend_name" not in request.fixturenames:
+        raise pytest.UsageError(f"{request.node.nodeid}: @capability needs a backend-parametrised test")
+    name = request.getfixturevalue("backend_name")
+    _check_capabilities(name, pw.get_backend(name).capabilities(), tuple(names))
+
+
+_ENGINES: dict[tuple[str, tuple[tuple[str, Any], ...]], pw.Engine] = {}
+
+
+def _engine_for(backend_name: str, **config: Any) -> pw.Engine:
+    key = (backend_name, tuple(sorted(config.items())))
+    eng = _ENGINES.get(key)
+    if eng is None:
+        eng = _ENGINES[key] = pw.Engine(backend_name, pw.EngineConfig(**config))
+    return eng
+
+
+@pytest.fixture(scope="session")
+def engine(backend_name: str) -> pw.Engine:
+    """The backend's default engine, shared by the session (created on first use)."""
+    return _engine_for(backend_name)
+
+
+@pytest.fixture
+def make_engine(backend_name: str) -> Callable[..., pw.Engine]:
+    """``make_engine(fuel=True, ...)``: an engine with that ``EngineConfig``.
+
+    Engines without a ``cache_dir`` are shared by the session per configuration;
+    with one, a new engine is made each time.
+    """
+
+    def make(**config: Any) -> pw.Engine:
+        if config.get("cache_dir") is not None:
+            return pw.Engine(backend_name, pw.EngineConfig(**config))
+        return _engine_for(backend_name, **config)
+
+    return make
+
+
+@pytest.fixture
+def store(engine: pw.Engine) -> Iterator[pw.Store]:
+    """A fresh store of the default engine."""
+    s = pw.Store(engine)
+    yield s
+    s.close()
+
+
+_MODULES: dict[tuple[int, str], pw.Module] = {}
+
+
+def compile_wat(engine: pw.Engine, source: str) -> pw.Module:
+    """``Module(engine, wat2wasm(source))``, compiled once per engine and text."""
+    key = (id(engine), source)
+    mod = _MODULES.get(key)
+    if mod is None or mod.engine is not engine:
+        mod = _MODULES[key] = pw.Module(engine, pw.wat2wasm(source))
+    return mod
+
+
+@pytest.fixture
+def wat_module(engine: pw.Engine) -> Callable[..., pw.Module]:
+    """``wat_module(text, engine=None)``: the compiled module (cached per engine)."""
+    default = engine
+
+    def build(source: str, engine: pw.Engine | None = None) -> pw.Module:
+        return compile_wat(engine or default, source)
+
+    return build
+
+
+@pytest.fixture
+def instantiate(store: pw.Store) -> Callable[..., pw.Instance]:
+    """``instantiate(text, imports=None, store=None)``: an instance, in the test's store by default."""
+    default = store
+
+    def make(source: str, imports: Any = None, store: pw.Store | None = None) -> pw.Instance:
+        s = store or default
+        return pw.Instance(s, compile_wat(s.engine, source), imports)
+
+    return make
