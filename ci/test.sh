@@ -9,7 +9,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 bash ci/setup.sh --all
 # The committed test plugins must be what their sources build to.
-bash ci/build_plugins.sh --check
+PWVM_PLUGIN_VENV="$ROOT/.venv" bash ci/build_plugins.sh --check
 
 PYTEST=(.venv/bin/python -m pytest)
 status=0

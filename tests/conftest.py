@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -74,6 +75,19 @@ def load_backend(name: str) -> pw.Backend:
         if _in_ci():
             pytest.fail(f"CI=true requires every backend: {reason}", pytrace=False)
         pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def require_backend() -> Callable[[str], pw.Backend]:
+    """For backend-specific test files: ``require_backend("wasmtime")`` loads it under the same
+    rules (skip locally / fail in CI when unavailable; skip when ``PWVM_BACKENDS`` leaves it out)."""
+
+    def load(name: str) -> pw.Backend:
+        if name not in BACKENDS:
+            pytest.skip(f"backend {name} not selected (PWVM_BACKENDS={os.environ.get('PWVM_BACKENDS', '')})")
+        return load_backend(name)
+
+    return load
 
 
 @pytest.fixture(scope="session", params=BACKENDS)

@@ -41,7 +41,7 @@ class WasmtimeMemory(Memory):
         if self._type is None:
             from ._values import memorytype_of
 
-            self._type = memorytype_of(self._sp.ctx, self._m)
+            self._type = memorytype_of(self.store._ctx, self._m)
         return self._type
 
     def _to_extern(self, ext: Any) -> None:
@@ -50,17 +50,17 @@ class WasmtimeMemory(Memory):
 
     @property
     def size(self) -> int:
-        return api.wasmtime_memory_size(self._sp.ctx, self._m)
+        return api.wasmtime_memory_size(self.store._ctx, self._m)
 
     @property
     def data_size(self) -> int:
-        return api.wasmtime_memory_data_size(self._sp.ctx, self._m)
+        return api.wasmtime_memory_data_size(self.store._ctx, self._m)
 
     def grow(self, delta: int) -> int:
         if delta < 0:
             raise ValueError("delta must be >= 0")
         prev = ffi.new("uint64_t*")
-        err = api.wasmtime_memory_grow(self._sp.ctx, self._m, delta, prev)
+        err = api.wasmtime_memory_grow(self.store._ctx, self._m, delta, prev)
         if err != ffi.NULL:
             raise LimitError(take_error_message(err))
         return prev[0]
@@ -103,7 +103,7 @@ class WasmtimeMemory(Memory):
         ffi.cast("uint32_t*", p)[0] = value & 0xFFFFFFFF
 
     def view(self) -> memoryview:
-        ctx = self._sp.ctx
+        ctx = self.store._ctx
         n = api.wasmtime_memory_data_size(ctx, self._m)
         if n == 0:
             return memoryview(bytearray())

@@ -13,6 +13,7 @@ hands integer arguments to Python as scalars too.
 
 from __future__ import annotations
 
+import atexit
 import itertools
 from typing import Any, Callable
 
@@ -207,6 +208,7 @@ def register_host(fn: Callable[..., Any], ty: FuncType, access_caller: bool) -> 
 
 
 TRAMPOLINE = ffi.addressof(lib, "pwvm_host_trampoline")
+atexit.register(lib.pwvm_python_exiting)
 FREE_ENV = ffi.addressof(lib, "pwvm_hostenv_free")
 
 

@@ -120,13 +120,22 @@ static void clear_outcome(pwvm_store *s) {
 void pwvm_store_delete(pwvm_store *s) {
     if (!s) return;
     clear_outcome(s);
-    s->api->wasmtime_store_delete(s->store);
+    if (s->store) s->api->wasmtime_store_delete(s->store);
     free(s);
+}
+
+int pwvm_store_close(pwvm_store *s) {
+    if (s->depth) return -1;
+    clear_outcome(s);
+    if (s->store) s->api->wasmtime_store_delete(s->store);
+    s->store = NULL;
+    s->ctx = NULL;
+    return 0;
 }
 
 void pwvm_store_set_deadline(pwvm_store *s, uint64_t ticks) {
     s->deadline_ticks = ticks;
-    if (!ticks) s->api->wasmtime_context_set_epoch_deadline(s->ctx, PWVM_NO_DEADLINE);
+    if (!ticks && s->ctx) s->api->wasmtime_context_set_epoch_deadline(s->ctx, PWVM_NO_DEADLINE);
 }
 
 /* ---- epoch ticker ------------------------------------------------------- */
@@ -185,6 +194,7 @@ static inline void leave(pwvm_store *s, wasmtime_error_t *err, wasm_trap_t *trap
 }
 
 int pwvm_call(pwvm_store *s, const wasmtime_func_t *f, wasmtime_val_raw_t *buf, size_t n) {
+    if (!s->ctx) return s->status = PWVM_CLOSED;
     wasm_trap_t *trap = NULL;
     enter(s);
     wasmtime_error_t *err = s->api->wasmtime_func_call_unchecked(s->ctx, f, buf, n, &trap);
@@ -198,6 +208,10 @@ int64_t pwvm_call_ints(pwvm_store *s, const wasmtime_func_t *f, uint32_t nargs, 
      * storing every argument as i64 is right for both integer kinds. */
     wasmtime_val_raw_t buf[6];
     int64_t a[6] = { a0, a1, a2, a3, a4, a5 };
+    if (!s->ctx) {
+        s->status = PWVM_CLOSED;
+        return result_kind < 0 ? PWVM_CLOSED : PWVM_FAIL;
+    }
     uint32_t i32_mask = nargs >> 8;
     nargs &= 0xff;
     for (uint32_t i = 0; i < nargs; i++) {
@@ -222,6 +236,7 @@ int64_t pwvm_call_ints(pwvm_store *s, const wasmtime_func_t *f, uint32_t nargs, 
 
 int pwvm_instantiate(pwvm_store *s, const wasmtime_module_t *m, const wasmtime_extern_t *imports, size_t n,
                      wasmtime_instance_t *out) {
+    if (!s->ctx) return s->status = PWVM_CLOSED;
     wasm_trap_t *trap = NULL;
     enter(s);
     wasmtime_error_t *err = s->api->wasmtime_instance_new(s->ctx, m, imports, n, out, &trap);
@@ -230,6 +245,7 @@ int pwvm_instantiate(pwvm_store *s, const wasmtime_module_t *m, const wasmtime_e
 }
 
 int pwvm_instantiate_pre(pwvm_store *s, const wasmtime_instance_pre_t *pre, wasmtime_instance_t *out) {
+    if (!s->ctx) return s->status = PWVM_CLOSED;
     wasm_trap_t *trap = NULL;
     enter(s);
     wasmtime_error_t *err = s->api->wasmtime_instance_pre_instantiate(pre, s->ctx, out, &trap);
@@ -256,9 +272,14 @@ pwvm_hostenv *pwvm_hostenv_new(const pwvm_api *api, int64_t id, uint32_t nparams
     return e;
 }
 
+/* Set at interpreter exit: stores collected after that must not call into Python. */
+static volatile int python_finalizing;
+
+void pwvm_python_exiting(void) { python_finalizing = 1; }
+
 void pwvm_hostenv_free(void *env) {
     pwvm_hostenv *e = env;
-    pwvm_py_host_drop(e->id);
+    if (!python_finalizing) pwvm_py_host_drop(e->id);
     free(e);
 }
 
@@ -296,6 +317,7 @@ wasm_trap_t *pwvm_host_trampoline(void *env, wasmtime_caller_t *caller, wasmtime
 /* ---- memory ------------------------------------------------------------- */
 
 char *pwvm_mem_span(pwvm_store *s, const wasmtime_memory_t *m, uint64_t off, uint64_t len) {
+    if (!s->ctx) return NULL;
     size_t size = s->api->wasmtime_memory_data_size(s->ctx, m);
     if (off > size || len > size - off) return NULL;
     return (char *)s->api->wasmtime_memory_data(s->ctx, m) + off;

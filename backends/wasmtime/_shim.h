@@ -270,6 +270,8 @@ typedef struct pwvm_hostenv {
 #define PWVM_ERROR 2
 /* pwvm_call_ints: an i32 argument outside -2**31 .. 2**32-1 (nothing was called). */
 #define PWVM_RANGE 3
+/* The store was closed (Store.close): nothing was called. */
+#define PWVM_CLOSED 4
 /* What pwvm_call_ints returns on failure when the function has a result. */
 #define PWVM_FAIL -9223372036854775807
 
@@ -279,6 +281,9 @@ const pwvm_api *pwvm_open(const char *path, char *err);
 
 pwvm_store *pwvm_store_new(const pwvm_api *api, wasm_engine_t *engine, int64_t handle);
 void pwvm_store_delete(pwvm_store *s);
+/* Delete the wasmtime store now; the pwvm_store stays (ctx NULL) so stale handles fail cleanly.
+ * Returns -1 (and does nothing) while wasm runs in the store. */
+int pwvm_store_close(pwvm_store *s);
 void pwvm_store_set_deadline(pwvm_store *s, uint64_t ticks);
 
 /* Start (once per engine) a thread that bumps the engine's epoch every `interval_us`. */
@@ -304,6 +309,8 @@ pwvm_hostenv *pwvm_hostenv_new(const pwvm_api *api, int64_t id, uint32_t nparams
                                const uint8_t *kinds);
 wasm_trap_t *pwvm_host_trampoline(void *env, wasmtime_caller_t *caller, wasmtime_val_raw_t *vals, size_t n);
 void pwvm_hostenv_free(void *env);
+/* Called at interpreter exit: from then on freed host functions do not call into Python. */
+void pwvm_python_exiting(void);
 
 /* Memory: a pointer to [off, off+len) or NULL when out of bounds. */
 char *pwvm_mem_span(pwvm_store *s, const wasmtime_memory_t *m, uint64_t off, uint64_t len);

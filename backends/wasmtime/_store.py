@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 import weakref
 from typing import TYPE_CHECKING, Any, Callable, NoReturn, Sequence
 
@@ -94,7 +95,6 @@ class WasmtimeStore(Store):
         if sp == ffi.NULL:
             raise MemoryError("cannot allocate a wasmtime store")
         s._sp = ffi.gc(sp, lib.pwvm_store_delete)
-        s._ctx = sp.ctx
         s._pending: BaseException | None = None
         s._externrefs: dict[int, Any] = {}
         s._keep: list[Any] = []  # host-function state that must live as long as the store
@@ -112,6 +112,14 @@ class WasmtimeStore(Store):
         if limits.fuel is not None:
             s.set_fuel(limits.fuel)
         return s
+
+    @property
+    def _ctx(self) -> Any:
+        """The live ``wasmtime_context_t*``; raises once the store is closed."""
+        ctx = self._sp.ctx
+        if ctx == ffi.NULL:
+            raise WasmError("the store is closed")
+        return ctx
 
     @property
     def limits(self) -> StoreLimits:
@@ -144,9 +152,10 @@ class WasmtimeStore(Store):
             raise ValueError(take_error_message(err))
 
     def close(self) -> None:
-        sp = self.__dict__.pop("_sp", None)
-        if sp is not None:
-            ffi.release(sp)
+        # The wasmtime store goes now; the shim's struct stays until collected, with a NULL
+        # context that every path checks, so objects of this store raise instead of crashing.
+        if lib.pwvm_store_close(self._sp):
+            raise WasmError("cannot close a store while wasm runs in it")
 
     # -- outcomes --------------------------------------------------------------
     def _raise_last(self, *, instantiating: bool = False) -> NoReturn:
@@ -155,6 +164,8 @@ class WasmtimeStore(Store):
         pending, self._pending = self._pending, None
         status = sp.status
         sp.status = 0
+        if status == 4:  # PWVM_CLOSED
+            raise WasmError("the store is closed")
         if status == 3:  # PWVM_RANGE: an i32 argument out of range, nothing ran
             raise OverflowError("an i32 argument does not fit in 32 bits (-2**31 .. 2**32-1)")
         if status == 1:
@@ -178,7 +189,8 @@ class WasmtimeStore(Store):
             if "memory minimum size" in low and "exceeds memory limits" in low or "resource limit exceeded" in low:
                 raise Trap(TrapCode.MEMORY_LIMIT, msg)
             if "import" in low:
-                raise LinkError(msg)
+                named = re.search(r"`([^`]*)::([^`]*)`", msg)  # "incompatible import type for `env::mem`"
+                raise LinkError(msg, module=named.group(1) if named else None, name=named.group(2) if named else None)
         raise WasmError(msg)
 
     def _fail(self, exc: BaseException) -> None:

@@ -85,7 +85,11 @@ def _limits(lim: Limits) -> Any:
 def new_memorytype(ty: MemoryType) -> Any:
     if ty.is_64 or ty.shared:
         raise ValueError("64-bit and shared memories cannot be created from Python")
-    return ffi.gc(api.wasm_memorytype_new(_limits(ty.limits)), api.wasm_memorytype_delete)
+    lim = ty.limits
+    if lim.min > 65536 or (lim.max is not None and lim.max > 65536):
+        # wasm_memorytype_new panics (aborting the process) past 4 GiB of 32-bit memory
+        raise ValueError(f"a 32-bit memory has at most 65536 pages, got limits {lim.min}..{lim.max}")
+    return ffi.gc(api.wasm_memorytype_new(_limits(lim)), api.wasm_memorytype_delete)
 
 
 def new_globaltype(ty: GlobalType) -> Any:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import struct
+import subprocess
+import sys
+import textwrap
 
 from hypothesis import HealthCheck, settings
 
@@ -49,3 +52,25 @@ def custom_section(name: str, payload: bytes) -> bytes:
     raw = name.encode()
     body = _leb(len(raw)) + raw + payload
     return b"\x00" + _leb(len(body)) + body
+
+
+_CHILD_PRELUDE = """
+import sys
+import proxywasm_vm as pw
+from proxywasm_vm import FuncType, ValType
+engine = pw.Engine(sys.argv[1])
+"""
+
+
+def run_child(backend_name: str, body: str, *args: str, timeout: float = 120) -> None:
+    """Run ``body`` (with ``pw``, ``engine`` and ``sys.argv[2:] == args`` defined) in a fresh interpreter.
+
+    For tests of misuse that could crash a backend: a crash then fails that one test with its
+    exit status, instead of ending the whole run. ``body`` must print ``ok`` last.
+    """
+    code = _CHILD_PRELUDE + textwrap.dedent(body)
+    proc = subprocess.run([sys.executable, "-c", code, backend_name, *args], capture_output=True, text=True, check=False,
+                          timeout=timeout)
+    out = proc.stdout.strip().splitlines()
+    assert proc.returncode == 0 and out and out[-1] == "ok", (
+        f"child exited with status {proc.returncode}\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")

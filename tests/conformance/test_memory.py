@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 import proxywasm_vm as pw
 from proxywasm_vm import PAGE_SIZE, Limits, MemoryType
 
-from ._support import SETTINGS, signed32, signed64
+from ._support import SETTINGS, run_child, signed32, signed64
 
 MEM = """
 (module
@@ -224,3 +224,23 @@ def test_read_bounds_property(mem, offset, length):
 def test_memory_constructor_validates(store):
     with pytest.raises(TypeError):
         pw.Memory(store, Limits(1))  # type: ignore[arg-type]
+
+
+BAD_MEMORY_TYPES = """
+from proxywasm_vm import Limits, MemoryType
+store = pw.Store(engine)
+for lim in (Limits(70000), Limits(1, 70000), Limits(0, 2**40)):
+    try:
+        pw.Memory(store, MemoryType(lim))
+    except (ValueError, OverflowError, pw.WasmError):
+        continue
+    raise AssertionError(f"a 32-bit memory with limits {lim} was created")
+m = pw.Memory(store, MemoryType(Limits(0, 65536)))  # the largest legal maximum
+assert m.size == 0 and m.data_size == 0 and m.read(0, 0) == b""
+print("ok")
+"""
+
+
+def test_impossible_memory_types_are_refused(backend_name):
+    # In a child process: a runtime that aborts on this input fails this test, not the whole run.
+    run_child(backend_name, BAD_MEMORY_TYPES)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import struct
 
 import pytest
 from hypothesis import given
@@ -200,8 +201,6 @@ def test_f32_round_trip_property(ids, x):
 @given(st.floats(allow_nan=True))
 @SETTINGS
 def test_f64_bits_property(ids, x):
-    import struct
-
     if math.isnan(x):
         assert math.isnan(ids["id_f64"](x))
     else:

@@ -1,0 +1,418 @@
+"""Host functions: start sections, re-entrancy, the caller's memory, exceptions, the Linker."""
+
+from __future__ import annotations
+
+import pytest
+
+import proxywasm_vm as pw
+from proxywasm_vm import FuncType, TrapCode, ValType
+
+I32 = ValType.I32
+V_V = FuncType()
+I_V = FuncType([I32], [])
+I_I = FuncType([I32], [I32])
+II_V = FuncType([I32, I32], [])
+
+
+# ---- start functions ---------------------------------------------------------------
+
+START = """
+(module
+  (import "env" "hello" (func $hello (param i32)))
+  (memory (export "memory") 1)
+  (global $ran (mut i32) (i32.const 0))
+  (func $start (call $hello (i32.const 7)) (global.set $ran (i32.const 1)) (i32.store (i32.const 0) (i32.const 99)))
+  (start $start)
+  (func (export "ran") (result i32) global.get $ran)
+)
+"""
+
+
+def test_start_function_calls_an_import_at_instantiation(instantiate, store):
+    calls = []
+    inst = instantiate(START, {"env": {"hello": pw.Func(store, I_V, calls.append)}})
+    assert calls == [7]  # during Instance(), before any export was called
+    assert inst.exports["ran"]() == 1
+    assert inst.exports["memory"].read_u32(0) == 99
+    instantiate(START, {"env": {"hello": pw.Func(store, I_V, calls.append)}})
+    assert calls == [7, 7]  # once per instance
+
+
+def test_trap_in_start_function_fails_instantiation(instantiate, store):
+    with pytest.raises(pw.Trap) as e:
+        instantiate("(module (func $s unreachable) (start $s))")
+    assert e.value.code is TrapCode.UNREACHABLE
+    assert instantiate('(module (func (export "f") (result i32) i32.const 1))').exports["f"]() == 1
+
+
+def test_host_exception_in_start_function_is_raised_unchanged(instantiate, store):
+    boom = LookupError("from start")
+
+    def hello(_):
+        raise boom
+
+    with pytest.raises(LookupError) as e:
+        instantiate(START, {"env": {"hello": pw.Func(store, I_V, hello)}})
+    assert e.value is boom
+    inst = instantiate(START, {"env": {"hello": pw.Func(store, I_V, lambda _: None)}})
+    assert inst.exports["ran"]() == 1
+
+
+# ---- re-entrancy -----------------------------------------------------------------------
+
+REENTER = """
+(module
+  (import "env" "host" (func $host (param i32) (result i32)))
+  (func (export "down") (param i32) (result i32)
+    (if (result i32) (i32.eqz (local.get 0))
+      (then (i32.const 1000))
+      (else (i32.add (call $host (local.get 0)) (i32.const 1)))))
+)
+"""
+
+
+def _reentrant(instantiate, store, at_bottom=None):
+    holder = {}
+    depths = []
+
+    def host(n):
+        depths.append(n)
+        if n == 1 and at_bottom is not None:
+            at_bottom()
+        return holder["down"](n - 1) * 2
+
+    inst = instantiate(REENTER, {"env": {"host": pw.Func(store, I_I, host)}})
+    holder["down"] = inst.exports["down"]
+    return inst.exports["down"], depths
+
+
+def test_host_wasm_host_recursion(instantiate, store):
+    down, depths = _reentrant(instantiate, store)
+    # down(n) = 2*down(n-1) + 1, down(0) = 1000
+    expected = 1000
+    for _ in range(8):
+        expected = expected * 2 + 1
+    assert down(8) == expected
+    assert depths == [8, 7, 6, 5, 4, 3, 2, 1]
+    assert down(0) == 1000
+
+
+def test_exception_deep_in_recursion_is_the_same_object(instantiate, store):
+    err = KeyError("deep")
+
+    def at_bottom():
+        raise err
+
+    down, depths = _reentrant(instantiate, store, at_bottom)
+    with pytest.raises(KeyError) as e:
+        down(6)
+    assert e.value is err
+    assert depths == [6, 5, 4, 3, 2, 1]
+    # and the store is fine afterwards
+    assert down(0) == 1000
+
+
+def test_host_can_catch_a_trap_of_a_nested_call(instantiate, store):
+    holder = {}
+
+    def host(n):
+        with pytest.raises(pw.Trap) as e:
+            holder["boom"]()
+        assert e.value.code is TrapCode.UNREACHABLE
+        return n + 1
+
+    inst = instantiate(
+        """(module (import "env" "host" (func $h (param i32) (result i32)))
+             (func (export "boom") unreachable)
+             (func (export "go") (param i32) (result i32) (i32.mul (call $h (local.get 0)) (i32.const 10))))""",
+        {"env": {"host": pw.Func(store, I_I, host)}},
+    )
+    holder["boom"] = inst.exports["boom"]
+    assert inst.exports["go"](4) == 50  # the outer call never saw the inner trap
+    assert inst.exports["go"](0) == 10
+
+
+def test_trap_of_a_nested_call_propagates_through_the_host(instantiate, store):
+    holder = {}
+    seen = []
+
+    def host(n):
+        try:
+            holder["boom"]()
+        except pw.Trap as t:
+            seen.append(t)
+            raise
+        return n
+
+    inst = instantiate(
+        """(module (import "env" "host" (func $h (param i32) (result i32)))
+             (func (export "boom") unreachable)
+             (func (export "go") (param i32) (result i32) (call $h (local.get 0))))""",
+        {"env": {"host": pw.Func(store, I_I, host)}},
+    )
+    holder["boom"] = inst.exports["boom"]
+    with pytest.raises(pw.Trap) as e:
+        inst.exports["go"](1)
+    assert e.value is seen[0] and e.value.code is TrapCode.UNREACHABLE
+
+
+# ---- host exceptions ----------------------------------------------------------------------
+
+RAISER = """
+(module
+  (import "env" "f" (func $f (param i32) (result i32)))
+  (import "env" "g" (func $g (param f64) (result f64)))
+  (func (export "call_f") (param i32) (result i32) (i32.add (call $f (local.get 0)) (i32.const 1)))
+  (func (export "call_g") (param f64) (result f64) (call $g (local.get 0)))
+  (func (export "ok") (result i32) i32.const 5)
+)
+"""
+
+
+@pytest.mark.parametrize("exc", [ValueError("bad value"), RuntimeError("x"), KeyboardInterrupt(), SystemExit(3),
+                                 pw.Trap(TrapCode.HOST_ERROR, "host said no"), pw.LinkError("custom")])
+def test_host_exception_arrives_as_the_same_object(instantiate, store, exc):
+    mode = {"raise": True}
+
+    def f(x):
+        if mode["raise"]:
+            raise exc
+        return x
+
+    def g(x):  # the generic (non-integer) path of the host-call machinery
+        if mode["raise"]:
+            raise exc
+        return x
+
+    ex = instantiate(RAISER, {"env": {"f": pw.Func(store, I_I, f),
+                                      "g": pw.Func(store, FuncType([ValType.F64], [ValType.F64]), g)}}).exports
+    for name, arg in (("call_f", 1), ("call_g", 1.5)):
+        with pytest.raises(type(exc)) as e:
+            ex[name](arg)
+        assert e.value is exc
+    # the same store and instance keep working, with and without the host function
+    assert ex["ok"]() == 5
+    mode["raise"] = False
+    assert ex["call_f"](41) == 42 and ex["call_g"](2.5) == 2.5
+
+
+def test_store_used_after_trap_in_host_function(instantiate, store):
+    count = {"n": 0}
+
+    def f(x):
+        count["n"] += 1
+        if count["n"] % 2:
+            raise ZeroDivisionError(x)
+        return x * 3
+
+    ex = instantiate(RAISER, {"env": {"f": pw.Func(store, I_I, f),
+                                      "g": pw.Func(store, FuncType([ValType.F64], [ValType.F64]), lambda x: x)}}).exports
+    for i in range(6):
+        if i % 2 == 0:
+            with pytest.raises(ZeroDivisionError):
+                ex["call_f"](i)
+        else:
+            assert ex["call_f"](i) == 3 * i + 1
+    # a second instance in the same store is unaffected
+    other = instantiate(RAISER, {"env": {"f": pw.Func(store, I_I, lambda x: x),
+                                         "g": pw.Func(store, FuncType([ValType.F64], [ValType.F64]), lambda x: x)}})
+    assert other.exports["call_f"](1) == 2
+
+
+def test_host_function_called_directly_from_python(store):
+    err = OSError("direct")
+
+    def f(x):
+        if x < 0:
+            raise err
+        return x + 1
+
+    fn = pw.Func(store, I_I, f)
+    assert fn(1) == 2
+    with pytest.raises(OSError) as e:
+        fn(-1)
+    assert e.value is err
+    assert fn(5) == 6
+
+
+# ---- the caller -----------------------------------------------------------------------------
+
+CALLER = """
+(module
+  (import "env" "log" (func $log (param i32 i32)))
+  (import "env" "fill" (func $fill (param i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 64) "hello from the guest")
+  (func (export "say") (call $log (i32.const 64) (i32.const 20)))
+  (func (export "fill") (param i32) (result i32) (call $fill (local.get 0) (i32.const 8)))
+  (func (export "peek") (param i32) (result i64) local.get 0 i64.load)
+)
+"""
+
+
+@pytest.mark.capability("host_memory_access")
+def test_host_function_reads_guest_memory_through_the_caller(instantiate, store):
+    got = []
+
+    def log(caller, ptr, length):
+        assert isinstance(caller, pw.Caller)
+        assert caller.store is store
+        got.append(caller.memory.read(ptr, length))
+
+    def fill(caller, ptr, n):
+        mem = caller.memory
+        mem.write(ptr, bytes(range(1, n + 1)))
+        mem.write_u32(ptr + n, 0xCAFEBABE)
+        return mem.data_size
+
+    ex = instantiate(CALLER, {"env": {"log": pw.Func(store, II_V, log, access_caller=True),
+                                      "fill": pw.Func(store, FuncType([I32, I32], [I32]), fill,
+                                                      access_caller=True)}}).exports
+    ex["say"]()
+    assert got == [b"hello from the guest"]
+    assert ex["fill"](256) == 65536
+    assert ex["peek"](256) == int.from_bytes(bytes(range(1, 9)), "little")
+    assert ex["memory"].read_u32(264) == 0xCAFEBABE
+
+
+@pytest.mark.capability("host_memory_access")
+def test_caller_memory_is_the_calling_instances(instantiate, store):
+    """Two instances share one host function; each call sees its own caller's memory."""
+    got = []
+    log = pw.Func(store, II_V, lambda c, p, n: got.append(c.memory.read(p, n)), access_caller=True)
+    fill = pw.Func(store, FuncType([I32, I32], [I32]), lambda c, p, n: 0, access_caller=True)
+    a = instantiate(CALLER, {"env": {"log": log, "fill": fill}})
+    b = instantiate(CALLER, {"env": {"log": log, "fill": fill}})
+    b.exports["memory"].write(64, b"HELLO FROM INSTANCE B")
+    a.exports["say"]()
+    b.exports["say"]()
+    assert got == [b"hello from the guest", b"HELLO FROM INSTANCE B"[:20]]
+
+
+@pytest.mark.capability("host_memory_access")
+def test_caller_out_of_range_read_raises_inside_the_host(instantiate, store):
+    seen = []
+
+    def log(caller, ptr, length):
+        try:
+            caller.memory.read(ptr, length)
+        except IndexError as e:
+            seen.append(e)
+            raise
+
+    ex = instantiate(
+        """(module (import "env" "log" (func $log (param i32 i32))) (memory (export "memory") 1)
+             (func (export "bad") (call $log (i32.const 65530) (i32.const 100))))""",
+        {"env": {"log": pw.Func(store, II_V, log, access_caller=True)}},
+    ).exports
+    with pytest.raises(IndexError) as e:
+        ex["bad"]()
+    assert e.value is seen[0]
+
+
+@pytest.mark.capability("host_memory_access")
+def test_caller_get_export_and_missing_memory(instantiate, store):
+    out = {}
+
+    def probe(caller):
+        out["memory"] = caller.memory
+        out["f"] = caller.get_export("f")
+        out["missing"] = caller.get_export("missing")
+
+    ex = instantiate(
+        """(module (import "env" "probe" (func $p)) (func (export "f") (result i32) i32.const 3)
+             (func (export "go") call $p))""",
+        {"env": {"probe": pw.Func(store, V_V, probe, access_caller=True)}},
+    ).exports
+    ex["go"]()
+    assert out["memory"] is None and out["missing"] is None
+    assert isinstance(out["f"], pw.Func) and out["f"]() == 3
+
+
+# ---- the Linker --------------------------------------------------------------------------------
+
+LINKED = """
+(module
+  (import "env" "add" (func $add (param i32 i32) (result i32)))
+  (import "env" "note" (func $note (param i32)))
+  (memory (export "memory") 1)
+  (func (export "run") (param i32) (result i32)
+    (call $note (local.get 0))
+    (call $add (local.get 0) (i32.const 100)))
+)
+"""
+
+
+def test_linker_defines_once_for_many_stores(engine, wat_module):
+    linker = pw.Linker(engine)
+    notes = []
+    linker.define_func("env", "add", FuncType([I32, I32], [I32]), lambda a, b: a + b)
+    linker.define_func("env", "note", I_V, lambda c, x: notes.append((c.store, x)), access_caller=True)
+    assert linker.has("env", "add") and not linker.has("env", "nope")
+    module = wat_module(LINKED)
+    stores = [pw.Store(engine) for _ in range(4)]
+    instances = [linker.instantiate(s, module) for s in stores]
+    for i, inst in enumerate(instances):
+        assert inst.exports["run"](i) == i + 100
+    assert [(s, x) for s, x in notes] == [(stores[i], i) for i in range(4)]
+    assert all(notes[i][0] is stores[i] for i in range(4))
+    # two instances in one store
+    again = linker.instantiate(stores[0], module)
+    assert again.exports["run"](7) == 107
+    assert again.exports["memory"] is not instances[0].exports["memory"]
+    again.exports["memory"].write(0, b"x")
+    assert instances[0].exports["memory"].read(0, 1) == b"\0"
+
+
+def test_linker_missing_import_is_a_link_error(engine, wat_module):
+    linker = pw.Linker(engine)
+    linker.define_func("env", "add", FuncType([I32, I32], [I32]), lambda a, b: a + b)
+    with pytest.raises(pw.LinkError) as e:
+        linker.instantiate(pw.Store(engine), wat_module(LINKED))
+    assert e.value.module == "env" and e.value.name == "note"
+    assert "env" in str(e.value) and "note" in str(e.value)
+
+
+def test_linker_wrong_function_type_is_a_link_error(engine, wat_module):
+    linker = pw.Linker(engine)
+    linker.define_func("env", "add", FuncType([I32], [I32]), lambda a: a)
+    linker.define_func("env", "note", I_V, lambda x: None)
+    with pytest.raises(pw.LinkError) as e:
+        linker.instantiate(pw.Store(engine), wat_module(LINKED))
+    assert "add" in str(e.value)
+
+
+def test_linker_host_exception_is_the_same_object(engine, wat_module):
+    linker = pw.Linker(engine)
+    err = PermissionError("linked")
+
+    def add(a, b):
+        raise err
+
+    linker.define_func("env", "add", FuncType([I32, I32], [I32]), add)
+    linker.define_func("env", "note", I_V, lambda x: None)
+    inst = linker.instantiate(pw.Store(engine), wat_module(LINKED))
+    with pytest.raises(PermissionError) as e:
+        inst.exports["run"](1)
+    assert e.value is err
+
+
+def test_linker_define_an_extern(engine, wat_module):
+    store = pw.Store(engine)
+    linker = pw.Linker(engine)
+    mem = pw.Memory(store, pw.MemoryType(pw.Limits(1)))
+    mem.write(8, b"\x05\x00\x00\x00")
+    linker.define("env", "memory", mem)
+    inst = linker.instantiate(store, wat_module(
+        '(module (import "env" "memory" (memory 1)) (func (export "get") (result i32) (i32.load (i32.const 8))))'))
+    assert inst.exports["get"]() == 5
+
+
+def test_linker_redefinition_replaces(engine, wat_module):
+    linker = pw.Linker(engine)
+    linker.define_func("env", "add", FuncType([I32, I32], [I32]), lambda a, b: a + b)
+    linker.define_func("env", "note", I_V, lambda x: None)
+    module = wat_module(LINKED)
+    assert linker.instantiate(pw.Store(engine), module).exports["run"](1) == 101
+    linker.define_func("env", "add", FuncType([I32, I32], [I32]), lambda a, b: a * b)
+    assert linker.instantiate(pw.Store(engine), module).exports["run"](2) == 200

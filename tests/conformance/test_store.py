@@ -1,0 +1,108 @@
+"""Stores: data, limits, close, and objects of a closed store failing cleanly."""
+
+from __future__ import annotations
+
+import proxywasm_vm as pw
+from proxywasm_vm import FuncType, ValType
+
+from ._support import run_child
+
+MOD = """
+(module
+  (import "env" "h" (func $h (result i32)))
+  (memory (export "memory") 1)
+  (table (export "table") 1 funcref)
+  (global (export "g") (mut i32) (i32.const 1))
+  (func (export "f") (result i32) i32.const 1)
+  (func (export "fd") (param f64) (result f64) local.get 0)
+  (func (export "call_h") (result i32) call $h)
+)
+"""
+
+
+def _instance(engine, wat_module, store, h=lambda: 1):
+    return pw.Instance(store, wat_module(MOD), {"env": {"h": pw.Func(store, FuncType([], [ValType.I32]), h)}})
+
+
+def test_store_data_reaches_host_functions(engine, wat_module):
+    payload = {"plugin": "x"}
+    store = pw.Store(engine, data=payload)
+    assert store.data is payload and store.engine is engine
+    seen = []
+    f = pw.Func(store, FuncType([], [ValType.I32]), lambda c: seen.append(c.store.data) or 5, access_caller=True)
+    inst = pw.Instance(store, wat_module(MOD), {"env": {"h": f}})
+    assert inst.exports["call_h"]() == 5 and seen == [payload]
+    assert store.limits == pw.StoreLimits()
+
+
+CLOSED_STORE = """
+store = pw.Store(engine)
+module = pw.Module(engine, pw.wat2wasm(sys.argv[2]))
+f = pw.Func(store, FuncType([], [ValType.I32]), lambda: 1)
+inst = pw.Instance(store, module, {"env": {"h": f}})
+ex = inst.exports
+fi, fd, mem, g, t = ex["f"], ex["fd"], ex["memory"], ex["g"], ex["table"]
+assert fi() == 1
+store.close()
+actions = {
+    "call i32": fi, "call f64": lambda: fd(1.0), "call host": lambda: ex["call_h"](), "host directly": f,
+    "read": lambda: mem.read(0, 4), "write": lambda: mem.write(0, b"x"), "size": lambda: mem.size,
+    "data_size": lambda: mem.data_size, "grow": lambda: mem.grow(1), "read_u32": lambda: mem.read_u32(0),
+    "global get": lambda: g.value, "global set": lambda: g.set(2), "table size": lambda: t.size,
+    "table get": lambda: t.get(0), "instantiate": lambda: pw.Instance(store, module, {"env": {"h": f}}),
+    "new func": lambda: pw.Func(store, FuncType(), lambda: None),
+    "new memory": lambda: pw.Memory(store, pw.MemoryType(pw.Limits(1))),
+}
+for name, action in actions.items():
+    try:
+        action()
+    except pw.WasmError:
+        continue
+    raise AssertionError(f"{name} on a closed store did not raise WasmError")
+store.close()  # closing twice is harmless
+other = pw.Store(engine)
+h = pw.Func(other, FuncType([], [ValType.I32]), lambda: 1)
+assert pw.Instance(other, module, {"env": {"h": h}}).exports["f"]() == 1
+print("ok")
+"""
+
+CLOSE_INSIDE_CALL = """
+store = pw.Store(engine)
+errors = []
+
+def h():
+    try:
+        store.close()
+    except pw.WasmError as e:
+        errors.append(e)
+    return 7
+
+inst = pw.Instance(store, pw.Module(engine, pw.wat2wasm(sys.argv[2])),
+                   {"env": {"h": pw.Func(store, FuncType([], [ValType.I32]), h)}})
+assert inst.exports["call_h"]() == 7
+assert len(errors) == 1, "close() inside a call into the store must raise WasmError"
+assert inst.exports["f"]() == 1  # still open
+store.close()
+try:
+    inst.exports["f"]()
+except pw.WasmError:
+    print("ok")
+"""
+
+
+# In child processes: a backend that crashes on this misuse fails the test, not the whole run.
+def test_objects_of_a_closed_store_raise_instead_of_crashing(backend_name):
+    run_child(backend_name, CLOSED_STORE, MOD)
+
+
+def test_close_from_inside_a_call_is_refused(backend_name):
+    run_child(backend_name, CLOSE_INSIDE_CALL, MOD)
+
+
+def test_many_short_lived_stores(engine, wat_module):
+    for i in range(200):
+        store = pw.Store(engine)
+        inst = _instance(engine, wat_module, store, lambda i=i: i)
+        assert inst.exports["call_h"]() == i
+        if i % 2:
+            store.close()

@@ -1,0 +1,290 @@
+"""Every trap code wasm can produce, and the store, instance and process surviving each one."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+import proxywasm_vm as pw
+from proxywasm_vm import PAGE_SIZE, FuncType, TrapCode, ValType
+
+TRAPS = """
+(module
+  (type $v_i (func (result i32)))
+  (type $i_i (func (param i32) (result i32)))
+  (memory (export "memory") 1)
+  (table $t 3 funcref)
+  (elem (i32.const 0) $answer)
+  (global $depth (mut i32) (i32.const 0))
+  (func $answer (result i32) i32.const 42)
+  (func (export "ok") (result i32) call $answer)
+  (func (export "ok2") (result i32) (call_indirect (type $v_i) (i32.const 0)))
+  (func (export "unreachable") unreachable)
+  (func (export "load_oob") (result i32) (i32.load (i32.const 65535)))
+  (func (export "store_oob") (i64.store (i32.const 0xFFFFFFF8) (i64.const 1)))
+  (func (export "div_by_zero") (param i32) (result i32) (i32.div_s (i32.const 1) (local.get 0)))
+  (func (export "rem_by_zero") (result i64) (i64.rem_u (i64.const 1) (i64.const 0)))
+  (func (export "div_overflow") (result i32) (i32.div_s (i32.const 0x80000000) (i32.const -1)))
+  (func (export "trunc_nan") (result i32) (i32.trunc_f64_s (f64.const nan)))
+  (func (export "trunc_big") (result i64) (i64.trunc_f32_u (f32.const 1e30)))
+  (func $recurse (export "recurse") (param i32) (result i32)
+    (global.set $depth (local.get 0))
+    (i32.add (call $recurse (i32.add (local.get 0) (i32.const 1))) (i32.const 1)))
+  (func (export "depth") (result i32) global.get $depth)
+  (func (export "indirect_mismatch") (result i32) (call_indirect (type $i_i) (i32.const 1) (i32.const 0)))
+  (func (export "indirect_null") (result i32) (call_indirect (type $v_i) (i32.const 2)))
+  (func (export "indirect_oob") (result i32) (call_indirect (type $v_i) (i32.const 3)))
+  (func (export "table_get_oob") (result funcref) (table.get $t (i32.const 100)))
+  (func (export "misaligned_atomic") (result i32) (i32.atomic.load (i32.const 2)))
+)
+"""
+
+# (export, args, code, also accepted). ``code`` is the one the WebAssembly spec's test suite names
+# (the misaligned atomic is from the threads proposal). Where a runtime reports two spec traps with
+# one undistinguishable message, the other reading is listed as also accepted: V8 says "float
+# unrepresentable in integer range" for both NaN and overflow, and "null function or function
+# signature mismatch" for both a null entry and a type mismatch. Every code is still required,
+# alone, by some case (see test_every_trap_code_is_covered).
+CASES = [
+    ("unreachable", (), TrapCode.UNREACHABLE, ()),
+    ("load_oob", (), TrapCode.MEMORY_OUT_OF_BOUNDS, ()),
+    ("store_oob", (), TrapCode.MEMORY_OUT_OF_BOUNDS, ()),
+    ("div_by_zero", (0,), TrapCode.INTEGER_DIVIDE_BY_ZERO, ()),
+    ("rem_by_zero", (), TrapCode.INTEGER_DIVIDE_BY_ZERO, ()),
+    ("div_overflow", (), TrapCode.INTEGER_OVERFLOW, ()),
+    ("trunc_nan", (), TrapCode.BAD_CONVERSION_TO_INTEGER, ()),
+    ("trunc_big", (), TrapCode.INTEGER_OVERFLOW, (TrapCode.BAD_CONVERSION_TO_INTEGER,)),
+    ("recurse", (0,), TrapCode.STACK_OVERFLOW, ()),
+    ("indirect_mismatch", (), TrapCode.INDIRECT_CALL_TYPE_MISMATCH, ()),
+    ("indirect_null", (), TrapCode.INDIRECT_CALL_TO_NULL, (TrapCode.INDIRECT_CALL_TYPE_MISMATCH,)),
+    ("indirect_oob", (), TrapCode.TABLE_OUT_OF_BOUNDS, ()),
+    ("table_get_oob", (), TrapCode.TABLE_OUT_OF_BOUNDS, ()),
+    ("misaligned_atomic", (), TrapCode.HEAP_MISALIGNED, ()),
+]
+
+#: Codes with a test of their own below (limits), and codes wasm itself cannot produce in-process:
+#: HOST_ERROR carries a host exception across a process boundary (in-process the exception itself
+#: is raised, see test_host.py) and UNKNOWN is the fallback for a runtime's unrecognised trap.
+ELSEWHERE = {TrapCode.OUT_OF_FUEL, TrapCode.INTERRUPTED, TrapCode.MEMORY_LIMIT}
+NOT_FROM_WASM = {TrapCode.HOST_ERROR, TrapCode.UNKNOWN}
+
+
+#: Codes that some runtime cannot tell apart from another (see CASES): required only where reported.
+AMBIGUOUS = {TrapCode.INDIRECT_CALL_TO_NULL}
+
+
+def test_every_trap_code_is_covered():
+    primary = {code for _, _, code, _ in CASES}
+    strict = {code for _, _, code, also in CASES if not also}
+    assert primary | ELSEWHERE | NOT_FROM_WASM == set(TrapCode)
+    assert primary - strict == AMBIGUOUS
+    assert not primary & (ELSEWHERE | NOT_FROM_WASM)
+
+
+@pytest.fixture
+def traps(instantiate):
+    return instantiate(TRAPS).exports
+
+
+@pytest.mark.parametrize("name,args,code,also", CASES, ids=[c[0] for c in CASES])
+def test_trap_code_and_recovery(traps, name, args, code, also):
+    assert traps["ok"]() == 42
+    mem = traps["memory"]
+    mem.write(0, b"state")
+    with pytest.raises(pw.Trap) as e:
+        traps[name](*args)
+    assert e.value.code in (code, *also), e.value.message
+    assert isinstance(e.value, pw.WasmError) and isinstance(e.value.message, str) and e.value.message
+    # the same store and instance stay usable, with their state intact
+    assert traps["ok"]() == 42 and traps["ok2"]() == 42
+    assert mem.read(0, 5) == b"state"
+    assert traps["div_by_zero"](1) == 1
+    # and the same trap happens again the same way
+    with pytest.raises(pw.Trap) as again:
+        traps[name](*args)
+    assert again.value.code is e.value.code
+
+
+def test_stack_overflow_happens_deep_and_is_recoverable(traps):
+    with pytest.raises(pw.Trap) as e:
+        traps["recurse"](0)
+    assert e.value.code is TrapCode.STACK_OVERFLOW
+    assert traps["depth"]() > 1000  # it really recursed
+    for _ in range(3):
+        with pytest.raises(pw.Trap):
+            traps["recurse"](0)
+    assert traps["ok"]() == 42
+
+
+@pytest.mark.capability("max_wasm_stack")
+def test_max_wasm_stack_bounds_recursion(make_engine, wat_module):
+    depths = {}
+    for size in (64 * 1024, 256 * 1024):
+        eng = make_engine(max_wasm_stack=size)
+        ex = pw.Instance(pw.Store(eng), wat_module(TRAPS, eng)).exports
+        with pytest.raises(pw.Trap) as e:
+            ex["recurse"](0)
+        assert e.value.code is TrapCode.STACK_OVERFLOW
+        depths[size] = ex["depth"]()
+        assert ex["ok"]() == 42
+    assert depths[256 * 1024] > depths[64 * 1024] * 2
+
+
+def test_traps_in_many_stores_and_the_process_survives(engine, wat_module):
+    module = wat_module(TRAPS)
+    for name, args, code, also in CASES:
+        store = pw.Store(engine)
+        inst = pw.Instance(store, module)
+        with pytest.raises(pw.Trap) as e:
+            inst.exports[name](*args)
+        assert e.value.code in (code, *also)
+        store.close()
+    assert pw.Instance(pw.Store(engine), module).exports["ok"]() == 42
+
+
+def test_trap_through_host_function_frames(instantiate, store):
+    """A trap in wasm called by a host function called by wasm unwinds everything."""
+    holder = {}
+    inst = instantiate(
+        """(module (import "env" "h" (func $h (result i32)))
+             (func (export "outer") (result i32) (i32.add (call $h) (i32.const 1)))
+             (func (export "inner") (result i32) (i32.div_u (i32.const 1) (i32.const 0))))""",
+        {"env": {"h": pw.Func(store, FuncType([], [ValType.I32]), lambda: holder["inner"]())}},
+    )
+    holder["inner"] = inst.exports["inner"]
+    with pytest.raises(pw.Trap) as e:
+        inst.exports["outer"]()
+    assert e.value.code is TrapCode.INTEGER_DIVIDE_BY_ZERO
+
+
+# ---- limits -------------------------------------------------------------------------------
+
+SPIN = """
+(module
+  (memory (export "memory") 1)
+  (func (export "spin") (loop br 0))
+  (func (export "count") (param i32) (result i32) (local i32)
+    (block (loop
+      (br_if 1 (i32.ge_u (local.get 1) (local.get 0)))
+      (local.set 1 (i32.add (local.get 1) (i32.const 1)))
+      (br 0)))
+    local.get 1)
+  (func (export "ok") (result i32) i32.const 1)
+)
+"""
+
+
+@pytest.mark.capability("fuel")
+def test_out_of_fuel(make_engine, wat_module):
+    eng = make_engine(fuel=True)
+    store = pw.Store(eng, limits=pw.StoreLimits(fuel=10_000))
+    ex = pw.Instance(store, wat_module(SPIN, eng)).exports
+    assert store.get_fuel() <= 10_000
+    assert ex["count"](10) == 10
+    left = store.get_fuel()
+    assert 0 < left < 10_000
+    with pytest.raises(pw.Trap) as e:
+        ex["spin"]()
+    assert e.value.code is TrapCode.OUT_OF_FUEL
+    assert store.get_fuel() == 0
+    # a store out of fuel stays out of fuel (deterministic), until refuelled
+    with pytest.raises(pw.Trap) as again:
+        ex["ok"]()
+    assert again.value.code is TrapCode.OUT_OF_FUEL
+    store.set_fuel(1_000_000)
+    assert store.get_fuel() == 1_000_000
+    assert ex["ok"]() == 1 and ex["count"](1000) == 1000
+    assert store.get_fuel() < 1_000_000
+    with pytest.raises(pw.Trap) as e2:
+        ex["count"](10**9)
+    assert e2.value.code is TrapCode.OUT_OF_FUEL
+
+
+@pytest.mark.capability("fuel")
+def test_fuel_is_deterministic(make_engine, wat_module):
+    eng = make_engine(fuel=True)
+    used = []
+    for _ in range(2):
+        store = pw.Store(eng, limits=pw.StoreLimits(fuel=10**6))
+        pw.Instance(store, wat_module(SPIN, eng)).exports["count"](500)
+        used.append(10**6 - store.get_fuel())
+    assert used[0] == used[1] > 500
+
+
+@pytest.mark.capability("deadline")
+def test_deadline_interrupts_an_infinite_loop(engine, wat_module):
+    deadline = 0.05
+    store = pw.Store(engine, limits=pw.StoreLimits(deadline=deadline))
+    ex = pw.Instance(store, wat_module(SPIN)).exports
+    for _ in range(2):  # the deadline applies to each call, not to the store's lifetime
+        t0 = time.monotonic()
+        with pytest.raises(pw.Trap) as e:
+            ex["spin"]()
+        elapsed = time.monotonic() - t0
+        assert e.value.code is TrapCode.INTERRUPTED
+        assert elapsed < 2 * deadline, f"interrupted after {elapsed:.3f}s, deadline {deadline}s"
+        assert ex["ok"]() == 1
+    assert ex["count"](100_000) == 100_000  # short calls under a deadline run normally
+
+
+@pytest.mark.capability("deadline")
+def test_deadline_can_be_changed_and_removed(engine, wat_module):
+    store = pw.Store(engine)
+    ex = pw.Instance(store, wat_module(SPIN)).exports
+    store.set_deadline(0.02)
+    with pytest.raises(pw.Trap) as e:
+        ex["spin"]()
+    assert e.value.code is TrapCode.INTERRUPTED
+    store.set_deadline(None)
+    assert ex["count"](1000) == 1000
+
+
+@pytest.mark.capability("memory_limit")
+def test_memory_bomb_stops_at_the_limit(engine, wat_module):
+    limit = 4 * 1024 * 1024
+    store = pw.Store(engine, limits=pw.StoreLimits(memory_bytes=limit))
+    inst = pw.Instance(store, wat_module(
+        """(module (memory (export "memory") 1)
+             (func (export "bomb") (result i32) (local i32)
+               (block (loop
+                 (br_if 1 (i32.eq (memory.grow (i32.const 1)) (i32.const -1)))
+                 (local.set 0 (i32.add (local.get 0) (i32.const 1)))
+                 (br 0)))
+               local.get 0)
+             (func (export "big_grow") (result i32) (memory.grow (i32.const 10000))))"""))
+    grown = inst.exports["bomb"]()
+    mem = inst.exports["memory"]
+    assert grown == limit // PAGE_SIZE - 1  # every page up to the limit, then memory.grow returned -1
+    assert mem.data_size == limit
+    assert inst.exports["big_grow"]() == -1
+    assert inst.exports["bomb"]() == 0
+    assert mem.data_size <= limit
+    with pytest.raises(pw.LimitError):
+        mem.grow(1)
+    mem.write(limit - 1, b"\xff")
+    assert mem.read(limit - 1, 1) == b"\xff"
+
+
+@pytest.mark.capability("memory_limit")
+def test_initial_memory_over_the_limit_is_a_memory_limit_trap(engine, wat_module):
+    store = pw.Store(engine, limits=pw.StoreLimits(memory_bytes=2 * PAGE_SIZE))
+    with pytest.raises(pw.Trap) as e:
+        pw.Instance(store, wat_module("(module (memory 3))"))
+    assert e.value.code is TrapCode.MEMORY_LIMIT
+    # the store stays usable for modules within the limit
+    inst = pw.Instance(store, wat_module('(module (memory (export "m") 2) (func (export "f") (result i32) i32.const 1))'))
+    assert inst.exports["f"]() == 1 and inst.exports["m"].size == 2
+
+
+def test_limits_need_the_matching_engine_config(make_engine):
+    no_fuel = make_engine(fuel=False)
+    with pytest.raises(ValueError):
+        pw.Store(no_fuel, limits=pw.StoreLimits(fuel=10))
+    no_deadlines = make_engine(deadlines=False)
+    with pytest.raises(ValueError):
+        pw.Store(no_deadlines, limits=pw.StoreLimits(deadline=1.0))
+    with pytest.raises(ValueError):
+        pw.StoreLimits(memory_bytes=-1)
+    with pytest.raises(ValueError):
+        pw.StoreLimits(deadline=0)
