@@ -14,6 +14,7 @@ from typing import Any, Callable
 import pytest
 
 from proxywasm_vm import BackendUnavailable, Engine, backend_names
+from proxywasm_vm._bench import calibrate
 
 RESULTS: dict[tuple[str, str], float] = {}
 
@@ -41,19 +42,6 @@ def engine_for(name: str) -> Engine:
                 pytest.fail(f"CI requires every backend: {e}")
             pytest.skip(str(e))
     return _ENGINES[name]
-
-
-def calibrate(run: Callable[[], Any], target: float = 0.005) -> int:
-    """Iterations per round so that a round takes about ``target`` seconds."""
-    n = 1
-    while True:
-        t0 = time.perf_counter()
-        for _ in range(n):
-            run()
-        dt = time.perf_counter() - t0
-        if dt >= target / 4 or n >= 1 << 20:
-            return max(1, int(n * target / max(dt, 1e-9)))
-        n *= 4
 
 
 def measure(benchmark: Any, key: tuple[str, str], run: Callable[[], Any], units: int = 1,

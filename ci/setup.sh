@@ -4,7 +4,7 @@
 # (Debian apt, PyPI, npm).
 #
 #   bash ci/setup.sh            base: system packages, .venv, the wasmtime shim
-#   bash ci/setup.sh --all      also V8 (libnode + shim) and the plugin toolchains
+#   bash ci/setup.sh --all      also V8 (libnode + shim) and wasmer (a Python 3.10 worker env)
 #
 # PYTHON picks the interpreter for .venv (default: python3, must be >= 3.10).
 set -euo pipefail
@@ -58,5 +58,9 @@ if [ -n "$ALL" ]; then
   # 4. V8: libnode (apt, or unpacked into .deps/ where a newer Node.js blocks apt) and the shim.
   PYTHON="$VENV/bin/python" bash "$ROOT/ci/setup_v8.sh"
   "$VENV/bin/pwvm" setup v8 --require v8 >&2
+  # 5. wasmer: a Python 3.10 environment (.venv310) for its worker process.
+  bash "$ROOT/ci/setup_wasmer.sh"
+  "$VENV/bin/pwvm" setup wasmer wasmtime@namespace wasmtime@process --require wasmer \
+    --require wasmtime@namespace --require wasmtime@process >&2
 fi
 log "ready"

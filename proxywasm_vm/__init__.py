@@ -10,7 +10,7 @@
 
 from ._backend import Backend, BackendInfo, Capabilities, available_backends, backend_names, get_backend, register_backend
 from ._engine import DEFAULT_BACKEND, Engine, EngineConfig
-from ._errors import BackendUnavailable, CompileError, LimitError, LinkError, Trap, TrapCode, WasmError
+from ._errors import BackendUnavailable, CompileError, LimitError, LinkError, Trap, TrapCode, WasmError, WorkerCrashed
 from ._func import Caller, Func
 from ._global import Global
 from ._instance import Exports, Instance
@@ -21,6 +21,15 @@ from ._store import Store, StoreLimits
 from ._table import Table
 from ._types import ExportType, ExternType, FuncType, GlobalType, ImportType, Limits, MemoryType, TableType, ValType
 
+# The Proxy-Wasm host (proxywasm_vm/_proxywasm): plugins, streams and host services.
+from ._proxywasm import (AbiError, AbiVersion, Action, BufferType, CallbackHttpDispatcher, Clock, ForeignFunctions,
+                         GrpcDispatcher, GrpcEvents, GrpcHandle, GrpcioDispatcher, HeaderMap, HttpCallRequest,
+                         HttpCallResponse, HttpDispatcher, HttpMessage, HttpStream, HttpxDispatcher, LocalResponse,
+                         Logger, LogLevel, LogRecord, ManualClock, MapType, MemoryLogger, Metric, Metrics, MetricType,
+                         PeerType, Plugin, PluginConfig, PluginCrash, PluginExit, PluginStartError, ProxyWasmError,
+                         ProxyWasmHost, Scheduler, SharedData, SharedQueues, Status, StreamType, SystemClock,
+                         TcpDirection, TcpStream, UnknownGrpcUpstream, UnknownUpstream, parse_pairs, serialize_pairs)
+
 __version__ = "0.1.0"
 
 __all__ = [
@@ -28,5 +37,13 @@ __all__ = [
     "Engine", "EngineConfig", "ExportType", "Exports", "ExternType", "Func", "FuncType", "Global", "GlobalType",
     "ImportType", "Instance", "LimitError", "Limits", "LinkError", "Linker", "Memory", "MemoryType", "Module",
     "PAGE_SIZE", "Store", "StoreLimits", "Table", "TableType", "Trap", "TrapCode", "ValType", "WasmError",
-    "available_backends", "backend_names", "get_backend", "register_backend", "wat2wasm", "__version__",
+    "WorkerCrashed", "available_backends", "backend_names", "get_backend", "register_backend", "wat2wasm", "__version__",
+    # Proxy-Wasm host
+    "AbiError", "AbiVersion", "Action", "BufferType", "CallbackHttpDispatcher", "Clock", "ForeignFunctions",
+    "GrpcDispatcher", "GrpcEvents", "GrpcHandle", "GrpcioDispatcher", "HeaderMap", "HttpCallRequest",
+    "HttpCallResponse", "HttpDispatcher", "HttpMessage", "HttpStream", "HttpxDispatcher", "LocalResponse", "LogLevel",
+    "LogRecord", "Logger", "ManualClock", "MapType", "MemoryLogger", "Metric", "MetricType", "Metrics", "PeerType",
+    "Plugin", "PluginConfig", "PluginCrash", "PluginExit", "PluginStartError", "ProxyWasmError", "ProxyWasmHost",
+    "Scheduler", "SharedData", "SharedQueues", "Status", "StreamType", "SystemClock", "TcpDirection", "TcpStream",
+    "UnknownGrpcUpstream", "UnknownUpstream", "parse_pairs", "serialize_pairs",
 ]

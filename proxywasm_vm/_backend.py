@@ -51,6 +51,14 @@ class Capabilities:
     """Functions may return several results."""
     host_memory_access: bool = True
     """Host functions can reach the calling instance's memory."""
+    memory_view: bool = True
+    """``Memory.view()`` is a zero-copy view (not across a process boundary)."""
+    threads: bool = True
+    """Stores of one engine can be used from several Python threads (a store per thread)."""
+    concurrent_stores: bool = True
+    """Those threads' calls run at the same time (not one after the other)."""
+    wasm_threads: bool = True
+    """The WebAssembly threads proposal (shared memories, atomic instructions) is enabled."""
 
 
 @dataclass(frozen=True)
@@ -69,6 +77,15 @@ class Backend(ABC):
     """A runtime adapter. Subclass it in ``proxywasm_vm.backends.<name>``."""
 
     name: str = ""
+    isolation: str = "in-process"
+    """How this backend object runs its runtime: ``"in-process"`` or ``"process"`` (a worker)."""
+
+    def with_isolation(self, mode: str) -> Backend:
+        """This backend's runtime run with isolation ``mode`` (``"in-process"`` or ``"process"``)."""
+        if mode == self.isolation:
+            return self
+        base = self.name.split("@", 1)[0]
+        return get_backend(f"{base}@{mode}")
 
     @abstractmethod
     def version(self) -> str:
@@ -90,8 +107,16 @@ class Backend(ABC):
 _REGISTRY: dict[str, tuple[str, str]] = {
     "wasmtime": ("proxywasm_vm.backends.wasmtime", "pip install 'wasmtime==50.0.1' and reinstall proxywasm-vm"),
     "v8": ("proxywasm_vm.backends.v8", "bash ci/setup_v8.sh (installs libnode and builds the V8 shim)"),
+    "wasmer": ("proxywasm_vm.backends.wasmer",
+               "bash ci/setup_wasmer.sh (a Python 3.10 env for wasmer's worker process), "
+               "or set PWVM_WORKER_PYTHON to a Python 3.10 with wasmer==1.1.0 and proxywasm-vm installed"),
 }
 _LOADED: dict[str, Backend] = {}
+
+#: Isolation modes a backend id may name after "@": "wasmtime@process" runs wasmtime in a worker.
+ISOLATION_MODES = ("in-process", "namespace", "process")
+#: Isolated variants listed by backend_names() (and so run by the backend-parametrised suites).
+_VARIANTS: list[str] = ["wasmtime@namespace", "wasmtime@process"]
 
 
 def register_backend(name: str, module: str, how_to_enable: str = "") -> None:
@@ -104,8 +129,8 @@ def register_backend(name: str, module: str, how_to_enable: str = "") -> None:
 
 
 def backend_names() -> list[str]:
-    """Every registered backend name, available or not."""
-    return list(_REGISTRY)
+    """Every registered backend name, available or not, then the listed isolated variants (``"wasmtime@process"``)."""
+    return list(_REGISTRY) + [v for v in _VARIANTS if v.split("@", 1)[0] in _REGISTRY]
 
 
 def get_backend(name: str) -> Backend:
@@ -118,6 +143,8 @@ def get_backend(name: str) -> Backend:
         return _LOADED[name]
     except KeyError:
         pass
+    if "@" in name:
+        return _get_variant(name)
     if name not in _REGISTRY:
         raise ValueError(f"unknown backend {name!r}; known backends: {', '.join(sorted(_REGISTRY))}")
     module, how = _REGISTRY[name]
@@ -137,7 +164,8 @@ def get_backend(name: str) -> Backend:
 def available_backends() -> list[BackendInfo]:
     """Every registered backend with its availability, version and capabilities."""
     rows = []
-    for name, (_, how) in _REGISTRY.items():
+    for name in backend_names():
+        how = _REGISTRY[name.split("@", 1)[0]][1]
         try:
             b = get_backend(name)
         except BackendUnavailable as e:
@@ -145,3 +173,36 @@ def available_backends() -> list[BackendInfo]:
             continue
         rows.append(BackendInfo(name, True, b.version(), b.capabilities()))
     return rows
+
+
+def _get_variant(name: str) -> Backend:
+    """``"<backend>@<isolation>"``: the backend run in-process or in a worker process."""
+    base, _, mode = name.partition("@")
+    if base not in _REGISTRY:
+        raise ValueError(f"unknown backend {base!r}; known backends: {', '.join(sorted(_REGISTRY))}")
+    if mode not in ISOLATION_MODES:
+        raise ValueError(f"unknown isolation {mode!r} in {name!r}; choose from {', '.join(ISOLATION_MODES)}")
+    if mode == "namespace":
+        base_backend = get_backend(base)
+        make = getattr(base_backend, "namespace_variant", None)
+        if make is None:
+            raise BackendUnavailable(name, f"{base} cannot be loaded into a linker namespace",
+                                     f"use Engine({base!r}) or isolation='process'")
+        try:
+            backend = make()
+        except BackendUnavailable as e:
+            raise BackendUnavailable(name, e.reason, e.how_to_enable) from e
+        _LOADED[name] = backend
+        return backend
+    if mode == "process":
+        from ._isolation import process_backend
+
+        backend = process_backend(base, name=name)
+    else:
+        backend = get_backend(base)
+        if backend.isolation != "in-process":
+            reason = getattr(backend, "in_process_reason", "") or "it runs in a worker process here"
+            raise BackendUnavailable(name, f"{base} cannot run in this process: {reason}",
+                                     f"use Engine({base!r}) or isolation='process'")
+    _LOADED[name] = backend
+    return backend

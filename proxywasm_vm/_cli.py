@@ -4,20 +4,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
-import statistics
 import sys
-import time
-from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, NoReturn, Sequence
+from dataclasses import asdict
+from typing import Any, NoReturn, Sequence
 
 from ._backend import BackendInfo, available_backends, backend_names
 from ._engine import Engine
 from ._errors import BackendUnavailable
 
 __all__ = ["main"]
-
-BASELINE = "wasmtime-py"
 
 
 class UsageError(Exception):
@@ -53,8 +48,7 @@ def cmd_backends(args: argparse.Namespace) -> int:
 
 
 def _info_dict(r: BackendInfo) -> dict[str, Any]:
-    d = asdict(r)
-    return d
+    return asdict(r)
 
 
 # ---- pwvm setup ------------------------------------------------------------------
@@ -74,176 +68,100 @@ def cmd_setup(args: argparse.Namespace) -> int:
 
 # ---- pwvm bench -------------------------------------------------------------------
 
-@dataclass
-class Series:
-    """The samples of one (workload, runner) cell: seconds per unit operation."""
-
-    workload: str
-    runner: str
-    samples: list[float] = field(default_factory=list)
-    error: str = ""
-
-    @property
-    def median(self) -> float:
-        return statistics.median(self.samples) if self.samples else float("nan")
-
-
-def _calibrate(run: Callable[[], Any], target: float) -> int:
-    """How many invocations take about ``target`` seconds."""
-    n = 1
-    while True:
-        t0 = time.perf_counter()
-        for _ in range(n):
-            run()
-        dt = time.perf_counter() - t0
-        if dt >= target / 4 or n >= 1 << 20:
-            return max(1, int(n * target / max(dt, 1e-9)))
-        n *= 4
-
-
-def _time(run: Callable[[], Any], number: int) -> float:
-    t0 = time.perf_counter()
-    for _ in range(number):
-        run()
-    return time.perf_counter() - t0
-
-
 def cmd_bench(args: argparse.Namespace) -> int:
     from rich.progress import Progress
 
-    from ._workloads import BASELINES, WORKLOADS
+    from ._bench import all_workloads, plot, run_bench
 
-    selected = args.workloads.split(",") if args.workloads else list(WORKLOADS)
-    unknown = [w for w in selected if w not in WORKLOADS]
-    if unknown:
-        raise UsageError(f"unknown workload {unknown[0]!r}; choose from {', '.join(WORKLOADS)}")
-    names = args.backends.split(",") if args.backends else backend_names()
-    for n in names:
-        if n not in backend_names():
-            raise UsageError(f"unknown backend {n!r}; choose from {', '.join(backend_names())}")
+    extra = {}
+    if args.plugin:
+        from ._workloads import user_plugin_workloads
 
-    repeats = 3 if args.quick else args.repeats
-    target = 0.01 if args.quick else 0.05
-    engines: dict[str, Engine] = {}
-    missing: dict[str, str] = {}
-    for n in names:
-        try:
-            engines[n] = Engine(n)
-        except BackendUnavailable as e:
-            missing[n] = str(e)
-    runners = list(engines) + ([BASELINE] if not args.no_baseline else [])
-
-    # Prepare every cell first, then interleave the repeats so drift hits all alike.
-    cells: dict[tuple[str, str], tuple[Any, int, Series]] = {}
-    for w in selected:
-        for r in runners:
-            s = Series(w, r)
+        configuration = b""
+        if args.config:
             try:
-                if r == BASELINE:
-                    if w not in BASELINES:
-                        continue
-                    op = BASELINES[w]()
-                else:
-                    op = WORKLOADS[w].setup(engines[r])
-                op.run()  # warm-up
-                number = _calibrate(op.run, target)
-                cells[(w, r)] = (op, number, s)
-            except Exception as e:  # a workload a backend cannot run is reported, not fatal
-                s.error = f"{type(e).__name__}: {e}"
-                cells[(w, r)] = (None, 0, s)
-    with Progress(transient=True, disable=args.json_only) as progress:
-        task = progress.add_task("benchmarking", total=repeats * len(cells))
-        for rep in range(repeats):
-            order = list(cells.items())
-            if rep % 2:
-                order.reverse()
-            for (w, r), (op, number, s) in order:
-                if op is not None:
-                    s.samples.append(_time(op.run, number) / (number * op.units))
-                progress.advance(task)
-
-    results = [c[2] for c in cells.values()]
-    header = _header(engines)
+                with open(args.config, "rb") as f:
+                    configuration = f.read()
+            except OSError as e:
+                raise UsageError(f"cannot read --config {args.config}: {e.strerror}") from None
+        try:
+            extra = user_plugin_workloads(args.plugin, args.root_id, configuration)
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+    known = list(extra) + [w for w in all_workloads() if w not in extra]
+    default = list(extra) + ["call", "host_call", "instantiate", "rss_per_vm"] if extra else known
+    selected = args.workloads.split(",") if args.workloads else default
+    for w in selected:
+        if w not in known:
+            raise UsageError(f"unknown workload {w!r}; choose from {', '.join(known)}")
+    runners = args.backends.split(",") if args.backends else backend_names()
+    for r in runners:
+        if r.split("@", 1)[0] not in backend_names():
+            raise UsageError(f"unknown backend {r!r}; choose from {', '.join(backend_names())}")
+    if args.plot:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise UsageError("--plot needs matplotlib: pip install 'proxywasm-vm[plot]'") from None
+    repeats = 3 if args.quick else args.repeats
+    with Progress(transient=True) as progress:
+        task = progress.add_task("benchmarking", total=None)
+        result = run_bench(runners, selected, repeats=repeats, quick=args.quick, baseline=not args.no_baseline,
+                           progress=lambda done, total: progress.update(task, completed=done, total=total),
+                           extra=extra)
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"header": header, "missing": missing,
-                       "results": [{"workload": s.workload, "runner": s.runner, "seconds_per_unit": s.samples,
-                                    "unit": WORKLOADS[s.workload].unit, "error": s.error} for s in results]},
-                      f, indent=2)
-    if not args.json_only:
-        _print_table(header, selected, runners, results, missing)
+            json.dump(result.to_json(), f, indent=2)
+    if args.plot:
+        plot(result, args.plot)
+    _print_table(result)
     return 0
 
 
-def _header(engines: dict[str, Engine]) -> dict[str, Any]:
-    return {
-        "machine": f"{platform.machine()}, {_cpu_model()}, {_ncpu()} cores",
-        "os": platform.platform(),
-        "python": platform.python_version(),
-        "runtimes": {n: e.backend.version() for n, e in engines.items()},
-        "time": time.strftime("%Y-%m-%d %H:%M:%S"),
-    }
-
-
-def _ncpu() -> int:
-    import os
-
-    return os.cpu_count() or 1
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown cpu"
-
-
-def _fmt(seconds: float) -> str:
-    if seconds != seconds:
-        return "-"
-    for unit, scale in (("s", 1), ("ms", 1e-3), ("µs", 1e-6)):
-        if seconds >= scale:
-            return f"{seconds / scale:.3g} {unit}"
-    return f"{seconds * 1e9:.0f} ns"
-
-
-def _print_table(header: dict[str, Any], workloads: Sequence[str], runners: Sequence[str], results: list[Series],
-                 missing: dict[str, str]) -> None:
+def _print_table(result: Any) -> None:
     from rich.table import Table
 
-    from ._workloads import WORKLOADS
+    from ._bench import fmt_value
 
     console = _console()
-    runtimes = ", ".join(f"{k} {v}" for k, v in header["runtimes"].items())
-    console.print(f"[bold]pwvm bench[/] — {header['machine']}; Python {header['python']}; {runtimes}")
-    table = Table(show_lines=False)
+    h = result.header
+    runtimes = ", ".join(f"{k} {v}" for k, v in h["runtimes"].items())
+    console.print(f"[bold]pwvm bench[/] — {h['machine']}; Python {h['python']}; {runtimes}")
+    table = Table()
     table.add_column("workload")
     table.add_column("runner")
-    table.add_column("median / unit", justify="right")
+    table.add_column("median", justify="right")
     table.add_column("min .. max", justify="right")
     table.add_column("vs fastest", justify="right")
-    by = {(s.workload, s.runner): s for s in results}
-    for w in workloads:
-        cells = [by[(w, r)] for r in runners if (w, r) in by]
-        best = min((s.median for s in cells if s.samples), default=float("nan"))
-        for i, s in enumerate(cells):
-            label = f"{w} [dim]({WORKLOADS[w].unit})[/]" if i == 0 else ""
-            if s.error:
-                table.add_row(label, s.runner, "[red]error[/]", s.error[:60], "")
+    for w in result.workloads:
+        cells = [c for c in result.cells if c.workload == w]
+        best = min((c.median for c in cells if c.samples), default=float("nan"))
+        for i, c in enumerate(cells):
+            label = f"{w} [dim]({c.unit})[/]" if i == 0 else ""
+            if c.error or not c.samples:
+                table.add_row(label, c.runner, "[red]error[/]", (c.error or "no sample")[:70], "")
                 continue
-            ratio = s.median / best
-            table.add_row(label, s.runner, _fmt(s.median), f"{_fmt(min(s.samples))} .. {_fmt(max(s.samples))}",
-                          "[green]fastest[/]" if ratio < 1.0005 else f"{ratio:.1f}×")
-        for n in missing:
-            table.add_row("", n, "[yellow]unavailable[/]", "", "")
+            if c.median <= best:
+                versus = "[green]fastest[/]"
+            else:
+                versus = f"{c.median / best:.1f}×" if best > 0 else "-"
+            table.add_row(label, c.runner, fmt_value(c.median, c.unit),
+                          f"{fmt_value(min(c.samples), c.unit)} .. {fmt_value(max(c.samples), c.unit)}", versus)
+        for name in result.missing:
+            table.add_row("", name, "[yellow]unavailable[/]", "", "")
         table.add_section()
     console.print(table)
-    for n, why in missing.items():
-        console.print(f"[yellow]{n}[/]: {why}")
+    requests = [c for c in result.cells if c.latencies and not c.error]
+    if requests:
+        lat = Table(title="per request: single-request latency and one-thread throughput")
+        for col in ("workload", "runner", "p50", "p90", "p99", "requests/s"):
+            lat.add_column(col, justify="left" if col in ("workload", "runner") else "right")
+        for c in requests:
+            lat.add_row(c.workload, c.runner, fmt_value(c.percentile(50), "s"), fmt_value(c.percentile(90), "s"),
+                        fmt_value(c.percentile(99), "s"), f"{c.requests_per_second:,.0f}")
+        console.print(lat)
+    for name, why in result.missing.items():
+        console.print(f"[yellow]{name}[/]: {why}")
 
 
 # ---- entry point ------------------------------------------------------------------
@@ -267,12 +185,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=cmd_setup)
 
     be = sub.add_parser("bench", help="compare the backends side by side")
-    be.add_argument("--backends", help="comma-separated backends (default: all registered)")
+    be.add_argument("--backends", help="comma-separated backend ids, e.g. wasmtime,v8,wasmtime@process "
+                                       "(default: every registered one)")
     be.add_argument("--workloads", help="comma-separated workloads (default: all)")
     be.add_argument("--repeats", type=int, default=7, help="timed repeats per cell (default 7)")
     be.add_argument("--quick", action="store_true", help="few, short repeats: a smoke run")
     be.add_argument("--json", metavar="FILE", help="write every raw sample to FILE")
-    be.add_argument("--json-only", action="store_true", help=argparse.SUPPRESS)
+    be.add_argument("--plot", metavar="FILE.png", help="draw the results (needs matplotlib)")
+    be.add_argument("--plugin", metavar="FILE", help="benchmark your own Proxy-Wasm plugin (.wasm)")
+    be.add_argument("--config", metavar="FILE", help="the plugin configuration given to proxy_on_configure")
+    be.add_argument("--root-id", default="", help="the plugin's root id (plugin_root_id property)")
     be.add_argument("--no-baseline", action="store_true", help="leave out the wasmtime-py baseline")
     be.set_defaults(fn=cmd_bench)
     return p

@@ -60,20 +60,31 @@ class Engine:
     """A backend with its configuration; compiles modules and creates stores.
 
     ``Engine()`` uses the default backend (wasmtime); ``Engine("v8")`` picks one
-    by name. Engines are thread-safe and meant to be long-lived: compile each
-    module once per engine and instantiate it in as many stores as needed.
+    by name. ``isolation`` chooses where the runtime runs: ``"in-process"``, or
+    ``"process"`` (a worker process, possibly another Python: see
+    :mod:`proxywasm_vm._isolation`); ``None`` is the backend's default (in-process,
+    except wasmer on Python >= 3.11). ``Engine("wasmtime@process")`` is the same
+    as ``Engine("wasmtime", isolation="process")``. Engines are thread-safe and
+    meant to be long-lived: compile each module once per engine and instantiate
+    it in as many stores as needed.
     """
 
     backend: Backend
     config: EngineConfig
 
-    def __new__(cls, backend: str = DEFAULT_BACKEND, config: EngineConfig | None = None, **options: Any) -> Engine:
+    def __new__(cls, backend: str = DEFAULT_BACKEND, config: EngineConfig | None = None, *,
+                isolation: str | None = None, **options: Any) -> Engine:
         if cls is not Engine:
             return super().__new__(cls)
         cfg = config or EngineConfig()
         if options:
             cfg = EngineConfig(**{**cfg.__dict__, **options})
-        return get_backend(backend).new_engine(cfg)
+        if isolation is None:
+            return get_backend(backend).new_engine(cfg)
+        base, _, named = backend.partition("@")
+        if named and named != isolation:
+            raise ValueError(f"backend {backend!r} conflicts with isolation={isolation!r}")
+        return get_backend(f"{base}@{isolation}").new_engine(cfg)
 
     def __repr__(self) -> str:
         return f"<Engine {self.backend.name} {self.backend.version()}>"

@@ -7,7 +7,8 @@ Every error a backend raises is one of these, whatever runtime produced it::
     ├── LinkError             a missing or mistyped import
     ├── Trap                  wasm execution stopped; ``.code`` says why
     ├── LimitError            a store limit refused a memory/table grow from Python
-    └── BackendUnavailable    the backend cannot be loaded here; says how to enable it
+    ├── BackendUnavailable    the backend cannot be loaded here; says how to enable it
+    └── WorkerCrashed         the worker process running the engine died (or was lost with it)
 
 A Python exception raised by a host function is re-raised unchanged from the
 call into wasm that led to it (the same object, with a note naming the host
@@ -26,6 +27,7 @@ __all__ = [
     "TrapCode",
     "LimitError",
     "BackendUnavailable",
+    "WorkerCrashed",
 ]
 
 
@@ -113,3 +115,21 @@ class BackendUnavailable(WasmError):
         if how_to_enable:
             msg += f" (to enable it: {how_to_enable})"
         super().__init__(msg)
+
+
+class WorkerCrashed(WasmError):
+    """The worker process of an engine (``isolation="process"``) died.
+
+    Raised by the call in flight when the worker dies (killed or crashed),
+    and by any later use of a store, instance or extern that lived in that
+    worker (also after the engine option ``call_timeout`` stopped one, whose
+    call raised ``Trap(INTERRUPTED)``): those are gone with it. The engine itself
+    recovers: its next call starts a new worker and reloads its modules (from
+    the compiled-module cache where the backend can). ``pid`` is the dead
+    worker's process id and ``signal`` the signal that ended it, if any.
+    """
+
+    def __init__(self, message: str, *, pid: int | None = None, signal: int | None = None) -> None:
+        super().__init__(message)
+        self.pid = pid
+        self.signal = signal

@@ -60,6 +60,10 @@ class Module:
             raise CompileError("not a WebAssembly binary module (bad magic number)")
         mod = engine._module_new(data)
         mod._wasm = data
+        # Read the import/export types now, so a module whose types the
+        # interface cannot express (a proposal's new value type, say) fails
+        # here with CompileError rather than later at instantiation.
+        mod._info = parse_module(data)
         return mod
 
     @staticmethod
@@ -97,7 +101,7 @@ class Module:
         if path.exists():
             try:
                 mod = engine._module_deserialize_file(str(path))
-                mod._wasm = data
+                mod._wasm = data  # types are read lazily: an entry exists only for bytes that parsed
                 return mod
             except Exception:
                 path.unlink(missing_ok=True)  # stale or corrupt entry: rebuild it

@@ -21,7 +21,8 @@ from ._module import Module, wat2wasm
 from ._store import Store
 from ._types import FuncType, ValType
 
-__all__ = ["Operation", "Workload", "WORKLOADS", "BASELINES", "big_module"]
+__all__ = ["Operation", "Workload", "WORKLOADS", "BASELINES", "PLUGINS", "big_module", "load_plugin", "plugin_path",
+           "request_cycle", "rss_bytes", "rss_per_vm", "user_plugin_workloads"]
 
 I32 = ValType.I32
 HOST_LOOPS = 100
@@ -82,6 +83,24 @@ INSTANTIATE_WAT = """
   (table 4 funcref)
   (func (export "run") (param i32) (result i32) local.get 0 global.set $g global.get $g)
   (data (i32.const 0) "hello world"))
+"""
+
+
+COMPUTE_WAT = """
+(module
+  (func $fib (export "fib") (param i32) (result i32)
+    (if (result i32) (i32.lt_u (local.get 0) (i32.const 2))
+      (then (local.get 0))
+      (else (i32.add (call $fib (i32.sub (local.get 0) (i32.const 1)))
+                     (call $fib (i32.sub (local.get 0) (i32.const 2)))))))
+  (func (export "hash") (param $n i32) (result i64) (local $x i64)
+    (local.set $x (i64.const 88172645463325252))
+    (loop $l
+      (local.set $x (i64.xor (local.get $x) (i64.shl (local.get $x) (i64.const 13))))
+      (local.set $x (i64.xor (local.get $x) (i64.shr_u (local.get $x) (i64.const 7))))
+      (local.set $x (i64.xor (local.get $x) (i64.shl (local.get $x) (i64.const 17))))
+      (br_if $l (local.tee $n (i32.sub (local.get $n) (i32.const 1)))))
+    (local.get $x)))
 """
 
 
@@ -189,6 +208,131 @@ def _cached_load(engine: Engine) -> Operation:
     return Operation(lambda: Module.cached(engine, wasm))
 
 
+def _fib(engine: Engine) -> Operation:
+    inst = Instance(Store(engine), Module(engine, _wasm(COMPUTE_WAT)))
+    fib = inst.exports.func("fib")
+    return Operation(lambda: fib(25), keep=inst)
+
+
+def _hash(engine: Engine) -> Operation:
+    inst = Instance(Store(engine), Module(engine, _wasm(COMPUTE_WAT)))
+    fn = inst.exports.func("hash")
+    return Operation(lambda: fn(1_000_000), keep=inst)
+
+
+# ---- Proxy-Wasm plugins ---------------------------------------------------------
+
+#: The bundled plugins `pwvm bench` runs by default: (file stem, root id).
+PLUGINS = {
+    "gcore": ("as_gcore_headers", "pwvm_gcore_headers"),   # AssemblyScript, G-Core SDK, ABI 0.2.1
+    "solo": ("as_solo_headers", "pwvm_solo_headers"),      # AssemblyScript, solo-io SDK, ABI 0.2.0
+    "c": ("c_bench", ""),                                   # our C plugin: the cycle and nothing else
+}
+REQUEST_HEADERS = [(":method", "GET"), (":path", "/bench"), (":authority", "example.com"), (":scheme", "http"),
+                   ("user-agent", "pwvm-bench"), ("accept", "*/*"), ("x-request-id", "0f5c2a"),
+                   ("x-forwarded-for", "10.0.0.1"), ("cookie", "a=1"), ("content-length", "0")]
+RESPONSE_HEADERS = [(":status", "200"), ("content-type", "text/plain"), ("content-length", "2")]
+
+
+def plugin_path(stem: str) -> str:
+    """A bundled test plugin: installed package data, else the source checkout's build folder."""
+    import os
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    for candidate in (os.path.join(here, "_plugins", f"{stem}.wasm"),
+                      os.path.join(os.path.dirname(here), "tests", "plugins", "build", f"{stem}.wasm")):
+        if os.path.exists(candidate):
+            return candidate
+    raise FileNotFoundError(f"bundled plugin {stem}.wasm not found (run ci/build_plugins.sh)")
+
+
+def _quiet_host(engine: Engine) -> Any:
+    from ._proxywasm import LogLevel, MemoryLogger, ProxyWasmHost
+
+    return ProxyWasmHost(engine=engine, logger=MemoryLogger(level=LogLevel.WARN))
+
+
+def load_plugin(engine: Engine, wasm: Any, root_id: str, configuration: bytes = b"") -> Any:
+    """A plugin on ``engine`` with a host that keeps only warnings (logging is not what is timed)."""
+    from ._proxywasm import Plugin, PluginConfig
+
+    return Plugin(PluginConfig(name="bench", root_id=root_id, configuration=configuration), wasm,
+                  host=_quiet_host(engine), engine=engine)
+
+
+def request_cycle(plugin: Any) -> Callable[[], None]:
+    """One full HTTP request: context create, request headers (10, read as pairs by the
+    plugin, which adds one), response headers, then done/log/delete."""
+    def run() -> None:
+        stream = plugin.http_stream()
+        stream.request_headers(REQUEST_HEADERS, True)
+        stream.response_headers(RESPONSE_HEADERS, True)
+        stream.close()
+
+    return run
+
+
+def _request(which: str) -> Callable[[Engine], Operation]:
+    def setup(engine: Engine) -> Operation:
+        stem, root = PLUGINS[which]
+        plugin = load_plugin(engine, plugin_path(stem), root)
+        return Operation(request_cycle(plugin), keep=plugin)
+
+    return setup
+
+
+def _plugin_ready(engine: Engine) -> Operation:
+    stem, root = PLUGINS["gcore"]
+    module = Module.cached(engine, open(plugin_path(stem), "rb").read())
+
+    def run() -> None:
+        load_plugin(engine, module, root).close()
+
+    return Operation(run)
+
+
+def user_plugin_workloads(path: str, root_id: str = "", configuration: bytes = b"") -> dict[str, Workload]:
+    """Workloads for a plugin of the user's own: start-up and request cycles.
+
+    Raises :class:`ValueError` with a one-line reason when ``path`` is not a
+    readable Proxy-Wasm plugin.
+    """
+    from ._errors import WasmError
+    from ._proxywasm._abi import detect_abi
+    from ._wasmparse import parse_module
+
+    try:
+        with open(path, "rb") as f:
+            wasm = f.read()
+    except OSError as e:
+        raise ValueError(f"cannot read plugin {path}: {e.strerror}") from None
+    try:
+        info = parse_module(wasm)
+    except WasmError as e:
+        raise ValueError(f"{path} is not a WebAssembly module: {e}") from None
+    if detect_abi(e.name for e in info.exports) is None:
+        raise ValueError(f"{path} is not a Proxy-Wasm plugin (it exports no proxy_abi_version_* marker)")
+
+    def ready(engine: Engine) -> Operation:
+        module = Module.cached(engine, wasm)
+
+        def run() -> None:
+            load_plugin(engine, module, root_id, configuration).close()
+
+        return Operation(run)
+
+    def request(engine: Engine) -> Operation:
+        plugin = load_plugin(engine, Module.cached(engine, wasm), root_id, configuration)
+        return Operation(request_cycle(plugin), keep=plugin)
+
+    return {
+        "plugin_ready": Workload("plugin_ready", "plugin", f"new VM of {path} + vm_start + configure", ready,
+                                 "startup"),
+        "plugin_request": Workload("plugin_request", "request", f"full HTTP request cycle through {path}", request,
+                                   "request"),
+    }
+
+
 WORKLOADS: dict[str, Workload] = {w.name: w for w in [
     Workload("call", "call", "Python -> wasm call of an i32 add export", _call),
     Workload("host_call", "call", "wasm -> Python call of a no-op host function", _host_call),
@@ -199,7 +343,54 @@ WORKLOADS: dict[str, Workload] = {w.name: w for w in [
     Workload("compile_500k", "module", "compile a ~500 KB module", _compile, "startup"),
     Workload("cached_load_500k", "module", "load the same module from the compiled-module cache", _cached_load,
              "startup"),
+    Workload("plugin_ready", "plugin", "new VM of a cached plugin + vm_start + configure (G-Core SDK)",
+             _plugin_ready, "startup"),
+    Workload("request_gcore", "request", "full HTTP request cycle through the G-Core AssemblyScript SDK plugin",
+             _request("gcore"), "request"),
+    Workload("request_solo", "request", "full HTTP request cycle through the solo-io AssemblyScript SDK plugin",
+             _request("solo"), "request"),
+    Workload("request_c", "request", "the same cycle through a C plugin that does nothing else (host cost)",
+             _request("c"), "request"),
+    Workload("fib_25", "run", "recursive fib(25) inside wasm: calls and branches", _fib, "compute"),
+    Workload("xorshift_1m", "run", "10^6 rounds of an i64 xorshift loop inside wasm", _hash, "compute"),
 ]}
+
+
+def rss_bytes() -> int:
+    """Resident set size of this process."""
+    import os
+
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def rss_per_vm(engine: Engine, count: int = 200) -> float:
+    """Bytes of resident memory each live VM (store + instance, memory touched) adds.
+
+    Engines that run their runtime elsewhere (a worker process) report that
+    process through an ``rss_bytes()`` method of their own.
+    """
+    import gc
+
+    measure = getattr(engine, "rss_bytes", None) or rss_bytes
+    module = Module(engine, _wasm(INSTANTIATE_WAT))
+    linker = Linker(engine)
+    linker.define_func("env", "log", FuncType([I32, I32]), lambda p, n: None)
+    linker.define_func("env", "now", FuncType([], [ValType.I64]), lambda: 0)
+    warm = [linker.instantiate(Store(engine), module) for _ in range(5)]
+    gc.collect()
+    before = measure()
+    vms = []
+    for _ in range(count):
+        inst = linker.instantiate(Store(engine), module)
+        mem = inst.exports.memory()
+        for page in range(mem.size):
+            mem.write(page * 65536, b"\1")  # commit every page, as a running plugin would
+        vms.append(inst)
+    after = measure()
+    del vms, warm
+    gc.collect()
+    return max(0.0, (after - before) / count)
 
 
 # ---- the wasmtime-py high-level API, as the external baseline -----------------

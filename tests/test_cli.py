@@ -37,20 +37,72 @@ def test_bench_quick_writes_samples(tmp_path):
     cells = {(r["workload"], r["runner"]): r for r in data["results"]}
     for w in ("call", "memory_read_1k"):
         for runner in ("wasmtime", "wasmtime-py"):
-            samples = cells[(w, runner)]["seconds_per_unit"]
+            samples = cells[(w, runner)]["samples"]
             assert len(samples) == 3 and all(0 < s < 1e-3 for s in samples)
     assert data["header"]["runtimes"]["wasmtime"]
     assert "call" in out.stdout and "wasmtime-py" in out.stdout
 
 
+def test_bench_every_backend_and_isolation_gives_json_and_png(tmp_path):
+    """The issue's end-to-end check: one sample set per backend x isolation x workload, plus a chart."""
+    import os
+
+    from proxywasm_vm import available_backends
+
+    rows = available_backends()
+    if os.environ.get("CI") == "true":
+        missing = [r.name for r in rows if not r.available]
+        assert not missing, f"CI requires every backend: {missing} unavailable"
+    runners = [r.name for r in rows if r.available]
+    path, png = tmp_path / "all.json", tmp_path / "all.png"
+    out = pwvm("bench", "--quick", "--backends", ",".join(runners), "--workloads", "call,request_c,rss_per_vm",
+               "--json", str(path), "--plot", str(png), timeout=600)
+    assert out.returncode == 0, out.stderr
+    data = json.loads(path.read_text())
+    cells = {(r["workload"], r["runner"]): r for r in data["results"]}
+    for runner in runners:
+        for w in ("call", "request_c", "rss_per_vm"):
+            cell = cells[(w, runner)]
+            assert not cell["error"], (w, runner, cell["error"])
+            assert len(cell["samples"]) == 3 and all(v >= 0 for v in cell["samples"])
+        req = cells[("request_c", runner)]
+        assert len(req["latency_seconds"]) >= 3 * 200
+        assert 0 < req["p50"] <= req["p90"] <= req["p99"] and req["requests_per_second"] > 0
+    assert "p99" in out.stdout and "requests/s" in out.stdout
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_bench_runs_a_users_plugin(tmp_path):
+    from proxywasm_vm._workloads import plugin_path
+
+    config = tmp_path / "config.txt"
+    config.write_text("anything")
+    path = tmp_path / "p.json"
+    out = pwvm("bench", "--quick", "--backends", "wasmtime", "--plugin", plugin_path("as_solo_headers"),
+               "--root-id", "pwvm_solo_headers", "--config", str(config), "--workloads", "plugin_ready,plugin_request",
+               "--no-baseline", "--json", str(path))
+    assert out.returncode == 0, out.stderr
+    cells = {r["workload"]: r for r in json.loads(path.read_text())["results"]}
+    assert set(cells) == {"plugin_ready", "plugin_request"}
+    assert all(len(c["samples"]) == 3 and not c["error"] for c in cells.values())
+
+
 @pytest.mark.parametrize("args, needle", [
+    (["bench", "--plugin", "/no/such/plugin.wasm"], "cannot read plugin /no/such/plugin.wasm"),
+    (["bench", "--plugin", "PLUGINS/wat_no_marker.wasm"], "is not a Proxy-Wasm plugin"),
+    (["bench", "--plugin", "PLUGINS/../c/c_bench.c"], "is not a WebAssembly module"),
     (["bench", "--backends", "nosuch"], "unknown backend 'nosuch'"),
     (["bench", "--workloads", "nosuch"], "unknown workload 'nosuch'"),
     (["bench", "--repeats", "many"], "invalid int value"),
     (["frobnicate"], "invalid choice"),
 ])
 def test_bad_arguments_give_one_line_and_exit_2(args, needle):
-    out = pwvm(*args)
+    import os
+
+    from proxywasm_vm._workloads import plugin_path
+
+    plugins = os.path.dirname(plugin_path("c_bench"))
+    out = pwvm(*[a.replace("PLUGINS", plugins) for a in args])
     assert out.returncode == 2
     assert needle in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1

@@ -12,7 +12,8 @@ from proxywasm_vm._store import StoreLimits
 from proxywasm_vm._types import ExportType, ImportType
 from proxywasm_vm._wasmparse import ModuleInfo
 
-from ._ffi import api, ffi, lib, take_error_message
+from ._ffi import ffi, lib
+from ._runtime import Runtime
 
 #: Epoch tick used for deadlines: deadlines are honoured to about this precision.
 TICK_SECONDS = 0.001
@@ -20,10 +21,12 @@ TICK_SECONDS = 0.001
 
 class WasmtimeEngine(Engine):
     @classmethod
-    def _create(cls, backend: Any, config: EngineConfig) -> WasmtimeEngine:
+    def _create(cls, backend: Any, config: EngineConfig, rt: Runtime) -> WasmtimeEngine:
+        api = rt.api
         self = object.__new__(cls)
         self.backend = backend
         self.config = config
+        self._rt = rt
         cfg = api.wasm_config_new()
         api.wasmtime_config_epoch_interruption_set(cfg, config.deadlines)
         api.wasmtime_config_consume_fuel_set(cfg, config.fuel)
@@ -44,36 +47,44 @@ class WasmtimeEngine(Engine):
             return
         with self._ticker_lock:
             if not self._ticker_started:
-                if lib.pwvm_ticker_start(api, self._ptr, int(TICK_SECONDS * 1e6)) != 0:
+                if lib.pwvm_ticker_start(self._rt.api, self._ptr, int(TICK_SECONDS * 1e6)) != 0:
                     raise OSError("cannot start the wasmtime epoch ticker thread")
                 self._ticker_started = True
 
     def _module_new(self, wasm: bytes) -> Module:
+        rt = self._rt
+        api = rt.api
         out = ffi.new("wasmtime_module_t**")
         err = api.wasmtime_module_new(self._ptr, ffi.from_buffer("uint8_t[]", wasm), len(wasm), out)
         if err != ffi.NULL:
-            raise CompileError(take_error_message(err))
+            raise CompileError(rt.take_error_message(err))
         return WasmtimeModule._wrap(self, out[0])
 
     def _module_validate(self, wasm: bytes) -> bool:
+        rt = self._rt
+        api = rt.api
         err = api.wasmtime_module_validate(self._ptr, ffi.from_buffer("uint8_t[]", wasm), len(wasm))
         if err != ffi.NULL:
-            take_error_message(err)
+            rt.take_error_message(err)
             return False
         return True
 
     def _module_deserialize(self, data: bytes) -> Module:
+        rt = self._rt
+        api = rt.api
         out = ffi.new("wasmtime_module_t**")
         err = api.wasmtime_module_deserialize(self._ptr, ffi.from_buffer("uint8_t[]", data), len(data), out)
         if err != ffi.NULL:
-            raise CompileError(take_error_message(err))
+            raise CompileError(rt.take_error_message(err))
         return WasmtimeModule._wrap(self, out[0])
 
     def _module_deserialize_file(self, path: str) -> Module:
+        rt = self._rt
+        api = rt.api
         out = ffi.new("wasmtime_module_t**")
         err = api.wasmtime_module_deserialize_file(self._ptr, path.encode(), out)
         if err != ffi.NULL:
-            raise CompileError(take_error_message(err))
+            raise CompileError(rt.take_error_message(err))
         return WasmtimeModule._wrap(self, out[0])
 
     def _store_new(self, limits: StoreLimits, data: Any) -> Any:
@@ -92,20 +103,22 @@ class WasmtimeModule(Module):
     def _wrap(cls, engine: WasmtimeEngine, ptr: Any) -> WasmtimeModule:
         m = object.__new__(cls)
         m.engine = engine
-        m._ptr = ffi.gc(ptr, api.wasmtime_module_delete)
+        m._ptr = ffi.gc(ptr, engine._rt.api.wasmtime_module_delete)
         return m
 
     def _module_info(self) -> Any:
         """Parsed from the bytes when we have them; asked from wasmtime after ``deserialize``."""
         if self._info is None and self._wasm is None:
-            self._info = _info_from_runtime(self._ptr)
+            self._info = _info_from_runtime(self.engine._rt, self._ptr)
         return super()._module_info()
 
     def serialize(self) -> bytes:
+        rt = self.engine._rt
+        api = rt.api
         vec = ffi.new("wasm_byte_vec_t*")
         err = api.wasmtime_module_serialize(self._ptr, vec)
         if err != ffi.NULL:
-            raise CompileError(take_error_message(err))
+            raise CompileError(rt.take_error_message(err))
         data = ffi.unpack(ffi.cast("char*", vec.data), vec.size)
         api.wasm_byte_vec_delete(vec)
         return data
@@ -115,10 +128,9 @@ def _name(vec: Any) -> str:
     return ffi.unpack(ffi.cast("char*", vec.data), vec.size).decode()
 
 
-def _info_from_runtime(ptr: Any) -> ModuleInfo:
+def _info_from_runtime(rt: Runtime, ptr: Any) -> ModuleInfo:
     """Import and export types of a compiled module (custom sections are not kept by wasmtime)."""
-    from ._values import externtype
-
+    api = rt.api
     info = ModuleInfo()
     imps = ffi.new("wasm_importtype_vec_t*")
     api.wasmtime_module_imports(ptr, imps)
@@ -126,7 +138,7 @@ def _info_from_runtime(ptr: Any) -> ModuleInfo:
         for i in range(imps.size):
             it = imps.data[i]
             info.imports.append(ImportType(_name(api.wasm_importtype_module(it)), _name(api.wasm_importtype_name(it)),
-                                           externtype(api.wasm_importtype_type(it))))
+                                           rt.externtype(api.wasm_importtype_type(it))))
     finally:
         api.wasm_importtype_vec_delete(imps)
     exps = ffi.new("wasm_exporttype_vec_t*")
@@ -134,7 +146,7 @@ def _info_from_runtime(ptr: Any) -> ModuleInfo:
     try:
         for i in range(exps.size):
             et = exps.data[i]
-            info.exports.append(ExportType(_name(api.wasm_exporttype_name(et)), externtype(api.wasm_exporttype_type(et))))
+            info.exports.append(ExportType(_name(api.wasm_exporttype_name(et)), rt.externtype(api.wasm_exporttype_type(et))))
     finally:
         api.wasm_exporttype_vec_delete(exps)
     return info

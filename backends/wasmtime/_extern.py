@@ -10,7 +10,7 @@ from proxywasm_vm._memory import Memory
 from proxywasm_vm._table import Table
 from proxywasm_vm._types import GlobalType, MemoryType, TableType
 
-from ._ffi import api, ffi, lib, take_error_message
+from ._ffi import ffi, lib
 from ._values import from_val, to_val
 
 _span = lib.pwvm_mem_span
@@ -38,10 +38,10 @@ class WasmtimeMemory(Memory):
 
     @property
     def type(self) -> MemoryType:  # type: ignore[override]
+        rt = self.store._rt
         if self._type is None:
-            from ._values import memorytype_of
 
-            self._type = memorytype_of(self.store._ctx, self._m)
+            self._type = rt.memorytype_of(self.store._ctx, self._m)
         return self._type
 
     def _to_extern(self, ext: Any) -> None:
@@ -50,19 +50,25 @@ class WasmtimeMemory(Memory):
 
     @property
     def size(self) -> int:
+        rt = self.store._rt
+        api = rt.api
         return api.wasmtime_memory_size(self.store._ctx, self._m)
 
     @property
     def data_size(self) -> int:
+        rt = self.store._rt
+        api = rt.api
         return api.wasmtime_memory_data_size(self.store._ctx, self._m)
 
     def grow(self, delta: int) -> int:
+        rt = self.store._rt
+        api = rt.api
         if delta < 0:
             raise ValueError("delta must be >= 0")
         prev = ffi.new("uint64_t*")
         err = api.wasmtime_memory_grow(self.store._ctx, self._m, delta, prev)
         if err != ffi.NULL:
-            raise LimitError(take_error_message(err))
+            raise LimitError(rt.take_error_message(err))
         return prev[0]
 
     def read(self, offset: int, length: int) -> bytes:
@@ -103,6 +109,8 @@ class WasmtimeMemory(Memory):
         ffi.cast("uint32_t*", p)[0] = value & 0xFFFFFFFF
 
     def view(self) -> memoryview:
+        rt = self.store._rt
+        api = rt.api
         ctx = self.store._ctx
         n = api.wasmtime_memory_data_size(ctx, self._m)
         if n == 0:
@@ -126,18 +134,22 @@ class WasmtimeGlobal(Global):
         setattr(ext.of, "global", self._g[0])
 
     def get(self) -> Any:
+        rt = self.store._rt
+        api = rt.api
         val = ffi.new("wasmtime_val_t*")
         api.wasmtime_global_get(self.store._ctx, self._g, val)
         return from_val(self.store, val)
 
     def set(self, value: Any) -> None:
+        rt = self.store._rt
+        api = rt.api
         if not self.type.mutable:
             raise TypeError("cannot set an immutable global")
         val = ffi.new("wasmtime_val_t*")
         to_val(self.store, self.type.content, value, val)
         err = api.wasmtime_global_set(self.store._ctx, self._g, val)
         if err != ffi.NULL:
-            raise WasmError(take_error_message(err))
+            raise WasmError(rt.take_error_message(err))
 
 
 class WasmtimeTable(Table):
@@ -157,9 +169,13 @@ class WasmtimeTable(Table):
 
     @property
     def size(self) -> int:
+        rt = self.store._rt
+        api = rt.api
         return api.wasmtime_table_size(self.store._ctx, self._t)
 
     def get(self, index: int) -> Any:
+        rt = self.store._rt
+        api = rt.api
         if not 0 <= index < self.size:
             raise IndexError(f"table index {index} out of bounds (size {self.size})")
         val = ffi.new("wasmtime_val_t*")
@@ -168,15 +184,19 @@ class WasmtimeTable(Table):
         return from_val(self.store, val)
 
     def set(self, index: int, value: Any) -> None:
+        rt = self.store._rt
+        api = rt.api
         if not 0 <= index < self.size:
             raise IndexError(f"table index {index} out of bounds (size {self.size})")
         val = ffi.new("wasmtime_val_t*")
         to_val(self.store, self.type.element, value, val)
         err = api.wasmtime_table_set(self.store._ctx, self._t, index, val)
         if err != ffi.NULL:
-            raise WasmError(take_error_message(err))
+            raise WasmError(rt.take_error_message(err))
 
     def grow(self, delta: int, init: Any = None) -> int:
+        rt = self.store._rt
+        api = rt.api
         if delta < 0:
             raise ValueError("delta must be >= 0")
         val = ffi.new("wasmtime_val_t*")
@@ -184,5 +204,5 @@ class WasmtimeTable(Table):
         prev = ffi.new("uint64_t*")
         err = api.wasmtime_table_grow(self.store._ctx, self._t, delta, val, prev)
         if err != ffi.NULL:
-            raise LimitError(take_error_message(err))
+            raise LimitError(rt.take_error_message(err))
         return prev[0]

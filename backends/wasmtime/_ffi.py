@@ -63,28 +63,3 @@ def load_native() -> Any:
 native = load_native()
 ffi = native.ffi
 lib = native.lib
-_err = ffi.new("char[256]")
-api = lib.pwvm_open(library_path().encode(), _err)
-if api == ffi.NULL:
-    raise BackendUnavailable("wasmtime", ffi.string(_err).decode(errors="replace"), HOW_TO_ENABLE)
-
-
-def take_error_message(err: Any) -> str:
-    """The message of a ``wasmtime_error_t`` (which is deleted)."""
-    vec = ffi.new("wasm_byte_vec_t*")
-    api.wasmtime_error_message(err, vec)
-    msg = ffi.unpack(ffi.cast("char*", vec.data), vec.size).decode(errors="replace")
-    api.wasm_byte_vec_delete(vec)
-    api.wasmtime_error_delete(err)
-    return msg
-
-
-def trap_message(trap: Any) -> str:
-    vec = ffi.new("wasm_byte_vec_t*")
-    api.wasm_trap_message(trap, vec)
-    n = vec.size
-    if n and ffi.cast("char*", vec.data)[n - 1] == b"\0":
-        n -= 1  # wasm.h messages carry a trailing NUL
-    msg = ffi.unpack(ffi.cast("char*", vec.data), n).decode(errors="replace")
-    api.wasm_byte_vec_delete(vec)
-    return msg

@@ -20,7 +20,7 @@ from typing import Any, Callable
 from proxywasm_vm._func import Func
 from proxywasm_vm._types import FuncType, ValType
 
-from ._ffi import api, ffi, lib
+from ._ffi import ffi, lib
 from ._store import STORES, WasmtimeCaller, WasmtimeStore
 from ._values import VAL_KIND, from_raw, to_raw, wrap_i32, wrap_i64
 
@@ -141,13 +141,16 @@ HOSTS: dict[int, Callable[..., Any]] = {}
 _ids = itertools.count(1)
 
 
-def _int_result(r: Any, res: ValType) -> int:
+def _int_result(r: Any, res: ValType, sid: int) -> int:
     """Check and wrap a host function's integer result (the uncommon shapes)."""
     if isinstance(r, tuple) and len(r) == 1:
         r = r[0]
     if isinstance(r, bool) or not isinstance(r, int):
         raise TypeError(f"host function must return an int for its {res.value} result, got {r!r}")
-    return wrap_i32(r) if res is ValType.I32 else wrap_i64(r)
+    r = wrap_i32(r) if res is ValType.I32 else wrap_i64(r)
+    if r == _FAIL:  # an i64 result that happens to equal the failure value: tell the shim it is genuine
+        STORES[sid]()._sp.host_failed = lib.PWVM_HOST_GENUINE_FAIL
+    return r
 
 
 def _ints_adapter(fn: Callable[..., Any], ty: FuncType, access_caller: bool) -> Callable[..., Any]:
@@ -163,11 +166,11 @@ def _ints_adapter(fn: Callable[..., Any], ty: FuncType, access_caller: bool) -> 
     if res is None:
         body = f"    {target}\n    return 0\n"
     else:
-        lo, hi = ((-(1 << 31), 1 << 32) if res is ValType.I32 else (-(1 << 63), 1 << 63))
+        lo, hi = ((-(1 << 31) - 1, 1 << 32) if res is ValType.I32 else (-(1 << 63) + 1, 1 << 63))
         body = (f"    r = {target}\n"
-                f"    if r.__class__ is int and {lo} <= r < {hi}:\n"
+                f"    if r.__class__ is int and {lo} < r < {hi}:\n"  # > lo: the i64 minimum+1 is _FAIL
                 f"        return r\n"
-                f"    return _int_result(r, res)\n")
+                f"    return _int_result(r, res, sid)\n")
     src = "def call(sid, a0, a1, a2, a3, a4, a5):\n" + body
     ns: dict[str, Any] = {"fn": fn, "res": res, "_int_result": _int_result, "_Caller": WasmtimeCaller,
                           "_STORES": STORES}
@@ -195,8 +198,10 @@ def _raw_adapter(fn: Callable[..., Any], ty: FuncType, access_caller: bool) -> C
     return call
 
 
-def register_host(fn: Callable[..., Any], ty: FuncType, access_caller: bool) -> Any:
-    """Register ``fn`` and return a new hostenv for it (owned by wasmtime afterwards)."""
+def register_host(api: Any, fn: Callable[..., Any], ty: FuncType, access_caller: bool) -> Any:
+    """Register ``fn`` and return a new hostenv for it (owned by wasmtime afterwards).
+
+    ``api`` is the function table of the library copy the function is made in."""
     hid = next(_ids)
     HOSTS[hid] = (_ints_adapter if _is_int_sig(ty) else _raw_adapter)(fn, ty, access_caller)
     kinds = [VAL_KIND[t] for t in ty.params + ty.results][:16]
@@ -213,15 +218,21 @@ FREE_ENV = ffi.addressof(lib, "pwvm_hostenv_free")
 
 
 def new_host_func(store: WasmtimeStore, ty: FuncType, fn: Callable[..., Any], access_caller: bool) -> WasmtimeFunc:
-    from ._values import new_functype
-
-    env = register_host(fn, ty, access_caller)
+    rt = store._rt
+    env = register_host(rt.api, fn, ty, access_caller)
     out = ffi.new("wasmtime_func_t*")
-    api.wasmtime_func_new_unchecked(store._ctx, new_functype(ty), TRAMPOLINE, env, FREE_ENV, out)
+    rt.api.wasmtime_func_new_unchecked(store._ctx, rt.new_functype(ty), TRAMPOLINE, env, FREE_ENV, out)
     return wrap_func(store, out, ty)
 
 
-@ffi.def_extern()
+_FAIL = lib.PWVM_FAIL
+
+
+def _unraisable(exc_type: Any, exc: Any, tb: Any) -> None:
+    """cffi's report for a callback that could not run: the shim turns it into a trap, so stay quiet."""
+
+
+@ffi.def_extern(error=_FAIL, onerror=_unraisable)
 def pwvm_py_host_ints(hid: int, sid: int, n: int, a0: int, a1: int, a2: int, a3: int, a4: int, a5: int) -> int:
     try:
         return HOSTS[hid](sid, a0, a1, a2, a3, a4, a5)
@@ -230,7 +241,7 @@ def pwvm_py_host_ints(hid: int, sid: int, n: int, a0: int, a1: int, a2: int, a3:
         return 0
 
 
-@ffi.def_extern()
+@ffi.def_extern(error=2, onerror=_unraisable)
 def pwvm_py_host_raw(hid: int, sid: int, vals: Any, n: int) -> int:
     try:
         HOSTS[hid](sid, vals)

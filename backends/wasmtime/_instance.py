@@ -10,9 +10,8 @@ from proxywasm_vm._instance import Instance
 from proxywasm_vm._linker import Linker
 from proxywasm_vm._types import FuncType
 
-from ._ffi import api, ffi, lib, take_error_message
+from ._ffi import ffi, lib
 from ._func import FREE_ENV, TRAMPOLINE, register_host
-from ._values import new_functype
 
 
 class WasmtimeInstance(Instance):
@@ -26,6 +25,8 @@ class WasmtimeInstance(Instance):
         return i
 
     def _export(self, name: str) -> Any:
+        rt = self.store._rt
+        api = rt.api
         ext = ffi.new("wasmtime_extern_t*")
         raw = name.encode()
         if not api.wasmtime_instance_export_get(self.store._ctx, self._inst, raw, len(raw), ext):
@@ -40,6 +41,7 @@ class WasmtimeLinker(Linker):
 
     @classmethod
     def _create(cls, engine: Any) -> WasmtimeLinker:
+        api = engine._rt.api
         self = object.__new__(cls)
         self._setup(engine)
         self._ptr = ffi.gc(api.wasmtime_linker_new(engine._ptr), api.wasmtime_linker_delete)
@@ -49,29 +51,35 @@ class WasmtimeLinker(Linker):
 
     def define_func(self, module: str, name: str, ty: FuncType, fn: Callable[..., Any], *,
                     access_caller: bool = False) -> None:
+        rt = self.engine._rt
+        api = rt.api
         if not isinstance(ty, FuncType):
             raise TypeError(f"expected a FuncType, got {type(ty).__name__}")
-        env = register_host(fn, ty, access_caller)
+        env = register_host(api, fn, ty, access_caller)
         m, n = module.encode(), name.encode()
-        err = api.wasmtime_linker_define_func_unchecked(self._ptr, m, len(m), n, len(n), new_functype(ty),
+        err = api.wasmtime_linker_define_func_unchecked(self._ptr, m, len(m), n, len(n), rt.new_functype(ty),
                                                         TRAMPOLINE, env, FREE_ENV)
         if err != ffi.NULL:
-            raise LinkError(take_error_message(err), module=module, name=name)
+            raise LinkError(rt.take_error_message(err), module=module, name=name)
         super().define_func(module, name, ty, fn, access_caller=access_caller)
 
     def define(self, module: str, name: str, item: Any) -> None:
+        rt = self.engine._rt
+        api = rt.api
         ext = ffi.new("wasmtime_extern_t*")
         item._to_extern(ext)
         m, n = module.encode(), name.encode()
         err = api.wasmtime_linker_define(self._ptr, item.store._ctx, m, len(m), n, len(n), ext)
         if err != ffi.NULL:
-            raise LinkError(take_error_message(err), module=module, name=name)
+            raise LinkError(rt.take_error_message(err), module=module, name=name)
         super().define(module, name, item)
 
     def _changed(self) -> None:
         self.__dict__.get("_pre", {}).clear()
 
     def _instance_pre(self, module: Any) -> Any:
+        rt = self.engine._rt
+        api = rt.api
         pre = self._pre.get(module)
         if pre is None:
             for imp in module.imports:
@@ -81,7 +89,7 @@ class WasmtimeLinker(Linker):
             out = ffi.new("wasmtime_instance_pre_t**")
             err = api.wasmtime_linker_instantiate_pre(self._ptr, module._ptr, out)
             if err != ffi.NULL:
-                raise LinkError(take_error_message(err))
+                raise LinkError(rt.take_error_message(err))
             pre = self._pre[module] = ffi.gc(out[0], api.wasmtime_instance_pre_delete)
         return pre
 

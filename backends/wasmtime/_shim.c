@@ -20,6 +20,10 @@
 
 #include "_shim.h"
 
+/* The trap message of a host call whose Python function could not run at all
+ * (in practice: host <-> wasm recursion exhausted Python's recursion limit). */
+#define PWVM_HOST_NOT_RUN_MSG "host function could not be called: the Python stack is exhausted"
+
 /* Defined by cffi from the `extern "Python"` declarations in _build.py. */
 static int64_t pwvm_py_host_ints(int64_t id, int64_t store, uint32_t n, int64_t a0, int64_t a1, int64_t a2,
                                  int64_t a3, int64_t a4, int64_t a5);
@@ -28,15 +32,27 @@ static void pwvm_py_host_drop(int64_t id);
 
 /* ---- loading ------------------------------------------------------------ */
 
-const pwvm_api *pwvm_open(const char *path, char *err) {
+const pwvm_api *pwvm_open(const char *path, int namespace_, char *err) {
     /* RTLD_LOCAL: our symbols never satisfy anyone else's lookups.
      * RTLD_DEEPBIND: the library prefers its own symbols over any same-named
      *   ones already global (another runtime exporting wasm_* symbols).
      * RTLD_NODELETE: unloading a runtime with live signal handlers and
-     *   threads is never safe; we never dlclose, and this makes it explicit. */
-    void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND | RTLD_NODELETE);
+     *   threads is never safe; we never dlclose, and this makes it explicit.
+     * With namespace_, the library goes into a new linker namespace
+     * (dlmopen LM_ID_NEWLM): a separate copy with its own globals and its own
+     * libc heap (so what it allocates is freed only through its own table). */
+    void *h = namespace_
+        ? dlmopen(LM_ID_NEWLM, path, RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE)
+        : dlopen(path, RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND | RTLD_NODELETE);
     if (!h) {
-        snprintf(err, 256, "%s", dlerror());
+        const char *why = dlerror();
+        /* Past glibc's namespace table (or its static TLS space, which
+         * usually runs out first, at about 10 copies) dlmopen fails. */
+        if (namespace_)
+            snprintf(err, 256, "cannot load another copy into a new linker namespace: %s",
+                     why ? why : "dlmopen failed");
+        else
+            snprintf(err, 256, "%s", why ? why : "dlopen failed");
         return NULL;
     }
     pwvm_api *api = calloc(1, sizeof *api);
@@ -142,12 +158,26 @@ void pwvm_store_set_deadline(pwvm_store *s, uint64_t ticks) {
 
 typedef struct { const pwvm_api *api; wasm_engine_t *engine; uint32_t interval_us; } ticker_arg;
 
+static uint64_t now_us(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
 static void *ticker_main(void *p) {
     ticker_arg *t = p;
     struct timespec ts = { t->interval_us / 1000000, (long)(t->interval_us % 1000000) * 1000 };
+    /* The epoch counts elapsed intervals of wall time, not sleeps: a sleep
+     * that overran (a loaded machine) is made up at the next wake-up, so a
+     * deadline of N ticks really means N intervals. */
+    uint64_t start = now_us(), ticks = 0;
     for (;;) {
         nanosleep(&ts, NULL);
-        t->api->wasmtime_engine_increment_epoch(t->engine);
+        uint64_t due = (now_us() - start) / t->interval_us;
+        while (ticks < due) {
+            t->api->wasmtime_engine_increment_epoch(t->engine);
+            ticks++;
+        }
     }
     return NULL;
 }
@@ -296,14 +326,27 @@ wasm_trap_t *pwvm_host_trampoline(void *env, wasmtime_caller_t *caller, wasmtime
         for (uint32_t i = 0; i < e->nparams; i++)
             a[i] = e->kinds[i] == PWVM_K_I32 ? (int64_t)vals[i].i32 : vals[i].i64;
         int64_t r = pwvm_py_host_ints(e->id, s->handle, e->nparams, a[0], a[1], a[2], a[3], a[4], a[5]);
+        /* PWVM_FAIL is also what cffi returns when the Python function could
+         * not even start (its RecursionError happens before any `try`), so
+         * unless Python said the value is genuine (an i64 result can be it),
+         * a PWVM_FAIL with nothing parked is a failure of its own. */
+        if (r == PWVM_FAIL) {
+            if (s->host_failed == PWVM_HOST_GENUINE_FAIL) s->host_failed = 0;
+            else if (!s->host_failed) s->host_failed = PWVM_HOST_NOT_RUN;
+        }
         if (e->nresults == 1 && !s->host_failed) {
             if (e->kinds[e->nparams] == PWVM_K_I32) vals[0].i32 = (int32_t)r;
             else vals[0].i64 = r;
         }
-    } else {
-        pwvm_py_host_raw(e->id, s->handle, vals, n);
+    } else if (pwvm_py_host_raw(e->id, s->handle, vals, n) != 0 && !s->host_failed) {
+        s->host_failed = PWVM_HOST_NOT_RUN;  /* cffi's error value: the callback did not run */
     }
     s->caller = outer;
+    if (s->host_failed == PWVM_HOST_NOT_RUN) {
+        s->host_failed = 0;
+        static const char msg[] = PWVM_HOST_NOT_RUN_MSG;
+        return api->wasmtime_trap_new(msg, sizeof msg - 1);
+    }
     if (s->host_failed) {
         /* The Python exception waits on the Store; this trap unwinds the wasm
          * frames and the call into wasm re-raises the original exception. */

@@ -274,10 +274,15 @@ typedef struct pwvm_hostenv {
 #define PWVM_CLOSED 4
 /* What pwvm_call_ints returns on failure when the function has a result. */
 #define PWVM_FAIL -9223372036854775807
+/* pwvm_store.host_failed: 1 = an exception is parked on the Store; these two
+ * are set around the integer host-call path (see pwvm_host_trampoline). */
+#define PWVM_HOST_NOT_RUN 3
+#define PWVM_HOST_GENUINE_FAIL 4
 
-/* Open the library with local, deep symbol binding and resolve the table.
+/* Open the library (in-process with local, deep symbol binding, or with
+ * namespace_ != 0 in a new linker namespace) and resolve the table.
  * Returns NULL and fills `err` (256 bytes) on failure. Never closed. */
-const pwvm_api *pwvm_open(const char *path, char *err);
+const pwvm_api *pwvm_open(const char *path, int namespace_, char *err);
 
 pwvm_store *pwvm_store_new(const pwvm_api *api, wasm_engine_t *engine, int64_t handle);
 void pwvm_store_delete(pwvm_store *s);

@@ -13,7 +13,7 @@ from proxywasm_vm._func import Caller
 from proxywasm_vm._store import Store, StoreLimits
 from proxywasm_vm._types import FuncType, GlobalType, MemoryType, TableType
 
-from ._ffi import api, ffi, lib, take_error_message, trap_message
+from ._ffi import ffi, lib
 
 if TYPE_CHECKING:
     from ._engine import WasmtimeEngine
@@ -34,6 +34,8 @@ _TRAP_CODES = {
     11: TrapCode.OUT_OF_FUEL,
     13: TrapCode.INDIRECT_CALL_TO_NULL,
 }
+
+_HOST_NOT_RUN = "host function could not be called"
 
 #: Python Store objects by the handle the shim passes to host functions.
 STORES: dict[int, weakref.ref] = {}
@@ -64,6 +66,8 @@ class WasmtimeCaller(Caller):
         return ptr
 
     def get_export(self, name: str) -> Any:
+        rt = self._store._rt
+        api = rt.api
         ext = ffi.new("wasmtime_extern_t*")
         raw = name.encode()
         if not api.wasmtime_caller_export_get(self._caller_ptr(), raw, len(raw), ext):
@@ -86,8 +90,11 @@ class WasmtimeCaller(Caller):
 class WasmtimeStore(Store):
     @classmethod
     def _create(cls, engine: WasmtimeEngine, limits: StoreLimits, data: Any) -> WasmtimeStore:
+        rt = engine._rt
+        api = rt.api
         s = object.__new__(cls)
         s.engine = engine
+        s._rt = rt
         s.data = data
         s._limits = limits
         s._handle = next(_handles)
@@ -140,16 +147,20 @@ class WasmtimeStore(Store):
         lib.pwvm_store_set_deadline(self._sp, max(1, math.ceil(seconds / TICK_SECONDS)) + 1)
 
     def get_fuel(self) -> int:
+        rt = self._rt
+        api = rt.api
         out = ffi.new("uint64_t*")
         err = api.wasmtime_context_get_fuel(self._ctx, out)
         if err != ffi.NULL:
-            raise ValueError(take_error_message(err))
+            raise ValueError(rt.take_error_message(err))
         return out[0]
 
     def set_fuel(self, fuel: int) -> None:
+        rt = self._rt
+        api = rt.api
         err = api.wasmtime_context_set_fuel(self._ctx, fuel)
         if err != ffi.NULL:
-            raise ValueError(take_error_message(err))
+            raise ValueError(rt.take_error_message(err))
 
     def close(self) -> None:
         # The wasmtime store goes now; the shim's struct stays until collected, with a NULL
@@ -160,6 +171,8 @@ class WasmtimeStore(Store):
     # -- outcomes --------------------------------------------------------------
     def _raise_last(self, *, instantiating: bool = False) -> NoReturn:
         """Turn the shim's last outcome into the exception it stands for."""
+        rt = self._rt
+        api = rt.api
         sp = self._sp
         pending, self._pending = self._pending, None
         status = sp.status
@@ -173,17 +186,21 @@ class WasmtimeStore(Store):
             sp.trap = ffi.NULL
             code_out = ffi.new("uint8_t*")
             has_code = api.wasmtime_trap_code(trap, code_out)
-            msg = trap_message(trap)
+            msg = rt.trap_message(trap)
             api.wasm_trap_delete(trap)
             if pending is not None and not has_code:
                 raise pending
+            if not has_code and _HOST_NOT_RUN in msg:
+                raise Trap(TrapCode.STACK_OVERFLOW, msg)
             code = _TRAP_CODES.get(code_out[0], TrapCode.UNKNOWN) if has_code else TrapCode.UNKNOWN
             raise Trap(code, msg)
         err = sp.error
         sp.error = ffi.NULL
-        msg = take_error_message(err) if err != ffi.NULL else "unknown error"
+        msg = rt.take_error_message(err) if err != ffi.NULL else "unknown error"
         if pending is not None:
             raise pending
+        if _HOST_NOT_RUN in msg:  # a trap made by the shim may come back as an error
+            raise Trap(TrapCode.STACK_OVERFLOW, msg)
         if instantiating:
             low = msg.lower()
             if "memory minimum size" in low and "exceeds memory limits" in low or "resource limit exceeded" in low:
@@ -205,37 +222,42 @@ class WasmtimeStore(Store):
         return new_host_func(self, ty, fn, access_caller)
 
     def _memory_new(self, ty: MemoryType) -> Any:
+        rt = self._rt
+        api = rt.api
         from ._extern import WasmtimeMemory
-        from ._values import new_memorytype
 
         out = ffi.new("wasmtime_memory_t*")
-        err = api.wasmtime_memory_new(self._ctx, new_memorytype(ty), out)
+        err = api.wasmtime_memory_new(self._ctx, rt.new_memorytype(ty), out)
         if err != ffi.NULL:
-            raise WasmError(take_error_message(err))
+            raise WasmError(rt.take_error_message(err))
         return WasmtimeMemory._wrap(self, out, ty)
 
     def _global_new(self, ty: GlobalType, value: Any) -> Any:
+        rt = self._rt
+        api = rt.api
         from ._extern import WasmtimeGlobal
-        from ._values import new_globaltype, to_val
+        from ._values import to_val
 
         val = ffi.new("wasmtime_val_t*")
         to_val(self, ty.content, value, val)
         out = ffi.new("wasmtime_global_t*")
-        err = api.wasmtime_global_new(self._ctx, new_globaltype(ty), val, out)
+        err = api.wasmtime_global_new(self._ctx, rt.new_globaltype(ty), val, out)
         if err != ffi.NULL:
-            raise WasmError(take_error_message(err))
+            raise WasmError(rt.take_error_message(err))
         return WasmtimeGlobal._wrap(self, out, ty)
 
     def _table_new(self, ty: TableType, init: Any) -> Any:
+        rt = self._rt
+        api = rt.api
         from ._extern import WasmtimeTable
-        from ._values import new_tabletype, to_val
+        from ._values import to_val
 
         val = ffi.new("wasmtime_val_t*")
         to_val(self, ty.element, init, val)
         out = ffi.new("wasmtime_table_t*")
-        err = api.wasmtime_table_new(self._ctx, new_tabletype(ty), val, out)
+        err = api.wasmtime_table_new(self._ctx, rt.new_tabletype(ty), val, out)
         if err != ffi.NULL:
-            raise WasmError(take_error_message(err))
+            raise WasmError(rt.take_error_message(err))
         return WasmtimeTable._wrap(self, out, ty)
 
     def _instantiate(self, module: Any, imports: Sequence[Any]) -> Any:
@@ -253,27 +275,29 @@ class WasmtimeStore(Store):
 
     def _wrap_extern(self, ext: Any, ty: Any) -> Any:
         """A public object for a ``wasmtime_extern_t`` (``ty`` when known, else asked)."""
+        rt = self._rt
         from ._extern import WasmtimeGlobal, WasmtimeMemory, WasmtimeTable
         from ._func import wrap_func
-        from ._values import functype_of, globaltype_of, memorytype_of, tabletype_of
 
         kind = ext.kind
         if kind == 0:
             f = ffi.new("wasmtime_func_t*", ext.of.func)
-            return wrap_func(self, f, ty or functype_of(self._ctx, f))
+            return wrap_func(self, f, ty or rt.functype_of(self._ctx, f))
         if kind == 1:
             g = ffi.new("wasmtime_global_t*", getattr(ext.of, "global"))
-            return WasmtimeGlobal._wrap(self, g, ty or globaltype_of(self._ctx, g))
+            return WasmtimeGlobal._wrap(self, g, ty or rt.globaltype_of(self._ctx, g))
         if kind == 2:
             t = ffi.new("wasmtime_table_t*", ext.of.table)
-            return WasmtimeTable._wrap(self, t, ty or tabletype_of(self._ctx, t))
+            return WasmtimeTable._wrap(self, t, ty or rt.tabletype_of(self._ctx, t))
         if kind == 3:
             m = ffi.new("wasmtime_memory_t*", ext.of.memory)
-            return WasmtimeMemory._wrap(self, m, ty or memorytype_of(self._ctx, m))
+            return WasmtimeMemory._wrap(self, m, ty or rt.memorytype_of(self._ctx, m))
         raise WasmError(f"unsupported extern kind {kind} (shared memories and tags are not supported)")
 
     # -- references -------------------------------------------------------------
     def _funcref_to_raw(self, v: Any) -> Any:
+        rt = self._rt
+        api = rt.api
         if v is None:
             return ffi.NULL
         if getattr(v, "store", None) is not self:
@@ -281,14 +305,15 @@ class WasmtimeStore(Store):
         return api.wasmtime_func_to_raw(self._ctx, v._f)
 
     def _funcref_from_raw(self, raw: Any) -> Any:
+        rt = self._rt
+        api = rt.api
         if raw == ffi.NULL:
             return None
         from ._func import wrap_func
-        from ._values import functype_of
 
         f = ffi.new("wasmtime_func_t*")
         api.wasmtime_func_from_raw(self._ctx, raw, f)
-        return wrap_func(self, f, functype_of(self._ctx, f))
+        return wrap_func(self, f, rt.functype_of(self._ctx, f))
 
     def _funcref_to_val(self, v: Any, out: Any) -> None:
         if v is None:
@@ -300,22 +325,26 @@ class WasmtimeStore(Store):
         out.of.funcref = v._f[0]
 
     def _funcref_from_val(self, val: Any) -> Any:
+        rt = self._rt
         if val.of.funcref.store_id == 0:
             return None
         from ._func import wrap_func
-        from ._values import functype_of
 
         f = ffi.new("wasmtime_func_t*", val.of.funcref)
-        return wrap_func(self, f, functype_of(self._ctx, f))
+        return wrap_func(self, f, rt.functype_of(self._ctx, f))
 
     # externref: the host data is an index into this store's table of Python objects.
     def _externref_new(self, v: Any, out: Any) -> None:
+        rt = self._rt
+        api = rt.api
         key = id(v)
         self._externrefs[key] = v
         if not api.wasmtime_externref_new(self._ctx, ffi.cast("void*", key), ffi.NULL, out):
             raise WasmError("cannot allocate an externref")
 
     def _externref_to_raw(self, v: Any) -> int:
+        rt = self._rt
+        api = rt.api
         if v is None:
             return 0
         ref = ffi.new("wasmtime_externref_t*")
@@ -329,6 +358,8 @@ class WasmtimeStore(Store):
         self._keep.append(ref)
 
     def _externref_from_raw(self, raw: int) -> Any:
+        rt = self._rt
+        api = rt.api
         if raw == 0:
             return None
         ref = ffi.new("wasmtime_externref_t*")
@@ -344,6 +375,8 @@ class WasmtimeStore(Store):
         self._externref_new(v, ffi.addressof(out.of, "externref"))
 
     def _externref_from_val(self, val: Any) -> Any:
+        rt = self._rt
+        api = rt.api
         if val.of.externref.store_id == 0:
             return None
         key = int(ffi.cast("uintptr_t", api.wasmtime_externref_data(self._ctx, ffi.addressof(val.of, "externref"))))

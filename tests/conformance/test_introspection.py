@@ -101,6 +101,7 @@ def _imports_for(store):
     }
 
 
+@pytest.mark.capability("table_access")
 def test_instance_exports_have_kinds_and_types(instantiate, store):
     inst = instantiate(KINDS, _imports_for(store))
     ex = inst.exports
@@ -119,6 +120,7 @@ def test_instance_exports_have_kinds_and_types(instantiate, store):
         ex["nope"]
 
 
+@pytest.mark.capability("table_access")
 def test_imports_as_a_sequence_in_declaration_order(instantiate, store):
     by_name = _imports_for(store)
     seq = [by_name[i.module][i.name] for i in EXPECTED_IMPORTS]
@@ -126,6 +128,7 @@ def test_imports_as_a_sequence_in_declaration_order(instantiate, store):
     assert inst.exports["add"](1, 1) == 2
 
 
+@pytest.mark.capability("table_access")
 def test_imported_memory_is_the_exported_memory(instantiate, store):
     imports = _imports_for(store)
     inst = instantiate(KINDS, imports)

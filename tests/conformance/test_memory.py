@@ -79,6 +79,7 @@ def test_little_endian_helpers(mem):
     assert m.read_u32(PAGE_SIZE - 4) == 7
 
 
+@pytest.mark.capability("memory_view")
 def test_view_is_zero_copy_both_ways(mem):
     m, ex = mem
     v = m.view()
@@ -93,7 +94,7 @@ def test_view_is_zero_copy_both_ways(mem):
 def test_grow_within_maximum(mem):
     m, ex = mem
     assert m.grow(1) == 1
-    assert m.size == 2 and m.data_size == 2 * PAGE_SIZE == len(m.view())
+    assert m.size == 2 and m.data_size == 2 * PAGE_SIZE
     assert ex["size"]() == 2
     m.write(2 * PAGE_SIZE - 1, b"z")
     assert ex["load8"](2 * PAGE_SIZE - 1) == ord("z")
@@ -186,7 +187,7 @@ def test_read_after_grow_sees_new_size(mem):
         m.read(PAGE_SIZE, 1)
     m.grow(1)
     assert m.read(PAGE_SIZE, 1) == b"\0"
-    assert len(m.view()) == 2 * PAGE_SIZE
+    assert m.data_size == 2 * PAGE_SIZE
 
 
 @given(offset=st.integers(min_value=-8, max_value=PAGE_SIZE + 8) | st.integers(min_value=-(2**65), max_value=2**65),

@@ -160,11 +160,18 @@ def test_too_small_memory_import_is_a_link_error(engine, wat_module):
     with pytest.raises(pw.LinkError) as e:
         pw.Instance(store, m, {"env": {"mem": pw.Memory(store, MemoryType(Limits(1)))}})
     assert (e.value.module, e.value.name) == ("env", "mem")
+    assert pw.Instance(store, m, {"env": {"mem": pw.Memory(store, MemoryType(Limits(2)))}}) is not None
+
+
+@pytest.mark.capability("table_access")
+def test_too_small_table_import_is_a_link_error(engine, wat_module):
+    store = pw.Store(engine)
     table_mod = wat_module('(module (import "env" "t" (table 1 2 funcref)))')
     with pytest.raises(pw.LinkError) as e:
         pw.Instance(store, table_mod, {"env": {"t": pw.Table(store, TableType(ValType.FUNCREF, Limits(1)), None)}})
     assert (e.value.module, e.value.name) == ("env", "t")
-    assert pw.Instance(store, m, {"env": {"mem": pw.Memory(store, MemoryType(Limits(2)))}}) is not None
+    big_enough = pw.Table(store, TableType(ValType.FUNCREF, Limits(1, 2)), None)
+    assert pw.Instance(store, table_mod, {"env": {"t": big_enough}}) is not None
 
 
 def test_import_from_another_store_is_refused(engine, good_wasm):

@@ -11,6 +11,8 @@ from proxywasm_vm import FuncType, TrapCode, ValType
 
 I32 = ValType.I32
 
+pytestmark = pytest.mark.capability("threads")
+
 #: Waits inside wasm until the host says the other thread is inside wasm too (or gives up).
 RENDEZVOUS = """
 (module
@@ -45,6 +47,7 @@ def _expected_work(n: int) -> int:
     return acc - (1 << 32) if acc >= 1 << 31 else acc
 
 
+@pytest.mark.capability("concurrent_stores")
 def test_two_stores_run_concurrently_in_two_threads(engine, wat_module):
     module = wat_module(RENDEZVOUS)
     inside = [threading.Event(), threading.Event()]
@@ -110,6 +113,7 @@ def test_threads_each_with_their_own_store_and_traps(engine, wat_module):
     assert not errors, errors
 
 
+@pytest.mark.capability("concurrent_stores")
 def test_host_exception_stays_in_its_thread(engine, wat_module):
     module = wat_module(RENDEZVOUS)
     caught: dict = {}

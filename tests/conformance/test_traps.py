@@ -36,16 +36,14 @@ TRAPS = """
   (func (export "indirect_null") (result i32) (call_indirect (type $v_i) (i32.const 2)))
   (func (export "indirect_oob") (result i32) (call_indirect (type $v_i) (i32.const 3)))
   (func (export "table_get_oob") (result funcref) (table.get $t (i32.const 100)))
-  (func (export "misaligned_atomic") (result i32) (i32.atomic.load (i32.const 2)))
 )
 """
 
-# (export, args, code, also accepted). ``code`` is the one the WebAssembly spec's test suite names
-# (the misaligned atomic is from the threads proposal). Where a runtime reports two spec traps with
-# one undistinguishable message, the other reading is listed as also accepted: V8 says "float
-# unrepresentable in integer range" for both NaN and overflow, and "null function or function
-# signature mismatch" for both a null entry and a type mismatch. Every code is still required,
-# alone, by some case (see test_every_trap_code_is_covered).
+# (export, args, code, also accepted). ``code`` is the one the WebAssembly spec's test suite names.
+# Where a runtime reports two spec traps with one undistinguishable message, the other reading is
+# listed as also accepted: V8 says "float unrepresentable in integer range" for both NaN and
+# overflow, and "null function or function signature mismatch" for both a null entry and a type
+# mismatch. Every code is still required, alone, by some case (see test_every_trap_code_is_covered).
 CASES = [
     ("unreachable", (), TrapCode.UNREACHABLE, ()),
     ("load_oob", (), TrapCode.MEMORY_OUT_OF_BOUNDS, ()),
@@ -60,13 +58,13 @@ CASES = [
     ("indirect_null", (), TrapCode.INDIRECT_CALL_TO_NULL, (TrapCode.INDIRECT_CALL_TYPE_MISMATCH,)),
     ("indirect_oob", (), TrapCode.TABLE_OUT_OF_BOUNDS, ()),
     ("table_get_oob", (), TrapCode.TABLE_OUT_OF_BOUNDS, ()),
-    ("misaligned_atomic", (), TrapCode.HEAP_MISALIGNED, ()),
 ]
 
-#: Codes with a test of their own below (limits), and codes wasm itself cannot produce in-process:
+#: Codes with a test of their own below (the threads proposal's misaligned atomic, and limits), and
+#: codes wasm itself cannot produce in-process:
 #: HOST_ERROR carries a host exception across a process boundary (in-process the exception itself
 #: is raised, see test_host.py) and UNKNOWN is the fallback for a runtime's unrecognised trap.
-ELSEWHERE = {TrapCode.OUT_OF_FUEL, TrapCode.INTERRUPTED, TrapCode.MEMORY_LIMIT}
+ELSEWHERE = {TrapCode.HEAP_MISALIGNED, TrapCode.OUT_OF_FUEL, TrapCode.INTERRUPTED, TrapCode.MEMORY_LIMIT}
 NOT_FROM_WASM = {TrapCode.HOST_ERROR, TrapCode.UNKNOWN}
 
 
@@ -156,6 +154,20 @@ def test_trap_through_host_function_frames(instantiate, store):
     with pytest.raises(pw.Trap) as e:
         inst.exports["outer"]()
     assert e.value.code is TrapCode.INTEGER_DIVIDE_BY_ZERO
+
+
+@pytest.mark.capability("wasm_threads")
+def test_misaligned_atomic_traps_and_recovers(instantiate):
+    ex = instantiate("""(module (memory (export "memory") 1)
+      (func (export "misaligned_atomic") (result i32) (i32.atomic.load (i32.const 2)))
+      (func (export "aligned_atomic") (result i32) (i32.atomic.load (i32.const 4))))""").exports
+    ex["memory"].write_u32(4, 7)
+    for _ in range(2):
+        with pytest.raises(pw.Trap) as e:
+            ex["misaligned_atomic"]()
+        assert e.value.code is TrapCode.HEAP_MISALIGNED, e.value.message
+        assert isinstance(e.value.message, str) and e.value.message
+        assert ex["aligned_atomic"]() == 7
 
 
 # ---- limits -------------------------------------------------------------------------------

@@ -1,0 +1,63 @@
+"""Engine and Module of the V8 backend."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from proxywasm_vm._engine import Engine, EngineConfig
+from proxywasm_vm._errors import CompileError
+from proxywasm_vm._module import Module
+from proxywasm_vm._store import StoreLimits
+
+from ._ffi import ffi, last_error, lib, start
+from ._rewrite import Rewritten, rewrite
+
+
+class V8Engine(Engine):
+    """A private compile isolate; modules compiled there are shared by every store."""
+
+    @classmethod
+    def _create(cls, backend: Any, config: EngineConfig) -> V8Engine:
+        self = object.__new__(cls)
+        self.backend = backend
+        self.config = config
+        self._signal_traps = start(config.signals_based_traps)
+        ptr = lib.pwv8_engine_new()
+        if ptr == ffi.NULL:
+            raise CompileError("cannot create a V8 engine")
+        self._ptr = ffi.gc(ptr, lib.pwv8_engine_delete)
+        return self
+
+    def _module_new(self, wasm: bytes) -> Module:
+        try:
+            rw = rewrite(wasm)
+        except (ValueError, IndexError):  # malformed: V8 says why below
+            rw = Rewritten(wasm, (), ())
+        out = ffi.new("pwv8_module**")
+        if lib.pwv8_module_new(self._ptr, ffi.from_buffer("uint8_t[]", rw.wasm), len(rw.wasm), out):
+            raise CompileError(last_error())
+        return V8Module._wrap(self, out[0], rw)
+
+    def _module_validate(self, wasm: bytes) -> bool:
+        return lib.pwv8_module_validate(self._ptr, ffi.from_buffer("uint8_t[]", wasm), len(wasm)) == 0
+
+    def _store_new(self, limits: StoreLimits, data: Any) -> Any:
+        from ._store import V8Store
+
+        return V8Store._create(self, limits, data)
+
+
+class V8Module(Module):
+    @classmethod
+    def _wrap(cls, engine: V8Engine, ptr: Any, rw: Rewritten) -> V8Module:
+        m = object.__new__(cls)
+        m.engine = engine
+        m._ptr = ffi.gc(ptr, lib.pwv8_module_delete)
+        m._synth = rw.synth
+        # The export named "memory", if it is a memory: host functions' Caller
+        # can reach it even while the start function runs.
+        m._memory_export = next((i for n, k, i in rw.exports if n == "memory" and k == 2), None)
+        return m
+
+    def serialize(self) -> bytes:
+        raise NotImplementedError("the v8 backend cannot serialize modules (V8 has no public API to load them)")

@@ -1,0 +1,349 @@
+"""Functions of the V8 backend: calls into wasm and host functions.
+
+Calls into wasm take one of two paths, chosen once per function:
+
+- integer signatures (up to six i32/i64 params, at most one i32/i64 result,
+  the shape of every Proxy-Wasm export) pass scalars to ``pwv8_call<n>``
+  (one C function per arity; the signature is registered once);
+- everything else fills a ``pwv8_val`` buffer for ``pwv8_func_call``.
+
+Host functions of integer signatures get their arguments as scalars through
+``pwv8_py_host<n>`` (per arity); the rest through ``pwv8_py_host_raw``.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from typing import Any
+
+from proxywasm_vm._errors import WasmError
+from proxywasm_vm._func import Func
+from proxywasm_vm._types import FuncType, ValType
+
+from ._ffi import FAIL, ffi, last_error, lib
+from ._store import STORES, V8Caller, V8Store
+from ._values import FROM_KIND, from_slot, kinds, new_slots, to_slot, wrap_i32, wrap_i64
+
+_INT = (ValType.I32, ValType.I64)
+_CALLS = (lib.pwv8_call0, lib.pwv8_call1, lib.pwv8_call2, lib.pwv8_call3, lib.pwv8_call4, lib.pwv8_call5,
+          lib.pwv8_call6)
+_call = lib.pwv8_func_call
+
+
+def _is_int_sig(ty: FuncType) -> bool:
+    return len(ty.params) <= 6 and len(ty.results) <= 1 and all(t in _INT for t in ty.params + ty.results)
+
+
+class V8Func(Func):
+    """A function of a V8 store (generic path)."""
+
+    __slots__ = ("_binding", "_buf", "_pk", "_ref", "_rk", "_sp", "store", "type")
+
+    def __call__(self, *args: Any) -> Any:
+        ty = self.type
+        if len(args) != len(ty.params):
+            raise TypeError(f"expected {len(ty.params)} arguments, got {len(args)}")
+        store = self.store
+        buf = self._buf
+        for i, (t, v) in enumerate(zip(ty.params, args)):
+            to_slot(store, t, v, buf[i])
+        rc = _call(self._sp, self._ref, self._pk, len(self._pk), self._rk, len(self._rk), buf)
+        if rc:
+            store._raise(rc)
+        results = ty.results
+        if not results:
+            return None
+        if len(results) == 1:
+            return from_slot(store, results[0], buf[0])
+        return tuple(from_slot(store, t, buf[i]) for i, t in enumerate(results))
+
+
+def _int_call_source(params: tuple[ValType, ...], result: ValType | None) -> str:
+    """``__call__`` for integer ``params`` and an optional integer result.
+
+    The shim's return value doubles as the status (see ``pwv8_call0..6``);
+    it range-checks i32 arguments itself (status PWV8_RANGE).
+    """
+    names = [f"a{i}" for i in range(len(params))]
+    if result is None:
+        check = "r"
+    elif result is ValType.I32:
+        check = "r == _FAIL"  # an i32 result can never equal _FAIL
+    else:
+        check = "r == _FAIL and self.store._state.status"
+    return (
+        f"def __call__({', '.join(['self'] + names)}):\n"
+        f"    try:\n"
+        f"        r = _callN({', '.join(['self._sp', 'self._ref'] + names)})\n"
+        f"    except OverflowError:\n"
+        f"        return self._slow({', '.join(names)})\n"
+        f"    if {check}:\n"
+        f"        self.store._raise_last()\n"
+        f"    return {'None' if result is None else 'r'}\n"
+    )
+
+
+class _IntFunc(V8Func):
+    __slots__ = ()
+
+    def _slow(self, *args: Any) -> Any:
+        """Out-of-range integers (u64 above 2**63-1, say): wrap them to the same bits, then call."""
+        wrapped = [wrap_i32(a) if t is ValType.I32 else wrap_i64(a) for t, a in zip(self.type.params, args)]
+        return type(self).__call__(self, *wrapped)
+
+
+def _make_int_class(params: tuple[ValType, ...], result: ValType | None) -> type:
+    ns: dict[str, Any] = {"_callN": _CALLS[len(params)], "_FAIL": FAIL}
+    exec(_int_call_source(params, result), ns)  # noqa: S102 - generated from the fixed template above
+    suffix = result.value if result else "void"
+    name = f"_IntFunc_{'_'.join(t.value for t in params) or 'none'}__{suffix}"
+    return type(name, (_IntFunc,), {"__slots__": (), "__call__": ns["__call__"]})
+
+
+_INT_CLASSES: dict[tuple[tuple[ValType, ...], ValType | None], type] = {}
+
+
+def wrap_func(store: V8Store, ref: int, ty: FuncType) -> V8Func:
+    """A public Func for the function ``ref`` of ``store``."""
+    if _is_int_sig(ty):
+        key = (ty.params, ty.results[0] if ty.results else None)
+        cls = _INT_CLASSES.get(key)
+        if cls is None:
+            cls = _INT_CLASSES[key] = _make_int_class(*key)
+        fn = object.__new__(cls)
+        mask = sum(1 << i for i, t in enumerate(ty.params) if t is ValType.I64)
+        rk = -1 if not ty.results else (0 if ty.results[0] is ValType.I32 else 1)
+        if lib.pwv8_func_sig(store._sp, ref, len(ty.params), mask, rk):
+            raise WasmError(last_error())
+    else:
+        fn = object.__new__(V8Func)
+    fn.store = store
+    fn.type = ty
+    fn._sp = store._sp
+    fn._ref = ref
+    fn._pk = kinds(ty.params)
+    fn._rk = kinds(ty.results)
+    fn._buf = new_slots(max(len(ty.params), len(ty.results)))
+    fn._binding = None
+    return fn
+
+
+def funcref(store: V8Store, ref: int) -> V8Func:
+    """A Func for a funcref value (its type asked from V8's type reflection)."""
+    pk, rk = ffi.new("char[64]"), ffi.new("char[64]")
+    np, nr = ffi.new("uint32_t*"), ffi.new("uint32_t*")
+    if lib.pwv8_func_type(store._sp, ref, pk, np, rk, nr, 64):
+        raise WasmError(last_error())
+    ty = FuncType([FROM_KIND[pk[i][0]] for i in range(np[0])], [FROM_KIND[rk[i][0]] for i in range(nr[0])])
+    return wrap_func(store, ref, ty)
+
+
+# ---- host functions ---------------------------------------------------------------
+
+#: Host-call adapters by id, and the store handle of each.
+HOSTS: dict[int, Callable[..., Any]] = {}
+HOST_STORE: dict[int, int] = {}
+_ids = itertools.count(1)
+
+
+class _Binding:
+    """Where a host function's Caller points: the one instance it is imported into."""
+
+    __slots__ = ("claimed", "fn", "instance", "memory")
+
+    def __init__(self, fn: Callable[..., Any]) -> None:
+        self.instance: Any = None  # weakref to the instance, None during instantiation
+        self.memory: Any = None  # the core of that instance's "memory" export
+        self.claimed = False  # imported by an instance already
+        self.fn = fn
+
+
+def _int_result(r: Any, res: ValType) -> int:
+    if isinstance(r, tuple) and len(r) == 1:
+        r = r[0]
+    if isinstance(r, bool) or not isinstance(r, int):
+        raise TypeError(f"host function must return an int for its {res.value} result, got {r!r}")
+    return wrap_i32(r) if res is ValType.I32 else wrap_i64(r)
+
+
+_ADAPTER_MAKERS: dict[tuple[int, ValType | None, bool], Callable[..., Any]] = {}
+
+
+def _ints_adapter(fn: Callable[..., Any], ty: FuncType, access_caller: bool, binding: Any,
+                  sid: int) -> Callable[..., Any]:
+    """``(a0..an-1) -> int`` (six arguments from arity 4 on): one extra frame, no packing.
+
+    The source is generated once per (arity, result, caller) shape; each host
+    function gets a closure from that shape's maker.
+    """
+    n = len(ty.params)
+    res = ty.results[0] if ty.results else None
+    key = (n, res, access_caller)
+    make = _ADAPTER_MAKERS.get(key)
+    if make is None:
+        args = ", ".join(f"a{i}" for i in range(n))
+        params = args if n <= 3 else "a0, a1, a2, a3, a4, a5"
+        target = (f"fn(_Caller(_STORES[sid](), binding){', ' if n else ''}{args})" if access_caller
+                  else f"fn({args})")
+        if res is None:
+            body = f"        {target}\n        return 0\n"
+        else:
+            lo, hi = ((-(1 << 31), 1 << 32) if res is ValType.I32 else (-(1 << 63), 1 << 63))
+            body = (f"        r = {target}\n"
+                    f"        if r.__class__ is int and {lo} <= r < {hi}:\n"
+                    f"            return r\n"
+                    f"        return _int_result(r, res)\n")
+        src = f"def make(fn, res, binding, sid):\n    def call({params}):\n{body}    return call\n"
+        ns: dict[str, Any] = {"_int_result": _int_result, "_Caller": V8Caller, "_STORES": STORES}
+        exec(src, ns)  # noqa: S102 - generated from the fixed template above
+        make = _ADAPTER_MAKERS[key] = ns["make"]
+    return make(fn, res, binding, sid)
+
+
+def _raw_adapter(fn: Callable[..., Any], ty: FuncType, access_caller: bool, binding: Any,
+                 sid: int) -> Callable[..., Any]:
+    params, results = ty.params, ty.results
+
+    def call(sid: int, vals: Any) -> None:
+        store = STORES[sid]()
+        args = [from_slot(store, t, vals[i]) for i, t in enumerate(params)]
+        r = fn(V8Caller(store, binding), *args) if access_caller else fn(*args)
+        if not results:
+            return
+        if len(results) == 1:
+            r = (r[0],) if isinstance(r, tuple) and len(r) == 1 else (r,)
+        elif not isinstance(r, (tuple, list)) or len(r) != len(results):
+            raise TypeError(f"host function must return {len(results)} values, got {r!r}")
+        for i, (t, v) in enumerate(zip(results, r)):
+            to_slot(store, t, v, vals[i])
+
+    return call
+
+
+def new_host_func(store: V8Store, ty: FuncType, fn: Callable[..., Any], access_caller: bool) -> V8Func:
+    pk, rk = kinds(ty.params), kinds(ty.results)
+    fast = _is_int_sig(ty)
+    hid = next(_ids)
+    binding = _Binding(fn) if access_caller else None
+    HOSTS[hid] = (_ints_adapter if fast else _raw_adapter)(fn, ty, access_caller, binding, store._handle)
+    HOST_STORE[hid] = store._handle
+    store._hids.append(hid)
+    out = ffi.new("uint32_t*")
+    if lib.pwv8_func_new(store._sp, hid, pk, len(pk), rk, len(rk), 1 if fast else 0, out):
+        HOSTS.pop(hid, None)
+        raise WasmError(last_error())
+    f = wrap_func(store, out[0], ty)
+    f._binding = binding
+    return f
+
+
+def rebind(f: V8Func) -> V8Func:
+    """The function to import for a host function that takes a Caller.
+
+    V8 does not say which instance called a host function, so each instance
+    gets its own V8 function: the first import uses ``f`` itself, later ones
+    (while an earlier importer is alive) a copy bound to the new instance.
+    """
+    b = f._binding
+    if b.claimed and b.instance is not None and b.instance() is not None:
+        f = new_host_func(f.store, f.type, b.fn, True)
+        b = f._binding
+    b.claimed = True
+    b.instance = None
+    return f
+
+
+def _park(sid: int, e: BaseException) -> None:
+    ref = STORES.get(sid)
+    store = ref() if ref is not None else None
+    if store is not None:
+        store._fail(e)
+
+
+def _fail(hid: int, e: BaseException) -> int:
+    _park(HOST_STORE.get(hid, 0), e)
+    return 0
+
+
+def _genuine(hid: int) -> None:
+    """A result equal to FAIL (cffi's error value) that the host function really returned."""
+    ref = STORES.get(HOST_STORE.get(hid, 0))
+    store = ref() if ref is not None else None
+    if store is not None:
+        store._state.host_failed = lib.PWV8_HOST_GENUINE_FAIL
+
+
+def _unraisable(exc_type: Any, exc: Any, tb: Any) -> None:
+    """cffi's report for a callback that could not run: the shim turns it into a trap, so stay quiet."""
+
+
+# One trampoline per arity (the shim calls the one matching the function).
+def _host0(hid: int) -> int:
+    try:
+        r = HOSTS[hid]()
+    except BaseException as e:  # noqa: BLE001 - every exception must reach the caller, not the C stack
+        return _fail(hid, e)
+    if r == FAIL:
+        _genuine(hid)
+    return r
+
+
+def _host1(hid: int, a0: int) -> int:
+    try:
+        r = HOSTS[hid](a0)
+    except BaseException as e:  # noqa: BLE001
+        return _fail(hid, e)
+    if r == FAIL:
+        _genuine(hid)
+    return r
+
+
+def _host2(hid: int, a0: int, a1: int) -> int:
+    try:
+        r = HOSTS[hid](a0, a1)
+    except BaseException as e:  # noqa: BLE001
+        return _fail(hid, e)
+    if r == FAIL:
+        _genuine(hid)
+    return r
+
+
+def _host3(hid: int, a0: int, a1: int, a2: int) -> int:
+    try:
+        r = HOSTS[hid](a0, a1, a2)
+    except BaseException as e:  # noqa: BLE001
+        return _fail(hid, e)
+    if r == FAIL:
+        _genuine(hid)
+    return r
+
+
+def _host6(hid: int, a0: int, a1: int, a2: int, a3: int, a4: int, a5: int) -> int:
+    try:
+        r = HOSTS[hid](a0, a1, a2, a3, a4, a5)
+    except BaseException as e:  # noqa: BLE001
+        return _fail(hid, e)
+    if r == FAIL:
+        _genuine(hid)
+    return r
+
+
+def _host_raw(hid: int, sid: int, vals: Any, n: int) -> int:
+    try:
+        HOSTS[hid](sid, vals)
+        return 0
+    except BaseException as e:  # noqa: BLE001
+        _park(sid, e)
+        return 1
+
+
+def install_trampolines() -> None:
+    """Register the extern "Python" trampolines with the shim (once, at V8 start)."""
+    names = ["pwv8_py_host0", "pwv8_py_host1", "pwv8_py_host2", "pwv8_py_host3", "pwv8_py_host6"]
+    for name, f in zip(names, [_host0, _host1, _host2, _host3, _host6]):
+        # FAIL is also returned when the function cannot even start (a RecursionError
+        # before its `try`): the shim treats an unexplained FAIL as that failure.
+        ffi.def_extern(name=name, error=FAIL, onerror=_unraisable)(f)
+    ffi.def_extern(name="pwv8_py_host_raw", error=2, onerror=_unraisable)(_host_raw)
+    lib.pwv8_set_host_callbacks(*(getattr(lib, n) for n in names), lib.pwv8_py_host_raw)

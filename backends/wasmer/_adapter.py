@@ -1,0 +1,575 @@
+"""The wasmer backend in-process: an adapter over wasmer-python 1.1.0.
+
+Runs wherever ``import wasmer`` works (Python <= 3.10; on 3.11+ inside a worker
+process, see proxywasm_vm._isolation). How its gaps are covered:
+
+- host functions get no caller from wasmer: each instantiation makes its own
+  ``wasmer.Function`` for every host function it imports, bound to that
+  instance, so ``Caller.memory``/``get_export`` reach the calling instance
+  (not during the start function: the instance does not exist yet);
+- traps are ``RuntimeError`` messages: mapped to :class:`TrapCode`;
+- funcref/externref values make wasmer panic (a ``BaseException``): refused up
+  front with ``NotImplementedError``; tables cannot be created, read, written
+  or grown from Python (no null funcref value can be built);
+- no fuel, epoch or interrupt: ``StoreLimits.deadline`` is not offered; run the
+  engine in a worker with ``call_timeout`` to stop runaway code;
+- argument and result conversions are done here (wasmer refuses ints for
+  floats, does not check host results' arity).
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from collections.abc import Callable, Sequence
+from operator import index
+from typing import Any
+
+import wasmer
+
+from proxywasm_vm._engine import Engine, EngineConfig
+from proxywasm_vm._errors import CompileError, LimitError, LinkError, Trap, TrapCode, WasmError
+from proxywasm_vm._func import Caller, Func
+from proxywasm_vm._global import Global
+from proxywasm_vm._instance import Instance
+from proxywasm_vm._memory import Memory
+from proxywasm_vm._module import Module
+from proxywasm_vm._store import Store, StoreLimits
+from proxywasm_vm._table import Table
+from proxywasm_vm._types import ExportType, FuncType, GlobalType, ImportType, Limits, MemoryType, TableType, ValType
+from proxywasm_vm._wasmparse import ModuleInfo
+
+COMPILERS = {"cranelift": "wasmer_compiler_cranelift", "singlepass": "wasmer_compiler_singlepass",
+             "llvm": "wasmer_compiler_llvm"}
+DEFAULT_COMPILER = "cranelift"
+
+_W = wasmer.Type
+TO_W = {ValType.I32: _W.I32, ValType.I64: _W.I64, ValType.F32: _W.F32, ValType.F64: _W.F64,
+        ValType.V128: _W.V128, ValType.FUNCREF: _W.FUNC_REF, ValType.EXTERNREF: _W.EXTERN_REF}
+FROM_W = {v: k for k, v in TO_W.items()}
+_REFS = (ValType.FUNCREF, ValType.EXTERNREF)
+_IMPORT_ERROR = re.compile(r'Error while importing "([^"]*)"\."([^"]*)"')
+_NO_REFS = "wasmer-python 1.1.0 cannot pass funcref/externref values (it panics); Capabilities.reference_values"
+
+# (substring of wasmer's trap message, code); first match wins
+_TRAPS = [
+    ("unreachable", TrapCode.UNREACHABLE),
+    ("integer divide by zero", TrapCode.INTEGER_DIVIDE_BY_ZERO),
+    ("integer overflow", TrapCode.INTEGER_OVERFLOW),
+    ("invalid conversion to integer", TrapCode.BAD_CONVERSION_TO_INTEGER),
+    ("out of bounds memory access", TrapCode.MEMORY_OUT_OF_BOUNDS),
+    ("call stack exhausted", TrapCode.STACK_OVERFLOW),
+    ("stack overflow", TrapCode.STACK_OVERFLOW),
+    ("indirect call type mismatch", TrapCode.INDIRECT_CALL_TYPE_MISMATCH),
+    ("uninitialized element", TrapCode.INDIRECT_CALL_TO_NULL),
+    ("out of bounds table access", TrapCode.TABLE_OUT_OF_BOUNDS),
+    ("misaligned", TrapCode.HEAP_MISALIGNED),
+    ("unaligned", TrapCode.HEAP_MISALIGNED),
+]
+
+
+def _message(e: BaseException) -> str:
+    msg = str(e)
+    msg = msg.removeprefix("RuntimeError: ")
+    return msg
+
+
+def trap_or_error(e: BaseException) -> BaseException:
+    """The exception a wasmer ``RuntimeError`` (or pyo3 panic) stands for."""
+    if type(e).__name__ == "PanicException":
+        return WasmError(f"wasmer panicked: {e}")
+    msg = _message(e)
+    first = msg.split("\n", 1)[0].strip()
+    for needle, code in _TRAPS:
+        if needle in first:
+            return Trap(code, first)
+    if "did not match signature" in msg:
+        return TypeError(msg)
+    return WasmError(msg)
+
+
+# ---- values ---------------------------------------------------------------------------
+
+def to_i32(v: Any) -> int:
+    v = index(v)
+    if not -(1 << 31) <= v < (1 << 32):
+        raise OverflowError(f"{v} does not fit in i32")
+    return v - (1 << 32) if v >= (1 << 31) else v
+
+
+def to_i64(v: Any) -> int:
+    v = index(v)
+    if not -(1 << 63) <= v < (1 << 64):
+        raise OverflowError(f"{v} does not fit in i64")
+    return v - (1 << 64) if v >= (1 << 63) else v
+
+
+def to_float(v: Any) -> float:
+    if v is None or isinstance(v, (str, bytes, bytearray)):
+        raise TypeError(f"expected a number for a float value, got {type(v).__name__}")
+    return float(v)
+
+
+def to_v128(v: Any) -> int:
+    v = index(v)
+    if not -(1 << 127) <= v < (1 << 128):
+        raise OverflowError(f"{v} does not fit in v128")
+    return v & ((1 << 128) - 1)
+
+
+def _no_ref(v: Any) -> Any:
+    raise NotImplementedError(_NO_REFS)
+
+
+CONVERT: dict[ValType, Callable[[Any], Any]] = {
+    ValType.I32: to_i32, ValType.I64: to_i64, ValType.F32: to_float, ValType.F64: to_float,
+    ValType.V128: to_v128, ValType.FUNCREF: _no_ref, ValType.EXTERNREF: _no_ref,
+}
+
+
+def _value(t: ValType, v: Any) -> Any:
+    """A ``wasmer.Value`` of type ``t``."""
+    V = wasmer.Value
+    make = {ValType.I32: V.i32, ValType.I64: V.i64, ValType.F32: V.f32, ValType.F64: V.f64, ValType.V128: V.v128}
+    if t not in make:
+        raise NotImplementedError(_NO_REFS)
+    return make[t](CONVERT[t](v))
+
+
+# ---- types -----------------------------------------------------------------------------
+
+def w_functype(ty: FuncType) -> Any:
+    return wasmer.FunctionType([TO_W[t] for t in ty.params], [TO_W[t] for t in ty.results])
+
+
+def functype(w: Any) -> FuncType:
+    return FuncType([FROM_W[t] for t in w.params], [FROM_W[t] for t in w.results])
+
+
+def externtype(w: Any) -> Any:
+    if isinstance(w, wasmer.FunctionType):
+        return functype(w)
+    if isinstance(w, wasmer.MemoryType):
+        return MemoryType(Limits(w.minimum, w.maximum), shared=bool(w.shared))
+    if isinstance(w, wasmer.GlobalType):
+        return GlobalType(FROM_W[w.type], bool(w.mutable))
+    if isinstance(w, wasmer.TableType):
+        return TableType(FROM_W[w.type], Limits(w.minimum, w.maximum))
+    raise WasmError(f"unknown wasmer extern type {w!r}")
+
+
+# ---- engine and modules ----------------------------------------------------------------
+
+class WasmerEngine(Engine):
+    @classmethod
+    def _create(cls, backend: Any, config: EngineConfig) -> WasmerEngine:
+        if config.max_wasm_stack is not None:
+            raise ValueError("wasmer-python cannot configure the wasm stack size (Capabilities.max_wasm_stack)")
+        opts = dict(config.options)
+        name = opts.get("compiler", DEFAULT_COMPILER)
+        if name not in COMPILERS:
+            raise ValueError(f"unknown wasmer compiler {name!r}; choose from {', '.join(COMPILERS)}")
+        try:
+            compiler = importlib.import_module(COMPILERS[name]).Compiler
+        except ImportError as e:
+            raise ValueError(f"the wasmer {name} compiler is not installed: pip install "
+                             f"{COMPILERS[name].replace('_', '-')}==1.1.0") from e
+        self = object.__new__(cls)
+        self.backend = backend
+        self.config = config
+        self.compiler = name
+        self._wstore = wasmer.Store(wasmer.engine.Universal(compiler))
+        return self
+
+    def _module_new(self, wasm: bytes) -> Module:
+        try:
+            w = wasmer.Module(self._wstore, wasm)
+        except RuntimeError as e:
+            raise CompileError(_message(e)) from None
+        return WasmerModule._wrap(self, w)
+
+    def _module_validate(self, wasm: bytes) -> bool:
+        return bool(wasmer.Module.validate(self._wstore, wasm))
+
+    def _module_deserialize(self, data: bytes) -> Module:
+        try:
+            w = wasmer.Module.deserialize(self._wstore, data)
+        except (RuntimeError, ValueError) as e:
+            raise CompileError(_message(e)) from None
+        return WasmerModule._wrap(self, w)
+
+    def _store_new(self, limits: StoreLimits, data: Any) -> Store:
+        return WasmerStore._create(self, limits, data)
+
+
+class WasmerModule(Module):
+    @classmethod
+    def _wrap(cls, engine: WasmerEngine, w: Any) -> WasmerModule:
+        m = object.__new__(cls)
+        m.engine = engine
+        m._w = w
+        return m
+
+    def _module_info(self) -> Any:
+        if self._info is None and self._wasm is None:
+            info = ModuleInfo()
+            info.imports.extend(ImportType(i.module, i.name, externtype(i.type)) for i in self._w.imports)
+            info.exports.extend(ExportType(e.name, externtype(e.type)) for e in self._w.exports)
+            self._info = info
+        return super()._module_info()
+
+    def serialize(self) -> bytes:
+        return bytes(self._w.serialize())
+
+
+# ---- stores ---------------------------------------------------------------------------------
+
+class WasmerStore(Store):
+    """A logical store: wasmer-python's own Store is engine-wide, instances own their state."""
+
+    @classmethod
+    def _create(cls, engine: WasmerEngine, limits: StoreLimits, data: Any) -> WasmerStore:
+        s = object.__new__(cls)
+        s.engine = engine
+        s.data = data
+        s._limits = limits
+        s._w = engine._wstore
+        s._closed = False
+        s._active = 0  # calls into wasm in progress
+        s._host_exc: BaseException | None = None  # the last exception a host function raised
+        return s
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise WasmError("this store is closed")
+
+    def close(self) -> None:
+        if self._active:
+            raise WasmError("cannot close a store while a call into it is running")
+        self._closed = True
+
+    @property
+    def limits(self) -> StoreLimits:
+        return self._limits
+
+    def set_deadline(self, seconds: float | None) -> None:
+        if seconds is not None:
+            raise ValueError("wasmer cannot interrupt running wasm (Capabilities.deadline); in a worker process "
+                             "use the engine option call_timeout")
+
+    def _func_new(self, ty: FuncType, fn: Callable[..., Any], access_caller: bool) -> Func:
+        self._check_open()
+        return WasmerHostFunc._make(self, ty, fn, access_caller)
+
+    def _memory_new(self, ty: MemoryType) -> Memory:
+        self._check_open()
+        if ty.is_64:
+            raise WasmError("wasmer-python 1.1.0 has no 64-bit memories")
+        try:
+            w = wasmer.Memory(self._w, wasmer.MemoryType(minimum=ty.limits.min, maximum=ty.limits.max,
+                                                         shared=ty.shared))
+        except (RuntimeError, OverflowError) as e:
+            raise WasmError(f"invalid memory type {ty}: {_message(e)}") from None
+        return WasmerMemory._wrap(self, w, ty)
+
+    def _global_new(self, ty: GlobalType, value: Any) -> Global:
+        self._check_open()
+        return WasmerGlobal._wrap(self, wasmer.Global(self._w, _value(ty.content, value), mutable=ty.mutable), ty)
+
+    def _table_new(self, ty: TableType, init: Any) -> Table:
+        raise NotImplementedError("wasmer-python 1.1.0 cannot create tables (no null funcref value can be built; "
+                                  "Capabilities.table_access)")
+
+    def _instantiate(self, module: Any, imports: Sequence[Any]) -> Instance:
+        cell: list[Any] = [None]
+        made: dict[int, Any] = {}
+        ns: dict[str, dict[str, Any]] = {}
+        for imp, item in zip(module.imports, imports):
+            if item.store is not self:
+                raise ValueError(f"import {imp.module}::{imp.name} belongs to another store")
+            if isinstance(item, WasmerHostFunc):
+                w = made.get(id(item))
+                if w is None:
+                    w = made[id(item)] = item._native(cell)
+            else:
+                w = item._w
+            ns.setdefault(imp.module, {})[imp.name] = w
+        self._check_open()
+        self._active += 1
+        try:
+            winst = wasmer.Instance(module._w, ns)
+        except RuntimeError as e:
+            if e is self._host_exc:
+                raise  # a host function's own RuntimeError, unchanged
+            msg = _message(e)
+            m = _IMPORT_ERROR.match(msg)
+            if m:
+                raise LinkError(msg, module=m.group(1), name=m.group(2)) from None
+            raise trap_or_error(e) from None
+        finally:
+            self._active -= 1
+            self._host_exc = None
+        inst = WasmerInstance._wrap(self, module, winst)
+        cell[0] = inst
+        return inst
+
+
+# ---- functions --------------------------------------------------------------------------------
+
+def _check_results(results: tuple[ValType, ...], r: Any) -> Any:
+    """A host function's return value as wasmer wants it, checked against the type."""
+    if not results:
+        return None
+    if len(results) == 1:
+        if isinstance(r, tuple) and len(r) == 1:
+            r = r[0]
+        return CONVERT[results[0]](r)
+    if not isinstance(r, (tuple, list)) or len(r) != len(results):
+        raise TypeError(f"host function must return {len(results)} values, got {r!r}")
+    return tuple(CONVERT[t](v) for t, v in zip(results, r))
+
+
+class WasmerFunc(Func):
+    """An exported wasm function."""
+
+    @classmethod
+    def _wrap(cls, store: WasmerStore, w: Any, ty: FuncType) -> WasmerFunc:
+        f = object.__new__(cls)
+        f.store = store
+        f.type = ty
+        f._w = w
+        f._conv = [CONVERT[t] for t in ty.params]
+        f._refs = any(t in _REFS for t in ty.params)  # no wasmer.Value can carry them in
+        return f
+
+    def __call__(self, *args: Any) -> Any:
+        conv = self._conv
+        if len(args) != len(conv):
+            raise TypeError(f"expected {len(conv)} arguments, got {len(args)}")
+        if self._refs:
+            raise NotImplementedError(_NO_REFS)
+        store = self.store
+        if store._closed:
+            raise WasmError("this store is closed")
+        vals = [c(a) for c, a in zip(conv, args)]
+        store._active += 1
+        try:
+            return self._w(*vals)
+        except RuntimeError as e:
+            if e is store._host_exc:
+                raise  # a host function's own RuntimeError, unchanged
+            raise trap_or_error(e) from None
+        except BaseException as e:
+            if type(e).__name__ == "PanicException":  # a funcref/externref result (after the call ran)
+                raise NotImplementedError(_NO_REFS) from None
+            raise
+        finally:
+            store._active -= 1
+            if not store._active:
+                store._host_exc = None
+
+
+class WasmerHostFunc(Func):
+    """A Python host function; the wasmer.Function is made per instantiation (see module docs)."""
+
+    @classmethod
+    def _make(cls, store: WasmerStore, ty: FuncType, fn: Callable[..., Any], access_caller: bool) -> WasmerHostFunc:
+        f = object.__new__(cls)
+        f.store = store
+        f.type = ty
+        f._fn = fn
+        f._access_caller = access_caller
+        return f
+
+    def _native(self, cell: list[Any]) -> Any:
+        fn, results, store = self._fn, self.type.results, self.store
+        if any(t in _REFS for t in self.type.params + results):
+            raise NotImplementedError(_NO_REFS)
+        if self._access_caller:
+            caller = WasmerCaller(self.store, cell)
+
+            def call(*args: Any) -> Any:
+                try:
+                    return _check_results(results, fn(caller, *args))
+                except BaseException as e:
+                    store._host_exc = e  # to tell it from wasmer's own RuntimeErrors
+                    raise
+        else:
+            def call(*args: Any) -> Any:
+                try:
+                    return _check_results(results, fn(*args))
+                except BaseException as e:
+                    store._host_exc = e
+                    raise
+        return wasmer.Function(self.store._w, call, w_functype(self.type))
+
+    def __call__(self, *args: Any) -> Any:
+        self.store._check_open()
+        ty = self.type
+        if len(args) != len(ty.params):
+            raise TypeError(f"expected {len(ty.params)} arguments, got {len(args)}")
+        vals = [CONVERT[t](a) for t, a in zip(ty.params, args)]
+        r = self._fn(WasmerCaller(self.store, [None]), *vals) if self._access_caller else self._fn(*vals)
+        r = _check_results(ty.results, r)
+        return r
+
+
+class WasmerCaller(Caller):
+    __slots__ = ("_cell", "_store")
+
+    def __init__(self, store: WasmerStore, cell: list[Any]) -> None:
+        self._store = store
+        self._cell = cell
+
+    @property
+    def store(self) -> WasmerStore:
+        return self._store
+
+    def get_export(self, name: str) -> Any:
+        inst = self._cell[0]
+        if inst is None or name not in inst.exports:
+            return None
+        return inst.exports[name]
+
+
+# ---- externs ------------------------------------------------------------------------------------
+
+class WasmerMemory(Memory):
+    @classmethod
+    def _wrap(cls, store: WasmerStore, w: Any, ty: MemoryType) -> WasmerMemory:
+        m = object.__new__(cls)
+        m.store = store
+        m.type = ty
+        m._w = w
+        m._view = memoryview(b"")
+        return m
+
+    def _mv(self) -> memoryview:
+        if self.store._closed:
+            raise WasmError("this store is closed")
+        n = self._w.data_size
+        if len(self._view) != n:
+            self._view = memoryview(self._w.buffer)
+        return self._view
+
+    @property
+    def size(self) -> int:
+        self.store._check_open()
+        return self._w.size
+
+    @property
+    def data_size(self) -> int:
+        self.store._check_open()
+        return self._w.data_size
+
+    def grow(self, delta: int) -> int:
+        self.store._check_open()
+        if delta < 0:
+            raise ValueError("delta must be >= 0")
+        try:
+            return self._w.grow(delta)
+        except (RuntimeError, OverflowError) as e:
+            raise LimitError(_message(e)) from None
+
+    def read(self, offset: int, length: int) -> bytes:
+        mv = self._mv()
+        if offset < 0 or length < 0 or offset + length > len(mv):
+            raise IndexError(f"memory access out of bounds: offset {offset} length {length} "
+                             f"(memory is {len(mv)} bytes)")
+        return mv[offset:offset + length].tobytes()
+
+    def write(self, offset: int, data: bytes | bytearray | memoryview) -> None:
+        mv = self._mv()
+        n = len(data) if not isinstance(data, memoryview) else data.nbytes
+        if offset < 0 or offset + n > len(mv):
+            raise IndexError(f"memory access out of bounds: offset {offset} length {n} (memory is {len(mv)} bytes)")
+        mv[offset:offset + n] = data if not isinstance(data, memoryview) else data.cast("B")
+
+    def view(self) -> memoryview:
+        self.store._check_open()
+        return memoryview(self._w.buffer)
+
+
+class WasmerGlobal(Global):
+    @classmethod
+    def _wrap(cls, store: WasmerStore, w: Any, ty: GlobalType) -> WasmerGlobal:
+        g = object.__new__(cls)
+        g.store = store
+        g.type = ty
+        g._w = w
+        return g
+
+    def get(self) -> Any:
+        self.store._check_open()
+        if self.type.content in _REFS:
+            raise NotImplementedError(_NO_REFS)
+        v = self._w.value
+        if self.type.content is ValType.V128:
+            return v & ((1 << 128) - 1)
+        return v
+
+    def set(self, value: Any) -> None:
+        self.store._check_open()
+        if not self.type.mutable:
+            raise TypeError("cannot set an immutable global")
+        v = CONVERT[self.type.content](value)
+        try:
+            self._w.value = v
+        except RuntimeError as e:
+            raise WasmError(_message(e)) from None
+
+
+class WasmerTable(Table):
+    @classmethod
+    def _wrap(cls, store: WasmerStore, w: Any, ty: TableType) -> WasmerTable:
+        t = object.__new__(cls)
+        t.store = store
+        t.type = ty
+        t._w = w
+        return t
+
+    @property
+    def size(self) -> int:
+        self.store._check_open()
+        return self._w.size
+
+    def _gap(self) -> NotImplementedError:
+        return NotImplementedError("wasmer-python 1.1.0 tables have no get/set/grow (Capabilities.table_access)")
+
+    def get(self, index: int) -> Any:
+        self.store._check_open()
+        raise self._gap()
+
+    def set(self, index: int, value: Any) -> None:
+        raise self._gap()
+
+    def grow(self, delta: int, init: Any = None) -> int:
+        raise self._gap()
+
+
+class WasmerInstance(Instance):
+    @classmethod
+    def _wrap(cls, store: WasmerStore, module: Any, w: Any) -> WasmerInstance:
+        i = object.__new__(cls)
+        i.store = store
+        i.module = module
+        i._w = w
+        i._types = {e.name: e.type for e in module.exports}
+        return i
+
+    def _export(self, name: str) -> Any:
+        try:
+            w = getattr(self._w.exports, name)
+        except LookupError:
+            raise KeyError(f"no export named {name!r}") from None
+        ty = self._types.get(name)
+        if isinstance(w, wasmer.Function):
+            return WasmerFunc._wrap(self.store, w, ty if ty is not None else functype(w.type))
+        if isinstance(w, wasmer.Memory):
+            return WasmerMemory._wrap(self.store, w, ty if ty is not None else externtype(w.type))
+        if isinstance(w, wasmer.Global):
+            return WasmerGlobal._wrap(self.store, w, ty if ty is not None else externtype(w.type))
+        if isinstance(w, wasmer.Table):
+            return WasmerTable._wrap(self.store, w, ty if ty is not None else externtype(w.type))
+        raise WasmError(f"unsupported wasmer export {w!r}")
+

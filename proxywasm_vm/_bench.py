@@ -1,0 +1,266 @@
+"""The engine of ``pwvm bench``: run workloads on runners, interleaved, and report.
+
+A *runner* is a backend id (``"wasmtime"``, ``"v8"``, ``"wasmtime@process"``
+...) or the external baseline ``"wasmtime-py"``. Every (workload, runner) cell
+is prepared first; then the timed repeats go round all cells, alternating the
+order, so that drift of the machine (other load, frequency changes) reaches
+every runner alike. Each sample is seconds per unit operation (or bytes, for
+memory workloads).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+from ._backend import backend_names
+from ._engine import Engine
+from ._errors import BackendUnavailable
+
+__all__ = ["BASELINE", "Cell", "BenchResult", "run_bench", "MEMORY_WORKLOADS"]
+
+BASELINE = "wasmtime-py"
+#: Workloads that measure bytes rather than seconds.
+MEMORY_WORKLOADS = ("rss_per_vm",)
+
+
+@dataclass
+class Cell:
+    """The samples of one (workload, runner) pair."""
+
+    workload: str
+    runner: str
+    unit: str
+    samples: list[float] = field(default_factory=list)
+    error: str = ""
+    #: Request workloads: single-request latencies (seconds), timed one by one.
+    latencies: list[float] = field(default_factory=list)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.samples) if self.samples else float("nan")
+
+    def percentile(self, q: float) -> float:
+        """The ``q``-th percentile (0..100) of single-request latency."""
+        if not self.latencies:
+            return float("nan")
+        xs = sorted(self.latencies)
+        return xs[min(len(xs) - 1, int(round(q / 100 * (len(xs) - 1))))]
+
+    @property
+    def requests_per_second(self) -> float:
+        """Sustained rate on one thread: the inverse of the median batch time per request."""
+        return 1.0 / self.median if self.samples and self.median > 0 else float("nan")
+
+
+@dataclass
+class BenchResult:
+    header: dict[str, Any]
+    workloads: list[str]
+    runners: list[str]
+    cells: list[Cell]
+    missing: dict[str, str]
+
+    def cell(self, workload: str, runner: str) -> Cell | None:
+        for c in self.cells:
+            if c.workload == workload and c.runner == runner:
+                return c
+        return None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "header": self.header,
+            "missing": self.missing,
+            "results": [{"workload": c.workload, "runner": c.runner, "unit": c.unit, "samples": c.samples,
+                         "median": c.median if c.samples else None, "error": c.error,
+                         **({"latency_seconds": c.latencies,
+                             "p50": c.percentile(50), "p90": c.percentile(90), "p99": c.percentile(99),
+                             "requests_per_second": c.requests_per_second} if c.latencies else {})}
+                        for c in self.cells],
+        }
+
+
+def all_workloads() -> list[str]:
+    from ._workloads import WORKLOADS
+
+    return list(WORKLOADS) + list(MEMORY_WORKLOADS)
+
+
+def calibrate(run: Callable[[], Any], target: float) -> int:
+    """How many invocations of ``run`` take about ``target`` seconds."""
+    n = 1
+    while True:
+        t0 = time.perf_counter()
+        for _ in range(n):
+            run()
+        dt = time.perf_counter() - t0
+        if dt >= target / 4 or n >= 1 << 20:
+            return max(1, int(n * target / max(dt, 1e-9)))
+        n *= 4
+
+
+def run_bench(runners: Sequence[str], workloads: Sequence[str], *, repeats: int = 7, quick: bool = False,
+              baseline: bool = True, progress: Callable[[int, int], None] | None = None,
+              extra: dict[str, Any] | None = None) -> BenchResult:
+    """Measure ``workloads`` on ``runners`` (backend ids); see the module docstring.
+
+    ``extra`` adds workloads by name (a user's plugin), taking precedence.
+    """
+    from ._workloads import BASELINES, WORKLOADS, rss_per_vm
+
+    WORKLOADS = {**WORKLOADS, **(extra or {})}
+    target = 0.01 if quick else 0.05
+    engines: dict[str, Engine] = {}
+    missing: dict[str, str] = {}
+    for r in runners:
+        try:
+            engines[r] = Engine(r)
+        except BackendUnavailable as e:
+            missing[r] = str(e)
+    names = list(engines) + ([BASELINE] if baseline else [])
+
+    plans: list[tuple[Cell, Callable[[], float]]] = []
+    cells: list[Cell] = []
+    for w in workloads:
+        for r in names:
+            if w in MEMORY_WORKLOADS:
+                if r == BASELINE:
+                    continue
+                cell = Cell(w, r, "B/vm")
+                plans.append((cell, (lambda e: (lambda: rss_per_vm(e, 50 if quick else 200)))(engines[r])))
+                cells.append(cell)
+                continue
+            if r == BASELINE and w not in BASELINES:
+                continue
+            cell = Cell(w, r, "s/" + WORKLOADS[w].unit)
+            cells.append(cell)
+            try:
+                op = BASELINES[w]() if r == BASELINE else WORKLOADS[w].setup(engines[r])
+                op.run()  # warm-up
+                number = calibrate(op.run, target)
+            except Exception as e:  # a workload one runner cannot run is reported, not fatal
+                cell.error = f"{type(e).__name__}: {e}"
+                continue
+
+            def sample(op: Any = op, number: int = number) -> float:
+                t0 = time.perf_counter()
+                for _ in range(number):
+                    op.run()
+                return (time.perf_counter() - t0) / (number * op.units)
+
+            plans.append((cell, sample))
+            if WORKLOADS[w].group == "request":
+                def latencies(op: Any = op, cell: Cell = cell, n: int = 200 if quick else 2000) -> float:
+                    # Single requests, each timed on its own, for the latency percentiles.
+                    clock = time.perf_counter_ns
+                    for _ in range(n):
+                        t0 = clock()
+                        op.run()
+                        cell.latencies.append((clock() - t0) * 1e-9)
+                    return float("nan")
+
+                plans.append((cell, latencies))
+    total = repeats * len(plans)
+    done = 0
+    for rep in range(repeats):
+        order = plans if rep % 2 == 0 else list(reversed(plans))
+        for cell, measure in order:
+            try:
+                value = measure()
+                if value == value:  # NaN: a latency pass, which records its own samples
+                    cell.samples.append(value)
+            except Exception as e:
+                cell.error = f"{type(e).__name__}: {e}"
+            done += 1
+            if progress:
+                progress(done, total)
+    return BenchResult(machine_header(engines), list(workloads), names, cells, missing)
+
+
+def machine_header(engines: dict[str, Engine]) -> dict[str, Any]:
+    """What a reader needs to judge the numbers: machine, OS, Python, runtime versions."""
+    return {
+        "machine": f"{platform.machine()}, {_cpu_model()}, {os.cpu_count() or 1} cores",
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "runtimes": {n: e.backend.version() for n, e in engines.items()},
+        "time": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown cpu"
+
+
+def default_runners() -> list[str]:
+    return backend_names()
+
+
+def fmt_value(v: float, unit: str) -> str:
+    """A human-readable value: seconds scaled to s/ms/µs/ns, bytes to KiB/MiB."""
+    if v != v:
+        return "-"
+    scale: float
+    if unit.startswith("B"):
+        for u, scale in (("MiB", 1 << 20), ("KiB", 1 << 10)):
+            if v >= scale:
+                return f"{v / scale:.3g} {u}"
+        return f"{v:.0f} B"
+    for u, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6)):
+        if v >= scale:
+            return f"{v / scale:.3g} {u}"
+    return f"{v * 1e9:.0f} ns"
+
+
+def plot(result: BenchResult, path: str) -> None:
+    """A chart per workload: median per runner with min..max whiskers, log scale, fastest marked."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as e:
+        raise RuntimeError("--plot needs matplotlib: pip install 'proxywasm-vm[plot]'") from e
+    shown = [w for w in result.workloads if any(c.samples for c in result.cells if c.workload == w)]
+    cols = 3
+    rows = max(1, (len(shown) + cols - 1) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 2.6 * rows + 0.8), squeeze=False)
+    palette = plt.get_cmap("tab10")
+    colors = {r: palette(i % 10) for i, r in enumerate(result.runners)}
+    for ax, w in zip(axes.flat, shown):
+        cells = [c for c in result.cells if c.workload == w and c.samples]
+        # A log axis cannot show 0 (a memory workload can measure nothing new): floor it.
+        floor = 1.0 if cells[0].unit.startswith("B") else 1e-10
+        meds = [max(c.median, floor) for c in cells]
+        best = min(meds)
+        y = range(len(cells))
+        lo = [max(0.0, m - max(min(c.samples), floor)) for c, m in zip(cells, meds)]
+        hi = [max(0.0, max(max(c.samples), floor) - m) for c, m in zip(cells, meds)]
+        ax.barh(list(y), meds, xerr=[lo, hi], color=[colors[c.runner] for c in cells], capsize=3)
+        ax.set_yticks(list(y), [c.runner for c in cells])
+        ax.invert_yaxis()
+        ax.set_xscale("log")
+        unit = cells[0].unit
+        ax.set_title(f"{w} ({unit}, lower is better)", fontsize=10)
+        for i, (c, m) in enumerate(zip(cells, meds)):
+            label = fmt_value(m, unit) + ("  fastest" if m == best else f"  {m / best:.1f}×")
+            ax.text(max(max(c.samples), floor) * 1.08, i, label, va="center", fontsize=8)
+        ax.margins(x=0.6)
+    for ax in list(axes.flat)[len(shown):]:
+        ax.axis("off")
+    h = result.header
+    fig.suptitle(f"pwvm bench — {h['machine']}, Python {h['python']}", fontsize=11)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,148 @@
+"""Worker-process isolation: any backend run in a child process, behind the public classes.
+
+``Engine("wasmtime", isolation="process")`` (or ``Engine("wasmtime@process")``)
+starts a worker process running the wasmtime backend in-process, and returns an
+engine whose modules, stores, functions, memories ... are proxies forwarding
+to it. ``Engine("wasmer")`` does the same by default where wasmer-python cannot
+be imported (Python >= 3.11), under a Python 3.10 interpreter.
+
+The worker interpreter, in order of precedence:
+
+1. the engine option ``worker_python``: ``EngineConfig(options=(("worker_python", path),))``;
+2. ``$PWVM_WORKER_PYTHON``;
+3. for wasmer: this interpreter if it can import wasmer, else ``.venv310/bin/python``
+   at the checkout's root, else the path ``ci/setup_wasmer.sh`` recorded in the
+   cache folder (``<cache>/wasmer-worker-python``);
+4. otherwise this interpreter (``sys.executable``).
+
+The worker runs *this* copy of proxywasm_vm (loaded from its path), so only the
+runtime and its dependencies must be installed in the worker's environment.
+
+How it works (see ``_channel``, ``_conn``, ``_worker``):
+
+- transport: an anonymous shared mapping (memfd) with one lane (two mailboxes)
+  per worker thread; a receiver spins up to ~50 µs with the GIL released, then
+  sleeps on an eventfd; real atomics from a small cffi helper (``_chan.c``), or
+  eventfd-only wake-ups without a compiler;
+- threads: a parent thread takes a free lane for its outermost call (4 by
+  default, engine option ``worker_lanes``), so threads run in the worker at the
+  same time; a runtime whose objects are bound to one thread (wasmer) gets one
+  worker thread and one lane, and calls from parent threads take turns;
+- host functions stay Python callables of this process: wasm calling one sends a
+  request back here, and either side serves nested requests while it waits, so
+  host -> wasm -> host recursion works to any depth; a host exception object is
+  kept here and re-raised unchanged from the outer call;
+- crash detection: this side waits on the worker's pidfd as well, so a dead
+  worker is noticed at once (:class:`~proxywasm_vm.WorkerCrashed`); the worker
+  watches a pipe only this process holds (a C thread: it exits even in the
+  middle of a wasm call that holds the GIL);
+- deadlines: in-runtime where the backend can (``StoreLimits.deadline``, with a
+  kill as the backstop); the engine option ``call_timeout`` kills the worker of
+  a call that runs too long and raises ``Trap(INTERRUPTED)``;
+- restart: the next call after a crash starts a new worker; modules and linkers
+  are recreated in it (compiled modules from the cache), stores are lost.
+
+Not available across the boundary: ``Memory.view()`` (``Capabilities.memory_view``).
+
+Engine options read here (the rest go to the backend in the worker):
+``worker_python``, ``call_timeout`` (seconds), ``worker_lanes``,
+``worker_spin`` (seconds), ``worker_mailbox`` (bytes).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from pathlib import Path
+
+from .._engine import EngineConfig
+from .._errors import BackendUnavailable
+from ._proxy import ProcessBackend, ProcessEngine
+
+__all__ = ["ProcessBackend", "ProcessEngine", "process_backend", "remote_host", "resolve_worker_python"]
+
+_BACKENDS: dict[str, ProcessBackend] = {}
+_LOCK = threading.Lock()
+
+
+def _cache_root() -> Path:
+    env = os.environ.get("PWVM_CACHE_DIR")
+    if env:
+        return Path(env)
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "proxywasm-vm"
+
+
+def _wasmer_python() -> str:
+    from .._backend import _REGISTRY
+
+    how = _REGISTRY["wasmer"][1]
+    if sys.version_info < (3, 11):
+        try:
+            import wasmer  # noqa: F401
+
+            return sys.executable
+        except Exception:  # noqa: BLE001, S110 - the stub wheel raises at import
+            pass
+    root = Path(__file__).resolve().parents[2]
+    for cand in (root / ".venv310" / "bin" / "python",):
+        if cand.exists():
+            return str(cand)
+    recorded = _cache_root() / "wasmer-worker-python"
+    if recorded.exists():
+        path = recorded.read_text().strip()
+        if path and os.path.exists(path):
+            return path
+    raise BackendUnavailable("wasmer", "wasmer-python 1.1.0 has no wheels for Python >= 3.11 and no Python 3.10 "
+                                       "worker environment was found", how)
+
+
+def resolve_worker_python(base: str, option: str | None = None) -> str:
+    """The interpreter a worker for backend ``base`` runs under (see the module docs)."""
+    path = option or os.environ.get("PWVM_WORKER_PYTHON")
+    if not path:
+        path = _wasmer_python() if base == "wasmer" else sys.executable
+    if not os.path.exists(path):
+        raise BackendUnavailable(base, f"the worker interpreter {path!r} does not exist",
+                                 "set PWVM_WORKER_PYTHON or the engine option worker_python to an interpreter")
+    return path
+
+
+def process_backend(base: str, *, name: str | None = None, in_process_reason: str = "") -> ProcessBackend:
+    """The backend ``base`` run in worker processes, registered as ``name`` (``"<base>@process"``).
+
+    Starts one worker to learn the runtime's version and capabilities (it is
+    kept for the first engine with the default configuration). Raises
+    :class:`BackendUnavailable` when no worker can run the backend.
+    """
+    name = name or f"{base}@process"
+    with _LOCK:
+        b = _BACKENDS.get(name)
+        if b is not None:
+            return b
+        from ._conn import Connection
+
+        python = resolve_worker_python(base)
+        conn = Connection(python, base, EngineConfig(), {})
+        b = ProcessBackend(name, base, python, conn.info, in_process_reason)
+        b._spare = conn
+        _BACKENDS[name] = b
+        return b
+
+
+def remote_host(engine: ProcessEngine, **kwargs: object) -> object:
+    """A Proxy-Wasm host (``ProxyWasmHost(engine=..., **kwargs)``) living in ``engine``'s worker.
+
+    Its VMs and host calls stay in the worker; what it returns (plugins,
+    streams, header maps) are proxies whose calls cross once each; the objects
+    passed in ``kwargs`` cross by reference (a ``MemoryLogger``, ``SharedData``,
+    ``Metrics`` of this process stay here and are shared with in-process
+    plugins) or by value (clocks, configs, plain data). See ``_remote``.
+    Objects from a worker that died raise :class:`~proxywasm_vm.WorkerCrashed`.
+    """
+    if not isinstance(engine, ProcessEngine):
+        raise TypeError("remote_host needs an engine with isolation='process'")
+    from ._remote import REMOTE_LANE
+
+    conn = engine._conn_now()
+    return conn.remote.decode(conn.request("remote_host", (conn.remote.encode(kwargs),), lane=REMOTE_LANE))

@@ -1,0 +1,124 @@
+/* The wake-up half of the worker channel: real atomics, a bounded spin, then a
+ * blocking poll on an eventfd plus a death descriptor (the peer's pidfd, or a
+ * pipe whose other end only the peer holds).
+ *
+ * Layout of a direction's control words (in the shared mapping):
+ *   seq       incremented (release) by the sender after the payload is written
+ *   sleeping  set by the receiver before it blocks; the sender writes the
+ *             receiver's eventfd only when it is set (Dekker-style: both sides
+ *             use sequentially consistent operations between their store and load)
+ *
+ * Every function here runs with the GIL released (cffi API mode), so the other
+ * Python threads of the process keep running while one waits.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <time.h>
+#include <unistd.h>
+
+#if defined(__x86_64__) || defined(__i386__)
+#define PWVM_PAUSE() __builtin_ia32_pause()
+#elif defined(__aarch64__)
+#define PWVM_PAUSE() __asm__ __volatile__("yield")
+#else
+#define PWVM_PAUSE() do { } while (0)
+#endif
+
+static int64_t now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Publish one message: seq += 1 (after the payload), then wake the peer if it sleeps. */
+void pwvm_chan_post(uint32_t *seq, uint32_t *peer_sleeping, int peer_efd) {
+    __atomic_add_fetch(seq, 1, __ATOMIC_SEQ_CST);
+    if (__atomic_load_n(peer_sleeping, __ATOMIC_SEQ_CST)) {
+        uint64_t one = 1;
+        ssize_t r;
+        do { r = write(peer_efd, &one, sizeof one); } while (r < 0 && errno == EINTR);
+    }
+}
+
+uint32_t pwvm_chan_load(uint32_t *word) { return __atomic_load_n(word, __ATOMIC_ACQUIRE); }
+
+void pwvm_chan_store(uint32_t *word, uint32_t value) { __atomic_store_n(word, value, __ATOMIC_RELEASE); }
+
+/* Wait until *seq != last.
+ * Returns 0: a message came while spinning; 4: a message came after blocking;
+ * 1: death_fd became readable (peer gone) and no message came; 2: timeout_ns
+ * elapsed (< 0: none); 3: interrupted by a signal (the caller lets Python run
+ * its handlers, then waits again).
+ *
+ * The spin is a pause-loop of at most spin_ns; the caller adapts spin_ns (a
+ * spin that keeps failing, as when the peer has no core to run on, shrinks to
+ * nothing, so a loaded machine does not burn the slice the peer needs). */
+int pwvm_chan_wait(uint32_t *seq, uint32_t last, uint32_t *sleeping, int efd, int death_fd,
+                   int64_t spin_ns, int64_t timeout_ns) {
+    int64_t start = now_ns();
+    if (__atomic_load_n(seq, __ATOMIC_ACQUIRE) != last) return 0;
+    if (spin_ns > 0) {
+        int64_t end = start + spin_ns;
+        for (unsigned i = 1;; i++) {
+            if (__atomic_load_n(seq, __ATOMIC_ACQUIRE) != last) return 0;
+            PWVM_PAUSE();
+            if ((i & 31) == 0 && now_ns() >= end) break;
+        }
+    }
+    for (;;) {
+        __atomic_store_n(sleeping, 1, __ATOMIC_SEQ_CST);
+        if (__atomic_load_n(seq, __ATOMIC_SEQ_CST) != last) {
+            __atomic_store_n(sleeping, 0, __ATOMIC_SEQ_CST);
+            return 4;
+        }
+        int ms = -1;
+        if (timeout_ns >= 0) {
+            int64_t left = start + timeout_ns - now_ns();
+            if (left <= 0) {
+                __atomic_store_n(sleeping, 0, __ATOMIC_SEQ_CST);
+                return __atomic_load_n(seq, __ATOMIC_ACQUIRE) != last ? 4 : 2;
+            }
+            ms = (int)((left + 999999) / 1000000);
+        }
+        struct pollfd fds[2] = {{efd, POLLIN, 0}, {death_fd, POLLIN, 0}};
+        int n = poll(fds, death_fd >= 0 ? 2 : 1, ms);
+        __atomic_store_n(sleeping, 0, __ATOMIC_SEQ_CST);
+        if (n < 0) {
+            if (errno == EINTR) return __atomic_load_n(seq, __ATOMIC_ACQUIRE) != last ? 4 : 3;
+            return 1;
+        }
+        if (fds[0].revents & POLLIN) {
+            uint64_t v;
+            ssize_t r = read(efd, &v, sizeof v);
+            (void)r;
+        }
+        if (__atomic_load_n(seq, __ATOMIC_ACQUIRE) != last) return 4;
+        if (n > 0 && death_fd >= 0 && fds[1].revents) return 1;
+    }
+}
+
+/* In the worker: exit at once when the parent goes away, even while wasm runs
+ * with the GIL held (wasmer) or the main thread is stuck. */
+static void *watchdog(void *arg) {
+    int fd = (int)(intptr_t)arg;
+    struct pollfd p = {fd, POLLIN, 0};
+    for (;;) {
+        int n = poll(&p, 1, -1);
+        if (n < 0 && errno == EINTR) continue;
+        if (n != 0) _exit(70);
+    }
+    return NULL;
+}
+
+int pwvm_chan_watch_parent(int fd) {
+    pthread_t t;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_attr_setstacksize(&attr, 64 * 1024);
+    int rc = pthread_create(&t, &attr, watchdog, (void *)(intptr_t)fd);
+    pthread_attr_destroy(&attr);
+    return rc;
+}

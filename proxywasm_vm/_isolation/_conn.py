@@ -1,0 +1,495 @@
+"""The parent's end of one worker process: start, lanes, requests, host calls, death and deadlines.
+
+A worker serves several *lanes* (channels), one worker thread each, so calls
+from different threads of this process run in the worker at the same time (as
+far as its runtime allows: wasmtime releases the GIL in wasm, wasmer does not,
+except while a host call waits). A thread takes a free lane for its outermost
+call and keeps it for every nested call (a host function calling back into
+wasm must reach the worker thread whose stack holds the waiting wasm frames).
+"""
+
+from __future__ import annotations
+
+import atexit
+import itertools
+import json
+import os
+import pickle
+import signal
+import subprocess
+import threading
+import time
+import weakref
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
+
+from .._engine import EngineConfig
+from .._errors import BackendUnavailable, Trap, TrapCode, WorkerCrashed
+from ._channel import (
+    DEFAULT_MAILBOX,
+    DEFAULT_SPIN,
+    Channel,
+    PeerGone,
+    Timeout,
+    close_shared,
+    create_shared,
+    lane_size,
+    map_shared,
+)
+from ._protocol import (
+    ERR,
+    HOSTERR,
+    HOSTEXC,
+    OK,
+    PICKLE_PROTOCOL,
+    REQ,
+    decode,
+    decode_exception,
+    encode,
+    encode_exception,
+)
+
+if TYPE_CHECKING:
+    from ._proxy import ProcessStore
+
+_BOOT = str(Path(__file__).with_name("_boot.py"))
+_generations = itertools.count(1)
+_LIVE: weakref.WeakSet[Connection] = weakref.WeakSet()
+DEFAULT_LANES = 4
+
+
+def _package_paths() -> tuple[str, str | None]:
+    import proxywasm_vm
+
+    pkg = os.path.dirname(os.path.abspath(proxywasm_vm.__file__))
+    try:
+        import proxywasm_vm.backends as b
+
+        backends = next(iter(b.__path__))
+    except ImportError:
+        backends = None
+    return pkg, backends
+
+
+def _signame(code: int | None) -> str:
+    if code is None:
+        return "still running"
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit status {code}"
+
+
+class HostEntry:
+    """A parent host function the worker may call: by key, with what it needs to run it."""
+
+    __slots__ = ("access_caller", "fn", "refs", "store", "ty")
+
+    def __init__(self, fn: Callable[..., Any], ty: Any, access_caller: bool, store: Any) -> None:
+        self.fn = fn
+        self.ty = ty
+        self.access_caller = access_caller
+        self.store = weakref.ref(store) if store is not None else None
+        self.refs = any(t.is_ref for t in ty.params + ty.results)
+
+
+class HostTable(dict):
+    """Host functions by key (a dict that can be weakly referenced by finalizers)."""
+
+
+class Reaper:
+    """What it takes to stop a worker, and nothing else (finalizers hold it)."""
+
+    __slots__ = ("death_w", "proc")
+
+    def __init__(self, proc: subprocess.Popen, death_w: int) -> None:
+        self.proc = proc
+        self.death_w = death_w
+
+    def close(self) -> None:
+        w, self.death_w = self.death_w, -1
+        if w >= 0:
+            try:
+                os.close(w)  # the worker exits when it sees this pipe close
+            except OSError:
+                pass
+        try:
+            self.proc.wait(2.0)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+class Lane:
+    """One channel to one worker thread, used by one parent thread at a time."""
+
+    __slots__ = ("chan", "deadlines", "depth", "index", "pending")
+
+    def __init__(self, chan: Channel, index: int) -> None:
+        self.chan = chan
+        self.index = index
+        self.deadlines: list[tuple[float, str]] = []
+        self.depth = 0
+        self.pending: dict[int, BaseException] = {}
+
+
+class Connection:
+    """One worker process and the conversation with it.
+
+    A connection never comes back to life: when its worker dies it is ``dead``
+    for good, every proxy that names it raises :class:`WorkerCrashed`, and the
+    engine starts a new connection for its next call.
+    """
+
+    def __init__(self, python: str, backend: str, config: EngineConfig, hosts: dict[int, HostEntry], *,
+                 spin: float = DEFAULT_SPIN, mailbox: int = DEFAULT_MAILBOX, lanes: int = DEFAULT_LANES,
+                 startup_timeout: float = 300.0) -> None:
+        self.gen = next(_generations)
+        self.python = python
+        self.backend = backend
+        self.hosts = hosts
+        self.stores: dict[int, weakref.ref] = {}  # worker store key -> store proxy
+        self.dead = False
+        self.death: str = ""
+        self._tokens = itertools.count(1)
+        self._tl = threading.local()
+        self._free_cv = threading.Condition()
+        self._waiting = 0
+        self.released: list[int] = []
+        t0 = time.perf_counter()
+        fd, size = create_shared(lanes, mailbox)
+        efds = [os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK) for _ in range(2 * lanes)]  # parent, worker per lane
+        death_r, self._death_w = os.pipe()  # the worker's end sees EOF when this process is gone
+        pkg, backends = _package_paths()
+        args = {"package": pkg, "backends": backends, "backend": backend, "fd": fd, "size": size,
+                "mailbox": mailbox, "efds": efds, "death_fd": death_r, "spin": spin,
+                "config": pickle.dumps(config, PICKLE_PROTOCOL).hex()}
+        fds = (fd, death_r, *efds)
+        try:
+            self.proc = subprocess.Popen([python, _BOOT, json.dumps(args)], pass_fds=fds, stdin=subprocess.DEVNULL,
+                                         start_new_session=True, close_fds=True)
+        except OSError as e:
+            for f in fds + (self._death_w,):
+                os.close(f)
+            raise BackendUnavailable(backend, f"cannot start the worker interpreter {python!r}: {e}") from e
+        os.close(death_r)
+        self.reaper = Reaper(self.proc, self._death_w)
+        self.pid = self.proc.pid
+        self.pidfd = os.pidfd_open(self.pid)
+        self._map = map_shared(fd, size)
+        os.close(fd)  # the mapping stays
+        self._efds = efds
+        self.lanes = [Lane(Channel("parent", self._map, i * lane_size(mailbox), mailbox, efds[2 * i],
+                                   efds[2 * i + 1], self.pidfd, spin=spin), i) for i in range(lanes)]
+        self._free = list(reversed(self.lanes))
+        self._lane0_busy = False  # lane 0 is also the remote-object lane (see _remote)
+        from ._remote import parent_table
+
+        self.remote = parent_table(self)  # parent objects sent by reference, proxies of worker objects
+        self.remote_released: list[int] = []
+        _LIVE.add(self)
+        try:
+            msg = decode(self.lanes[0].chan.recv(startup_timeout))
+        except (PeerGone, Timeout) as e:
+            self.kill()
+            why = "did not start in time" if isinstance(e, Timeout) else f"exited ({self.death})"
+            raise BackendUnavailable(backend, f"the worker ({python}) {why}; see its messages above") from None
+        if msg[0] != OK:
+            exc = decode_exception(msg[1])
+            self.close()
+            if isinstance(exc, BackendUnavailable):
+                raise BackendUnavailable(backend, f"in the worker ({python}): {exc.reason}", exc.how_to_enable)
+            raise BackendUnavailable(backend, f"the worker ({python}) failed to start: "
+                                              f"{type(exc).__name__}: {exc}") from exc
+        self.info: dict[str, Any] = msg[1]
+        served = int(self.info.get("lanes", lanes))
+        # the worker serves lanes [0, served); with several, lane 0 is kept for remote objects
+        self._free = [lane for lane in self._free if lane.index < served and (lane.index or served == 1)]
+        self._shared_lane0 = served == 1
+        self.start_seconds = time.perf_counter() - t0
+
+    # -- life and death -------------------------------------------------------------------
+    def _reap(self, timeout: float = 5.0) -> None:
+        try:
+            code = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            code = self.proc.wait()
+        self._mark_dead(_signame(code))
+
+    def _mark_dead(self, why: str) -> None:
+        if self.dead:
+            return
+        self.dead = True
+        self.death = why
+        _LIVE.discard(self)
+        with self._free_cv:
+            self._free_cv.notify_all()
+        # The eventfds, pidfd and mapping are left to the garbage collector's last reference
+        # (other threads may still be waiting on them): see __del__.
+
+    def __del__(self) -> None:
+        try:
+            self._release_resources()
+        except Exception:  # noqa: BLE001, S110 - at interpreter exit modules may be half torn down
+            pass
+
+    def _release_resources(self) -> None:
+        for lane in getattr(self, "lanes", ()):
+            lane.chan.close()
+        if getattr(self, "_map", None) is not None:
+            close_shared(self._map)
+        reaper = getattr(self, "reaper", None)
+        if reaper is not None:
+            reaper.close()  # a connection nobody can reach: its worker has nothing left to do
+        for f in [getattr(self, "pidfd", -1), *getattr(self, "_efds", ())]:
+            if f >= 0:
+                try:
+                    os.close(f)
+                except OSError:
+                    pass
+
+    def kill(self) -> None:
+        """SIGKILL the worker and wait for it (nothing it holds survives)."""
+        if self.dead:
+            return
+        try:
+            self.proc.kill()
+        except ProcessLookupError:
+            pass
+        self._reap()
+
+    def close(self) -> None:
+        """Let the worker go: it exits when it sees its pipe close."""
+        if self.dead:
+            return
+        self.reaper.close()
+        self._death_w = -1
+        code = self.proc.returncode
+        self._mark_dead("closed" if code in (0, 70) else _signame(code))
+
+    def lost(self, what: str = "") -> WorkerCrashed:
+        rc = self.proc.returncode
+        return WorkerCrashed(f"the worker process {self.pid} of this engine is gone ({self.death}); "
+                             f"{what or 'objects that lived in it are lost'}", pid=self.pid,
+                             signal=-rc if rc is not None and rc < 0 else None)
+
+    # -- lanes ---------------------------------------------------------------------------------
+    def _take_lane(self) -> Lane:
+        try:
+            return self._free.pop()  # atomic under the GIL: the uncontended case takes no lock
+        except IndexError:
+            pass
+        with self._free_cv:
+            self._waiting += 1
+            try:
+                while True:
+                    try:
+                        return self._free.pop()
+                    except IndexError:
+                        if self.dead:
+                            raise self.lost() from None
+                        self._free_cv.wait(0.5)
+            finally:
+                self._waiting -= 1
+
+    def _give_lane(self, lane: Lane) -> None:
+        self._free.append(lane)
+        if self._waiting:
+            with self._free_cv:
+                self._free_cv.notify()
+
+    # -- requests ---------------------------------------------------------------------------
+    def _take_lane0(self) -> Lane:
+        if self._shared_lane0:
+            return self._take_lane()
+        with self._free_cv:
+            while self._lane0_busy:
+                if self.dead:
+                    raise self.lost()
+                self._free_cv.wait(0.5)
+            self._lane0_busy = True
+        return self.lanes[0]
+
+    def _give_lane0(self, lane: Lane) -> None:
+        if self._shared_lane0:
+            self._give_lane(lane)
+            return
+        with self._free_cv:
+            self._lane0_busy = False
+            self._free_cv.notify_all()
+
+    def request(self, op: str, args: tuple, budget: float | None = None, why: str = "",
+                lane: int | None = None) -> Any:
+        """Send a request and serve the worker's own requests until its answer comes.
+
+        ``budget`` (seconds): kill the worker when the answer has not come by then
+        (the call then raises ``Trap(INTERRUPTED)``; ``why`` says which limit).
+        ``lane=0``: the remote-object lane (when this thread holds no lane yet).
+        """
+        if self.dead:
+            raise self.lost()
+        tl = self._tl
+        held = getattr(tl, "lane", None)
+        if held is not None:
+            return self._request(held, op, args, budget, why)
+        ln = self._take_lane0() if lane == 0 else self._take_lane()
+        tl.lane = ln
+        try:
+            if len(self.released) >= 64 and op != "release":
+                rel = self.released[:]
+                del self.released[:len(rel)]  # finalizers may append meanwhile: keep those
+                self._request(ln, "release", (rel,), None, "")
+            if len(self.remote_released) >= 64 and op != "obj_release":
+                rel = self.remote_released[:]
+                del self.remote_released[:len(rel)]
+                self._request(ln, "obj_release", (rel,), None, "")
+            return self._request(ln, op, args, budget, why)
+        finally:
+            tl.lane = None
+            if lane == 0:
+                self._give_lane0(ln)
+            else:
+                self._give_lane(ln)
+
+    def _request(self, lane: Lane, op: str, args: tuple, budget: float | None, why: str) -> Any:
+        if self.dead:
+            raise self.lost()
+        if budget is not None:
+            lane.deadlines.append((time.monotonic() + budget, why))
+        lane.depth += 1
+        try:
+            self._send(lane, encode((REQ, op, args)), op)
+            while True:
+                msg = self._recv(lane, op)
+                kind = msg[0]
+                if kind == OK:
+                    return msg[1]
+                if kind == REQ:
+                    self._serve(lane, msg)
+                elif kind == ERR:
+                    raise decode_exception(msg[1])
+                elif kind == HOSTEXC:
+                    exc = lane.pending.pop(msg[1], None)
+                    raise exc if exc is not None else RuntimeError("a host function failed")
+                else:
+                    raise RuntimeError(f"unexpected message kind {kind} from the worker")
+        finally:
+            lane.depth -= 1
+            if budget is not None:
+                lane.deadlines.pop()
+            if lane.depth == 0:
+                lane.pending.clear()
+
+    def _serve_remote(self, lane: Lane, op: str, args: tuple) -> None:
+        """A worker-side proxy using a parent object (a shared service of a worker host)."""
+        from . import _remote
+
+        try:
+            if op == "pobj_call":
+                r = _remote.serve_call(self.remote, *args)
+            elif op == "pobj_get":
+                r = _remote.serve_get(self.remote, *args)
+            elif op == "pobj_set":
+                _remote.serve_set(self.remote, *args)
+                r = None
+            elif op == "pobj_list":
+                r = _remote.serve_list(self.remote, *args)
+            else:
+                raise RuntimeError(f"the parent serves no {op!r} requests")
+            data = encode((OK, r))
+        except BaseException as e:
+            if self.dead:
+                raise
+            token = next(self._tokens)
+            lane.pending[token] = e
+            data = encode((HOSTERR, token, _copy(e)))
+        self._send(lane, data, op)
+
+    def _send(self, lane: Lane, data: bytes, op: str) -> None:
+        try:
+            lane.chan.send(data)  # waits only for chunk acknowledgements of large messages
+        except PeerGone:
+            self._reap()
+            raise self.lost(f"it died during {op!r}") from None
+
+    def _recv(self, lane: Lane, op: str) -> tuple:
+        timeout = None
+        why = ""
+        if lane.deadlines:
+            end, why = min(lane.deadlines)
+            timeout = max(0.0, end - time.monotonic())
+        try:
+            return decode(lane.chan.recv(timeout))
+        except PeerGone:
+            self._reap()
+            raise self.lost(f"it died during {op!r}") from None
+        except Timeout:
+            self.kill()
+            raise Trap(TrapCode.INTERRUPTED, f"{why}; the worker was killed and will be restarted, every store of "
+                                             f"this engine is lost") from None
+        except BaseException:
+            # KeyboardInterrupt (or any error) while the worker runs: the conversation cannot
+            # be resumed, so the worker goes with it.
+            self.kill()
+            raise
+
+    def _serve(self, lane: Lane, msg: tuple) -> None:
+        _, op, args = msg
+        if op != "host":
+            self._serve_remote(lane, op, args)
+            return
+        try:
+            hid, sid, cid, vals = args
+            entry = self.hosts[hid]
+            store = entry.store() if entry.store is not None else None
+            if store is None:
+                ref = self.stores.get(sid)
+                store = ref() if ref is not None else None
+            if entry.refs:
+                from ._proxy import dec_vals, enc_vals
+
+                vals = dec_vals(store, entry.ty.params, vals)
+            if entry.access_caller:
+                from ._proxy import ProcessCaller
+
+                # the store is alive: the call into the worker that led here came through it
+                caller = ProcessCaller(cast("ProcessStore", store), self, cid)
+                try:
+                    r = entry.fn(caller, *vals)
+                finally:
+                    caller._cid = 0
+            else:
+                r = entry.fn(*vals)
+            if entry.refs:
+                r = enc_vals(store, entry.ty.results, r)
+            data = encode((OK, r))
+        except BaseException as e:
+            if self.dead:
+                raise  # a nested call found the worker dead (or killed it): nothing to answer
+            token = next(self._tokens)
+            lane.pending[token] = e
+            data = encode((HOSTERR, token, _copy(e)))
+        self._send(lane, data, op)
+
+
+def _copy(e: BaseException) -> bytes | None:
+    """A copy of a host exception for the worker to raise (its code may catch it by type)."""
+    try:
+        return encode_exception(e)
+    except Exception:  # noqa: BLE001 - the worker raises a HostError instead
+        return None
+
+
+def close_all() -> None:
+    for conn in list(_LIVE):
+        try:
+            conn.close()
+        except Exception:  # noqa: BLE001, S110 - exiting anyway
+            pass
+
+
+atexit.register(close_all)

@@ -1,0 +1,328 @@
+"""Header maps and the Proxy-Wasm serialized-pairs format.
+
+Serialized form (little endian): ``u32 count``, then ``count`` pairs of
+``(u32 key_len, u32 value_len)``, then every key and every value, each
+followed by a NUL byte. An empty map is ``size 0``, a single ``0x00`` byte, or
+a zero count.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterable, Iterator, Mapping
+from itertools import islice
+from typing import Any, Union, cast
+
+__all__ = ["HeaderMap", "serialize_pairs", "parse_pairs", "PairsError", "MAX_PAIRS", "MAX_PAIRS_BYTES"]
+
+MAX_PAIRS = 1024
+"""Most pairs a serialized map from the guest may hold."""
+MAX_PAIRS_BYTES = 1 << 20
+"""Largest serialized map (bytes) accepted from the guest."""
+
+_U32 = struct.Struct("<I")
+_EMPTY = b"\0\0\0\0"
+
+HeadersLike = Union["HeaderMap", Mapping, Iterable, None]
+
+
+class PairsError(ValueError):
+    """A serialized map is malformed (``oversized`` tells the two failure kinds apart)."""
+
+    def __init__(self, message: str, *, oversized: bool = False) -> None:
+        super().__init__(message)
+        self.oversized = oversized
+
+
+def _b(x) -> bytes:
+    if isinstance(x, bytes):
+        return x
+    if isinstance(x, str):
+        return x.encode("utf-8", "surrogateescape")
+    if isinstance(x, (bytearray, memoryview)):
+        return bytes(x)
+    return str(x).encode()
+
+
+def _s(b: bytes) -> str:
+    return b.decode("utf-8", "surrogateescape")
+
+
+#: flat length -> ``pack`` of the ``u32 count, lengths...`` head for that many entries
+#: (formatting and looking up the struct format was a third of the cost of a small map).
+_HEADS: dict = {}
+
+
+def serialize_flat(flat: list) -> bytes:
+    """Serialize a flat ``[k0, v0, k1, v1, ...]`` list of bytes."""
+    n = len(flat)
+    if not n:
+        return _EMPTY
+    pack = _HEADS.get(n)
+    if pack is None:
+        pack = struct.Struct("<%dI" % (n + 1)).pack
+        if n <= 2 * MAX_PAIRS:
+            _HEADS[n] = pack
+    return b"".join((pack(n >> 1, *map(len, flat)), b"\0".join(flat), b"\0"))
+
+
+def serialize_pairs(pairs: HeadersLike) -> bytes:
+    """Serialize ``(name, value)`` pairs (str or bytes) to the Proxy-Wasm map format."""
+    if isinstance(pairs, HeaderMap):
+        return pairs.serialize()
+    return serialize_flat(_flatten(pairs, lower=False))
+
+
+def parse_pairs(data: bytes, *, max_pairs: int = MAX_PAIRS, max_bytes: int = MAX_PAIRS_BYTES) -> list:
+    """Parse a serialized map into a flat ``[k0, v0, ...]`` list of bytes.
+
+    Raises :class:`PairsError` for malformed input (``oversized=True`` when the
+    count or size is over the limits).
+    """
+    size = len(data)
+    if size == 0 or (size == 1 and data[0] == 0):
+        return []
+    if size > max_bytes:
+        raise PairsError(f"serialized map of {size} bytes exceeds {max_bytes}", oversized=True)
+    if size < 4:
+        raise PairsError(f"serialized map of {size} bytes is too short")
+    n = _U32.unpack_from(data, 0)[0]
+    if n > max_pairs:
+        raise PairsError(f"serialized map has {n} pairs (limit {max_pairs})", oversized=True)
+    off = 4 + 8 * n
+    if off > size:
+        raise PairsError(f"serialized map claims {n} pairs but has only {size} bytes")
+    lens = struct.unpack_from("<%dI" % (2 * n), data, 4) if n else ()
+    flat: list = []
+    append = flat.append
+    for ln in lens:
+        end = off + ln
+        if end >= size:
+            raise PairsError("serialized map entry runs past its end")
+        append(data[off:end])
+        off = end + 1  # skip the NUL that follows each key and value
+    return flat
+
+
+_NAMES: dict = {}
+_RAW_NAMES: dict = {}
+
+
+def _flatten(headers: HeadersLike, *, lower: bool = True) -> list:
+    if headers is None:
+        return []
+    if isinstance(headers, HeaderMap):  # subclasses too: iterating one gives names, not pairs
+        return list(headers._flat)
+    cls = headers.__class__
+    is_map = cls is dict or (cls is not list and cls is not tuple and isinstance(headers, Mapping))
+    items: Iterable[Any] = cast(Mapping, headers).items() if is_map else headers
+    flat: list = []
+    names = _NAMES if lower else _RAW_NAMES
+    if is_map or cls is list or cls is tuple:  # iterable twice: the fast path may give up part way
+        # Fast path: a name seen before (``names`` holds its bytes) and a ``str`` value that
+        # encodes as UTF-8. Anything else (a new name, bytes or numeric values, multi-value
+        # lists, lone surrogates, malformed items) raises before touching ``flat`` for that
+        # item, and the general loop below carries on from that item: same result, same errors.
+        try:
+            for k, v in items:
+                flat += (names[k], v.encode())
+            return flat
+        except Exception:  # noqa: BLE001 - re-raised, if genuine, by the general loop
+            items = islice(items, len(flat) >> 1, None)
+    append = flat.append
+    for k, v in items:
+        kb = names.get(k)
+        if kb is None:
+            kb = _b(k)
+            if lower:
+                kb = kb.lower()
+            if len(names) < 4096 and k.__class__ is str:
+                names[k] = kb
+        k = kb
+        if v.__class__ is str:
+            try:
+                append(k)
+                append(v.encode())
+                continue
+            except UnicodeEncodeError:
+                flat.pop()
+        if is_map and isinstance(v, (list, tuple)):
+            for one in v:
+                append(k)
+                append(_b(one))
+            continue
+        append(k)
+        append(v if v.__class__ is bytes else _b(v))
+    return flat
+
+
+class HeaderMap:
+    """An ordered, case-insensitive multimap of HTTP header (or trailer, or gRPC metadata) fields.
+
+    Names are stored lower-cased (as Envoy does); values are kept byte for
+    byte. ``str`` accessors decode UTF-8 (undecodable bytes round-trip through
+    ``surrogateescape``); ``*_bytes`` accessors give the raw bytes.
+
+    >>> h = HeaderMap({":method": "GET", "X-Id": "7"})
+    >>> h["x-id"], "X-ID" in h, len(h)
+    ('7', True, 2)
+    """
+
+    __slots__ = ("_flat", "_ser")
+
+    def __init__(self, headers: HeadersLike = None) -> None:
+        self._flat: list = _flatten(headers)
+        self._ser: bytes | None = None
+
+    @classmethod
+    def _from_flat(cls, flat: list) -> HeaderMap:
+        m = object.__new__(cls)
+        m._flat = flat
+        m._ser = None
+        return m
+
+    # -- serialized form ----------------------------------------------------------
+    def serialize(self) -> bytes:
+        """This map in the Proxy-Wasm serialized-pairs format."""
+        s = self._ser
+        if s is None:
+            s = self._ser = serialize_flat(self._flat)
+        return s
+
+    # -- byte-level operations (used by the host functions) ---------------------
+    def get_bytes(self, name: str | bytes) -> bytes | None:
+        """The first value of ``name`` as bytes, or ``None``."""
+        key = _b(name).lower()
+        flat = self._flat
+        try:
+            return flat[2 * flat[::2].index(key) + 1]  # C-speed scan of the names
+        except ValueError:
+            return None
+
+    def get_all_bytes(self, name: str | bytes) -> list:
+        """Every value of ``name`` as bytes, in order."""
+        key = _b(name).lower()
+        flat = self._flat
+        return [flat[i + 1] for i in range(0, len(flat), 2) if flat[i] == key]
+
+    def add(self, name: str | bytes, value: str | bytes) -> None:
+        """Append a field (keeps existing fields of the same name)."""
+        self._flat += (_b(name).lower(), _b(value))
+        self._ser = None
+
+    def replace(self, name: str | bytes, value: str | bytes) -> None:
+        """Set ``name`` to ``value``: the first field keeps its place, later duplicates go; adds when missing."""
+        key = _b(name).lower()
+        value = _b(value)
+        flat = self._flat
+        found = -1
+        i = 0
+        while i < len(flat):
+            if flat[i] == key:
+                if found < 0:
+                    found = i
+                    flat[i + 1] = value
+                    i += 2
+                else:
+                    del flat[i:i + 2]
+            else:
+                i += 2
+        if found < 0:
+            flat.append(key)
+            flat.append(value)
+        self._ser = None
+
+    def remove(self, name: str | bytes) -> None:
+        """Remove every field called ``name`` (no error when there is none)."""
+        key = _b(name).lower()
+        flat = self._flat
+        if key not in flat[::2]:
+            return
+        self._flat = [x for i in range(0, len(flat), 2) if flat[i] != key for x in (flat[i], flat[i + 1])]
+        self._ser = None
+
+    def set_flat(self, flat: list) -> None:
+        """Replace every field with ``flat`` (``[k0, v0, ...]`` bytes); names are lower-cased."""
+        for i in range(0, len(flat), 2):
+            flat[i] = flat[i].lower()
+        self._flat = flat
+        self._ser = None
+
+    def byte_size(self) -> int:
+        """Bytes of all names and values (a rough wire size)."""
+        return sum(map(len, self._flat))
+
+    # -- Python conveniences ----------------------------------------------------------
+    def __getitem__(self, name: str) -> str:
+        v = self.get_bytes(name)
+        if v is None:
+            raise KeyError(name)
+        return _s(v)
+
+    def __setitem__(self, name: str, value: str) -> None:
+        self.replace(name, value)
+
+    def __delitem__(self, name: str) -> None:
+        if self.get_bytes(name) is None:
+            raise KeyError(name)
+        self.remove(name)
+
+    def __contains__(self, name: object) -> bool:
+        if not isinstance(name, (str, bytes)):
+            return False
+        return self.get_bytes(name) is not None
+
+    def get(self, name: str, default=None):
+        """The first value of ``name`` as ``str``, or ``default``."""
+        v = self.get_bytes(name)
+        return default if v is None else _s(v)
+
+    def get_all(self, name: str) -> list:
+        """Every value of ``name`` as ``str``, in order."""
+        return [_s(v) for v in self.get_all_bytes(name)]
+
+    def items(self) -> list:
+        """Every field as ``(name, value)`` strings, in order (duplicates included)."""
+        f = self._flat
+        return [(_s(f[i]), _s(f[i + 1])) for i in range(0, len(f), 2)]
+
+    def keys(self) -> list:
+        """Field names in order (duplicates included)."""
+        return [_s(k) for k in self._flat[::2]]
+
+    def raw_items(self) -> list:
+        """Every field as ``(name, value)`` bytes, in order."""
+        f = self._flat
+        return [(f[i], f[i + 1]) for i in range(0, len(f), 2)]
+
+    def to_dict(self) -> dict:
+        """A ``{name: value}`` dict (later duplicates joined with ``", "``)."""
+        out: dict = {}
+        for k, v in self.items():
+            out[k] = f"{out[k]}, {v}" if k in out else v
+        return out
+
+    def copy(self) -> HeaderMap:
+        """An independent copy."""
+        return HeaderMap._from_flat(list(self._flat))
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.keys())
+
+    def __len__(self) -> int:
+        return len(self._flat) >> 1
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, HeaderMap):
+            return self._flat == other._flat
+        if isinstance(other, (Mapping, list, tuple)):
+            try:
+                return self._flat == _flatten(other)
+            except (TypeError, ValueError):
+                return False
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"HeaderMap({self.items()!r})"

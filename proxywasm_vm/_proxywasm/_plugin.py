@@ -1,0 +1,633 @@
+"""The embedding API: :class:`ProxyWasmHost`, :class:`PluginConfig` and :class:`Plugin`."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+import weakref
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable, Literal, Mapping
+
+from .._engine import DEFAULT_BACKEND, Engine
+from .._module import Module
+from .._store import StoreLimits
+from ._abi import AbiVersion, LogLevel, detect_abi
+from ._errors import AbiError, PluginStartError
+from ._grpc import GrpcDispatcher, GrpcioDispatcher
+from ._hostcalls import HOST_FUNCTIONS, check_imports, linker_for
+from ._http import HttpDispatcher, HttpxDispatcher
+from ._properties import flatten_properties
+from ._services import (Clock, ForeignFunctions, Logger, MemoryLogger, Metrics, Scheduler, SharedData,
+                        SharedQueues, SystemClock)
+from ._streams import HttpStream, TcpStream
+from ._vm import VM, _Context
+
+__all__ = ["PluginConfig", "Plugin", "ProxyWasmHost"]
+
+Isolation = Literal["shared", "per_stream"]
+FailurePolicy = Literal["fail_closed", "fail_open", "raise"]
+
+
+def _bytes(v: bytes | str | None) -> bytes:
+    if v is None:
+        return b""
+    return v.encode() if isinstance(v, str) else bytes(v)
+
+
+@dataclass(frozen=True)
+class PluginConfig:
+    """How to run one plugin (the equivalent of an Envoy ``envoy.filters.http.wasm`` config).
+
+    - ``name``: the plugin's name (``plugin_name`` property, log records);
+    - ``root_id``: the root context name (``plugin_root_id``; SDKs pick their
+      root context class by it);
+    - ``vm_id``: VMs with the same ``vm_id`` (and code) share one VM per
+      thread, and share data and queues;
+    - ``configuration`` / ``vm_config``: the bytes read in ``proxy_on_configure``
+      / ``proxy_on_vm_start``;
+    - ``backend``: runtime name (``None``: the host's default);
+    - ``isolation``: ``"shared"`` (one VM per thread for every stream) or
+      ``"per_stream"`` (a fresh VM for each stream);
+    - ``limits``: :class:`StoreLimits` of each VM (memory, per-call deadline, fuel);
+    - ``allowed_capabilities``: host function names the plugin may use (others
+      answer UNIMPLEMENTED); ``None`` allows all;
+    - ``failure_policy``: when the plugin traps, ``"fail_closed"`` answers the
+      stream with a local 503, ``"fail_open"`` lets it through unchanged,
+      ``"raise"`` raises :class:`PluginCrash` to the caller;
+    - ``reload_on_failure``: a failed VM is replaced by a fresh one for the next stream;
+    - ``properties``: extra properties the plugin can read (nested dicts or dotted names);
+    - ``environment`` / ``args``: what WASI ``environ_get`` / ``args_get`` return;
+    - ``foreign_functions``: plugin-specific functions for ``proxy_call_foreign_function``.
+    """
+
+    name: str = "plugin"
+    root_id: str = ""
+    vm_id: str = ""
+    configuration: bytes | str = b""
+    vm_config: bytes | str = b""
+    backend: str | None = None
+    isolation: Isolation = "shared"
+    limits: StoreLimits | None = None
+    allowed_capabilities: frozenset[str] | None = None
+    failure_policy: FailurePolicy = "fail_closed"
+    reload_on_failure: bool = True
+    properties: Mapping[str, Any] = field(default_factory=dict)
+    environment: Mapping[str, str] = field(default_factory=dict)
+    args: tuple[str, ...] = ()
+    foreign_functions: Mapping[str, Callable[[bytes], Any]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.isolation not in ("shared", "per_stream"):
+            raise ValueError(f"isolation must be 'shared' or 'per_stream', not {self.isolation!r}")
+        if self.failure_policy not in ("fail_closed", "fail_open", "raise"):
+            raise ValueError(f"failure_policy must be 'fail_closed', 'fail_open' or 'raise', "
+                             f"not {self.failure_policy!r}")
+        if self.allowed_capabilities is not None and not isinstance(self.allowed_capabilities, frozenset):
+            object.__setattr__(self, "allowed_capabilities", frozenset(self.allowed_capabilities))
+
+
+class _Code:
+    """A plugin module compiled for one engine, with what the host learned about it."""
+
+    def __init__(self, engine: Engine, module: Module, sha: str, start_export: str | None = None) -> None:
+        self.engine = engine
+        self.module = module
+        self.sha = sha
+        #: the export that runs the module's start function (see _hoist_start), if it had one
+        self.start_export = start_export
+        names = [e.name for e in module.exports]
+        abi = detect_abi(names)
+        if abi is None:
+            raise AbiError("the module exports no Proxy-Wasm ABI marker (proxy_abi_version_0_1_0, _0_2_0 or "
+                           "_0_2_1): it is not a Proxy-Wasm plugin, or uses an unsupported ABI version")
+        self.abi: AbiVersion = abi
+        self.name = sha[:12]
+        types = {e.name: e.type for e in module.exports}
+        rh = types.get("proxy_on_request_headers")
+        self.hdr_args = len(rh.params) if rh is not None and hasattr(rh, "params") else (
+            2 if abi is AbiVersion.V0_1_0 else 3)
+        self.variants = check_imports(module)
+        self.imported = frozenset(f"{i.module}.{i.name}" for i in module.imports)
+        # A start section runs imports before the instance exists: those modules need host
+        # functions that reach memory through the caller (which costs every host call a Caller
+        # object), unless the start function was moved to an export (_hoist_start).
+        data = module._wasm if isinstance(module._wasm, bytes) else None
+        self.with_caller = True if data is None else _has_start_section(data)
+        self._linkers: dict[frozenset, Any] = {}
+
+    def linker(self, denied: frozenset) -> Any:
+        lk = self._linkers.get(denied)
+        if lk is None:
+            lk = self._linkers[denied] = linker_for(self.engine, self.variants, denied, self.with_caller)
+        return lk
+
+
+START_EXPORT = "__pwvm_start"
+
+
+def _leb(data: bytes, pos: int) -> tuple[int, int]:
+    """A u32 LEB128 at ``pos``: (value, position after it)."""
+    value = shift = 0
+    while True:
+        b = data[pos]
+        pos += 1
+        value |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return value, pos
+        shift += 7
+
+
+def _uleb(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        if not n:
+            out.append(b)
+            return bytes(out)
+        out.append(b | 0x80)
+
+
+def _hoist_start(data: bytes) -> bytes | None:
+    """``data`` with its start section replaced by an export (:data:`START_EXPORT`) of the
+    start function, or None when it has no start section (or is not a module we can rewrite).
+
+    The VM calls that export right after instantiation, under the same error handling.
+    For the plugin nothing changes (the start function still runs first, with every import
+    live), but host functions no longer need the caller to reach memory during
+    instantiation, so they are linked in the cheaper flavour that gets no Caller.
+    Only the export section is rebuilt; other sections are copied byte for byte.
+    """
+    if data[:4] != b"\0asm" or START_EXPORT.encode() in data:
+        return None
+    try:
+        sections = []  # (id, section start, payload start, payload end)
+        pos, n = 8, len(data)
+        while pos < n:
+            size, body = _leb(data, pos + 1)
+            sections.append((data[pos], pos, body, body + size))
+            pos = body + size
+        starts = [sec for sec in sections if sec[0] == 8]
+        if pos != n or len(starts) != 1:
+            return None
+        func, _ = _leb(data, starts[0][2])
+        entry = _uleb(len(START_EXPORT)) + START_EXPORT.encode() + b"\0" + _uleb(func)  # 0: a function
+        has_exports = any(sec[0] == 7 for sec in sections)
+        out = [data[:8]]
+        for sid, sec, body, end in sections:
+            if sid == 7:  # the export section: one more entry
+                count, p = _leb(data, body)
+                payload = _uleb(count + 1) + data[p:end] + entry
+            elif sid == 8:  # the start section goes (an export section takes its place if none exists)
+                if has_exports:
+                    continue
+                payload = b"\1" + entry
+                sid = 7
+            else:
+                out.append(data[sec:end])
+                continue
+            out.append(bytes((sid,)) + _uleb(len(payload)) + payload)
+        return b"".join(out)
+    except IndexError:  # truncated: leave it to the runtime to reject
+        return None
+
+
+def _has_start_section(data: bytes) -> bool:
+    """Whether a wasm binary has a start section (id 8)."""
+    pos, n = 8, len(data)
+    while pos < n:
+        sid = data[pos]
+        pos += 1
+        size = shift = 0
+        while pos < n:
+            b = data[pos]
+            pos += 1
+            size |= (b & 0x7F) << shift
+            shift += 7
+            if not b & 0x80:
+                break
+        if sid == 8:
+            return True
+        pos += size
+    return False
+
+
+_VM_KEYS: dict = {}
+
+
+class _Generation:
+    """One version (code + configuration) of a plugin; updates create a new one."""
+
+    def __init__(self, plugin: Plugin, config: PluginConfig, code: _Code) -> None:
+        self.plugin_ref = weakref.ref(plugin)
+        self.config = config
+        self.code = code
+        self.retired = False
+        self.per_stream = config.isolation == "per_stream"
+        self.configuration = _bytes(config.configuration)
+        self.vm_config = _bytes(config.vm_config)
+        self.limits = config.limits
+        self.environ = [f"{k}={v}".encode() for k, v in config.environment.items()]
+        self.args = [a.encode() for a in config.args]
+        self.foreign = dict(config.foreign_functions)
+        props = {"plugin_name": config.name, "plugin_root_id": config.root_id, "plugin_vm_id": config.vm_id}
+        self.props = flatten_properties(props)
+        self.props.update(flatten_properties(config.properties))
+        if config.allowed_capabilities is None:
+            self.denied: frozenset = frozenset()
+        else:
+            allowed = config.allowed_capabilities
+            self.denied = frozenset(n for (m, n) in HOST_FUNCTIONS
+                                    if f"{m}.{n}" in code.imported and n not in allowed and f"{m}.{n}" not in allowed
+                                    and n != "proc_exit")
+        full_key = (id(code.engine), code.sha, config.vm_id, self.vm_config, config.limits, self.denied,
+                    tuple(self.environ), tuple(self.args))
+        # VMs are looked up per stream: intern the key as a small int (tuples re-hash on every lookup).
+        self.vm_key = _VM_KEYS.setdefault(full_key, len(_VM_KEYS) + 1)
+
+
+class _ThreadState(threading.local):
+    def __init__(self) -> None:
+        self.vms: dict[tuple, VM] = {}
+        self.all: weakref.WeakSet = weakref.WeakSet()
+        self.spares: dict[_Generation, list[VM]] = {}
+
+
+class ProxyWasmHost:
+    """A Proxy-Wasm host: the services plugins share, and the VMs that run them.
+
+    Every service is replaceable: pass your own object (or use the defaults,
+    all in memory). One host is like one proxy: plugins loaded into the same
+    host share data and queues by ``vm_id``, metrics by name.
+
+    - ``engine`` / ``backend``: the runtime used when a plugin names none;
+    - ``logger`` (:class:`MemoryLogger`), ``shared_data``, ``queues``, ``metrics``;
+    - ``http`` (:class:`HttpxDispatcher` over ``upstreams``), ``grpc``
+      (:class:`GrpcioDispatcher` over ``grpc_upstreams``);
+    - ``clock`` (:class:`SystemClock`; a :class:`ManualClock` makes timers
+      deterministic) and ``scheduler``;
+    - ``foreign_functions``; ``properties`` every plugin can read (``node``, ``cluster_name`` ...).
+
+    Work that arrives asynchronously (callout responses, queue notifications,
+    ticks) runs when the embedder calls :meth:`poll` (or :meth:`advance` with a
+    manual clock, or :meth:`HttpStream.wait`) on the thread that owns the VMs.
+    """
+
+    def __init__(self, *, engine: Engine | None = None, backend: str = DEFAULT_BACKEND,
+                 logger: Logger | None = None, shared_data: SharedData | None = None,
+                 queues: SharedQueues | None = None, metrics: Metrics | None = None,
+                 http: HttpDispatcher | None = None, grpc: GrpcDispatcher | None = None,
+                 upstreams: Mapping[str, str] | None = None, grpc_upstreams: Mapping[str, str] | None = None,
+                 clock: Clock | None = None, scheduler: Scheduler | None = None,
+                 foreign_functions: ForeignFunctions | Mapping[str, Callable[[bytes], Any]] | None = None,
+                 properties: Mapping[str, Any] | None = None) -> None:
+        self.backend = engine.name if engine is not None else backend
+        self._engines: dict[str, Engine] = {}
+        if engine is not None:
+            self._engines[engine.name] = engine
+        self.logger = logger if logger is not None else MemoryLogger()
+        self.shared_data = shared_data if shared_data is not None else SharedData()
+        self.queues = queues if queues is not None else SharedQueues()
+        self.metrics = metrics if metrics is not None else Metrics()
+        self.http = http if http is not None else HttpxDispatcher(upstreams or {})
+        self.grpc = grpc if grpc is not None else GrpcioDispatcher(grpc_upstreams or {})
+        self.clock = clock if clock is not None else (scheduler.clock if scheduler is not None else SystemClock())
+        self.scheduler = scheduler if scheduler is not None else Scheduler(self.clock)
+        if isinstance(foreign_functions, ForeignFunctions):
+            self.foreign_functions = foreign_functions
+        else:
+            self.foreign_functions = ForeignFunctions(dict(foreign_functions or {}))
+        self._props = flatten_properties(properties)
+        self._codes: dict[tuple[int, str], _Code] = {}
+        self._lock = threading.RLock()
+        self._tls = _ThreadState()
+        self._event = threading.Event()
+        self.plugins: list[Plugin] = []
+
+    # -- engines and code ----------------------------------------------------------------
+    def engine(self, backend: str | None = None) -> Engine:
+        """The (cached) engine for ``backend`` (default: the host's)."""
+        name = backend or self.backend
+        with self._lock:
+            e = self._engines.get(name)
+            if e is None:
+                e = self._engines[name] = Engine(name)
+            return e
+
+    def _code(self, engine: Engine, wasm: Any) -> _Code:
+        if isinstance(wasm, Module):
+            if wasm.engine is not engine:
+                raise ValueError("the module was compiled for another engine")
+            data = wasm._wasm or b""
+            sha = hashlib.sha256(data).hexdigest() if data else f"module-{id(wasm)}"
+            module = wasm
+        else:
+            data = _load_bytes(wasm)
+            sha = hashlib.sha256(data).hexdigest()
+            module = None
+        key = (id(engine), sha)
+        with self._lock:
+            code = self._codes.get(key)
+            if code is None:
+                start = None
+                if module is None:  # bytes: compile them with the start function hoisted (a compiled
+                    hoisted = _hoist_start(data)  # Module is used as given, start section and all)
+                    if hoisted is not None:
+                        data, start = hoisted, START_EXPORT
+                    module = Module.cached(engine, data)
+                code = self._codes[key] = _Code(engine, module, sha, start)
+            return code
+
+    def load(self, config: PluginConfig, wasm: Any, *, engine: Engine | None = None) -> Plugin:
+        """Load a plugin into this host (same as ``Plugin(config, wasm, host=self)``)."""
+        return Plugin(config, wasm, host=self, engine=engine)
+
+    # -- VMs -----------------------------------------------------------------------------------
+    def _new_vm(self, gen: _Generation) -> VM:
+        vm = VM(self, gen.code, gen)
+        self._tls.all.add(vm)
+        return vm
+
+    def _acquire(self, gen: _Generation) -> tuple[VM, _Context]:
+        ts = self._tls
+        vm: VM | None
+        root: _Context | None
+        if gen.per_stream:
+            spares = ts.spares.get(gen)
+            vm = spares.pop() if spares else self._new_vm(gen)
+            root = vm.roots.get(gen) or vm.start_root(gen)
+            return vm, root
+        key = gen.vm_key
+        vm = ts.vms.get(key)
+        if vm is not None and vm.failed is not None and gen.config.reload_on_failure:
+            del ts.vms[key]
+            vm = None
+        if vm is None:
+            vm = self._new_vm(gen)
+            ts.vms[key] = vm
+        root = vm.roots.get(gen)
+        if root is None or root.deleted:
+            try:
+                root = vm.start_root(gen)
+            except PluginStartError:
+                if not vm.roots:
+                    ts.vms.pop(key, None)
+                raise
+        return vm, root
+
+    def _warm(self, gen: _Generation) -> None:
+        """Start a VM for ``gen`` on this thread now, so configuration errors surface at load time."""
+        if gen.config.isolation == "per_stream":
+            vm = self._new_vm(gen)
+            vm.start_root(gen)
+            self._tls.spares.setdefault(gen, []).append(vm)
+        else:
+            self._acquire(gen)
+
+    def _stream_released(self, vm: VM, ctx: Any) -> None:
+        gen = ctx.root.gen
+        if gen.per_stream and ctx.root.live <= 0:
+            vm.close()
+
+    def _root_deleted(self, vm: VM, root: Any) -> None:
+        if not vm.roots and not vm.streams:
+            ts = self._tls
+            for k, v in list(ts.vms.items()):
+                if v is vm:
+                    del ts.vms[k]
+
+    def _retire(self, gen: _Generation) -> None:
+        gen.retired = True
+        ts = self._tls
+        for vm in list(ts.all):
+            root = vm.roots.get(gen)
+            if root is not None and root.live <= 0 and not root.deleted:
+                vm.shutdown_root(root)
+        for vm in ts.spares.pop(gen, []):
+            vm.close()
+
+    # -- driving asynchronous work ---------------------------------------------------------------
+    def _wake(self) -> None:
+        self._event.set()
+
+    def poll(self, timeout: float = 0.0) -> int:
+        """Run this thread's pending work: callout responses, gRPC and queue events, due ticks.
+
+        Waits up to ``timeout`` seconds for something to happen when nothing is
+        pending. Returns the number of events handled.
+        """
+        ts = self._tls
+        n = 0
+        while True:
+            self._event.clear()
+            for vm in list(ts.all):
+                if vm.inbox:
+                    n += vm.drain()
+            n += self.scheduler.run_due()
+            if n or timeout <= 0:
+                return n
+            wait = timeout
+            nd = self.scheduler.next_due()
+            if nd is not None:
+                wait = min(wait, max(0.0, (nd - self.clock.monotonic_ns()) / 1e9))
+            import time as _time
+
+            t0 = _time.monotonic()
+            self._event.wait(wait)
+            timeout -= _time.monotonic() - t0
+
+    def advance(self, seconds: float = 0.0, *, ms: float = 0.0) -> int:
+        """With a :class:`ManualClock`: move time forward, firing due ticks in order; then poll."""
+        n = self.poll()
+        n += self.scheduler.advance(seconds, ms=ms)
+        return n + self.poll()
+
+    def run_until_idle(self, timeout: float = 5.0) -> int:
+        """Poll until no callout, gRPC call or queue event is pending (or ``timeout`` passes)."""
+        import time as _time
+
+        deadline = _time.monotonic() + timeout
+        n = self.poll()
+        while any(vm.calls or vm.inbox for vm in list(self._tls.all)) and _time.monotonic() < deadline:
+            n += self.poll(timeout=min(0.05, max(0.0, deadline - _time.monotonic())))
+        return n
+
+    def close(self) -> None:
+        """Shut every plugin down (root contexts get ``proxy_on_done``/``proxy_on_delete``)."""
+        for p in list(self.plugins):
+            p.close()
+        for d in (self.http, self.grpc):
+            try:
+                d.close()
+            except Exception:  # noqa: BLE001
+                pass
+
+    def __enter__(self) -> ProxyWasmHost:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def _load_bytes(wasm: Any) -> bytes:
+    if isinstance(wasm, (bytes, bytearray, memoryview)):
+        return bytes(wasm)
+    if isinstance(wasm, str) and wasm.lstrip().startswith("("):
+        from .._module import wat2wasm
+
+        return wat2wasm(wasm)
+    if isinstance(wasm, (str, os.PathLike)):
+        p = Path(wasm)
+        data = p.read_bytes()
+        if p.suffix == ".wat":
+            from .._module import wat2wasm
+
+            return wat2wasm(data.decode())
+        return data
+    raise TypeError(f"expected wasm bytes, WebAssembly text, a path or a Module, got {type(wasm).__name__}")
+
+
+class Plugin:
+    """A plugin loaded into a :class:`ProxyWasmHost`.
+
+    ``wasm`` is the module: bytes, a path (``.wasm``/``.wat``), WebAssembly text
+    or a compiled :class:`Module`. Compiled code comes from the engine's module
+    cache. A VM is started on the calling thread right away, so a bad module
+    or a configuration the plugin rejects raises here (:class:`AbiError`,
+    :class:`LinkError`, :class:`PluginStartError`).
+
+    Each thread that uses the plugin gets its own VM (like Envoy's per-worker
+    VMs); plugins with the same ``vm_id`` and code share it, each with its own
+    root context. :meth:`update` swaps in new code or configuration; streams
+    already open finish on the old version.
+    """
+
+    def __init__(self, config: PluginConfig, wasm: Any, *, host: ProxyWasmHost | None = None,
+                 engine: Engine | None = None) -> None:
+        self.host = host if host is not None else ProxyWasmHost(engine=engine)
+        self._engine = engine
+        self._closed = False
+        self._gen = self._make_gen(config, wasm)
+        self.host._warm(self._gen)
+        self.host.plugins.append(self)
+
+    def _make_gen(self, config: PluginConfig, wasm: Any) -> _Generation:
+        engine = self._engine
+        if engine is None or (config.backend is not None and config.backend != engine.name):
+            engine = wasm.engine if isinstance(wasm, Module) else self.host.engine(config.backend)
+        code = self.host._code(engine, wasm)
+        self._wasm = wasm
+        return _Generation(self, config, code)
+
+    # -- information --------------------------------------------------------------------------
+    @property
+    def config(self) -> PluginConfig:
+        """The current configuration."""
+        return self._gen.config
+
+    @property
+    def name(self) -> str:
+        return self._gen.config.name
+
+    @property
+    def abi(self) -> AbiVersion:
+        """The ABI version the module declares."""
+        return self._gen.code.abi
+
+    @property
+    def engine(self) -> Engine:
+        """The engine running this plugin."""
+        return self._gen.code.engine
+
+    @property
+    def logs(self) -> list[str]:
+        """Messages this plugin logged (with the default :class:`MemoryLogger`)."""
+        recs = getattr(self.host.logger, "records", ())
+        return [r.message for r in recs if r.plugin == self.name]
+
+    def log_records(self, level: LogLevel | None = None) -> list:
+        """This plugin's :class:`LogRecord` objects, optionally at least ``level``."""
+        recs = getattr(self.host.logger, "records", ())
+        return [r for r in recs if r.plugin == self.name and (level is None or r.level >= level)]
+
+    @property
+    def failed(self) -> bool:
+        """The VM of this thread is marked failed (a plugin trapped)."""
+        vm = self._vm_here()
+        return vm is not None and vm.failed is not None
+
+    def _vm_here(self) -> VM | None:
+        gen = self._gen
+        if gen.config.isolation == "per_stream":
+            spares = self.host._tls.spares.get(gen)
+            return spares[-1] if spares else None
+        return self.host._tls.vms.get(gen.vm_key)
+
+    # -- streams ----------------------------------------------------------------------------------
+    def http_stream(self, properties: Mapping[str, Any] | None = None) -> HttpStream:
+        """Start an HTTP stream (creates its context). ``properties`` are stream attributes
+        such as ``{"source.address": "10.0.0.1:5555"}``."""
+        if self._closed:
+            raise RuntimeError("the plugin is closed")
+        gen = self._gen
+        host = self.host
+        # The common case of host._acquire (this thread's shared VM is up and its root
+        # context lives), without the call and the tuple.
+        vm = None if gen.per_stream else host._tls.vms.get(gen.vm_key)
+        if vm is not None and vm.failed is None:
+            root = vm.roots.get(gen)
+            if root is not None and not root.deleted:
+                return HttpStream(self, gen, vm, root, properties)
+        vm, root = host._acquire(gen)
+        return HttpStream(self, gen, vm, root, properties)
+
+    def tcp_stream(self, properties: Mapping[str, Any] | None = None) -> TcpStream:
+        """Start a TCP connection through a network plugin."""
+        if self._closed:
+            raise RuntimeError("the plugin is closed")
+        gen = self._gen
+        vm, root = self.host._acquire(gen)
+        return TcpStream(self, gen, vm, root, properties)
+
+    def call_foreign_function(self, function_id: int, data: bytes = b"") -> None:
+        """Run the plugin's ``proxy_on_foreign_function(root, function_id, len(data))`` on this thread's VM."""
+        vm, root = self.host._acquire(self._gen)
+        vm.foreign_function(root, function_id, bytes(data))
+
+    # -- updates and shutdown -------------------------------------------------------------------------
+    def update(self, wasm: Any = None, config: PluginConfig | None = None, **changes: Any) -> None:
+        """Swap in new code and/or configuration.
+
+        New streams use the new version; streams already open finish on the
+        old root context / VM, which is shut down when its last stream closes.
+        ``changes`` are :class:`PluginConfig` fields (``configuration=b"..."``).
+        """
+        old = self._gen
+        cfg = config if config is not None else old.config
+        if changes:
+            cfg = replace(cfg, **changes)
+        new = self._make_gen(cfg, wasm if wasm is not None else self._wasm)
+        self.host._warm(new)
+        self._gen = new
+        self.host._retire(old)
+
+    def close(self) -> None:
+        """Shut the plugin down on this thread: open streams are abandoned, root contexts get
+        ``proxy_on_done`` (and ``proxy_on_delete`` now, or once the plugin calls ``proxy_done``)."""
+        if self._closed:
+            return
+        self._closed = True
+        self.host._retire(self._gen)
+        if self in self.host.plugins:
+            self.host.plugins.remove(self)
+
+    def __enter__(self) -> Plugin:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<Plugin {self.name!r} abi={self.abi.value} on {self.engine.name}>"
