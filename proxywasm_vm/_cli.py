@@ -98,6 +98,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     for r in runners:
         if r.split("@", 1)[0] not in backend_names():
             raise UsageError(f"unknown backend {r!r}; choose from {', '.join(backend_names())}")
+    if args.isolation:
+        runners = _select_isolation(runners, args.isolation.split(","), explicit=bool(args.backends))
     if args.plot:
         try:
             import matplotlib  # noqa: F401
@@ -116,6 +118,40 @@ def cmd_bench(args: argparse.Namespace) -> int:
         plot(result, args.plot)
     _print_table(result)
     return 0
+
+
+def _isolation_of(runner: str) -> str:
+    """Where a backend id runs its runtime: the part after "@", or the backend's own default."""
+    from ._backend import get_backend
+
+    if "@" in runner:
+        return runner.partition("@")[2]
+    try:
+        return get_backend(runner).isolation
+    except BackendUnavailable:
+        return "in-process"
+
+
+def _select_isolation(runners: list[str], modes: list[str], *, explicit: bool) -> list[str]:
+    """The runners that run with one of ``modes``; a plain backend name given explicitly
+    also brings its variants (``--backends wasmtime --isolation process`` -> wasmtime@process)."""
+    from ._backend import ISOLATION_MODES
+
+    for m in modes:
+        if m not in ISOLATION_MODES:
+            raise UsageError(f"unknown isolation {m!r}; choose from {', '.join(ISOLATION_MODES)}")
+    names = backend_names()
+    chosen: list[str] = []
+    for r in runners:
+        candidates = [r]
+        if explicit and "@" not in r:
+            candidates += [f"{r}@{m}" for m in modes if f"{r}@{m}" in names]
+        for c in candidates:
+            if _isolation_of(c) in modes and c not in chosen:
+                chosen.append(c)
+    if not chosen:
+        raise UsageError(f"no selected backend runs with isolation {','.join(modes)}")
+    return chosen
 
 
 def _print_table(result: Any) -> None:
@@ -187,6 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
     be = sub.add_parser("bench", help="compare the backends side by side")
     be.add_argument("--backends", help="comma-separated backend ids, e.g. wasmtime,v8,wasmtime@process "
                                        "(default: every registered one)")
+    be.add_argument("--isolation", help="comma-separated isolation modes to keep: in-process, namespace, process")
     be.add_argument("--workloads", help="comma-separated workloads (default: all)")
     be.add_argument("--repeats", type=int, default=7, help="timed repeats per cell (default 7)")
     be.add_argument("--quick", action="store_true", help="few, short repeats: a smoke run")

@@ -87,7 +87,17 @@ def test_bench_runs_a_users_plugin(tmp_path):
     assert all(len(c["samples"]) == 3 and not c["error"] for c in cells.values())
 
 
+def test_bench_isolation_selects_runners(tmp_path):
+    path = tmp_path / "iso.json"
+    out = pwvm("bench", "--quick", "--isolation", "namespace", "--workloads", "call", "--no-baseline",
+               "--json", str(path))
+    assert out.returncode == 0, out.stderr
+    runners = {r["runner"] for r in json.loads(path.read_text())["results"]}
+    assert runners == {"wasmtime@namespace"}
+
+
 @pytest.mark.parametrize("args, needle", [
+    (["bench", "--isolation", "nowhere"], "unknown isolation 'nowhere'"),
     (["bench", "--plugin", "/no/such/plugin.wasm"], "cannot read plugin /no/such/plugin.wasm"),
     (["bench", "--plugin", "PLUGINS/wat_no_marker.wasm"], "is not a Proxy-Wasm plugin"),
     (["bench", "--plugin", "PLUGINS/../c/c_bench.c"], "is not a WebAssembly module"),
