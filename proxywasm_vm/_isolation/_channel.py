@@ -135,6 +135,9 @@ class Channel:
         self.efd_in, self.efd_out, self.death_fd = efd_in, efd_out, death_fd
         self.spin_ns = int(spin * 1e9)
         self._spin_now = self.spin_ns  # adaptive: halved after each wait that had to block
+        #: never spin less than this (ns) before blocking: set on a lane whose replies come after
+        #: a known, short piece of work in the peer (plugin-level events, see _plughost)
+        self.min_spin_ns = 0
         self._blocked = 0
         self.closed = False
         self.helper = load_helper()
@@ -171,7 +174,8 @@ class Channel:
         if self.helper is not None:
             t = -1 if timeout is None else max(0, int(timeout * 1e9))
             while True:
-                rc = self._wait(self._in_seq, last, self._my_sleep, self.efd_in, self.death_fd, self._spin_now, t)
+                rc = self._wait(self._in_seq, last, self._my_sleep, self.efd_in, self.death_fd,
+                                max(self._spin_now, self.min_spin_ns), t)
                 if rc == 0:  # caught while spinning: spinning pays, spin a little longer next time
                     if self._spin_now < self.spin_ns:
                         self._spin_now = min(self.spin_ns, self._spin_now * 2)

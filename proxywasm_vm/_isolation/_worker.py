@@ -390,6 +390,29 @@ class Worker:
     def op_obj_release(self, keys: list[int]) -> None:
         self.remote.release(keys)
 
+    # -- plugin-level events of a Plugin whose host runs here (see _plughost) -------------------
+    def op_pw_load(self, hkey: int, config: Any, wasm: bytes) -> int:
+        from ._plughost import EVENT_SPIN_NS
+
+        chan = self._tl.chan  # the parent's next event follows soon after a reply: spin for it
+        chan.min_spin_ns = max(chan.min_spin_ns, EVENT_SPIN_NS)
+        return self.remote.export(self.remote.get(hkey).load(config, wasm)).key
+
+    def op_pw_http(self, pkey: int, skey: int, props: Any, ev: str, args: tuple) -> tuple:
+        """One event of an HTTP stream (``skey`` 0: create the stream first): (stream key, result)."""
+        t = self.remote
+        if skey:
+            s = t.get(skey)
+        else:
+            s = t.get(pkey).http_stream(props)
+            skey = t.export(s).key
+        return skey, (getattr(s, ev)(*args) if ev else None)
+
+    def op_pw_state(self, skey: int) -> tuple:
+        s = self.remote.get(skey)
+        return (s.request, s.response, s.local_response, s.reset, s.route_cache_cleared, s.closed, s.error,
+                s.started_ns, s.context_id, s.failed)
+
 
 def main(chans: list[Channel], backend: str, config: EngineConfig) -> None:
     """Start the backend, say hello on lane 0 (or why not), then serve every lane until the parent goes."""

@@ -471,6 +471,32 @@ class ProxyWasmHost:
         self.close()
 
 
+def _eligible(gen: _Generation) -> bool:
+    from .._isolation._plughost import eligible
+
+    return eligible(gen)
+
+
+def _wasm_bytes(wasm: Any) -> bytes | None:
+    """The module's bytes (``None`` for a compiled Module that no longer has them)."""
+    return wasm._wasm if isinstance(wasm, Module) else _load_bytes(wasm)
+
+
+def _remote_for(plugin: Plugin, gen: _Generation, wasm: Any) -> Any:
+    """A plugin on a worker engine runs with its host in the worker (see ``_isolation._plughost``),
+    when it can: None keeps the host here."""
+    if not hasattr(gen.code.engine, "_conn_now"):
+        return None
+    data = _wasm_bytes(wasm)
+    if not data:  # a compiled Module without its bytes cannot be sent to the worker
+        return None
+    from .._isolation._plughost import RemotePlugin, eligible
+
+    if not eligible(gen):
+        return None
+    return RemotePlugin(plugin, gen, data)
+
+
 def _load_bytes(wasm: Any) -> bytes:
     if isinstance(wasm, (bytes, bytearray, memoryview)):
         return bytes(wasm)
@@ -509,8 +535,11 @@ class Plugin:
         self.host = host if host is not None else ProxyWasmHost(engine=engine)
         self._engine = engine
         self._closed = False
+        self._remote: Any = None
         self._gen = self._make_gen(config, wasm)
-        self.host._warm(self._gen)
+        self._remote = _remote_for(self, self._gen, wasm)
+        if self._remote is None:
+            self.host._warm(self._gen)
         self.host.plugins.append(self)
 
     def _make_gen(self, config: PluginConfig, wasm: Any) -> _Generation:
@@ -556,6 +585,8 @@ class Plugin:
     def failed(self) -> bool:
         """The VM of this thread is marked failed (a plugin trapped)."""
         vm = self._vm_here()
+        if vm is None and self._remote is not None:  # (a VM here only if one was acquired directly)
+            return bool(self._remote.get("failed"))
         return vm is not None and vm.failed is not None
 
     def _vm_here(self) -> VM | None:
@@ -571,6 +602,8 @@ class Plugin:
         such as ``{"source.address": "10.0.0.1:5555"}``."""
         if self._closed:
             raise RuntimeError("the plugin is closed")
+        if self._remote is not None:
+            return self._remote.http_stream(self, properties)
         gen = self._gen
         host = self.host
         # The common case of host._acquire (this thread's shared VM is up and its root
@@ -587,12 +620,17 @@ class Plugin:
         """Start a TCP connection through a network plugin."""
         if self._closed:
             raise RuntimeError("the plugin is closed")
+        if self._remote is not None:
+            return self._remote.call("tcp_stream", properties)
         gen = self._gen
         vm, root = self.host._acquire(gen)
         return TcpStream(self, gen, vm, root, properties)
 
     def call_foreign_function(self, function_id: int, data: bytes = b"") -> None:
         """Run the plugin's ``proxy_on_foreign_function(root, function_id, len(data))`` on this thread's VM."""
+        if self._remote is not None:
+            self._remote.call("call_foreign_function", function_id, bytes(data))
+            return
         vm, root = self.host._acquire(self._gen)
         vm.foreign_function(root, function_id, bytes(data))
 
@@ -609,6 +647,13 @@ class Plugin:
         if changes:
             cfg = replace(cfg, **changes)
         new = self._make_gen(cfg, wasm if wasm is not None else self._wasm)
+        if self._remote is not None:
+            if _eligible(new):
+                self._remote.update(new, _wasm_bytes(self._wasm))
+                self._gen = new
+                return
+            self._remote.close()  # the new version needs the host here: move it back
+            self._remote = None
         self.host._warm(new)
         self._gen = new
         self.host._retire(old)
@@ -619,7 +664,10 @@ class Plugin:
         if self._closed:
             return
         self._closed = True
-        self.host._retire(self._gen)
+        if self._remote is not None:
+            self._remote.close()
+        else:
+            self.host._retire(self._gen)
         if self in self.host.plugins:
             self.host.plugins.remove(self)
 
