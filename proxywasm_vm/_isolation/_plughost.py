@@ -44,8 +44,6 @@ def eligible(gen: Any) -> bool:
     code = gen.code
     if any(f"env.{n}" in code.imported for n in _PARENT_ONLY):
         return False
-    if any(e.name == "proxy_on_new_connection" for e in code.module.exports):
-        return False
     cfg = gen.config
     if cfg.isolation != "shared" or cfg.foreign_functions:
         return False
