@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from proxywasm_vm._errors import WasmError
+from proxywasm_vm._fastcall import IntFuncMixin, IntSignatureClasses, is_int_signature
 from proxywasm_vm._func import Func
 from proxywasm_vm._types import FuncType, ValType
 
@@ -25,14 +26,9 @@ from ._ffi import FAIL, ffi, last_error, lib
 from ._store import STORES, V8Caller, V8Store
 from ._values import FROM_KIND, from_slot, kinds, new_slots, to_slot, wrap_i32, wrap_i64
 
-_INT = (ValType.I32, ValType.I64)
 _CALLS = (lib.pwv8_call0, lib.pwv8_call1, lib.pwv8_call2, lib.pwv8_call3, lib.pwv8_call4, lib.pwv8_call5,
           lib.pwv8_call6)
 _call = lib.pwv8_func_call
-
-
-def _is_int_sig(ty: FuncType) -> bool:
-    return len(ty.params) <= 6 and len(ty.results) <= 1 and all(t in _INT for t in ty.params + ty.results)
 
 
 class V8Func(Func):
@@ -84,34 +80,18 @@ def _int_call_source(params: tuple[ValType, ...], result: ValType | None) -> str
     )
 
 
-class _IntFunc(V8Func):
+class _IntFunc(IntFuncMixin, V8Func):
     __slots__ = ()
 
-    def _slow(self, *args: Any) -> Any:
-        """Out-of-range integers (u64 above 2**63-1, say): wrap them to the same bits, then call."""
-        wrapped = [wrap_i32(a) if t is ValType.I32 else wrap_i64(a) for t, a in zip(self.type.params, args)]
-        return type(self).__call__(self, *wrapped)
 
-
-def _make_int_class(params: tuple[ValType, ...], result: ValType | None) -> type:
-    ns: dict[str, Any] = {"_callN": _CALLS[len(params)], "_FAIL": FAIL}
-    exec(_int_call_source(params, result), ns)  # noqa: S102 - generated from the fixed template above
-    suffix = result.value if result else "void"
-    name = f"_IntFunc_{'_'.join(t.value for t in params) or 'none'}__{suffix}"
-    return type(name, (_IntFunc,), {"__slots__": (), "__call__": ns["__call__"]})
-
-
-_INT_CLASSES: dict[tuple[tuple[ValType, ...], ValType | None], type] = {}
+_INT_CLASSES = IntSignatureClasses(_IntFunc, _int_call_source,
+                                   lambda params, result: {"_callN": _CALLS[len(params)], "_FAIL": FAIL})
 
 
 def wrap_func(store: V8Store, ref: int, ty: FuncType) -> V8Func:
     """A public Func for the function ``ref`` of ``store``."""
-    if _is_int_sig(ty):
-        key = (ty.params, ty.results[0] if ty.results else None)
-        cls = _INT_CLASSES.get(key)
-        if cls is None:
-            cls = _INT_CLASSES[key] = _make_int_class(*key)
-        fn = object.__new__(cls)
+    if is_int_signature(ty):
+        fn = object.__new__(_INT_CLASSES.for_type(ty))
         mask = sum(1 << i for i, t in enumerate(ty.params) if t is ValType.I64)
         rk = -1 if not ty.results else (0 if ty.results[0] is ValType.I32 else 1)
         if lib.pwv8_func_sig(store._sp, ref, len(ty.params), mask, rk):
@@ -223,7 +203,7 @@ def _raw_adapter(fn: Callable[..., Any], ty: FuncType, access_caller: bool, bind
 
 def new_host_func(store: V8Store, ty: FuncType, fn: Callable[..., Any], access_caller: bool) -> V8Func:
     pk, rk = kinds(ty.params), kinds(ty.results)
-    fast = _is_int_sig(ty)
+    fast = is_int_signature(ty)
     hid = next(_ids)
     binding = _Binding(fn) if access_caller else None
     HOSTS[hid] = (_ints_adapter if fast else _raw_adapter)(fn, ty, access_caller, binding, store._handle)

@@ -22,7 +22,6 @@ from __future__ import annotations
 import importlib
 import re
 from collections.abc import Callable, Sequence
-from operator import index
 from typing import Any
 
 import wasmer
@@ -37,6 +36,10 @@ from proxywasm_vm._module import Module
 from proxywasm_vm._store import Store, StoreLimits
 from proxywasm_vm._table import Table
 from proxywasm_vm._types import ExportType, FuncType, GlobalType, ImportType, Limits, MemoryType, TableType, ValType
+from proxywasm_vm._values import to_float
+from proxywasm_vm._values import wrap_i32 as to_i32
+from proxywasm_vm._values import wrap_i64 as to_i64
+from proxywasm_vm._values import wrap_v128 as to_v128
 from proxywasm_vm._wasmparse import ModuleInfo
 
 COMPILERS = {"cranelift": "wasmer_compiler_cranelift", "singlepass": "wasmer_compiler_singlepass",
@@ -89,33 +92,6 @@ def trap_or_error(e: BaseException) -> BaseException:
 
 
 # ---- values ---------------------------------------------------------------------------
-
-def to_i32(v: Any) -> int:
-    v = index(v)
-    if not -(1 << 31) <= v < (1 << 32):
-        raise OverflowError(f"{v} does not fit in i32")
-    return v - (1 << 32) if v >= (1 << 31) else v
-
-
-def to_i64(v: Any) -> int:
-    v = index(v)
-    if not -(1 << 63) <= v < (1 << 64):
-        raise OverflowError(f"{v} does not fit in i64")
-    return v - (1 << 64) if v >= (1 << 63) else v
-
-
-def to_float(v: Any) -> float:
-    if v is None or isinstance(v, (str, bytes, bytearray)):
-        raise TypeError(f"expected a number for a float value, got {type(v).__name__}")
-    return float(v)
-
-
-def to_v128(v: Any) -> int:
-    v = index(v)
-    if not -(1 << 127) <= v < (1 << 128):
-        raise OverflowError(f"{v} does not fit in v128")
-    return v & ((1 << 128) - 1)
-
 
 def _no_ref(v: Any) -> Any:
     raise NotImplementedError(_NO_REFS)

@@ -17,6 +17,7 @@ import atexit
 import itertools
 from typing import Any, Callable
 
+from proxywasm_vm._fastcall import IntFuncMixin, IntSignatureClasses, is_int_signature
 from proxywasm_vm._func import Func
 from proxywasm_vm._types import FuncType, ValType
 
@@ -24,13 +25,8 @@ from ._ffi import ffi, lib
 from ._store import STORES, WasmtimeCaller, WasmtimeStore
 from ._values import VAL_KIND, from_raw, to_raw, wrap_i32, wrap_i64
 
-_INT = (ValType.I32, ValType.I64)
 _call_ints = lib.pwvm_call_ints
 _call = lib.pwvm_call
-
-
-def _is_int_sig(ty: FuncType) -> bool:
-    return len(ty.params) <= 6 and len(ty.results) <= 1 and all(t in _INT for t in ty.params + ty.results)
 
 
 class WasmtimeFunc(Func):
@@ -93,36 +89,17 @@ def _int_call_source(params: tuple[ValType, ...], result: ValType | None) -> str
     )
 
 
-class _IntFunc(WasmtimeFunc):
+class _IntFunc(IntFuncMixin, WasmtimeFunc):
     __slots__ = ()
 
-    def _slow(self, *args: Any) -> Any:
-        """Out-of-range integers (u64 above 2**63-1, say): wrap them to the same bits, then call."""
-        wrapped = [wrap_i32(a) if t is ValType.I32 else wrap_i64(a) for t, a in zip(self.type.params, args)]
-        return type(self).__call__(self, *wrapped)
 
-
-def _make_int_class(params: tuple[ValType, ...], result: ValType | None) -> type:
-    """A Func subclass whose ``__call__`` takes exactly ``len(params)`` integers, without *args packing."""
-    ns: dict[str, Any] = {"_call_ints": _call_ints, "_FAIL": lib.PWVM_FAIL}
-    exec(_int_call_source(params, result), ns)  # noqa: S102 - generated from the fixed template above
-    suffix = result.value if result else "void"
-    name = f"_IntFunc_{'_'.join(t.value for t in params) or 'none'}__{suffix}"
-    return type(name, (_IntFunc,), {"__slots__": (), "__call__": ns["__call__"]})
-
-
-#: One class per integer signature, made on first use.
-_INT_CLASSES: dict[tuple[tuple[ValType, ...], ValType | None], type] = {}
+_INT_CLASSES = IntSignatureClasses(_IntFunc, _int_call_source, {"_call_ints": _call_ints, "_FAIL": lib.PWVM_FAIL})
 
 
 def wrap_func(store: WasmtimeStore, f: Any, ty: FuncType) -> WasmtimeFunc:
     """A public Func for the ``wasmtime_func_t*`` ``f`` of ``store``."""
-    if _is_int_sig(ty):
-        key = (ty.params, ty.results[0] if ty.results else None)
-        cls = _INT_CLASSES.get(key)
-        if cls is None:
-            cls = _INT_CLASSES[key] = _make_int_class(*key)
-        fn = object.__new__(cls)
+    if is_int_signature(ty):
+        fn = object.__new__(_INT_CLASSES.for_type(ty))
     else:
         fn = object.__new__(WasmtimeFunc)
     fn.store = store
@@ -203,7 +180,7 @@ def register_host(api: Any, fn: Callable[..., Any], ty: FuncType, access_caller:
 
     ``api`` is the function table of the library copy the function is made in."""
     hid = next(_ids)
-    HOSTS[hid] = (_ints_adapter if _is_int_sig(ty) else _raw_adapter)(fn, ty, access_caller)
+    HOSTS[hid] = (_ints_adapter if is_int_signature(ty) else _raw_adapter)(fn, ty, access_caller)
     kinds = [VAL_KIND[t] for t in ty.params + ty.results][:16]
     env = lib.pwvm_hostenv_new(api, hid, len(ty.params), len(ty.results), ffi.new("uint8_t[]", kinds or [0]))
     if env == ffi.NULL:

@@ -440,24 +440,41 @@ def _wrap_desc(store: ProcessStore, desc: tuple | None) -> Any:
     return _WRAP[kind]._wrap(store, oid, ty)
 
 
-class ProcessFunc(Func):
-    store: ProcessStore
+class _InWorker:
+    """An extern that lives in the worker, known here by its object id.
+
+    The worker's object is released when this proxy is collected.
+    """
+
+    store: Any  # narrowed to ProcessStore by each class (the public bases declare Store)
+    type: Any
     _conn: Connection
     _oid: int
+
+    @classmethod
+    def _wrap(cls, store: ProcessStore, oid: int, ty: Any) -> Any:
+        obj = object.__new__(cls)
+        obj.store = store
+        obj.type = ty
+        obj._conn = store._conn
+        obj._oid = oid
+        weakref.finalize(obj, _release, weakref.ref(obj._conn), oid)
+        obj._init()
+        return obj
+
+    def _init(self) -> None:
+        """Per-class set-up after ``_wrap`` (derived state)."""
+
+
+class ProcessFunc(_InWorker, Func):
+    store: ProcessStore
     _n: int  # number of parameters
     _refs: bool  # any funcref/externref parameter or result
 
-    @classmethod
-    def _wrap(cls, store: ProcessStore, oid: int, ty: FuncType) -> ProcessFunc:
-        f = object.__new__(cls)
-        f.store = store
-        f.type = ty
-        f._conn = store._conn
-        f._oid = oid
-        f._n = len(ty.params)
-        f._refs = any(t.is_ref for t in ty.params + ty.results)
-        weakref.finalize(f, _release, weakref.ref(f._conn), oid)
-        return f
+    def _init(self) -> None:
+        ty = self.type
+        self._n = len(ty.params)
+        self._refs = any(t.is_ref for t in ty.params + ty.results)
 
     def __call__(self, *args: Any) -> Any:
         if len(args) != self._n:
@@ -474,20 +491,8 @@ class ProcessFunc(Func):
         return dec_vals(store, ty.results, r)
 
 
-class ProcessMemory(Memory):
+class ProcessMemory(_InWorker, Memory):
     store: ProcessStore
-    _conn: Connection
-    _oid: int
-
-    @classmethod
-    def _wrap(cls, store: ProcessStore, oid: int, ty: MemoryType) -> ProcessMemory:
-        m = object.__new__(cls)
-        m.store = store
-        m.type = ty
-        m._conn = store._conn
-        m._oid = oid
-        weakref.finalize(m, _release, weakref.ref(m._conn), oid)
-        return m
 
     @property
     def size(self) -> int:
@@ -512,20 +517,8 @@ class ProcessMemory(Memory):
             "(Capabilities.memory_view is False): use read() and write()")
 
 
-class ProcessGlobal(Global):
+class ProcessGlobal(_InWorker, Global):
     store: ProcessStore
-    _conn: Connection
-    _oid: int
-
-    @classmethod
-    def _wrap(cls, store: ProcessStore, oid: int, ty: GlobalType) -> ProcessGlobal:
-        g = object.__new__(cls)
-        g.store = store
-        g.type = ty
-        g._conn = store._conn
-        g._oid = oid
-        weakref.finalize(g, _release, weakref.ref(g._conn), oid)
-        return g
 
     def get(self) -> Any:
         return _dec(self.store, self.type.content, self._conn.request("global_get", (self._oid,)))
@@ -534,20 +527,8 @@ class ProcessGlobal(Global):
         self._conn.request("global_set", (self._oid, _enc(self.store, self.type.content, value)))
 
 
-class ProcessTable(Table):
+class ProcessTable(_InWorker, Table):
     store: ProcessStore
-    _conn: Connection
-    _oid: int
-
-    @classmethod
-    def _wrap(cls, store: ProcessStore, oid: int, ty: TableType) -> ProcessTable:
-        t = object.__new__(cls)
-        t.store = store
-        t.type = ty
-        t._conn = store._conn
-        t._oid = oid
-        weakref.finalize(t, _release, weakref.ref(t._conn), oid)
-        return t
 
     @property
     def size(self) -> int:
