@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdint.h>
 #include <time.h>
 #include <unistd.h>
@@ -52,19 +53,28 @@ void pwvm_chan_store(uint32_t *word, uint32_t value) { __atomic_store_n(word, va
  * elapsed (< 0: none); 3: interrupted by a signal (the caller lets Python run
  * its handlers, then waits again).
  *
- * The spin is a pause-loop of at most spin_ns; the caller adapts spin_ns (a
- * spin that keeps failing, as when the peer has no core to run on, shrinks to
- * nothing, so a loaded machine does not burn the slice the peer needs). */
+ * The spin is a pause-loop of at most spin_ns that yields the core every few
+ * microseconds: when more threads want to run than there are cores (the peer
+ * among them), sched_yield hands the core over instead of burning the slice the
+ * peer needs; on an idle core it returns at once. */
+#define PWVM_YIELD_NS 4000
 int pwvm_chan_wait(uint32_t *seq, uint32_t last, uint32_t *sleeping, int efd, int death_fd,
                    int64_t spin_ns, int64_t timeout_ns) {
     int64_t start = now_ns();
     if (__atomic_load_n(seq, __ATOMIC_ACQUIRE) != last) return 0;
     if (spin_ns > 0) {
-        int64_t end = start + spin_ns;
+        int64_t end = start + spin_ns, next_yield = start + PWVM_YIELD_NS;
         for (unsigned i = 1;; i++) {
             if (__atomic_load_n(seq, __ATOMIC_ACQUIRE) != last) return 0;
             PWVM_PAUSE();
-            if ((i & 31) == 0 && now_ns() >= end) break;
+            if ((i & 31) == 0) {
+                int64_t t = now_ns();
+                if (t >= end) break;
+                if (t >= next_yield) {
+                    sched_yield();
+                    next_yield = t + PWVM_YIELD_NS;
+                }
+            }
         }
     }
     for (;;) {

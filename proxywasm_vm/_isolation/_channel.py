@@ -17,9 +17,9 @@ is a mailbox holding one message at a time. A lane at byte ``base``:
 A sender writes the payload, then increments its ``seq`` with a sequentially
 consistent atomic (``_chan.c``) and writes the receiver's eventfd only if the
 receiver said it sleeps. A receiver spins on ``seq`` for up to ~50 µs with the
-GIL released (the spin halves after each wait that had to block and doubles
-after each that did not, so a machine without a free core stops spinning),
-then blocks in ``poll`` on its eventfd *and* a death descriptor:
+GIL released, yielding its core every few µs (so a peer waiting for that core
+gets it; with a single usable core it does not spin at all), then blocks in
+``poll`` on its eventfd *and* a death descriptor:
 the child's pidfd in the parent, a pipe only the parent holds in the worker.
 Messages larger than a mailbox go in chunks, each acknowledged.
 
@@ -133,12 +133,11 @@ class Channel:
         box0, box1 = base + HEADER, base + HEADER + mailbox
         self._out_box, self._in_box = (box0, box1) if parent else (box1, box0)
         self.efd_in, self.efd_out, self.death_fd = efd_in, efd_out, death_fd
-        self.spin_ns = int(spin * 1e9)
-        self._spin_now = self.spin_ns  # adaptive: halved after each wait that had to block
+        # no spinning where this process has one core: the peer could not run while we spin
+        self.spin_ns = int(spin * 1e9) if len(os.sched_getaffinity(0)) > 1 else 0
         #: never spin less than this (ns) before blocking: set on a lane whose replies come after
         #: a known, short piece of work in the peer (plugin-level events, see _plughost)
         self.min_spin_ns = 0
-        self._blocked = 0
         self.closed = False
         self.helper = load_helper()
         if self.helper is not None:
@@ -175,20 +174,8 @@ class Channel:
             t = -1 if timeout is None else max(0, int(timeout * 1e9))
             while True:
                 rc = self._wait(self._in_seq, last, self._my_sleep, self.efd_in, self.death_fd,
-                                max(self._spin_now, self.min_spin_ns), t)
-                if rc == 0:  # caught while spinning: spinning pays, spin a little longer next time
-                    if self._spin_now < self.spin_ns:
-                        self._spin_now = min(self.spin_ns, self._spin_now * 2)
-                    break
-                if rc == 4:  # had to block: spin less next time (the peer has no core, or is slow),
-                    # but try a short spin again now and then to notice when it pays again
-                    self._blocked += 1
-                    if self._spin_now:
-                        self._spin_now //= 2
-                        if self._spin_now < 1000:
-                            self._spin_now = 0
-                    elif self._blocked % 64 == 0:
-                        self._spin_now = min(self.spin_ns, 8000)
+                                max(self.spin_ns, self.min_spin_ns), t)
+                if rc == 0 or rc == 4:  # caught while spinning, or after blocking
                     break
                 if rc == 1:
                     raise PeerGone()

@@ -185,7 +185,7 @@ class Connection:
         self.lanes = [Lane(Channel("parent", self._map, i * lane_size(mailbox), mailbox, efds[2 * i],
                                    efds[2 * i + 1], self.pidfd, spin=spin), i) for i in range(lanes)]
         self._free = list(reversed(self.lanes))
-        self._lane0_busy = False  # lane 0 is also the remote-object lane (see _remote)
+        self._lane0_lock = threading.Lock()  # lane 0 is also the remote-object lane (see _remote)
         from ._remote import parent_table
 
         self.remote = parent_table(self)  # parent objects sent by reference, proxies of worker objects
@@ -306,21 +306,18 @@ class Connection:
     def _take_lane0(self) -> Lane:
         if self._shared_lane0:
             return self._take_lane()
-        with self._free_cv:
-            while self._lane0_busy:
+        lock = self._lane0_lock
+        if not lock.acquire(False):  # taken: wait, noticing a dead worker now and then
+            while not lock.acquire(timeout=0.5):
                 if self.dead:
                     raise self.lost()
-                self._free_cv.wait(0.5)
-            self._lane0_busy = True
         return self.lanes[0]
 
     def _give_lane0(self, lane: Lane) -> None:
         if self._shared_lane0:
             self._give_lane(lane)
             return
-        with self._free_cv:
-            self._lane0_busy = False
-            self._free_cv.notify_all()
+        self._lane0_lock.release()
 
     def request(self, op: str, args: tuple, budget: float | None = None, why: str = "",
                 lane: int | None = None) -> Any:

@@ -1,21 +1,26 @@
 """A :class:`~proxywasm_vm.Plugin` on a worker engine whose Proxy-Wasm host runs in the worker.
 
 ``Plugin(config, wasm, host=h)`` on an engine with ``isolation="process"`` loads
-the plugin into a :class:`ProxyWasmHost` living in the worker (one per parent
-host and worker), so the plugin's host calls stay in the worker. What crosses:
+the plugin into a host living in the worker (a :class:`WorkerHost`, one per
+parent host and worker), so the plugin's host calls stay in the worker. What crosses:
 
 - one request per stream event: ``request_headers(headers, eos)`` sends the
   headers (and, for the first event, the stream's creation) and gets the action
   back; the stream's state (headers as the plugin left them, local response,
   reset ...) is fetched in one more request, only when the caller reads it;
 - the parent host's services (logger, shared data, queues, metrics, clock,
-  foreign functions, properties) stay parent objects the worker reaches by
-  reference, only when the plugin uses them.
+  HTTP and gRPC dispatchers, foreign functions, properties) stay parent
+  objects the worker reaches by reference, only when the plugin uses them;
+- the event loop stays the parent's: a callout response or queue event for the
+  worker is posted in the worker and wakes the parent host, whose
+  :meth:`~proxywasm_vm.ProxyWasmHost.poll` then runs the worker's pending work
+  (one crossing); the worker's ticks are timers of the parent's scheduler, so
+  ``advance()`` with a :class:`~proxywasm_vm.ManualClock` fires the ticks of
+  both sides in one order. A callback into a worker that died is dropped.
 
-Plugins that need the parent host's event loop (ticks, HTTP/gRPC callouts,
-shared queues, foreign functions), network (TCP) plugins, ``per_stream``
-isolation and configurations that cannot be copied keep the parent-side host
-(every host call crosses). ``PWVM_REMOTE_HOST=0`` turns this off.
+``per_stream`` isolation, plugin-specific ``foreign_functions`` (they would run in the
+worker) and configurations that cannot be copied keep the parent-side host (every
+host call crosses). ``PWVM_REMOTE_HOST=0`` turns this off.
 """
 
 from __future__ import annotations
@@ -25,13 +30,11 @@ import pickle
 import weakref
 from typing import Any, Mapping
 
+from .._proxywasm._abi import Action
+from .._proxywasm._plugin import ProxyWasmHost
+from .._proxywasm._services import Scheduler
+from .._proxywasm._streams import HttpStream, TcpStream
 from ._remote import REMOTE_LANE
-
-#: Host functions that need the parent host's event loop (poll/advance), or callables of the parent.
-_PARENT_ONLY = ("proxy_set_tick_period_milliseconds", "proxy_http_call", "proxy_grpc_call", "proxy_grpc_stream",
-                "proxy_grpc_send", "proxy_grpc_cancel", "proxy_grpc_close", "proxy_register_shared_queue",
-                "proxy_resolve_shared_queue", "proxy_enqueue_shared_queue", "proxy_dequeue_shared_queue",
-                "proxy_call_foreign_function")
 
 #: How long the parent spins for a plugin-level event's reply before blocking (ns).
 EVENT_SPIN_NS = int(float(os.environ.get("PWVM_EVENT_SPIN", "100e-6")) * 1e9)
@@ -40,9 +43,6 @@ EVENT_SPIN_NS = int(float(os.environ.get("PWVM_EVENT_SPIN", "100e-6")) * 1e9)
 def eligible(gen: Any) -> bool:
     """Whether this plugin version can run with its host in the worker."""
     if os.environ.get("PWVM_REMOTE_HOST", "1") == "0":
-        return False
-    code = gen.code
-    if any(f"env.{n}" in code.imported for n in _PARENT_ONLY):
         return False
     cfg = gen.config
     if cfg.isolation != "shared" or cfg.foreign_functions:
@@ -54,9 +54,57 @@ def eligible(gen: Any) -> bool:
     return True
 
 
+class HostBridge:
+    """What a worker's host asks of its parent host (it reaches this object by reference).
+
+    Wake-ups: work was posted in the worker (the parent's next poll runs it).
+    Ticks: the worker's timers, kept in the parent's scheduler under keys of
+    their own, so one clock orders the ticks of both sides.
+    """
+
+    def __init__(self, host: Any, conn: Any) -> None:
+        self._host = weakref.ref(host)
+        self._conn = weakref.ref(conn)
+        self._space = ("pwvm-worker", conn.gen)  # timer keys of this worker, apart from the parent's
+
+    def wake(self) -> None:
+        host = self._host()
+        if host is not None:
+            host._remote_wake()
+
+    def set_tick(self, key: Any, period_ms: int, fn: Any) -> None:
+        host = self._host()
+        if host is None:
+            return
+        k = (self._space, key)
+        sched = host.scheduler
+        conn_ref = self._conn
+
+        def tick() -> None:
+            from .._errors import WorkerCrashed
+
+            conn = conn_ref()
+            if conn is None or conn.dead:  # the worker died: its timers go with it
+                sched.cancel(k)
+                return
+            try:
+                fn()
+            except WorkerCrashed:  # ... also when this tick is what finds out
+                sched.cancel(k)
+
+        sched.set_period(k, period_ms, tick)
+
+    def cancel_tick(self, key: Any) -> None:
+        host = self._host()
+        if host is not None:
+            host.scheduler.cancel((self._space, key))
+
+
 def _services(host: Any, conn: Any) -> Any:
     t = conn.remote
-    kw = {name: getattr(host, name) for name in ("logger", "shared_data", "queues", "metrics")}
+    kw = {name: getattr(host, name) for name in ("logger", "shared_data", "queues", "metrics", "http", "grpc",
+                                                  "foreign_functions")}
+    kw["bridge"] = HostBridge(host, conn)
     enc = t.encode(kw)
     clock = host.clock
     from .._proxywasm._services import SystemClock
@@ -71,6 +119,24 @@ def _services(host: Any, conn: Any) -> Any:
         enc = Packed({**enc, "clock": enc_clock})
     enc.value["properties"] = host._props
     return enc
+
+
+def _twins(host: Any) -> list[tuple[Any, int]]:
+    hosts = host.__dict__.get("_pwvm_remote_hosts")
+    return [(c, k) for c, k in list(hosts.items()) if not c.dead] if hosts else []
+
+
+def poll_workers(host: Any) -> int:
+    """Run the pending work of ``host``'s twins in the workers (callout responses, queue events)."""
+    n = 0
+    for conn, key in _twins(host):
+        n += conn.request("obj_call", (key, "poll", (), {}), lane=REMOTE_LANE)
+    return n
+
+
+def workers_busy(host: Any) -> bool:
+    """Whether a twin of ``host`` waits for a callout or has events to run."""
+    return any(conn.request("obj_call", (key, "pending", (), {}), lane=REMOTE_LANE) for conn, key in _twins(host))
 
 
 def _worker_host(host: Any, conn: Any) -> int:
@@ -126,7 +192,12 @@ class RemotePlugin:
         return conn.remote.decode(conn.request("obj_get", (self.key, name), lane=REMOTE_LANE)[1])
 
     def http_stream(self, plugin: Any, properties: Mapping[str, Any] | None) -> RemoteHttpStream:
-        s = RemoteHttpStream(plugin, self, properties)
+        return self._stream(RemoteHttpStream(plugin, self, properties))
+
+    def tcp_stream(self, plugin: Any, properties: Mapping[str, Any] | None) -> RemoteTcpStream:
+        return self._stream(RemoteTcpStream(plugin, self, properties))
+
+    def _stream(self, s: Any) -> Any:
         if self.config.failure_policy == "raise":
             s._event("")  # creation errors surface here, as in-process
         return s
@@ -146,50 +217,99 @@ class RemotePlugin:
             conn.remote_released.append(self.key)
 
 
-_STATE = ("request", "response", "local_response", "reset", "route_cache_cleared", "closed", "error",
-          "started_ns", "context_id", "failed")
+_ACTIONS = tuple(Action)  # the worker sends an Action as its int
 
 
-def _release(conn_ref: Any, key: list) -> None:
-    conn = conn_ref()
-    if conn is not None and not conn.dead and key[0]:
-        conn.remote_released.append(key[0])
+class _RemoteStream:
+    """What the remote HTTP and TCP streams share: events cross once each; state is read on demand.
 
-
-class RemoteHttpStream:
-    """An HTTP stream of a :class:`RemotePlugin`: events cross once each; state is read on demand.
-
-    Has the attributes and methods of :class:`~proxywasm_vm.HttpStream`.
+    The worker-side stream is created by the first event (or by :meth:`_fetch`),
+    so ``plugin.http_stream()`` itself does not cross.
     """
 
-    _http = True
+    _kind = ""
+    _state_names: tuple[str, ...] = ()
 
     def __init__(self, plugin: Any, rp: RemotePlugin, properties: Mapping[str, Any] | None) -> None:
+        # (no base __init__: the stream lives in the worker; this object only names it)
         self.plugin = plugin
         self._rp = rp
         self._conn = rp.live_conn()
-        self._key = [0]  # a list: shared with the finalizer
-        self._props = dict(properties) if properties else None
+        self._key = 0
+        self._stream_props = dict(properties) if properties else None
         self._state: tuple | None = None
         self._closed = False
-        weakref.finalize(self, _release, weakref.ref(self._conn), self._key)
+
+    def __del__(self) -> None:
+        conn = self._conn
+        if self._key and not conn.dead:
+            conn.remote_released.append(self._key)  # released in the worker with the next batch
 
     def _event(self, ev: str, *args: Any) -> Any:
-        conn = self._conn
         self._state = None
-        key = self._key
-        key[0], r = conn.request("pw_http", (self._rp.key, key[0], self._props, ev, args), lane=REMOTE_LANE)
-        return r
+        args = (self._rp.key, self._key, self._kind, self._stream_props, ev, args)
+        self._key, r = self._conn.request("pw_stream", args, lane=REMOTE_LANE)
+        return _ACTIONS[r] if r.__class__ is int else r
 
-    def _fetch(self) -> tuple:
+    def _fetch(self, name: str) -> Any:
         st = self._state
         if st is None:
-            if not self._key[0]:
+            if not self._key:
                 self._event("")
-            st = self._state = self._conn.request("pw_state", (self._key[0],), lane=REMOTE_LANE)
-        return st
+            st = self._state = self._conn.request("pw_state", (self._key, self._state_names), lane=REMOTE_LANE)
+        return st[self._state_names.index(name)]
 
-    # -- events (as HttpStream) -------------------------------------------------------------
+    def wait(self, timeout: float = 5.0) -> bool:
+        # The parent's loop: callout responses reach the worker through this process's
+        # dispatchers, so the parent polls (which runs the worker's share), then asks.
+        import time
+
+        host = self.plugin.host
+        deadline = time.monotonic() + timeout
+        while True:
+            host.poll()
+            if self._event("wait", 0.0):
+                return True
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            host.poll(timeout=min(left, 0.05))
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._event("close")
+
+    def __enter__(self) -> Any:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    @property
+    def logs(self) -> list[str]:
+        cid = self._fetch("context_id")
+        recs = getattr(self.plugin.host.logger, "records", ())
+        return [r.message for r in recs if r.context_id == cid and r.plugin == self._rp.config.name]
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__mro__[2].__name__} of {self._rp.config.name!r} in the worker>"
+
+
+def _state(name: str) -> property:
+    return property(lambda self: self._fetch(name), doc=f"``{name}`` of the worker-side stream (read on demand).")
+
+
+_COMMON = ("closed", "error", "started_ns", "context_id", "failed")
+
+
+class RemoteHttpStream(_RemoteStream, HttpStream):
+    """An :class:`~proxywasm_vm.HttpStream` whose plugin runs in the worker (see the module docs)."""
+
+    _kind = "http"
+    _state_names = ("request", "response", "local_response", "reset", "route_cache_cleared", *_COMMON)
+
     def request_headers(self, headers: Any, end_of_stream: bool = False) -> Any:
         return self._event("request_headers", headers, end_of_stream)
 
@@ -208,38 +328,72 @@ class RemoteHttpStream:
     def response_trailers(self, trailers: Any) -> Any:
         return self._event("response_trailers", trailers)
 
-    def wait(self, timeout: float = 5.0) -> bool:
-        return self._event("wait", timeout)
 
-    def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        self._event("close")
+class RemoteTcpStream(_RemoteStream, TcpStream):
+    """A :class:`~proxywasm_vm.TcpStream` whose plugin runs in the worker (see the module docs)."""
 
-    def __enter__(self) -> RemoteHttpStream:
-        return self
+    _kind = "tcp"
+    _state_names = ("downstream", "upstream", "connection_closed_by_plugin", *_COMMON)
 
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
+    def new_connection(self) -> Any:
+        return self._event("new_connection")
 
-    # -- state (read from the worker when asked) -----------------------------------------------
-    request = property(lambda self: self._fetch()[0])
-    response = property(lambda self: self._fetch()[1])
-    local_response = property(lambda self: self._fetch()[2])
-    reset = property(lambda self: self._fetch()[3])
-    route_cache_cleared = property(lambda self: self._fetch()[4])
-    closed = property(lambda self: self._fetch()[5])
-    error = property(lambda self: self._fetch()[6])
-    started_ns = property(lambda self: self._fetch()[7])
-    context_id = property(lambda self: self._fetch()[8])
-    failed = property(lambda self: self._fetch()[9])
+    def downstream_data(self, data: bytes, end_of_stream: bool = False) -> Any:
+        return self._event("downstream_data", bytes(data), end_of_stream)
 
-    @property
-    def logs(self) -> list[str]:
-        cid = self.context_id
-        recs = getattr(self.plugin.host.logger, "records", ())
-        return [r.message for r in recs if r.context_id == cid and r.plugin == self._rp.config.name]
+    def upstream_data(self, data: bytes, end_of_stream: bool = False) -> Any:
+        return self._event("upstream_data", bytes(data), end_of_stream)
 
-    def __repr__(self) -> str:
-        return f"<HttpStream of {self._rp.config.name!r} in the worker>"
+    def downstream_close(self, peer: Any = None) -> None:
+        self._event("downstream_close", *(() if peer is None else (peer,)))
+
+    def upstream_close(self, peer: Any = None) -> None:
+        self._event("upstream_close", *(() if peer is None else (peer,)))
+
+
+for _cls in (RemoteHttpStream, RemoteTcpStream):
+    for _name in _cls._state_names:
+        setattr(_cls, _name, _state(_name))
+
+
+# -- the worker's side -----------------------------------------------------------------------------
+
+class _ParentScheduler(Scheduler):
+    """A worker host's timers, kept in the parent host's scheduler (see :class:`HostBridge`)."""
+
+    def __init__(self, bridge: Any, clock: Any) -> None:
+        super().__init__(clock)
+        self._bridge = bridge
+
+    def set_period(self, key: Any, period_ms: int, fn: Any) -> None:
+        self._bridge.set_tick(key, period_ms, fn)
+
+    def cancel(self, key: Any) -> None:
+        self._bridge.cancel_tick(key)
+
+    def next_due(self) -> int | None:
+        return None  # the parent's poll knows when
+
+    def run_due(self, now: int | None = None) -> int:
+        return 0  # the parent's scheduler fires them
+
+    def advance(self, seconds: float = 0.0, *, ms: float = 0.0) -> int:
+        raise TypeError("the parent host's advance() moves this host's clock")
+
+
+class WorkerHost(ProxyWasmHost):
+    """A parent host's twin in the worker: its event loop is the parent's (see :class:`HostBridge`)."""
+
+    def __init__(self, *, bridge: Any, foreign_functions: Any = None, **kw: Any) -> None:
+        super().__init__(scheduler=_ParentScheduler(bridge, kw["clock"]), **kw)
+        if foreign_functions is not None:
+            self.foreign_functions = foreign_functions  # the parent's (a proxy: its functions run there)
+        self._bridge = bridge
+
+    def _wake(self) -> None:
+        super()._wake()
+        self._bridge.wake()
+
+    def pending(self) -> bool:
+        """Whether a VM here waits for a callout or has events to run."""
+        return any(vm.calls or vm.inbox for vm in list(self._tls.all))

@@ -335,12 +335,28 @@ def parent_table(conn: Any) -> Table:
     conn_ref = weakref.ref(conn)
 
     def make(key: int, kind: str) -> RemoteProxy:
-        p = RemoteProxy(key, table, transport, kind)
+        p = (RemoteCallback if kind in _CALLBACK_KINDS else RemoteProxy)(key, table, transport, kind)
         weakref.finalize(p, _release_remote, conn_ref, key)
         return p
 
     table = Table(make)
     return table
+
+
+#: Worker functions handed to parent objects: callbacks (a callout's delivery, a queue's notifier ...).
+_CALLBACK_KINDS = ("builtins.function", "builtins.method", "functools.partial")
+
+
+class RemoteCallback(RemoteProxy):
+    """A worker function held by a parent object as a callback: calling it once the worker
+    is gone does nothing (the plugin it was for went with the worker)."""
+
+    __slots__ = ()
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if self._transport.conn.dead:
+            return None
+        return self._invoke("__call__", *args, **kwargs)
 
 
 def _release_remote(conn_ref: Any, key: int) -> None:

@@ -26,6 +26,7 @@ from .._instance import Instance
 from .._linker import Linker
 from .._memory import Memory
 from .._module import Module
+from .._proxywasm._abi import Action
 from .._store import Store, StoreLimits
 from .._table import Table
 from .._types import FuncType, ValType
@@ -363,9 +364,14 @@ class Worker:
 
     # -- objects by reference (a Proxy-Wasm host living here, see _remote) -------------------
     def op_remote_host(self, kwargs: dict) -> Any:
+        kw = self.remote.decode(kwargs)
+        if "bridge" in kw:  # the twin of a parent host (see _plughost)
+            from ._plughost import WorkerHost
+
+            return self.remote.encode(WorkerHost(engine=self.engine, **kw))
         from .._proxywasm import ProxyWasmHost
 
-        return self.remote.encode(ProxyWasmHost(engine=self.engine, **self.remote.decode(kwargs)))
+        return self.remote.encode(ProxyWasmHost(engine=self.engine, **kw))
 
     def op_obj_call(self, key: int, name: str, args: Any, kwargs: Any) -> Any:
         from ._remote import serve_call
@@ -398,20 +404,23 @@ class Worker:
         chan.min_spin_ns = max(chan.min_spin_ns, EVENT_SPIN_NS)
         return self.remote.export(self.remote.get(hkey).load(config, wasm)).key
 
-    def op_pw_http(self, pkey: int, skey: int, props: Any, ev: str, args: tuple) -> tuple:
-        """One event of an HTTP stream (``skey`` 0: create the stream first): (stream key, result)."""
+    def op_pw_stream(self, pkey: int, skey: int, kind: str, props: Any, ev: str, args: tuple) -> tuple:
+        """One event of a stream (``skey`` 0: create the ``kind`` stream first): (stream key, result),
+        an :class:`Action` result sent as its int."""
         t = self.remote
         if skey:
             s = t.get(skey)
         else:
-            s = t.get(pkey).http_stream(props)
+            p = t.get(pkey)
+            s = p.http_stream(props) if kind == "http" else p.tcp_stream(props)
             skey = t.export(s).key
-        return skey, (getattr(s, ev)(*args) if ev else None)
+        r = getattr(s, ev)(*args) if ev else None
+        # an Action as its int (the reply stays marshal-able: pickling an enum costs µs)
+        return skey, (int(r) if r.__class__ is Action else r)
 
-    def op_pw_state(self, skey: int) -> tuple:
+    def op_pw_state(self, skey: int, names: tuple[str, ...]) -> tuple:
         s = self.remote.get(skey)
-        return (s.request, s.response, s.local_response, s.reset, s.route_cache_cleared, s.closed, s.error,
-                s.started_ns, s.context_id, s.failed)
+        return tuple(getattr(s, n) for n in names)
 
 
 def main(chans: list[Channel], backend: str, config: EngineConfig) -> None:

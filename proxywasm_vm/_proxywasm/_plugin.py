@@ -304,6 +304,7 @@ class ProxyWasmHost:
         self._lock = threading.RLock()
         self._tls = _ThreadState()
         self._event = threading.Event()
+        self._remote_pending = False  # a worker running plugins of this host has work (see _wake)
         self.plugins: list[Plugin] = []
 
     # -- engines and code ----------------------------------------------------------------
@@ -412,6 +413,11 @@ class ProxyWasmHost:
     def _wake(self) -> None:
         self._event.set()
 
+    def _remote_wake(self) -> None:
+        """Work was posted in a worker running plugins of this host (``_isolation._plughost``)."""
+        self._remote_pending = True
+        self._event.set()
+
     def poll(self, timeout: float = 0.0) -> int:
         """Run this thread's pending work: callout responses, gRPC and queue events, due ticks.
 
@@ -425,6 +431,11 @@ class ProxyWasmHost:
             for vm in list(ts.all):
                 if vm.inbox:
                     n += vm.drain()
+            if self._remote_pending:
+                self._remote_pending = False
+                from .._isolation._plughost import poll_workers
+
+                n += poll_workers(self)
             n += self.scheduler.run_due()
             if n or timeout <= 0:
                 return n
@@ -450,7 +461,10 @@ class ProxyWasmHost:
 
         deadline = _time.monotonic() + timeout
         n = self.poll()
-        while any(vm.calls or vm.inbox for vm in list(self._tls.all)) and _time.monotonic() < deadline:
+        from .._isolation._plughost import workers_busy
+
+        while (any(vm.calls or vm.inbox for vm in list(self._tls.all)) or workers_busy(self)) \
+                and _time.monotonic() < deadline:
             n += self.poll(timeout=min(0.05, max(0.0, deadline - _time.monotonic())))
         return n
 
@@ -621,7 +635,7 @@ class Plugin:
         if self._closed:
             raise RuntimeError("the plugin is closed")
         if self._remote is not None:
-            return self._remote.call("tcp_stream", properties)
+            return self._remote.tcp_stream(self, properties)
         gen = self._gen
         vm, root = self.host._acquire(gen)
         return TcpStream(self, gen, vm, root, properties)

@@ -29,12 +29,76 @@ def test_simple_plugin_runs_its_host_in_the_worker(wt_process):
     host.close()
 
 
-def test_plugins_using_the_event_loop_keep_the_host_here(wt_process):
-    host = pw.ProxyWasmHost(engine=wt_process)
-    p = pw.Plugin(pw.PluginConfig(name="all", root_id="pwvm_all"), plugin_path("c_http_all"), host=host)
-    assert p._remote is None  # ticks, callouts, queues: parent-side host
+def _all(host, engine=None, name="all", **config):
+    return pw.Plugin(pw.PluginConfig(name=name, root_id="pwvm_all", vm_id=f"vm_{name}", **config),
+                     plugin_path("c_http_all"), host=host, engine=engine)
+
+
+def test_callouts_run_from_the_worker_through_this_process(wt_process):
+    seen = []
+
+    def handler(r):
+        seen.append(os.getpid())  # the dispatcher and its handler are this process's
+        return pw.HttpCallResponse(200, {"x-pwvm-callout-value": "v1"}, b"pong")
+
+    host = pw.ProxyWasmHost(engine=wt_process, http=pw.CallbackHttpDispatcher(handler, {"pwvm_upstream"}))
+    p = _all(host, configuration="test=callout")
+    assert isinstance(p._remote, _plughost.RemotePlugin)  # ticks, callouts, queues: still in the worker
     with p.http_stream() as s:
+        assert s.request_headers(REQUEST) is pw.Action.PAUSE
+        assert s.wait(5)
+        assert s.request.headers["x-pwvm-callout-body"] == "pong"
+        assert s.request.headers["x-pwvm-callout-value"] == "v1"
+    assert seen == [os.getpid()]
+    host.close()
+
+
+def test_ticks_of_both_sides_follow_one_clock(wt_process):
+    host = pw.ProxyWasmHost(engine=wt_process, clock=pw.ManualClock(), logger=pw.MemoryLogger(level=pw.LogLevel.TRACE))
+    here = _all(host, pw.Engine("wasmtime"), name="here", configuration="tick_ms=30\ntick_max=3")
+    there = _all(host, name="there", configuration="tick_ms=50\ntick_max=3")
+    assert here._remote is None and there._remote is not None
+    assert host.advance(ms=200) == 6
+    ticks = [(r.plugin, r.message) for r in host.logger.records
+             if r.message.startswith("c_http_all: tick ") and "period" not in r.message]
+    # due at 30, 50, 60, 90, 100, 150 ms: one order, whichever process runs the plugin
+    assert ticks == [("here", "c_http_all: tick 1"), ("there", "c_http_all: tick 1"),
+                     ("here", "c_http_all: tick 2"), ("here", "c_http_all: tick 3"),
+                     ("there", "c_http_all: tick 2"), ("there", "c_http_all: tick 3")]
+    assert host.shared_data.get("vm_there", b"pwvm.ticks")[0] == b"3"
+    host.close()
+
+
+def test_queue_from_a_plugin_here_to_a_plugin_in_the_worker(wt_process):
+    host = pw.ProxyWasmHost(engine=wt_process, logger=pw.MemoryLogger(level=pw.LogLevel.TRACE))
+    consumer = _all(host, name="consumer", configuration="queue=jobs")
+    producer = _all(host, pw.Engine("wasmtime"), name="producer", configuration="queue=jobs\nqueue_vm_id=vm_consumer")
+    assert consumer._remote is not None and producer._remote is None
+    for job in ("job-1", "job-2"):
+        with producer.http_stream() as s:
+            s.request_headers(REQUEST + [("x-pwvm-test", "queue"), ("x-pwvm-queue-item", job)])
+            s.response_headers({":status": "200"})
+            assert s.response.headers["x-pwvm-queue-enqueue"] == "0"
+    assert host.queues.size("vm_consumer", "jobs") == 2
+    assert host.poll() >= 1  # the worker was woken; poll ran proxy_on_queue_ready there
+    assert host.shared_data.get("vm_consumer", b"pwvm.queue.count")[0] == b"2"
+    assert "c_http_all: dequeued job-1" in consumer.logs
+    assert host.run_until_idle(1) == 0
+    host.close()
+
+
+def test_a_dead_workers_timers_and_callbacks_are_dropped(wt_process):
+    host = pw.ProxyWasmHost(engine=wt_process, clock=pw.ManualClock())
+    p = _all(host, configuration="tick_ms=10\nqueue=jobs")
+    token = host.queues.resolve("vm_all", "jobs")
+    assert token is not None
+    os.kill(wt_process.worker_pid, signal.SIGKILL)
+    host.advance(ms=100)  # the worker's tick finds it dead (no error here) and is cancelled
+    assert host.advance(ms=100) == 0
+    assert host.queues.enqueue(token, b"x") == pw.Status.OK  # its notifier does nothing now
+    with p.http_stream() as s:  # the death is known: the stream starts a new worker (and the plugin in it)
         assert s.request_headers(REQUEST) is pw.Action.CONTINUE
+    assert host.advance(ms=10) == 1  # the reloaded plugin's tick
     host.close()
 
 

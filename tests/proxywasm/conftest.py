@@ -26,6 +26,14 @@ def plugin_path(name: str) -> Path:
 
 
 @pytest.fixture
+def host_here(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep the Proxy-Wasm host in this process on worker engines too (every host call then
+    crosses): for tests that look inside the host's VMs and contexts, which a host running in
+    the worker does not show here."""
+    monkeypatch.setenv("PWVM_REMOTE_HOST", "0")
+
+
+@pytest.fixture
 def host(engine: pw.Engine) -> Any:
     """A host on the backend under test, with a manual clock and an in-memory logger at TRACE."""
     h = pw.ProxyWasmHost(engine=engine, clock=pw.ManualClock(), logger=pw.MemoryLogger(level=pw.LogLevel.TRACE))

@@ -210,7 +210,7 @@ _NAMES = sorted(n for n in HOST_FUNCTIONS if n[1] not in ("proc_exit", "proc_rai
 
 
 @pytest.fixture
-def fuzz_vm(host):
+def fuzz_vm(host_here, host):
     http = pw.CallbackHttpDispatcher(lambda r: (200, {}, b""))
     host.http = http
     p = pw.Plugin(pw.PluginConfig(name="fuzz", vm_id="fuzz"), _trampolines(), host=host)

@@ -37,13 +37,20 @@ def test_ticks_follow_the_manual_clock(http_all, host):
 
 def test_deferred_root_shutdown_with_proxy_done(http_all, host):
     p = http_all("deferred_done=1")
+    p.close()
+    assert "c_http_all: on_done deferred root=1" in p.logs
+    assert "c_http_all: proxy_done status=0" not in p.logs  # the plugin finishes on its next tick
+    host.advance(ms=1)
+    assert "c_http_all: proxy_done status=0" in p.logs
+
+
+def test_deferred_root_shutdown_internals(host_here, http_all, host):
+    p = http_all("deferred_done=1")
     vm, root = host._acquire(p._gen)
     p.close()
     assert root.done_pending and not root.deleted
-    assert "c_http_all: on_done deferred root=1" in p.logs
     host.advance(ms=1)
     assert root.deleted
-    assert "c_http_all: proxy_done status=0" in p.logs
 
 
 def test_shared_data_cas(http_all, host):
@@ -149,7 +156,8 @@ def test_per_stream_isolation(make_plugin, host):
 
 
 @pytest.mark.capability("threads")
-def test_one_vm_per_thread(http_all, host):
+def test_one_vm_per_thread(host_here, http_all, host):
+    # (with its host in a worker, a plugin has one VM there, which the threads here take turns on)
     p = http_all("test=shared")
     main_vm = host._acquire(p._gen)[0]
     results = {}
@@ -178,22 +186,32 @@ def test_update_swaps_while_streams_finish_on_the_old_version(http_all, host):
     p = http_all("test=headers")
     old = p.http_stream()
     old.request_headers(REQUEST)
-    old_root = old._ctx.root
     p.update(configuration="test=auth")
     with p.http_stream() as s:
         assert s.request_headers(REQUEST) is Action.PAUSE  # the new configuration answers 401
-        assert s._ctx.root is not old_root
-    assert not old_root.deleted  # still serving the open stream
-    assert old.response_headers({":status": "200"}) is Action.CONTINUE
+    assert old.response_headers({":status": "200"}) is Action.CONTINUE  # the old one still serves
     assert old.response.headers["x-pwvm-set-pairs"] == "1"
     old.close()
-    assert old_root.deleted  # retired once its last stream finished
     # new code: a different module replaces the VM
     p.update(plugin_path("c_abi010"), name="now010")
     with p.http_stream() as s:
         s.request_headers(REQUEST)
         assert s.request.headers["x-pwvm-abi"] == "0.1.0"
     assert p.abi is pw.AbiVersion.V0_1_0
+
+
+def test_update_retires_the_old_root_after_its_last_stream(host_here, http_all, host):
+    p = http_all("test=headers")
+    old = p.http_stream()
+    old.request_headers(REQUEST)
+    old_root = old._ctx.root
+    p.update(configuration="test=auth")
+    with p.http_stream() as s:
+        s.request_headers(REQUEST)
+        assert s._ctx.root is not old_root
+    assert not old_root.deleted  # still serving the open stream
+    old.close()
+    assert old_root.deleted  # retired once its last stream finished
 
 
 def test_capabilities_restrict_host_functions(http_all):
