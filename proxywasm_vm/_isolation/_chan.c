@@ -16,6 +16,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stdint.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -41,6 +42,15 @@ void pwvm_chan_post(uint32_t *seq, uint32_t *peer_sleeping, int peer_efd) {
         ssize_t r;
         do { r = write(peer_efd, &one, sizeof one); } while (r < 0 && errno == EINTR);
     }
+}
+
+/* Copy a message that fits into the mailbox at ``box`` (u32 length, u32 flags, payload), then post it. */
+void pwvm_chan_send(uint8_t *box, const uint8_t *data, uint32_t len, uint32_t *seq, uint32_t *peer_sleeping,
+                    int peer_efd) {
+    uint32_t head[2] = {len, 0};
+    memcpy(box, head, sizeof head);
+    memcpy(box + sizeof head, data, len);
+    pwvm_chan_post(seq, peer_sleeping, peer_efd);
 }
 
 uint32_t pwvm_chan_load(uint32_t *word) { return __atomic_load_n(word, __ATOMIC_ACQUIRE); }

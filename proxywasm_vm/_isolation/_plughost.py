@@ -248,7 +248,9 @@ class _RemoteStream:
     def _event(self, ev: str, *args: Any) -> Any:
         self._state = None
         args = (self._rp.key, self._key, self._kind, self._stream_props, ev, args)
-        self._key, r = self._conn.request("pw_stream", args, lane=REMOTE_LANE)
+        self._key, r, closed = self._conn.request("pw_stream", args, lane=REMOTE_LANE)
+        if closed:
+            self._closed = True  # it completed (or was closed): close() has nothing left to do
         return _ACTIONS[r] if r.__class__ is int else r
 
     def _fetch(self, name: str) -> Any:

@@ -405,8 +405,8 @@ class Worker:
         return self.remote.export(self.remote.get(hkey).load(config, wasm)).key
 
     def op_pw_stream(self, pkey: int, skey: int, kind: str, props: Any, ev: str, args: tuple) -> tuple:
-        """One event of a stream (``skey`` 0: create the ``kind`` stream first): (stream key, result),
-        an :class:`Action` result sent as its int."""
+        """One event of a stream (``skey`` 0: create the ``kind`` stream first):
+        (stream key, result, closed)."""
         t = self.remote
         if skey:
             s = t.get(skey)
@@ -415,8 +415,9 @@ class Worker:
             s = p.http_stream(props) if kind == "http" else p.tcp_stream(props)
             skey = t.export(s).key
         r = getattr(s, ev)(*args) if ev else None
-        # an Action as its int (the reply stays marshal-able: pickling an enum costs µs)
-        return skey, (int(r) if r.__class__ is Action else r)
+        # an Action as its int (the reply stays marshal-able: pickling an enum costs µs); whether
+        # the stream is over (it completes by itself once both directions ended)
+        return skey, (int(r) if r.__class__ is Action else r), s.closed
 
     def op_pw_state(self, skey: int, names: tuple[str, ...]) -> tuple:
         s = self.remote.get(skey)

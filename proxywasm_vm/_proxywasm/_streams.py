@@ -197,8 +197,14 @@ class HttpStream(_StreamBase):
     Call the event methods in protocol order; each returns the plugin's
     :class:`Action`. Afterwards :attr:`request` and :attr:`response` hold the
     headers and bodies as the plugin left them, :attr:`local_response` any
-    response the plugin sent itself. Use as a context manager (or call
-    :meth:`close`) to run ``proxy_on_done`` / ``proxy_on_log`` / ``proxy_on_delete``.
+    response the plugin sent itself.
+
+    As in Envoy, the stream completes by itself once both directions have ended
+    (``end_of_stream``, or trailers) and neither waits: ``proxy_on_done``,
+    ``proxy_on_log`` and ``proxy_on_delete`` run then, at the end of the event
+    that completed it. Otherwise (a stream the plugin answered, reset or left
+    paused, or one abandoned halfway) use it as a context manager or call
+    :meth:`close`; closing a completed stream does nothing.
 
     >>> # with plugin.http_stream() as s:
     >>> #     assert s.request_headers({":path": "/"}) is Action.CONTINUE
@@ -223,30 +229,64 @@ class HttpStream(_StreamBase):
     # -- events ------------------------------------------------------------------------
     def request_headers(self, headers: HeadersLike, end_of_stream: bool = False) -> Action:
         """Request headers arrived (``proxy_on_request_headers``)."""
-        return self._headers(self.request, 0, headers, end_of_stream, self._vm.f_request_headers,
-                             "proxy_on_request_headers")
+        a = self._headers(self.request, 0, headers, end_of_stream, self._vm.f_request_headers,
+                          "proxy_on_request_headers")
+        if end_of_stream and self.response.end_of_stream:
+            self._complete()
+        return a
 
     def response_headers(self, headers: HeadersLike, end_of_stream: bool = False) -> Action:
         """Response headers arrived (``proxy_on_response_headers``)."""
-        return self._headers(self.response, 2, headers, end_of_stream, self._vm.f_response_headers,
-                             "proxy_on_response_headers")
+        a = self._headers(self.response, 2, headers, end_of_stream, self._vm.f_response_headers,
+                          "proxy_on_response_headers")
+        if end_of_stream and self.request.end_of_stream:
+            self._complete()
+        return a
 
     def request_body(self, chunk: bytes, end_of_stream: bool = False) -> Action:
         """A request body chunk arrived (``proxy_on_request_body``)."""
-        return self._body(self.request, chunk, end_of_stream, self._vm.f_request_body, "proxy_on_request_body")
+        a = self._body(self.request, chunk, end_of_stream, self._vm.f_request_body, "proxy_on_request_body")
+        if end_of_stream and self.response.end_of_stream:
+            self._complete()
+        return a
 
     def response_body(self, chunk: bytes, end_of_stream: bool = False) -> Action:
         """A response body chunk arrived (``proxy_on_response_body``)."""
-        return self._body(self.response, chunk, end_of_stream, self._vm.f_response_body, "proxy_on_response_body")
+        a = self._body(self.response, chunk, end_of_stream, self._vm.f_response_body, "proxy_on_response_body")
+        if end_of_stream and self.request.end_of_stream:
+            self._complete()
+        return a
 
     def request_trailers(self, trailers: HeadersLike) -> Action:
         """Request trailers arrived (``proxy_on_request_trailers``)."""
-        return self._trailers(self.request, 1, trailers, self._vm.f_request_trailers, "proxy_on_request_trailers")
+        a = self._trailers(self.request, 1, trailers, self._vm.f_request_trailers, "proxy_on_request_trailers")
+        if self.response.end_of_stream:
+            self._complete()
+        return a
 
     def response_trailers(self, trailers: HeadersLike) -> Action:
         """Response trailers arrived (``proxy_on_response_trailers``)."""
-        return self._trailers(self.response, 3, trailers, self._vm.f_response_trailers,
-                              "proxy_on_response_trailers")
+        a = self._trailers(self.response, 3, trailers, self._vm.f_response_trailers,
+                           "proxy_on_response_trailers")
+        if self.request.end_of_stream:
+            self._complete()
+        return a
+
+    def wait(self, timeout: float = 5.0) -> bool:
+        resumed = super().wait(timeout)
+        if resumed and self.request.end_of_stream and self.response.end_of_stream:
+            self._complete()
+        return resumed
+
+    wait.__doc__ = _StreamBase.wait.__doc__
+
+    def _complete(self) -> None:
+        """Both directions ended: the stream is over, as Envoy ends it (done, log, delete), unless
+        a direction still waits (paused) or the plugin answered or reset it (then :meth:`close`)."""
+        if self.closed or self.request.paused or self.response.paused or self.local_response is not None \
+                or self.reset:
+            return
+        self.close()
 
     # -- internals ---------------------------------------------------------------------
     def _blocked(self, msg: HttpMessage) -> Action | None:

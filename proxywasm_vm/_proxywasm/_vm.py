@@ -374,6 +374,7 @@ class VM:
             return
         ctx.deleted = True
         self.contexts.pop(ctx.id, None)
+        ctx.stream = None  # stream <-> context: without the cycle, reference counting frees both
         root = ctx.root
         root.live -= 1
         if root.live <= 0:

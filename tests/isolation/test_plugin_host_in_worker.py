@@ -122,3 +122,29 @@ def test_switch_off(monkeypatch, wt_process):
                   engine=wt_process)
     assert p._remote is None
     p.close()
+
+
+@pytest.mark.parametrize("name, root_id", [("c_bench", ""), ("as_gcore_headers", "pwvm_gcore_headers")])
+def test_a_request_crosses_once_per_event(wt_process, monkeypatch, name, root_id):
+    # Host calls stay in the worker: a whole request (dozens of host calls) is two crossings,
+    # the request headers (which also create the stream) and the response headers (which
+    # also complete it), whatever the plugin does.
+    from proxywasm_vm._isolation import _conn
+
+    p = pw.Plugin(pw.PluginConfig(name=name, root_id=root_id), plugin_path(name), engine=wt_process)
+    with p.http_stream() as s:  # warm: the VM starts in the worker
+        s.request_headers(REQUEST, True)
+    ops = []
+    real = _conn.Connection._request
+
+    def counting(self, lane, op, args, budget, why):
+        ops.append(op)
+        return real(self, lane, op, args, budget, why)
+
+    monkeypatch.setattr(_conn.Connection, "_request", counting)
+    with p.http_stream() as s:
+        assert s.request_headers(REQUEST, True) is pw.Action.CONTINUE
+        assert s.response_headers({":status": "200"}, True) is pw.Action.CONTINUE
+    assert ops == ["pw_stream", "pw_stream"]
+    assert s.closed
+    p.close()

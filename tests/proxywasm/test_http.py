@@ -183,3 +183,56 @@ def test_assemblyscript_sdks(make_plugin, name, root_id, sdk):
         with p.http_stream() as s:
             s.request_headers(REQUEST)
             assert s.request.headers["x-pwvm-config"] == "conf"
+
+
+def _on_log(p, s):
+    return f"c_http_all: on_log context={s.context_id} test=headers" in p.logs
+
+
+def test_stream_completes_once_both_directions_ended(http_all):
+    p = http_all("test=headers")
+    s = p.http_stream()
+    assert s.request_headers(REQUEST, True) is Action.CONTINUE
+    assert not s.closed and not _on_log(p, s)
+    assert s.response_headers({":status": "200"}, True) is Action.CONTINUE
+    assert s.closed and _on_log(p, s)  # done, log, delete ran at the end of the response, as in Envoy
+    assert s.response.headers["x-pwvm-set-pairs"] == "1"  # the state stays readable
+    s.close()  # nothing left to do
+    assert p.logs.count(f"c_http_all: on_log context={s.context_id} test=headers") == 1
+    with pytest.raises(RuntimeError, match="closed"):
+        s.response_body(b"late")
+
+
+@pytest.mark.parametrize("order", ["trailers", "response first"])
+def test_stream_completion_by_trailers_or_in_either_order(http_all, order):
+    p = http_all("test=headers")
+    s = p.http_stream()
+    if order == "trailers":
+        s.request_headers(REQUEST)
+        s.request_trailers({"t": "1"})
+        s.response_headers({":status": "200"})
+        assert not s.closed
+        s.response_trailers({"grpc-status": "0"})
+    else:
+        s.request_headers(REQUEST)
+        s.response_headers({":status": "200"}, True)  # an early response: the request is still open
+        assert not s.closed
+        s.request_body(b"rest", True)
+    assert s.closed and _on_log(p, s)
+
+
+def test_answered_or_unfinished_streams_wait_for_close(http_all):
+    p = http_all("test=auth\nauth_token=tok")
+    s = p.http_stream()
+    assert s.request_headers(REQUEST, True) is Action.PAUSE  # answered locally (401)
+    assert s.response_headers({":status": "401"}, True) is Action.PAUSE
+    assert not s.closed  # the embedder decides when an answered stream ends
+    s.close()
+    assert s.closed
+    q = http_all("test=headers")
+    u = q.http_stream()
+    u.request_headers(REQUEST)
+    u.response_headers({":status": "200"})
+    assert not u.closed and not _on_log(q, u)  # neither direction ended
+    u.close()
+    assert _on_log(q, u)
