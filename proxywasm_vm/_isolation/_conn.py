@@ -44,6 +44,7 @@ from ._protocol import (
     OK,
     PICKLE_PROTOCOL,
     REQ,
+    check_headroom,
     decode,
     decode_exception,
     encode,
@@ -355,6 +356,8 @@ class Connection:
     def _request(self, lane: Lane, op: str, args: tuple, budget: float | None, why: str) -> Any:
         if self.dead:
             raise self.lost()
+        if lane.depth >= 16:
+            check_headroom()  # deep host <-> wasm recursion: stop before sending, not halfway
         if budget is not None:
             lane.deadlines.append((time.monotonic() + budget, why))
         lane.depth += 1

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import marshal
 import pickle
+import sys
 from typing import Any
 
 REQ, OK, ERR, HOSTERR, HOSTEXC = 0, 1, 2, 3, 4
@@ -45,6 +46,27 @@ def encode(msg: tuple) -> bytes:
 
 def decode(data: bytes) -> Any:
     return pickle.loads(data) if data[0] == _PICKLED else marshal.loads(data)
+
+
+#: Python frames a request's own conversation may still need below it (sending, receiving,
+#: decoding, and the start of serving a nested request, whose own request checks again).
+_HEADROOM = 150
+
+
+def check_headroom() -> None:
+    """Raise RecursionError *before* a request is sent when the stack is near Python's limit.
+
+    Either side calls this for a deeply nested request (host <-> wasm recursion without end,
+    on a runtime without a stack limit of its own, such as wasmer). Running out of stack
+    after the request went out (while waiting for or decoding the answer) would leave the
+    answer unread and the conversation out of step; refused before sending, the recursion
+    unwinds through the host calls like any other exception.
+    """
+    try:
+        sys._getframe(sys.getrecursionlimit() - _HEADROOM)
+    except ValueError:
+        return  # not that deep
+    raise RecursionError("host <-> wasm recursion too deep: the Python stack is nearly full")
 
 
 class FuncRef:

@@ -40,6 +40,7 @@ from ._protocol import (
     FuncRef,
     HostError,
     decode,
+    check_headroom,
     decode_exception,
     encode,
     encode_exception,
@@ -90,14 +91,26 @@ class Worker:
 
     def _handle(self, msg: tuple) -> None:
         _, op, args = msg
+        failed: BaseException | None = None
         try:
             out: tuple = (OK, self.ops[op](*args))
         except BaseException as e:  # noqa: BLE001 - everything goes back to the caller
-            token = getattr(e, "_pwvm_token", None)
-            # a parent host function's exception coming home: the parent raises its original
-            out = (HOSTEXC, token) if token is not None else (ERR, encode_exception(e))
+            failed = e
+        # Every request gets exactly one answer, or the conversation falls out of step: the
+        # answer is built and sent under guard, even when the stack is nearly full.
         try:
+            if failed is not None:
+                token = getattr(failed, "_pwvm_token", None)
+                # a parent host function's exception coming home: the parent raises its original
+                out = (HOSTEXC, token) if token is not None else (ERR, encode_exception(failed))
             self._send(out)
+        except RecursionError:  # deep host <-> wasm recursion: answer with a little more room
+            limit = sys.getrecursionlimit()
+            sys.setrecursionlimit(limit + 200)
+            try:
+                self._send((ERR, encode_exception(RecursionError("host <-> wasm recursion too deep in the worker"))))
+            finally:
+                sys.setrecursionlimit(limit)
         except Exception as e:  # noqa: BLE001 - an unpicklable result, say
             self._send((ERR, encode_exception(TypeError(f"the worker cannot send the result of {op}: {e}"))))
 
@@ -121,20 +134,28 @@ class Worker:
 
     def request(self, op: str, args: tuple) -> Any:
         """Ask the parent (a host call); serve nested requests until the answer comes."""
+        tl = self._tl
+        nest = getattr(tl, "nest", 0)
+        if nest >= 16:
+            check_headroom()
         self._send((REQ, op, args))
-        while True:
-            msg = self._recv()
-            kind = msg[0]
-            if kind == OK:
-                return msg[1]
-            if kind == REQ:
-                self._handle(msg)
-            elif kind == HOSTERR:
-                raise self._host_exception(msg)
-            elif kind == ERR:
-                raise decode_exception(msg[1])
-            else:
-                raise RuntimeError(f"worker: unexpected message kind {kind}")
+        tl.nest = nest + 1
+        try:
+            while True:
+                msg = self._recv()
+                kind = msg[0]
+                if kind == OK:
+                    return msg[1]
+                if kind == REQ:
+                    self._handle(msg)
+                elif kind == HOSTERR:
+                    raise self._host_exception(msg)
+                elif kind == ERR:
+                    raise decode_exception(msg[1])
+                else:
+                    raise RuntimeError(f"worker: unexpected message kind {kind}")
+        finally:
+            tl.nest = nest
 
     # -- objects ---------------------------------------------------------------------
     def add(self, obj: Any) -> int:
