@@ -172,6 +172,50 @@ def test_stores_in_two_threads(v8):
     assert depths["a"] and depths["b"]
 
 
+SHARED_STORE_TRAPS = """
+import threading
+import proxywasm_vm as pw
+from proxywasm_vm import FuncType, TrapCode, ValType
+eng = pw.Engine("v8")
+store = pw.Store(eng)  # made here, in the main thread
+host = pw.Func(store, FuncType([ValType.I32], [ValType.I32]), lambda x: x + 1)
+ex = pw.Instance(store, pw.Module(eng, pw.wat2wasm({wat!r})), {{"env": {{"host": host}}}}).exports
+lock = threading.Lock()
+errors = []
+cases = [("oob", (), TrapCode.MEMORY_OUT_OF_BOUNDS), ("unreachable", (), TrapCode.UNREACHABLE),
+         ("recurse", (0,), TrapCode.STACK_OVERFLOW)]
+
+def run(k):
+    for i in range(60):
+        export, args, code = cases[(i + k) % 3]
+        with lock:  # the shared store, one thread at a time
+            try:
+                ex[export](*args)
+            except pw.Trap as e:
+                assert e.code is code, (k, export, e)
+            else:
+                errors.append(f"{{k}} {{export}} did not trap")
+            assert ex["ok"](i) == i + 1
+            ex["memory"].write(4 * k, i.to_bytes(4, "little"))
+
+threads = [threading.Thread(target=run, args=(k,)) for k in range(3)]
+for t in threads:
+    t.start()
+run(3)  # and the creating thread, at the same time
+for t in threads:
+    t.join(120)
+assert not errors, errors
+assert int.from_bytes(ex["memory"].read(12, 4), "little") == 59
+print("ok")
+"""
+
+
+def test_a_store_handed_between_threads_still_traps_cleanly(v8):
+    """Out-of-bounds traps in a store made by another thread (signal-based traps): V8's handler
+    must see the faulting thread as in wasm, or the fault would kill the process."""
+    _run_child(SHARED_STORE_TRAPS.format(wat=TRAPS))
+
+
 def test_deadline_interrupts_a_runaway_loop(v8):
     store = pw.Store(v8, limits=StoreLimits(deadline=0.2))
     ex = _instance(v8, store).exports

@@ -9,13 +9,16 @@
 //   NativeModule is process-wide, FromCompiledModule is cheap).
 // - pwv8_store: one isolate + one context.  No v8::Locker (it costs 250-500
 //   ns per call): a per-store mutex, and the stack limit retargeted when the
-//   store is entered from another thread (see retarget_stack).
+//   store is entered from another thread (see retarget_stack).  With
+//   signal-based traps, a store entered from a thread other than its creator
+//   switches to v8::Locker for good (see Entry and go_locking).
 // - Refs: a store's objects live in its handle table (v8::Global), addressed
 //   by small integers.  Import/export *types* are not in V8's API; the Python
 //   side parses the module and passes value kinds to each call.
 #include "_shim.h"
 
 #include <libplatform/libplatform.h>
+#include <v8-locker.h>
 #include <v8.h>
 
 #include <linux/futex.h>
@@ -244,6 +247,8 @@ struct pwv8_store {
   FutexLock mu;
   std::atomic<uintptr_t> owner{0};
   int depth = 0;
+  uintptr_t creator = 0;  // pthread_self() of the thread that made the isolate
+  bool locking = false;   // every outermost entry takes a v8::Locker (go_locking)
   uintptr_t limit_owner = 0, limit_sp = 0;
   uint64_t max_stack = 1 << 20;
   // Handle table; slot 0 is never used (0 = null).
@@ -395,6 +400,28 @@ static void unwatch(pwv8_store* s) {
 
 // ------------------------------------------------------------------ entry
 
+// A store entered from a thread other than its creator, with signal-based
+// traps: the wasm code V8 generated marks "this thread is in wasm" through a
+// flag address the isolate took from its *creating* thread, while the SIGSEGV
+// handler reads the faulting thread's own flag, so an out-of-bounds access in
+// the other thread would not be recognised as a trap and would kill the
+// process.  v8::Locker makes V8 set up its per-thread state (that flag address
+// included) for whichever thread locks, as V8 requires for isolates used by
+// several threads.  Once a store was shared it always locks (a locker-using
+// isolate cannot go back), which costs each outermost entry ~0.3 µs; stores
+// used by one thread never pay it.  The store-long HandleScope goes first: its
+// handle block is per-thread state the top-level Locker frees on exit.
+// Called with s->mu held and the isolate not entered.
+static void go_locking(pwv8_store* s) {
+  if (s->sticky != nullptr) {
+    s->iso->Enter();
+    s->sticky->~HandleScope();
+    s->sticky = nullptr;
+    s->iso->Exit();
+  }
+  s->locking = true;
+}
+
 // Enters a store: recursive on the owning thread (host function -> Python ->
 // call into the same store), exclusive across threads.
 class Entry {
@@ -412,8 +439,13 @@ class Entry {
       closed_ = true;
       return;
     }
+    if (!s->locking && me != s->creator && g_signal_traps) go_locking(s);
     s->owner.store(me, std::memory_order_relaxed);
     s->depth = 1;
+    if (s->locking) {
+      locker_ = ::new (static_cast<void*>(locker_mem_)) v8::Locker(s->iso);
+      s->limit_owner = 0;  // the Locker reset this thread's stack limit: set ours again
+    }
     s->iso->Enter();
     retarget_stack(s, me);
   }
@@ -432,6 +464,7 @@ class Entry {
       while (v8::platform::PumpMessageLoop(g_platform, s_->iso)) {
       }
     s_->iso->Exit();
+    if (locker_ != nullptr) locker_->~Locker();
     s_->depth = 0;
     s_->owner.store(0, std::memory_order_relaxed);
     s_->mu.unlock();
@@ -442,6 +475,8 @@ class Entry {
  private:
   pwv8_store* s_;
   bool outer_, closed_ = false;
+  v8::Locker* locker_ = nullptr;
+  alignas(v8::Locker) unsigned char locker_mem_[sizeof(v8::Locker)];
 };
 
 static int32_t closed(pwv8_store* s) {
@@ -749,6 +784,7 @@ static pwv8_store* store_create(uint64_t id) {
   s->sticky = ::new (static_cast<void*>(s->sticky_mem)) HandleScope(iso);
   Integer::New(iso, 0);
   iso->Exit();
+  s->creator = uintptr_t(pthread_self());
   pwv8_ensure_signal_handler();
   return s;
 }
@@ -762,24 +798,29 @@ int32_t pwv8_store_close(pwv8_store* s) {
   std::lock_guard<FutexLock> lk(s->mu);
   if (s->iso == nullptr) return 0;
   Isolate* iso = s->iso;
-  iso->Enter();
-  // Every Global must be reset before Dispose (their destructors would touch
-  // the freed isolate).
-  for (auto& r : s->refs) r.Reset();
-  for (auto& kv : s->modules) kv.second.Reset();
-  Global<Function>* fs[] = {&s->f_instantiate, &s->c_memory,      &s->c_global,
-                            &s->c_table,       &s->c_runtime_error, &s->c_function,
-                            &s->f_table_get,   &s->f_table_set,   &s->f_table_grow,
-                            &s->f_mem_grow,    &s->f_mod_imports,
-                            &s->f_validate,    &s->f_func_type};
-  for (auto* f : fs) f->Reset();
-  Global<String>* ss[] = {&s->s_value, &s->s_length, &s->s_exports, &s->s_parameters,
-                          &s->s_results};
-  for (auto* x : ss) x->Reset();
-  s->host_marker.Reset();
-  s->ctx.Reset();
-  s->sticky->~HandleScope();
-  iso->Exit();
+  {
+    // (a shared store is locked like any entry; the Locker is gone before Dispose)
+    std::unique_ptr<v8::Locker> locker(s->locking ? new v8::Locker(iso) : nullptr);
+    iso->Enter();
+    // Every Global must be reset before Dispose (their destructors would touch
+    // the freed isolate).
+    for (auto& r : s->refs) r.Reset();
+    for (auto& kv : s->modules) kv.second.Reset();
+    Global<Function>* fs[] = {&s->f_instantiate, &s->c_memory,      &s->c_global,
+                              &s->c_table,       &s->c_runtime_error, &s->c_function,
+                              &s->f_table_get,   &s->f_table_set,   &s->f_table_grow,
+                              &s->f_mem_grow,    &s->f_mod_imports,
+                              &s->f_validate,    &s->f_func_type};
+    for (auto* f : fs) f->Reset();
+    Global<String>* ss[] = {&s->s_value, &s->s_length, &s->s_exports, &s->s_parameters,
+                            &s->s_results};
+    for (auto* x : ss) x->Reset();
+    s->host_marker.Reset();
+    s->ctx.Reset();
+    if (s->sticky != nullptr) s->sticky->~HandleScope();
+    s->sticky = nullptr;
+    iso->Exit();
+  }
   iso->Dispose();
   s->iso = nullptr;
   for (auto& t : s->tracked) t->info = {nullptr, 0};  // Python sees an empty memory

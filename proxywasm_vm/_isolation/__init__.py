@@ -21,9 +21,15 @@ runtime and its dependencies must be installed in the worker's environment.
 How it works (see ``_channel``, ``_conn``, ``_worker``):
 
 - transport: an anonymous shared mapping (memfd) with one lane (two mailboxes)
-  per worker thread; a receiver spins up to ~50 µs with the GIL released, then
-  sleeps on an eventfd; real atomics from a small cffi helper (``_chan.c``), or
-  eventfd-only wake-ups without a compiler;
+  per worker thread; a receiver spins up to ``worker_spin`` (50 µs) with the GIL
+  released, yielding its core every few µs, then sleeps on an eventfd (no spin
+  at all where the process may use only one core); real atomics from a small
+  cffi helper (``_chan.c``), or eventfd-only wake-ups without a compiler. A call
+  into wasm costs ~4 µs when both sides have a core;
+- a Proxy-Wasm plugin on a worker engine runs with its host *in the worker*
+  (``_plughost``): its host calls stay there, a stream event is one crossing,
+  and the event loop (callout responses, queue events, ticks) stays the parent
+  host's. That lane spins ``worker_event_spin`` (100 µs) on both sides;
 - threads: a parent thread takes a free lane for its outermost call (4 by
   default, engine option ``worker_lanes``), so threads run in the worker at the
   same time; a runtime whose objects are bound to one thread (wasmer) gets one
@@ -46,7 +52,8 @@ Not available across the boundary: ``Memory.view()`` (``Capabilities.memory_view
 
 Engine options read here (the rest go to the backend in the worker):
 ``worker_python``, ``call_timeout`` (seconds), ``worker_lanes``,
-``worker_spin`` (seconds), ``worker_mailbox`` (bytes).
+``worker_spin`` and ``worker_event_spin`` (seconds a waiting side busy-waits
+before it sleeps: CPU time traded for latency; 0 always sleeps), ``worker_mailbox`` (bytes).
 """
 
 from __future__ import annotations

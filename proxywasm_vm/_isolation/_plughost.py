@@ -36,9 +36,6 @@ from .._proxywasm._services import Scheduler
 from .._proxywasm._streams import HttpStream, TcpStream
 from ._remote import REMOTE_LANE
 
-#: How long the parent spins for a plugin-level event's reply before blocking (ns).
-EVENT_SPIN_NS = int(float(os.environ.get("PWVM_EVENT_SPIN", "100e-6")) * 1e9)
-
 
 def eligible(gen: Any) -> bool:
     """Whether this plugin version can run with its host in the worker."""
@@ -167,11 +164,13 @@ class RemotePlugin:
             raise ReferenceError("the plugin this worker-side host served is gone")
         conn = self.engine._conn_now()
         hkey = _worker_host(plugin.host, conn)
-        self.key = conn.request("pw_load", (hkey, self.config, self.wasm), lane=REMOTE_LANE)
-        # A stream event's reply comes after some µs of work in the worker: spin that long
-        # here rather than block (waking a sleeping thread costs ~25-100 µs on a VM).
+        # A stream event's reply comes after some µs of work in the worker, and the next event
+        # soon after a reply: both sides spin that long on this lane rather than block (waking
+        # a sleeping thread costs ~25-100 µs on a VM). Engine option ``worker_event_spin``.
+        spin_ns = int(self.engine._event_spin * 1e9)
+        self.key = conn.request("pw_load", (hkey, self.config, self.wasm, spin_ns), lane=REMOTE_LANE)
         chan = conn.lanes[REMOTE_LANE].chan
-        chan.min_spin_ns = max(chan.min_spin_ns, EVENT_SPIN_NS)
+        chan.min_spin_ns = max(chan.min_spin_ns, spin_ns)
         self.conn = conn
 
     def live_conn(self) -> Any:

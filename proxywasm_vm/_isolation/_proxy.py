@@ -36,7 +36,8 @@ from ._conn import Connection, HostEntry, HostTable
 from ._protocol import ExternRef, FuncRef
 
 #: Engine options read by the isolation layer (removed before the worker sees the config).
-ISOLATION_OPTIONS = ("worker_python", "call_timeout", "worker_spin", "worker_mailbox", "worker_lanes")
+ISOLATION_OPTIONS = ("worker_python", "call_timeout", "worker_spin", "worker_event_spin", "worker_mailbox",
+                     "worker_lanes")
 #: Modules at least this big are written to the compiled-module cache when compiled, so a
 #: restarted worker loads them instead of compiling again.
 CACHE_FOR_RESTART = 16 * 1024
@@ -148,6 +149,7 @@ class ProcessEngine(Engine):
     restarts: int
     _worker_config: EngineConfig
     _spin: float
+    _event_spin: float
     _mailbox: int
     _lanes: int
     _hosts: HostTable
@@ -167,6 +169,7 @@ class ProcessEngine(Engine):
         self.python = resolve_worker_python(backend.base, opts.get("worker_python"))
         self.call_timeout = opts.get("call_timeout")
         self._spin = float(opts.get("worker_spin", 50e-6))
+        self._event_spin = float(opts.get("worker_event_spin", 100e-6))
         self._mailbox = int(opts.get("worker_mailbox", 1 << 20))
         self._lanes = int(opts.get("worker_lanes", 4))
         self._hosts = HostTable()

@@ -418,11 +418,9 @@ class Worker:
         self.remote.release(keys)
 
     # -- plugin-level events of a Plugin whose host runs here (see _plughost) -------------------
-    def op_pw_load(self, hkey: int, config: Any, wasm: bytes) -> int:
-        from ._plughost import EVENT_SPIN_NS
-
+    def op_pw_load(self, hkey: int, config: Any, wasm: bytes, spin_ns: int) -> int:
         chan = self._tl.chan  # the parent's next event follows soon after a reply: spin for it
-        chan.min_spin_ns = max(chan.min_spin_ns, EVENT_SPIN_NS)
+        chan.min_spin_ns = max(chan.min_spin_ns, spin_ns)
         return self.remote.export(self.remote.get(hkey).load(config, wasm)).key
 
     def op_pw_stream(self, pkey: int, skey: int, kind: str, props: Any, ev: str, args: tuple) -> tuple:

@@ -148,3 +148,18 @@ def test_a_request_crosses_once_per_event(wt_process, monkeypatch, name, root_id
     assert ops == ["pw_stream", "pw_stream"]
     assert s.closed
     p.close()
+
+
+def test_without_spinning_every_wait_sleeps_and_still_answers():
+    # worker_spin / worker_event_spin 0: no busy-waiting on either side (a machine with no
+    # core to spare); every message wakes the other side through its eventfd.
+    engine = pw.Engine("wasmtime@process", pw.EngineConfig(options=(("worker_spin", 0), ("worker_event_spin", 0))))
+    p = pw.Plugin(pw.PluginConfig(name="solo", root_id="pwvm_solo_headers"), plugin_path("as_solo_headers"),
+                  engine=engine)
+    assert p._remote.conn.lanes[0].chan.min_spin_ns == 0 and p._remote.conn.lanes[0].chan.spin_ns == 0
+    for _ in range(20):
+        with p.http_stream() as s:
+            assert s.request_headers(REQUEST, True) is pw.Action.CONTINUE
+            assert s.response_headers({":status": "200"}, True) is pw.Action.CONTINUE
+        assert s.closed and s.request.headers["x-pwvm-sdk"] == "solo"
+    p.close()
