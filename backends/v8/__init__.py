@@ -8,6 +8,14 @@ having the host create the module's memories and tables (see ``_rewrite``).
 
 Unavailable (with the command that enables it, ``bash ci/setup_v8.sh``) when
 libnode is missing or the shim cannot be built.
+
+Isolation: in-process, or in a worker (``v8@process``). libnode itself loads
+and runs wasm in a linker namespace (``dlmopen``, tried with the shim built as a
+plain library: ~20 ms to load, ~32 MB per copy, V8 flags and signal-trap mode
+per copy, SIGSEGV handlers of all copies chain), but this package links the
+shim into its cffi module and keeps one ``lib`` per process, so a namespace copy
+would need the shim reached through a pointer table per copy (as
+``backends/wasmtime`` does): not done yet.
 """
 
 from __future__ import annotations
