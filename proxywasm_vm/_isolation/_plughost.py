@@ -25,6 +25,7 @@ host call crosses). ``PWVM_REMOTE_HOST=0`` turns this off.
 
 from __future__ import annotations
 
+import itertools
 import os
 import pickle
 import weakref
@@ -217,6 +218,9 @@ class RemotePlugin:
 
 
 _ACTIONS = tuple(Action)  # the worker sends an Action as its int
+#: Keys of remote streams in the workers' tables: chosen here (negative, apart from the worker's
+#: own), so a stream whose first event raised keeps its worker-side twin.
+_STREAM_KEYS = itertools.count(-1, -1)
 
 
 class _RemoteStream:
@@ -234,20 +238,22 @@ class _RemoteStream:
         self.plugin = plugin
         self._rp = rp
         self._conn = rp.live_conn()
-        self._key = 0
+        self._key = next(_STREAM_KEYS)  # the worker's name for it (made by the first event)
+        self._sent = False
         self._stream_props = dict(properties) if properties else None
         self._state: tuple | None = None
         self._closed = False
 
     def __del__(self) -> None:
         conn = self._conn
-        if self._key and not conn.dead:
+        if self._sent and not conn.dead:
             conn.remote_released.append(self._key)  # released in the worker with the next batch
 
     def _event(self, ev: str, *args: Any) -> Any:
         self._state = None
+        self._sent = True
         args = (self._rp.key, self._key, self._kind, self._stream_props, ev, args)
-        self._key, r, closed = self._conn.request("pw_stream", args, lane=REMOTE_LANE)
+        r, closed = self._conn.request("pw_stream", args, lane=REMOTE_LANE)
         if closed:
             self._closed = True  # it completed (or was closed): close() has nothing left to do
         return _ACTIONS[r] if r.__class__ is int else r
@@ -255,7 +261,7 @@ class _RemoteStream:
     def _fetch(self, name: str) -> Any:
         st = self._state
         if st is None:
-            if not self._key:
+            if not self._sent:
                 self._event("")
             st = self._state = self._conn.request("pw_state", (self._key, self._state_names), lane=REMOTE_LANE)
         return st[self._state_names.index(name)]

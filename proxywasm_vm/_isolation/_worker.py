@@ -39,8 +39,8 @@ from ._protocol import (
     REQ,
     FuncRef,
     HostError,
-    decode,
     check_headroom,
+    decode,
     decode_exception,
     encode,
     encode_exception,
@@ -424,19 +424,18 @@ class Worker:
         return self.remote.export(self.remote.get(hkey).load(config, wasm)).key
 
     def op_pw_stream(self, pkey: int, skey: int, kind: str, props: Any, ev: str, args: tuple) -> tuple:
-        """One event of a stream (``skey`` 0: create the ``kind`` stream first):
-        (stream key, result, closed)."""
+        """One event of stream ``skey`` (a key the parent chose; the first event creates the
+        ``kind`` stream under it): (result, closed)."""
         t = self.remote
-        if skey:
-            s = t.get(skey)
-        else:
+        s = t.objs.get(skey)
+        if s is None:
             p = t.get(pkey)
             s = p.http_stream(props) if kind == "http" else p.tcp_stream(props)
-            skey = t.export(s).key
+            t.objs[skey] = s  # kept even when this event raises: the stream goes on, as in-process
         r = getattr(s, ev)(*args) if ev else None
         # an Action as its int (the reply stays marshal-able: pickling an enum costs µs); whether
         # the stream is over (it completes by itself once both directions ended)
-        return skey, (int(r) if r.__class__ is Action else r), s.closed
+        return (int(r) if r.__class__ is Action else r), s.closed
 
     def op_pw_state(self, skey: int, names: tuple[str, ...]) -> tuple:
         s = self.remote.get(skey)

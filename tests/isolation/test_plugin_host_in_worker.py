@@ -163,3 +163,20 @@ def test_without_spinning_every_wait_sleeps_and_still_answers():
             assert s.response_headers({":status": "200"}, True) is pw.Action.CONTINUE
         assert s.closed and s.request.headers["x-pwvm-sdk"] == "solo"
     p.close()
+
+
+def test_a_stream_outlives_an_event_that_raised(wt_process):
+    p = pw.Plugin(pw.PluginConfig(name="solo", root_id="pwvm_solo_headers"), plugin_path("as_solo_headers"),
+                  engine=wt_process)
+    for engine_side in (p, pw.Plugin(p.config, plugin_path("as_solo_headers"), engine=pw.Engine("wasmtime"))):
+        s = engine_side.http_stream()
+        with pytest.raises(TypeError):
+            s.request_headers(42)  # not headers: the caller's mistake, raised by the first event
+        cid = s.context_id
+        assert cid == 2  # the plugin's first stream (its root context is 1): not made again
+        assert s.request_headers(REQUEST, True) is pw.Action.CONTINUE  # the same stream goes on
+        assert s.context_id == cid and s.request.headers["x-pwvm-sdk"] == "solo"
+        s.close()
+        with engine_side.http_stream() as nxt:  # and no second context was made for it
+            nxt.request_headers(REQUEST, True)
+            assert nxt.context_id == cid + 1
