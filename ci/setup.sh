@@ -60,7 +60,7 @@ if [ -n "$ALL" ]; then
   "$VENV/bin/pwvm" setup v8 --require v8 >&2
   # 5. wasmer: a Python 3.10 environment (.venv310) for its worker process.
   bash "$ROOT/ci/setup_wasmer.sh"
-  "$VENV/bin/pwvm" setup wasmer wasmtime@namespace wasmtime@process v8@process --require wasmer \
-    --require wasmtime@namespace --require wasmtime@process --require v8@process >&2
+  "$VENV/bin/pwvm" setup wasmer wasmtime@namespace wasmtime@process v8@namespace v8@process --require wasmer \
+    --require wasmtime@namespace --require wasmtime@process --require v8@namespace --require v8@process >&2
 fi
 log "ready"

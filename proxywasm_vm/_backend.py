@@ -116,7 +116,7 @@ _LOADED: dict[str, Backend] = {}
 #: Isolation modes a backend id may name after "@": "wasmtime@process" runs wasmtime in a worker.
 ISOLATION_MODES = ("in-process", "namespace", "process")
 #: Isolated variants listed by backend_names() (and so run by the backend-parametrised suites).
-_VARIANTS: list[str] = ["wasmtime@namespace", "wasmtime@process", "v8@process"]
+_VARIANTS: list[str] = ["wasmtime@namespace", "wasmtime@process", "v8@namespace", "v8@process"]
 
 
 def register_backend(name: str, module: str, how_to_enable: str = "") -> None:

@@ -22,7 +22,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Callable
 
-__all__ = ["load_extension", "native_cache_dir"]
+__all__ = ["build_library", "load_extension", "native_cache_dir"]
 
 
 def native_cache_dir() -> Path:
@@ -55,21 +55,44 @@ def load_extension(module_name: str, make_builder: Callable[[], object], sources
     folder = native_cache_dir() / f"{module_name.replace('.', '-')}-{_key(sources, extra_key)}"
     suffix = importlib.machinery.EXTENSION_SUFFIXES[0]
     target = folder / f"{short}{suffix}"
-    if not target.exists():
-        folder.mkdir(parents=True, exist_ok=True)
-        with open(folder / ".lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            if not target.exists():
-                tmp = tempfile.mkdtemp(dir=folder, prefix="build-")
-                try:
-                    builder = make_builder()
-                    built = builder.compile(tmpdir=tmp, verbose=False)  # type: ignore[attr-defined]
-                    os.replace(built, target)
-                finally:
-                    shutil.rmtree(tmp, ignore_errors=True)
+    _build_once(target, lambda tmp: make_builder().compile(tmpdir=tmp, verbose=False))  # type: ignore[attr-defined]
     spec = importlib.util.spec_from_file_location(module_name, target)
     assert spec is not None and spec.loader is not None
     mod = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = mod
     spec.loader.exec_module(mod)
     return mod
+
+
+def build_library(filename: str, build: Callable[[str], None], sources: list[Path], extra_key: str = "") -> Path:
+    """Path of the plain shared library ``filename`` in the cache folder, building it first if needed.
+
+    ``build(output)`` compiles it to the path ``output``; ``sources`` (and
+    ``extra_key``) decide when to rebuild, as for :func:`load_extension`.
+    """
+    target = native_cache_dir() / f"{filename.replace('.', '-')}-{_key(sources, extra_key)}" / filename
+
+    def make(tmp: str) -> str:
+        out = os.path.join(tmp, filename)
+        build(out)
+        return out
+
+    _build_once(target, make)
+    return target
+
+
+def _build_once(target: Path, build: Callable[[str], str]) -> None:
+    """Make ``target`` if it is missing: ``build(tmpdir)`` returns the file it made in ``tmpdir``,
+    which is then moved into place (atomically, under the folder's lock: one process builds)."""
+    if target.exists():
+        return
+    folder = target.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not target.exists():
+            tmp = tempfile.mkdtemp(dir=folder, prefix="build-")
+            try:
+                os.replace(build(tmp), target)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)

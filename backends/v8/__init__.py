@@ -9,23 +9,30 @@ having the host create the module's memories and tables (see ``_rewrite``).
 Unavailable (with the command that enables it, ``bash ci/setup_v8.sh``) when
 libnode is missing or the shim cannot be built.
 
-Isolation: in-process, or in a worker (``v8@process``). libnode itself loads
-and runs wasm in a linker namespace (``dlmopen``, tried with the shim built as a
-plain library: ~20 ms to load, ~32 MB per copy, V8 flags and signal-trap mode
-per copy, SIGSEGV handlers of all copies chain), but this package links the
-shim into its cffi module and keeps one ``lib`` per process, so a namespace copy
-would need the shim reached through a pointer table per copy (as
-``backends/wasmtime`` does): not done yet.
+Isolation: in-process, in its own linker namespace (``v8@namespace``), or in
+a worker (``v8@process``).  The shim is a plain library reached through a
+table of pointers in a cffi module (see ``_build``); ``v8@namespace`` imports
+this package a second time, as ``proxywasm_vm.backends._v8_namespace``, whose
+``_ffi`` loads a second copy of the shim, libnode and V8 with ``dlmopen``
+(~20 ms, ~32 MB; its own V8 flags, platform and watchdog; the SIGSEGV handlers
+of all copies chain; its libc numbers pthread keys apart from ours, see
+``pwv8_open`` in ``_build``).
 """
 
 from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+import threading
+from types import ModuleType
 
 from proxywasm_vm._backend import Backend, Capabilities
 from proxywasm_vm._engine import EngineConfig
 
 from ._engine import V8Engine, V8Module
 from ._extern import V8Global, V8Instance, V8Memory, V8Table
-from ._ffi import HOW_TO_ENABLE, node, version
+from ._ffi import HOW_TO_ENABLE, NAME, NAMESPACE, NAMESPACE_PACKAGE, node, version
 from ._func import V8Func
 from ._store import V8Caller, V8Store
 
@@ -47,7 +54,8 @@ _CAPS = Capabilities(
 
 
 class V8Backend(Backend):
-    name = "v8"
+    name = NAME
+    isolation = "namespace" if NAMESPACE else "in-process"
 
     def version(self) -> str:
         return version()
@@ -58,9 +66,38 @@ class V8Backend(Backend):
     def new_engine(self, config: EngineConfig) -> V8Engine:
         return V8Engine._create(self, config)
 
+    def namespace_variant(self) -> V8Backend:
+        """V8 loaded a second time, into its own linker namespace (one copy per process)."""
+        backend: V8Backend = _namespace_package().BACKEND
+        return backend
+
     def libnode(self) -> str:
         """Where the libnode in use lives (system or project-local prefix)."""
         return f"{node.libdir} ({node.origin}, NODE_MODULE_VERSION {node.abi})"
 
 
 BACKEND = V8Backend()
+
+_ns_lock = threading.Lock()
+
+
+def _namespace_package() -> ModuleType:
+    """This package imported again as ``NAMESPACE_PACKAGE``: its relative imports give it its own
+    modules (classes, registries, ``_ffi`` with its own cffi module and copy of V8)."""
+    with _ns_lock:
+        mod = sys.modules.get(NAMESPACE_PACKAGE)
+        if mod is not None:
+            return mod
+        here = os.path.dirname(os.path.abspath(__file__))
+        spec = importlib.util.spec_from_file_location(NAMESPACE_PACKAGE, os.path.join(here, "__init__.py"),
+                                                      submodule_search_locations=[here])
+        assert spec is not None and spec.loader is not None
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[NAMESPACE_PACKAGE] = mod
+        try:
+            spec.loader.exec_module(mod)
+        except BaseException:  # (BackendUnavailable: no namespace left) a later call tries again from scratch
+            for name in [n for n in sys.modules if n == NAMESPACE_PACKAGE or n.startswith(NAMESPACE_PACKAGE + ".")]:
+                del sys.modules[name]
+            raise
+        return mod

@@ -1,10 +1,20 @@
-"""cffi (API mode) builder of the V8 backend's native module, and where libnode is.
+"""Builders of the V8 backend's native code, and where libnode is.
 
-The module (``proxywasm_vm.backends.v8._native``) compiles ``_shim.cpp`` and
-links libnode through an rpath (never a global search path); it is built on
-first use by :func:`proxywasm_vm._native.load_extension` into the cache folder,
-keyed by the sources and the libnode in use.  ``bash ci/setup_v8.sh`` makes
-libnode available and runs this file to build ahead of time.
+Two pieces, both built on first use into the cache folder (see
+:mod:`proxywasm_vm._native`), keyed by the sources and the libnode in use:
+
+- ``libpwv8.so``: ``_shim.cpp`` as a plain shared library linked to libnode
+  through an rpath (never a global search path);
+- a small cffi (API mode) module generated from ``_shim.h``: for every
+  ``pwv8_*`` function a wrapper of the same name calling through a pointer,
+  and ``pwv8_open`` that loads the library and fills the pointers.  It is
+  built under two names, ``_native`` (the in-process copy: ``dlopen``) and
+  ``_native_ns`` (a copy in a new linker namespace: ``dlmopen``), so each
+  module has its own pointer table, reaching its own copy of the shim,
+  libnode and V8.
+
+``bash ci/setup_v8.sh`` makes libnode available and runs this file to build
+ahead of time.
 
 libnode is looked for in this order: ``$PWVM_LIBNODE_PREFIX`` (a ``usr``-style
 prefix), the system (``libnode-dev``), the project-local prefix
@@ -25,6 +35,8 @@ from typing import Any, NamedTuple
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 MODULE = "proxywasm_vm.backends.v8._native"
+MODULE_NS = "proxywasm_vm.backends.v8._native_ns"
+LIBRARY = "libpwv8.so"
 SOURCES = [HERE / "_shim.h", HERE / "_shim.cpp", HERE / "_build.py"]
 
 
@@ -89,34 +101,156 @@ extern "Python" int32_t pwv8_py_host_raw(uint64_t, uint64_t, pwv8_val *, uint32_
 """
 
 
-def make_builder(node: Libnode) -> Any:
+def _prototypes() -> list[tuple[str, str, str, list[str]]]:
+    """(result type, name, parameter list, argument names) of every ``pwv8_*`` function of _shim.h."""
+    out = []
+    for decl in " ".join(_cdef().split()).split(";"):  # statements, whitespace normalised
+        m = re.fullmatch(r"\s*([\w ]+[ *]+)(pwv8_\w+)\((.*)\)\s*", decl)
+        if m:
+            params = m.group(3).strip()
+            args = [] if params == "void" else [re.findall(r"\w+", p)[-1] for p in params.split(",")]
+            out.append((m.group(1).strip(), m.group(2), params, args))
+    return out
+
+
+def _wrappers() -> str:
+    """The cffi module's C source: pointer-calling wrappers of the shim's functions, and pwv8_open."""
+    protos = _prototypes()
+    out = ["#ifndef _GNU_SOURCE", "#define _GNU_SOURCE", "#endif", "#include <dlfcn.h>", "#include <gnu/lib-names.h>",
+           "#include <link.h>", "#include <pthread.h>", "#include <stdio.h>", '#include "_shim.h"', ""]
+    for res, name, params, args in protos:
+        out.append(f"static __typeof__({name}) *p_{name};")
+        ret = "" if res == "void" else "return "
+        out.append(f"{res} {name}({params}) {{ {ret}p_{name}({', '.join(args)}); }}")
+    syms = "".join(f'\n    {{(void **)&p_{name}, "{name}"}},' for _, name, _, _ in protos)
+    out.append(f"""
+/* Load the shim library at path and point every wrapper at it (once).
+ * namespace_ = 0: dlopen, local symbols (libnode's never satisfy anyone
+ * else's lookups); 1: dlmopen into a new linker namespace, a separate copy of
+ * the shim, libnode, V8 and libc (with its own heap: nothing allocated there
+ * is freed here).  Never unloaded (RTLD_NODELETE).  Returns NULL, or why not
+ * (a static buffer). */
+const char *pwv8_open(const char *path, int namespace_) {{
+  static char err[512];
+  static const struct {{ void **slot; const char *name; }} syms[] = {{{syms}
+  }};
+  if (p_pwv8_init != NULL) return NULL;
+  void *h;
+  if (namespace_) {{
+    /* pthread keys: a namespace's libc has its own key table (numbered from
+     * 0, as this one) but a thread's key slots are shared, so V8's keys there
+     * would overwrite ours (Python's thread state: the next host call crashes
+     * in PyGILState_Ensure).  So the namespace starts as its libc alone, which
+     * hands out (and leaks) its first NS_FIRST_KEY keys before V8 loads: its
+     * keys then come from the end of the first key block (kept in the thread
+     * descriptor, never allocated), which this libc is kept off below (it
+     * hands out keys from 0 up: 9 with Python, wasmtime and V8 loaded). */
+    enum {{ NS_FIRST_KEY = 24, KEY_BLOCK = 32 }};
+    static Lmid_t lm = LM_ID_NEWLM;  /* kept if the shim then fails to load: a retry reuses it */
+    static int keys_held = 0;
+    if (lm == LM_ID_NEWLM) {{
+      /* ... and this libc must never hand out those keys itself (its own grow from 0
+       * as a process loads more libraries): take NS_FIRST_KEY..31 here for good, giving
+       * back the lower ones handed out on the way.  If one is in use already, a copy in
+       * a namespace would share its slot: refuse. */
+      pthread_key_t taken[KEY_BLOCK], k = 0;
+      int n = 0, held = 0;
+      if (!keys_held) {{
+        while (n < KEY_BLOCK && pthread_key_create(&k, NULL) == 0) {{
+          taken[n++] = k;
+          if (k >= KEY_BLOCK - 1) break;
+        }}
+        for (int i = 0; i < n; i++)
+          if (taken[i] >= NS_FIRST_KEY && taken[i] < KEY_BLOCK) held++;
+          else pthread_key_delete(taken[i]);
+        if (held != KEY_BLOCK - NS_FIRST_KEY) {{
+          for (int i = 0; i < n; i++)
+            if (taken[i] >= NS_FIRST_KEY && taken[i] < KEY_BLOCK) pthread_key_delete(taken[i]);
+          snprintf(err, sizeof err, "this process already uses pthread keys %d-%d, which a copy of V8 in a "
+                   "linker namespace needs for itself", NS_FIRST_KEY, KEY_BLOCK - 1);
+          return err;
+        }}
+        keys_held = 1;
+      }}
+      void *c = dlmopen(LM_ID_NEWLM, LIBC_SO, RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE);
+      int (*key_create)(pthread_key_t *, void (*)(void *)) = c ? dlsym(c, "pthread_key_create") : NULL;
+      if (key_create == NULL || dlinfo(c, RTLD_DI_LMID, &lm) != 0) {{
+        const char *why = dlerror();
+        snprintf(err, sizeof err, "cannot load another copy into a new linker namespace: %s",
+                 why ? why : "dlmopen failed");
+        lm = LM_ID_NEWLM;
+        return err;
+      }}
+      k = 0;
+      while (k < NS_FIRST_KEY - 1 && key_create(&k, NULL) == 0) {{}}
+    }}
+    h = dlmopen(lm, path, RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE);
+  }} else {{
+    h = dlopen(path, RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE);
+  }}
+  if (h == NULL) {{
+    const char *why = dlerror();
+    snprintf(err, sizeof err, "%s%s", namespace_ ? "cannot load another copy into a new linker namespace: " : "",
+             why ? why : "dlopen failed");
+    return err;
+  }}
+  for (size_t i = 0; i < sizeof syms / sizeof syms[0]; i++) {{
+    if ((*syms[i].slot = dlsym(h, syms[i].name)) == NULL) {{
+      snprintf(err, sizeof err, "symbol %s missing from %s", syms[i].name, path);
+      for (size_t j = 0; j < i; j++) *syms[j].slot = NULL;
+      return err;
+    }}
+  }}
+  return NULL;
+}}""")
+    return "\n".join(out) + "\n"
+
+
+def make_builder(module: str) -> Any:
     import cffi
 
     ffi = cffi.FFI()
-    ffi.cdef(_cdef())
+    ffi.cdef(_cdef() + "const char *pwv8_open(const char *path, int namespace_);\n")
     ffi.set_source(
-        MODULE,
-        '#include "_shim.h"\n',
-        source_extension=".cpp",
-        sources=[str(HERE / "_shim.cpp")],
-        include_dirs=[str(HERE), node.include],
-        library_dirs=[node.libdir],
-        libraries=["node"],
-        # An rpath for a project-local libnode: nothing goes on a global path.
-        runtime_library_dirs=[] if node.origin == "system" else [node.libdir],
-        extra_compile_args=["-std=c++17", "-O2", "-fno-rtti", "-Wall", "-Wno-unused-parameter",
-                            "-Wno-unused-function"],
-        extra_link_args=["-Wl,--as-needed", "-Wl,-z,now"],
+        module,
+        _wrappers(),
+        include_dirs=[str(HERE)],
+        libraries=["dl"],
+        # hidden: the wrappers bind within the module (no PLT hop) and export nothing
+        extra_compile_args=["-O2", "-fvisibility=hidden"],
     )
     return ffi
 
 
-def load(node: Libnode) -> Any:
-    """Import the native module, building it first if needed (a few seconds, once)."""
+def _compile_library(node: Libnode, output: str) -> None:
+    cxx = os.environ.get("CXX", "g++")
+    cmd = [cxx, "-shared", "-fPIC", "-std=c++17", "-O2", "-DNDEBUG", "-fwrapv", "-fno-rtti", "-Wall",
+           "-Wno-unused-parameter", "-Wno-unused-function", f"-I{HERE}", f"-I{node.include}",
+           str(HERE / "_shim.cpp"), "-o", output, f"-L{node.libdir}", "-lnode",
+           "-Wl,--as-needed", "-Wl,-z,now"]
+    if node.origin != "system":  # an rpath for a project-local libnode: nothing goes on a global path
+        cmd.append(f"-Wl,-rpath,{node.libdir}")
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{cxx} failed: {proc.stderr[-2000:]}")
+
+
+def library(node: Libnode) -> Path:
+    """The shim library (built first if needed: a few seconds, once)."""
+    from proxywasm_vm._native import build_library
+
+    return build_library(LIBRARY, lambda out: _compile_library(node, out), SOURCES,
+                         extra_key=f"{node.include}|{node.libdir}|{node.abi}")
+
+
+def load(node: Libnode, namespace: bool = False) -> Any:
+    """Import the cffi module of the in-process copy (or of the namespace copy), building
+    it and the shim library first if needed.  Nothing is loaded until ``lib.pwv8_open``."""
     from proxywasm_vm._native import load_extension
 
-    return load_extension(MODULE, lambda: make_builder(node), SOURCES,
-                          extra_key=f"{node.include}|{node.libdir}|{node.abi}")
+    library(node)
+    name = MODULE_NS if namespace else MODULE
+    return load_extension(name, lambda: make_builder(name), SOURCES)
 
 
 if __name__ == "__main__":
@@ -124,5 +258,5 @@ if __name__ == "__main__":
     found = find_libnode()
     if found is None:
         raise SystemExit("libnode not found: run `bash ci/setup_v8.sh`")
-    mod = load(found)
-    print(mod.__file__)
+    # the library, then the in-process and the namespace copy's modules
+    print(library(found), *(load(found, namespace=ns).__file__ for ns in (False, True)))

@@ -1,4 +1,11 @@
-"""Loading the native module (built on first use) and starting V8 once per process."""
+"""Loading the native module (built on first use) and starting V8 once per process.
+
+This package is imported twice when ``v8@namespace`` is used: as
+``proxywasm_vm.backends.v8`` (the in-process copy of the shim and V8) and
+again as :data:`NAMESPACE_PACKAGE` (see ``__init__``), whose ``_ffi`` imports
+its own cffi module and loads a second copy of the shim, libnode and V8 into a
+new linker namespace.  Everything below is per copy.
+"""
 
 from __future__ import annotations
 
@@ -10,17 +17,29 @@ from proxywasm_vm._errors import BackendUnavailable
 from . import _build
 
 HOW_TO_ENABLE = "bash ci/setup_v8.sh (installs libnode and builds the V8 shim)"
+NAMESPACE_PACKAGE = "proxywasm_vm.backends._v8_namespace"
+NAMESPACE = __package__ == NAMESPACE_PACKAGE
+"""Whether this is the copy in its own linker namespace."""
+NAME = "v8@namespace" if NAMESPACE else "v8"
 
 node = _build.find_libnode()
 if node is None:
-    raise BackendUnavailable("v8", "libnode (Debian's libnode-dev: V8 10.2/11.3) is not installed", HOW_TO_ENABLE)
+    raise BackendUnavailable(NAME, "libnode (Debian's libnode-dev: V8 10.2/11.3) is not installed", HOW_TO_ENABLE)
 try:
-    native = _build.load(node)
+    native = _build.load(node, namespace=NAMESPACE)
+    _path = str(_build.library(node))
 except BackendUnavailable:
     raise
-except Exception as e:  # no compiler, a missing runtime library of libnode, ...
-    raise BackendUnavailable("v8", f"cannot build or load the V8 shim: {' '.join(str(e).split())[:300]}",
+except Exception as e:  # no compiler, ...
+    raise BackendUnavailable(NAME, f"cannot build or load the V8 shim: {' '.join(str(e).split())[:300]}",
                              HOW_TO_ENABLE) from e
+_err = native.lib.pwv8_open(_path.encode(), 1 if NAMESPACE else 0)
+if _err != native.ffi.NULL:  # a missing runtime library of libnode, the namespace table full, ...
+    _why = " ".join(native.ffi.string(_err).decode(errors="replace").split())[:300]
+    if NAMESPACE:
+        raise BackendUnavailable(NAME, f"{_why} (a process holds about 10 linker namespaces, wasmtime@namespace "
+                                 "copies included)", "use isolation='process'")
+    raise BackendUnavailable(NAME, f"cannot load the V8 shim: {_why}", HOW_TO_ENABLE)
 
 ffi = native.ffi
 lib = native.lib
@@ -33,7 +52,7 @@ _started: dict[str, bool] = {}
 def start(signals_based_traps: bool) -> bool:
     """Initialise V8 (platform, flags, trap handler) the first time an engine is made.
 
-    Once per process and never undone: the first engine decides whether
+    Once per process (per copy of V8) and never undone: the first engine decides whether
     out-of-bounds accesses are caught by guard pages and a SIGSEGV handler or
     by explicit bounds checks. Returns the mode in force.
     """
@@ -41,7 +60,7 @@ def start(signals_based_traps: bool) -> bool:
         if "signals" not in _started:
             flags = os.environ.get("PWVM_V8_FLAGS", "").encode()
             if lib.pwv8_init(flags, 1 if signals_based_traps else 0) != 0:
-                raise BackendUnavailable("v8", last_error(), HOW_TO_ENABLE)
+                raise BackendUnavailable(NAME, last_error(), HOW_TO_ENABLE)
             from ._func import install_trampolines
 
             install_trampolines()

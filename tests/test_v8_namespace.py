@@ -1,0 +1,221 @@
+"""``v8@namespace``: a second copy of the V8 shim, libnode and V8 in its own linker namespace.
+
+The two copies must really be separate (their own shim mapping, cffi table,
+V8 flags), and must coexist with wasmtime (in-process and in a namespace):
+all of them trapping through their own SIGSEGV handlers, chained, and calling
+back into Python. The mixed runs happen in child processes, so a broken
+handler chain (or a clobbered thread key) fails one test instead of killing
+the run.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+import proxywasm_vm as pw
+
+
+def _engine(name: str) -> pw.Engine:
+    """The engine, or skip (with how to enable it); in CI (CI=true) fail instead."""
+    try:
+        return pw.Engine(name)
+    except pw.BackendUnavailable as e:
+        if os.environ.get("CI", "").lower() in ("true", "1"):
+            pytest.fail(f"CI=true requires every backend: {e}", pytrace=False)
+        pytest.skip(" ".join(str(e).split()))
+
+
+def _run_child(code: str, timeout: float = 240) -> str:
+    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
+                          timeout=timeout, check=False)
+    assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), (
+        f"child exited with status {proc.returncode}\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")
+    return proc.stdout
+
+
+def _copies(library: str) -> int:
+    """How many loaded copies of a library (file name up to its version): each maps its file once at offset 0."""
+    with open("/proc/self/maps") as f:
+        rows = [line.split() for line in f]
+    return sum(1 for r in rows if len(r) == 6 and os.path.basename(r[5]).startswith(library) and int(r[2], 16) == 0)
+
+
+def test_namespace_copy_is_separate():
+    ns = _engine("v8@namespace")
+    inproc = _engine("v8")
+    assert ns.name == "v8@namespace" and ns.backend.isolation == "namespace"
+    assert inproc.name == "v8" and inproc.backend.isolation == "in-process"
+    assert pw.get_backend("v8").namespace_variant() is ns.backend
+    # Two cffi modules (two pointer tables) reaching two loaded copies of the shim.
+    ffi_in = sys.modules["proxywasm_vm.backends.v8._ffi"]
+    ffi_ns = sys.modules["proxywasm_vm.backends._v8_namespace._ffi"]
+    assert ffi_in.lib is not ffi_ns.lib and not ffi_in.NAMESPACE and ffi_ns.NAMESPACE
+    assert _copies("libpwv8.so") == 2 and _copies("libnode.so.") == 2
+    # Objects of one copy never reach the other.
+    m = pw.Module(ns, '(module (func (export "f") (result i32) i32.const 7))')
+    assert pw.Instance(pw.Store(ns), m).exports.func("f")() == 7
+    with pytest.raises(ValueError):
+        pw.Instance(pw.Store(inproc), m)
+
+
+def test_v8_flags_are_per_copy():
+    """PWVM_V8_FLAGS is read when a copy starts: a flag given to one copy only changes that one."""
+    _engine("v8@namespace")
+    _run_child("""
+    import os
+    import proxywasm_vm as pw
+    WAT = '(module (memory 1) (func (export "grow") (param i32) (result i32) (memory.grow (local.get 0))))'
+    def grow(name):
+        e = pw.Engine(name)
+        return pw.Instance(pw.Store(e), pw.Module(e, WAT)).exports.func("grow")(10)
+    os.environ.pop("PWVM_V8_FLAGS", None)
+    assert grow("v8") == 1
+    os.environ["PWVM_V8_FLAGS"] = "--wasm-max-mem-pages=4"
+    assert grow("v8@namespace") == -1  # capped at 4 pages in this copy only
+    assert grow("v8") == 1
+    print("ok")
+    """)
+
+
+MIX = """
+import faulthandler, threading
+faulthandler.enable()  # as under pytest: enabled before any runtime
+import proxywasm_vm as pw
+from proxywasm_vm import FuncType, TrapCode, ValType
+WAT = '''
+(module
+  (import "env" "host" (func $host (param i32) (result i32)))
+  (memory (export "memory") 1)
+  (func (export "ok") (param i32) (result i32) (call $host (local.get 0)))
+  (func (export "oob") (result i32) (i32.load (i32.const 0x7FFFFFF0)))
+  (func (export "unreachable") unreachable)
+  (func $rec (export "recurse") (param i32) (result i32)
+    (i32.add (call $rec (i32.add (local.get 0) (i32.const 1))) (i32.const 1))))
+'''
+order = {order!r}
+engines = {{name: pw.Engine(name) for name in order}}
+
+def instance(eng):
+    store = pw.Store(eng)
+    host = pw.Func(store, FuncType([ValType.I32], [ValType.I32]), lambda x: x + 1)
+    return pw.Instance(store, pw.Module(eng, WAT), {{"env": {{"host": host}}}}).exports
+
+cases = [("oob", (), TrapCode.MEMORY_OUT_OF_BOUNDS), ("unreachable", (), TrapCode.UNREACHABLE),
+         ("recurse", (0,), TrapCode.STACK_OVERFLOW)]
+
+def rounds(insts, n0, count):
+    n = n0
+    for i in range(count):
+        for name in order:
+            ex = insts[name]
+            export, args, code = cases[(i + n) % 3]
+            try:
+                ex[export](*args)
+            except pw.Trap as e:
+                assert e.code is code, (name, export, e)
+            else:
+                raise AssertionError(f"{{name}} {{export}} did not trap")
+            assert ex["ok"](i) == i + 1
+            ex["memory"].write(0, b"x" * 8)
+            n += 1
+    return n - n0
+
+n = rounds({{name: instance(e) for name, e in engines.items()}}, 0, {rounds})
+# Short-lived threads, each with its own stores in every runtime, then exiting:
+# each leaves the key slots and TLS of every copy behind it.
+errors = []
+def worker(k):
+    try:
+        rounds({{name: instance(e) for name, e in engines.items()}}, k, 10)
+    except BaseException as e:
+        errors.append(e)
+for k in range(4):
+    t = threading.Thread(target=worker, args=(k,))
+    t.start()
+    t.join(120)
+assert not errors, errors
+print("traps", n)
+print("ok")
+"""
+
+
+@pytest.mark.parametrize("order", [("v8", "v8@namespace", "wasmtime", "wasmtime@namespace"),
+                                   ("wasmtime@namespace", "v8@namespace", "wasmtime", "v8")],
+                         ids=["v8-first", "namespaces-first"])
+def test_v8_copies_and_wasmtime_trap_and_call_back_interleaved(order):
+    for name in order:
+        _engine(name)
+    out = _run_child(MIX.format(order=order, rounds=150))
+    assert f"traps {150 * len(order)}" in out
+
+
+def test_no_namespace_left_is_a_clear_error():
+    """With the namespace table full (wasmtime@namespace copies), v8@namespace is unavailable with
+    the reason, every time it is asked for, and in-process V8 is unharmed."""
+    _engine("v8@namespace")
+    _engine("wasmtime@namespace")
+    _run_child("""
+    import os, shutil, tempfile
+    import proxywasm_vm as pw
+    src = pw.get_backend("wasmtime").library()
+    v8 = pw.Engine("v8")
+    d = tempfile.mkdtemp()
+    try:
+        for i in range(20):
+            p = os.path.join(d, str(i), "_libwasmtime.so")
+            os.makedirs(os.path.dirname(p))
+            shutil.copy(src, p)
+            try:
+                pw.Engine("wasmtime@namespace", options=(("library", p),))
+            except pw.BackendUnavailable:
+                break
+    finally:
+        shutil.rmtree(d)
+    for _ in range(2):
+        try:
+            pw.Engine("v8@namespace")
+        except pw.BackendUnavailable as e:
+            assert e.backend == "v8@namespace" and "linker namespace" in e.reason, e
+            assert "isolation='process'" in str(e), e
+        else:
+            raise AssertionError("v8@namespace loaded with no namespace left")
+    inst = pw.Instance(pw.Store(v8), pw.Module(v8, '(module (func (export "f") (result i32) i32.const 7))'))
+    assert inst.exports.func("f")() == 7
+    print("ok")
+    """)
+
+
+KEYS_TAKEN = """
+import ctypes, os, sys
+import proxywasm_vm as pw
+libc = ctypes.CDLL(None)
+key = ctypes.c_uint()
+while True:  # this process takes thread keys up to 31, as a big application may
+    assert libc.pthread_key_create(ctypes.byref(key), None) == 0
+    if key.value >= 31:
+        break
+try:
+    pw.Engine("v8@namespace")
+except pw.BackendUnavailable as e:
+    assert "pthread keys 24-31" in str(e), e
+    print("refused:", " ".join(str(e).split()))
+else:
+    raise AssertionError("v8@namespace loaded although its thread keys were taken")
+v8 = pw.Engine("v8")
+inst = pw.Instance(pw.Store(v8), pw.Module(v8, '(module (func (export "f") (result i32) i32.const 7))'))
+assert inst.exports["f"]() == 7  # in-process V8 is not affected
+print("ok")
+"""
+
+
+def test_thread_keys_in_use_refuse_a_namespace_copy():
+    # A copy's libc numbers thread keys on its own, into slots each thread shares with this
+    # libc: the copy gets 24-31, which this process must not be using (and then never will).
+    _engine("v8")
+    out = _run_child(KEYS_TAKEN)
+    assert "refused: " in out
