@@ -136,10 +136,9 @@ class Channel:
         self._out_box, self._in_box = (box0, box1) if parent else (box1, box0)
         self.efd_in, self.efd_out, self.death_fd = efd_in, efd_out, death_fd
         # no spinning where this process has one core: the peer could not run while we spin
-        self.spin_ns = int(spin * 1e9) if len(os.sched_getaffinity(0)) > 1 else 0
-        #: never spin less than this (ns) before blocking: set on a lane whose replies come after
-        #: a known, short piece of work in the peer (plugin-level events, see _plughost)
-        self.min_spin_ns = 0
+        self._can_spin = len(os.sched_getaffinity(0)) > 1
+        self.spin_ns = int(spin * 1e9) if self._can_spin else 0
+        self._min_spin = 0
         self.closed = False
         self.helper = load_helper()
         if self.helper is not None:
@@ -156,6 +155,16 @@ class Channel:
             self._send_c = self.helper.lib.pwvm_chan_send
             self._out_box_ptr = ffi.cast("uint8_t *", self._buf) + self._out_box
         self._last_in = self._load(self._in_seq_off)
+
+    @property
+    def min_spin_ns(self) -> int:
+        """Never spin less than this (ns) before blocking: set on a lane whose replies come after
+        a known, short piece of work in the peer (plugin-level events, see _plughost); 0 with one core."""
+        return self._min_spin
+
+    @min_spin_ns.setter
+    def min_spin_ns(self, ns: int) -> None:
+        self._min_spin = ns if self._can_spin else 0
 
     # -- words -------------------------------------------------------------------
     def _load(self, off: int) -> int:
@@ -178,7 +187,7 @@ class Channel:
             t = -1 if timeout is None else max(0, int(timeout * 1e9))
             while True:
                 rc = self._wait(self._in_seq, last, self._my_sleep, self.efd_in, self.death_fd,
-                                max(self.spin_ns, self.min_spin_ns), t)
+                                max(self.spin_ns, self._min_spin), t)
                 if rc == 0 or rc == 4:  # caught while spinning, or after blocking
                     break
                 if rc == 1:
@@ -246,7 +255,7 @@ class Channel:
         if self.helper is not None and timeout is None:  # the common case, without _await's loop
             last = self._last_in
             rc = self._wait(self._in_seq, last, self._my_sleep, self.efd_in, self.death_fd,
-                            max(self.spin_ns, self.min_spin_ns), -1)
+                            max(self.spin_ns, self._min_spin), -1)
             if rc == 0 or rc == 4:
                 self._last_in = (last + 1) & 0xFFFFFFFF
             elif rc == 1:

@@ -180,3 +180,27 @@ def test_a_stream_outlives_an_event_that_raised(wt_process):
         with engine_side.http_stream() as nxt:  # and no second context was made for it
             nxt.request_headers(REQUEST, True)
             assert nxt.context_id == cid + 1
+
+
+ONE_CORE = """
+import os
+os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # this process (and so its worker) on one core
+import proxywasm_vm as pw
+from proxywasm_vm._workloads import _request
+engine = pw.Engine("wasmtime@process")
+op = _request("c")(engine)
+for _ in range(50):
+    op.run()  # requests through the worker, with its host there
+chan = engine._conn_now().lanes[0].chan
+assert chan.spin_ns == 0 and chan.min_spin_ns == 0, (chan.spin_ns, chan.min_spin_ns)
+print("ok")
+"""
+
+
+def test_one_core_never_spins():
+    # Spinning on the only core would keep the peer from running: every wait sleeps instead.
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", ONE_CORE], capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr[-2000:]
