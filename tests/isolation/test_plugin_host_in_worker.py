@@ -204,3 +204,27 @@ def test_one_core_never_spins():
 
     proc = subprocess.run([sys.executable, "-c", ONE_CORE], capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr[-2000:]
+
+
+def test_worker_killed_in_the_middle_of_a_stream_event(wt_process):
+    # The worker dies while the plugin's request_headers is running there (inside its HTTP
+    # callout, which calls this process's dispatcher): the event raises WorkerCrashed at once,
+    # and the next stream runs in a new worker.
+    def handler(r):
+        os.kill(wt_process.worker_pid, signal.SIGKILL)
+        return pw.HttpCallResponse(200, {}, b"never delivered")
+
+    host = pw.ProxyWasmHost(engine=wt_process, http=pw.CallbackHttpDispatcher(handler, {"pwvm_upstream"}))
+    p = _all(host, configuration="test=callout")
+    pid = wt_process.worker_pid
+    s = p.http_stream()
+    with pytest.raises(pw.WorkerCrashed):
+        s.request_headers(REQUEST)
+    with pytest.raises(pw.WorkerCrashed):  # the stream went with its worker
+        s.request_body(b"x", True)
+    host.http = pw.CallbackHttpDispatcher(lambda r: pw.HttpCallResponse(200, {}, b"pong"), {"pwvm_upstream"})
+    with p.http_stream() as s2:
+        assert s2.request_headers(REQUEST) is pw.Action.PAUSE and s2.wait(5)
+        assert s2.request.headers["x-pwvm-callout-body"] == "pong"
+    assert wt_process.worker_pid != pid
+    host.close()
