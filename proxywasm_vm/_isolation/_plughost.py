@@ -6,8 +6,10 @@ parent host and worker), so the plugin's host calls stay in the worker. What cro
 
 - one request per stream event: ``request_headers(headers, eos)`` sends the
   headers (and, for the first event, the stream's creation) and gets the action
-  back; the stream's state (headers as the plugin left them, local response,
-  reset ...) is fetched in one more request, only when the caller reads it;
+  back; the event that ends both directions also completes the stream there
+  (done, log, delete), so a whole request is two crossings; the stream's state
+  (headers as the plugin left them, local response, reset ...) is fetched in
+  one more request, only when the caller reads it;
 - the parent host's services (logger, shared data, queues, metrics, clock,
   HTTP and gRPC dispatchers, foreign functions, properties) stay parent
   objects the worker reaches by reference, only when the plugin uses them;
