@@ -11,7 +11,7 @@ from __future__ import annotations
 from operator import index
 from typing import Any
 
-__all__ = ["wrap_i32", "wrap_i64", "to_float", "wrap_v128", "v128_bytes"]
+__all__ = ["wrap_i32", "wrap_i64", "to_float", "wrap_v128", "v128_bytes", "int_result", "host_results"]
 
 _MASK128 = (1 << 128) - 1
 
@@ -50,3 +50,25 @@ def wrap_v128(v: Any) -> int:
 def v128_bytes(v: Any) -> bytes:
     """The 16 little-endian bytes of a v128 value."""
     return wrap_v128(v).to_bytes(16, "little")
+
+
+# ---- what host functions return ----------------------------------------------------------
+
+def int_result(r: Any, is_i32: bool, what: str) -> int:
+    """A host function's single integer result (``what``: "i32" or "i64"), also given as a
+    1-tuple, wrapped to its signed value; a bool or a non-int is refused."""
+    if isinstance(r, tuple) and len(r) == 1:
+        r = r[0]
+    if isinstance(r, bool) or not isinstance(r, int):
+        raise TypeError(f"host function must return an int for its {what} result, got {r!r}")
+    return wrap_i32(r) if is_i32 else wrap_i64(r)
+
+
+def host_results(n: int, r: Any) -> tuple | list:
+    """A host function's return value as a sequence of its ``n`` (>= 1) results: one result
+    may be returned bare or as a 1-tuple, several as a tuple or list of the right length."""
+    if n == 1:
+        return (r[0],) if isinstance(r, tuple) and len(r) == 1 else (r,)
+    if not isinstance(r, (tuple, list)) or len(r) != n:
+        raise TypeError(f"host function must return {n} values, got {r!r}")
+    return r

@@ -21,10 +21,11 @@ from proxywasm_vm._errors import WasmError
 from proxywasm_vm._fastcall import IntFuncMixin, IntSignatureClasses, is_int_signature
 from proxywasm_vm._func import Func
 from proxywasm_vm._types import FuncType, ValType
+from proxywasm_vm._values import host_results, int_result
 
 from ._ffi import FAIL, ffi, last_error, lib
 from ._store import STORES, V8Caller, V8Store
-from ._values import FROM_KIND, from_slot, kinds, new_slots, to_slot, wrap_i32, wrap_i64
+from ._values import FROM_KIND, from_slot, kinds, new_slots, to_slot
 
 _CALLS = (lib.pwv8_call0, lib.pwv8_call1, lib.pwv8_call2, lib.pwv8_call3, lib.pwv8_call4, lib.pwv8_call5,
           lib.pwv8_call6)
@@ -140,11 +141,7 @@ class _Binding:
 
 
 def _int_result(r: Any, res: ValType) -> int:
-    if isinstance(r, tuple) and len(r) == 1:
-        r = r[0]
-    if isinstance(r, bool) or not isinstance(r, int):
-        raise TypeError(f"host function must return an int for its {res.value} result, got {r!r}")
-    return wrap_i32(r) if res is ValType.I32 else wrap_i64(r)
+    return int_result(r, res is ValType.I32, res.value)
 
 
 _ADAPTER_MAKERS: dict[tuple[int, ValType | None, bool], Callable[..., Any]] = {}
@@ -191,11 +188,7 @@ def _raw_adapter(fn: Callable[..., Any], ty: FuncType, access_caller: bool, bind
         r = fn(V8Caller(store, binding), *args) if access_caller else fn(*args)
         if not results:
             return
-        if len(results) == 1:
-            r = (r[0],) if isinstance(r, tuple) and len(r) == 1 else (r,)
-        elif not isinstance(r, (tuple, list)) or len(r) != len(results):
-            raise TypeError(f"host function must return {len(results)} values, got {r!r}")
-        for i, (t, v) in enumerate(zip(results, r)):
+        for i, (t, v) in enumerate(zip(results, host_results(len(results), r))):
             to_slot(store, t, v, vals[i])
 
     return call

@@ -36,7 +36,7 @@ from proxywasm_vm._module import Module
 from proxywasm_vm._store import Store, StoreLimits
 from proxywasm_vm._table import Table
 from proxywasm_vm._types import ExportType, FuncType, GlobalType, ImportType, Limits, MemoryType, TableType, ValType
-from proxywasm_vm._values import to_float
+from proxywasm_vm._values import host_results, to_float
 from proxywasm_vm._values import wrap_i32 as to_i32
 from proxywasm_vm._values import wrap_i64 as to_i64
 from proxywasm_vm._values import wrap_v128 as to_v128
@@ -296,12 +296,9 @@ def _check_results(results: tuple[ValType, ...], r: Any) -> Any:
     """A host function's return value as wasmer wants it, checked against the type."""
     if not results:
         return None
+    r = host_results(len(results), r)
     if len(results) == 1:
-        if isinstance(r, tuple) and len(r) == 1:
-            r = r[0]
-        return CONVERT[results[0]](r)
-    if not isinstance(r, (tuple, list)) or len(r) != len(results):
-        raise TypeError(f"host function must return {len(results)} values, got {r!r}")
+        return CONVERT[results[0]](r[0])
     return tuple(CONVERT[t](v) for t, v in zip(results, r))
 
 

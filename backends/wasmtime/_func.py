@@ -20,10 +20,11 @@ from typing import Any, Callable
 from proxywasm_vm._fastcall import IntFuncMixin, IntSignatureClasses, is_int_signature
 from proxywasm_vm._func import Func
 from proxywasm_vm._types import FuncType, ValType
+from proxywasm_vm._values import host_results, int_result
 
 from ._ffi import ffi, lib
 from ._store import STORES, WasmtimeCaller, WasmtimeStore
-from ._values import VAL_KIND, from_raw, to_raw, wrap_i32, wrap_i64
+from ._values import VAL_KIND, from_raw, to_raw
 
 _call_ints = lib.pwvm_call_ints
 _call = lib.pwvm_call
@@ -120,11 +121,7 @@ _ids = itertools.count(1)
 
 def _int_result(r: Any, res: ValType, sid: int) -> int:
     """Check and wrap a host function's integer result (the uncommon shapes)."""
-    if isinstance(r, tuple) and len(r) == 1:
-        r = r[0]
-    if isinstance(r, bool) or not isinstance(r, int):
-        raise TypeError(f"host function must return an int for its {res.value} result, got {r!r}")
-    r = wrap_i32(r) if res is ValType.I32 else wrap_i64(r)
+    r = int_result(r, res is ValType.I32, res.value)
     if r == _FAIL:  # an i64 result that happens to equal the failure value: tell the shim it is genuine
         STORES[sid]()._sp.host_failed = lib.PWVM_HOST_GENUINE_FAIL
     return r
@@ -165,11 +162,7 @@ def _raw_adapter(fn: Callable[..., Any], ty: FuncType, access_caller: bool) -> C
         r = fn(WasmtimeCaller(store), *args) if access_caller else fn(*args)
         if not results:
             return
-        if len(results) == 1:
-            r = (r[0],) if isinstance(r, tuple) and len(r) == 1 else (r,)
-        elif not isinstance(r, (tuple, list)) or len(r) != len(results):
-            raise TypeError(f"host function must return {len(results)} values, got {r!r}")
-        for i, (t, v) in enumerate(zip(results, r)):
+        for i, (t, v) in enumerate(zip(results, host_results(len(results), r))):
             to_raw(store, t, v, vals[i])
 
     return call
