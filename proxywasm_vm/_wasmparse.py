@@ -48,7 +48,9 @@ class ModuleInfo:
     has_start: bool = False
 
 
-class _Reader:
+class Reader:
+    """Reads the binary format from ``pos`` up to ``end``; running past ``end`` is a CompileError."""
+
     __slots__ = ("data", "pos", "end")
 
     def __init__(self, data: bytes, pos: int = 0, end: int | None = None) -> None:
@@ -74,6 +76,11 @@ class _Reader:
             if shift > 63:
                 raise CompileError("malformed LEB128 integer")
         return result
+
+    def skip(self, n: int) -> None:
+        if self.pos + n > self.end:
+            raise CompileError("unexpected end of module")
+        self.pos += n
 
     def skip_sleb(self) -> None:
         while self.byte() & 0x80:
@@ -122,6 +129,34 @@ class _Reader:
         return GlobalType(vt, mutable=self.byte() == 1)
 
 
+def uleb128(n: int) -> bytes:
+    """``n`` (>= 0) as unsigned LEB128, for code that writes module bytes."""
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        out.append(b | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def sections(data: bytes) -> list[tuple[int, int, int, int]]:
+    """The sections of a binary module, framing only: (id, start of its header, start of its
+    payload, end). Raises :class:`CompileError` when the bytes are not a framed module."""
+    if len(data) < 8 or data[:4] != _MAGIC:
+        raise CompileError("not a WebAssembly binary module (bad magic number)")
+    out = []
+    r = Reader(data, 8)
+    while r.pos < r.end:
+        start = r.pos
+        sid = r.byte()
+        size = r.u32()
+        body = r.pos
+        r.skip(size)
+        out.append((sid, start, body, body + size))
+    return out
+
+
 def parse_module(wasm: bytes) -> ModuleInfo:
     """Read the import, export and custom sections of a binary module."""
     data = bytes(wasm)
@@ -136,14 +171,14 @@ def parse_module(wasm: bytes) -> ModuleInfo:
     memories: list[MemoryType] = []
     globals_: list[GlobalType] = []
     raw_exports: list[tuple[str, int, int]] = []
-    r = _Reader(data, 8)
+    r = Reader(data, 8)
     while r.pos < r.end:
         sid = r.byte()
         size = r.u32()
         start = r.pos
         if start + size > r.end:
             raise CompileError("section extends past the end of the module")
-        s = _Reader(data, start, start + size)
+        s = Reader(data, start, start + size)
         if sid == 0:
             name = s.name()
             info.custom_sections.append((name, data[s.pos:s.end]))
@@ -208,7 +243,7 @@ def parse_module(wasm: bytes) -> ModuleInfo:
     return info
 
 
-def _skip_const_expr(s: _Reader) -> None:
+def _skip_const_expr(s: Reader) -> None:
     """Skip a constant expression (global initialiser) up to its ``end``."""
     while True:
         op = s.byte()

@@ -31,7 +31,7 @@ class V8Engine(Engine):
     def _module_new(self, wasm: bytes) -> Module:
         try:
             rw = rewrite(wasm)
-        except (ValueError, IndexError):  # malformed: V8 says why below
+        except (CompileError, ValueError):  # malformed: V8 says why below
             rw = Rewritten(wasm, (), ())
         out = ffi.new("pwv8_module**")
         if lib.pwv8_module_new(self._ptr, ffi.from_buffer("uint8_t[]", rw.wasm), len(rw.wasm), out):

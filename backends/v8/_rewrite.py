@@ -12,15 +12,19 @@ instantiation. Exports, data and element segments refer to the same indices
 and work unchanged. Shared memories are left alone.
 
 Only section framing, the import, table, memory and export sections are
-decoded; malformed input raises ValueError (the caller then compiles the
-original bytes and lets V8 report the error).
+decoded (with :mod:`proxywasm_vm._wasmparse`'s reader); malformed input raises
+CompileError (the caller then compiles the original bytes and lets V8 report
+the error).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from proxywasm_vm._errors import CompileError
 from proxywasm_vm._types import Limits, MemoryType, TableType, ValType
+from proxywasm_vm._wasmparse import Reader, uleb128 as _leb
+from proxywasm_vm._wasmparse import sections as module_sections
 
 SYNTH_MODULE = "pwvm:v8"
 # Canonical order of the known sections (custom sections may appear anywhere).
@@ -43,79 +47,29 @@ class Rewritten:
     exports: tuple[tuple[str, int, int], ...]  # (name, kind, index) of every export
 
 
-def _leb(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        out.append(b | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
 def _name(s: str) -> bytes:
     raw = s.encode()
     return _leb(len(raw)) + raw
 
 
-class _R:
-    __slots__ = ("d", "end", "p")
-
-    def __init__(self, d: bytes, p: int, end: int) -> None:
-        self.d, self.p, self.end = d, p, end
-
-    def byte(self) -> int:
-        if self.p >= self.end:
-            raise ValueError("unexpected end of section")
-        b = self.d[self.p]
-        self.p += 1
-        return b
-
-    def u32(self) -> int:
-        r = sh = 0
-        while True:
-            b = self.byte()
-            r |= (b & 0x7F) << sh
-            if not b & 0x80:
-                return r
-            sh += 7
-            if sh > 35:
-                raise ValueError("malformed LEB128")
-
-    def skip(self, n: int) -> None:
-        if self.p + n > self.end:
-            raise ValueError("unexpected end of section")
-        self.p += n
-
-    def limits(self) -> tuple[int, int | None, int]:
-        flags = self.byte()
-        lo = self.u32()
-        hi = self.u32() if flags & 1 else None
-        return lo, hi, flags
+def _limits(lim: Limits) -> bytes:
+    return (b"\x01" + _leb(lim.min) + _leb(lim.max)) if lim.max is not None else (b"\x00" + _leb(lim.min))
 
 
 def rewrite(wasm: bytes) -> Rewritten:
     d = bytes(wasm)
-    if d[:8] != b"\0asm\x01\0\0\0":
-        raise ValueError("not a wasm module")
-    sections: list[tuple[int, int, int, int]] = []  # id, header start, body start, end
-    r = _R(d, 8, len(d))
-    while r.p < r.end:
-        start = r.p
-        sid = r.byte()
-        size = r.u32()
-        body = r.p
-        r.skip(size)
-        sections.append((sid, start, body, body + size))
+    if d[4:8] != b"\x01\0\0\0":
+        raise CompileError("unsupported WebAssembly binary version")
+    sections = module_sections(d)
     by_id = {s[0]: s for s in sections if s[0] != 0}
     n_mem_imports = n_tab_imports = 0
     import_entries = b""
     n_imports = 0
     if 2 in by_id:
         _, _, body, end = by_id[2]
-        s = _R(d, body, end)
+        s = Reader(d, body, end)
         n_imports = s.u32()
-        entries_start = s.p
+        entries_start = s.pos
         for _ in range(n_imports):
             s.skip(s.u32())
             s.skip(s.u32())
@@ -123,60 +77,55 @@ def rewrite(wasm: bytes) -> Rewritten:
             if kind == 0:
                 s.u32()
             elif kind == 1:
-                s.byte()
-                s.limits()
+                s.table_type()
                 n_tab_imports += 1
             elif kind == 2:
-                s.limits()
+                s.memory_type()
                 n_mem_imports += 1
             elif kind == 3:
                 s.byte()
                 s.byte()
             else:
-                raise ValueError(f"unknown import kind {kind}")
+                raise CompileError(f"unknown import kind {kind}")
         import_entries = d[entries_start:end]
     synth: list[Synth] = []
     new_entries = b""
     drop: set[int] = set()
     if 4 in by_id:
         _, _, body, end = by_id[4]
-        s = _R(d, body, end)
+        s = Reader(d, body, end)
         entries = []
         for i in range(s.u32()):
-            elem = s.byte()
-            if elem not in (0x70, 0x6F):
-                raise ValueError("unsupported table form")
-            lo, hi, _ = s.limits()
-            entries.append((elem, lo, hi, i))
-        if s.p != end:
-            raise ValueError("trailing bytes in the table section")
-        for elem, lo, hi, i in entries:
-            vt = ValType.FUNCREF if elem == 0x70 else ValType.EXTERNREF
-            synth.append(Synth("table", TableType(vt, Limits(lo, hi)), n_tab_imports + i))
-            lim = (b"\x01" + _leb(lo) + _leb(hi)) if hi is not None else (b"\x00" + _leb(lo))
-            new_entries += _name(SYNTH_MODULE) + _name(f"table{n_tab_imports + i}") + b"\x01" + bytes([elem]) + lim
+            tt = s.table_type()
+            if tt.element not in (ValType.FUNCREF, ValType.EXTERNREF):
+                raise CompileError("unsupported table form")
+            entries.append((tt, i))
+        if s.pos != end:
+            raise CompileError("trailing bytes in the table section")
+        for tt, i in entries:
+            synth.append(Synth("table", tt, n_tab_imports + i))
+            elem = b"\x70" if tt.element is ValType.FUNCREF else b"\x6f"
+            new_entries += (_name(SYNTH_MODULE) + _name(f"table{n_tab_imports + i}") + b"\x01" + elem
+                            + _limits(tt.limits))
         drop.add(4)
     if 5 in by_id:
         _, _, body, end = by_id[5]
-        s = _R(d, body, end)
-        mems = [s.limits() for _ in range(s.u32())]
-        if s.p != end:
-            raise ValueError("trailing bytes in the memory section")
-        if all(flags in (0, 1) for _, _, flags in mems):  # not shared, not 64-bit
-            for i, (lo, hi, flags) in enumerate(mems):
-                synth.append(Synth("memory", MemoryType(Limits(lo, hi)), n_mem_imports + i))
-                lim = (b"\x01" + _leb(lo) + _leb(hi)) if hi is not None else (b"\x00" + _leb(lo))
-                new_entries += _name(SYNTH_MODULE) + _name(f"memory{n_mem_imports + i}") + b"\x02" + lim
+        s = Reader(d, body, end)
+        mems = [s.memory_type() for _ in range(s.u32())]
+        if s.pos != end:
+            raise CompileError("trailing bytes in the memory section")
+        if not any(m.shared or m.is_64 for m in mems):
+            for i, mt in enumerate(mems):
+                synth.append(Synth("memory", mt, n_mem_imports + i))
+                new_entries += (_name(SYNTH_MODULE) + _name(f"memory{n_mem_imports + i}") + b"\x02"
+                                + _limits(mt.limits))
             drop.add(5)
     exports: list[tuple[str, int, int]] = []
     if 7 in by_id:
         _, _, body, end = by_id[7]
-        s = _R(d, body, end)
+        s = Reader(d, body, end)
         for _ in range(s.u32()):
-            n = s.u32()
-            start = s.p
-            s.skip(n)
-            name = d[start:start + n].decode("utf-8", "replace")
+            name = s.bytes(s.u32()).decode("utf-8", "replace")
             kind = s.byte()
             exports.append((name, kind, s.u32()))
     if not synth:

@@ -11,8 +11,10 @@ from pathlib import Path
 from typing import Any, Callable, Literal, Mapping
 
 from .._engine import DEFAULT_BACKEND, Engine
+from .._errors import CompileError
 from .._module import Module
 from .._store import StoreLimits
+from .._wasmparse import Reader, sections, uleb128
 from ._abi import AbiVersion, LogLevel, detect_abi
 from ._errors import AbiError, PluginStartError
 from ._grpc import GrpcDispatcher, GrpcioDispatcher
@@ -127,29 +129,6 @@ class _Code:
 START_EXPORT = "__pwvm_start"
 
 
-def _leb(data: bytes, pos: int) -> tuple[int, int]:
-    """A u32 LEB128 at ``pos``: (value, position after it)."""
-    value = shift = 0
-    while True:
-        b = data[pos]
-        pos += 1
-        value |= (b & 0x7F) << shift
-        if not b & 0x80:
-            return value, pos
-        shift += 7
-
-
-def _uleb(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        if not n:
-            out.append(b)
-            return bytes(out)
-        out.append(b | 0x80)
-
-
 def _hoist_start(data: bytes) -> bytes | None:
     """``data`` with its start section replaced by an export (:data:`START_EXPORT`) of the
     start function, or None when it has no start section (or is not a module we can rewrite).
@@ -163,23 +142,19 @@ def _hoist_start(data: bytes) -> bytes | None:
     if data[:4] != b"\0asm" or START_EXPORT.encode() in data:
         return None
     try:
-        sections = []  # (id, section start, payload start, payload end)
-        pos, n = 8, len(data)
-        while pos < n:
-            size, body = _leb(data, pos + 1)
-            sections.append((data[pos], pos, body, body + size))
-            pos = body + size
-        starts = [sec for sec in sections if sec[0] == 8]
-        if pos != n or len(starts) != 1:
+        secs = sections(data)
+        starts = [sec for sec in secs if sec[0] == 8]
+        if len(starts) != 1:
             return None
-        func, _ = _leb(data, starts[0][2])
-        entry = _uleb(len(START_EXPORT)) + START_EXPORT.encode() + b"\0" + _uleb(func)  # 0: a function
-        has_exports = any(sec[0] == 7 for sec in sections)
+        func = Reader(data, starts[0][2], starts[0][3]).u32()
+        entry = uleb128(len(START_EXPORT)) + START_EXPORT.encode() + b"\0" + uleb128(func)  # 0: a function
+        has_exports = any(sec[0] == 7 for sec in secs)
         out = [data[:8]]
-        for sid, sec, body, end in sections:
+        for sid, sec, body, end in secs:
             if sid == 7:  # the export section: one more entry
-                count, p = _leb(data, body)
-                payload = _uleb(count + 1) + data[p:end] + entry
+                r = Reader(data, body, end)
+                count = r.u32()
+                payload = uleb128(count + 1) + data[r.pos:end] + entry
             elif sid == 8:  # the start section goes (an export section takes its place if none exists)
                 if has_exports:
                     continue
@@ -188,30 +163,18 @@ def _hoist_start(data: bytes) -> bytes | None:
             else:
                 out.append(data[sec:end])
                 continue
-            out.append(bytes((sid,)) + _uleb(len(payload)) + payload)
+            out.append(bytes((sid,)) + uleb128(len(payload)) + payload)
         return b"".join(out)
-    except IndexError:  # truncated: leave it to the runtime to reject
+    except CompileError:  # not a module we can frame: leave it to the runtime to reject
         return None
 
 
 def _has_start_section(data: bytes) -> bool:
     """Whether a wasm binary has a start section (id 8)."""
-    pos, n = 8, len(data)
-    while pos < n:
-        sid = data[pos]
-        pos += 1
-        size = shift = 0
-        while pos < n:
-            b = data[pos]
-            pos += 1
-            size |= (b & 0x7F) << shift
-            shift += 7
-            if not b & 0x80:
-                break
-        if sid == 8:
-            return True
-        pos += size
-    return False
+    try:
+        return any(sec[0] == 8 for sec in sections(data))
+    except CompileError:
+        return False
 
 
 _VM_KEYS: dict = {}
