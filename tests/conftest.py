@@ -28,12 +28,9 @@ from typing import Any
 import pytest
 
 import proxywasm_vm as pw
+from _helpers import load_backend
 
 CAPABILITIES = frozenset(f.name for f in dataclasses.fields(pw.Capabilities))
-
-
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() in ("true", "1")
 
 
 def _selected_backends() -> list[str]:
@@ -60,21 +57,6 @@ def pytest_configure(config: pytest.Config) -> None:
             f"PWVM_BACKENDS names unknown backend(s) {', '.join(unknown)}; "
             f"registered: {', '.join(pw.backend_names())}"
         )
-
-
-def _one_line(text: str) -> str:
-    return " ".join(str(text).split())
-
-
-def load_backend(name: str) -> pw.Backend:
-    """``get_backend(name)``, or skip (locally) / fail (in CI) with how to enable it."""
-    try:
-        return pw.get_backend(name)
-    except pw.BackendUnavailable as e:
-        reason = _one_line(str(e))
-        if _in_ci():
-            pytest.fail(f"CI=true requires every backend: {reason}", pytrace=False)
-        pytest.skip(reason)
 
 
 @pytest.fixture(scope="session")

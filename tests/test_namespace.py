@@ -8,6 +8,8 @@ import pytest
 import proxywasm_vm as pw
 from proxywasm_vm import FuncType, Trap, TrapCode, ValType
 
+from _helpers import engine_or_skip, loaded_copies
+
 I32 = ValType.I32
 
 WAT = """
@@ -27,29 +29,11 @@ def _instance(engine: pw.Engine) -> pw.Instance:
     return pw.Instance(store, pw.Module(engine, WAT), {"env": {"cb": cb}})
 
 
-def _engine(name: str) -> pw.Engine:
-    import os
-
-    try:
-        return pw.Engine(name)
-    except pw.BackendUnavailable as e:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI requires every backend: {e}")
-        pytest.skip(str(e))
-
-
-def _wasmtime_copies() -> int:
-    """Loaded copies of the wasmtime library: each maps the file once at offset 0."""
-    with open("/proc/self/maps") as f:
-        return sum(1 for line in f
-                   if line.rstrip().endswith("_libwasmtime.so") and int(line.split()[2], 16) == 0)
-
-
 def test_namespace_engine_is_a_separate_copy_of_the_library():
-    ns = _engine("wasmtime@namespace")
-    inproc = _engine("wasmtime")
+    ns = engine_or_skip("wasmtime@namespace")
+    inproc = engine_or_skip("wasmtime")
     assert ns.backend.isolation == "namespace" and inproc.backend.isolation == "in-process"
-    assert _wasmtime_copies() >= 2
+    assert loaded_copies("_libwasmtime.so") >= 2
     # Objects of one copy never reach the other: modules are per engine.
     m = pw.Module(ns, WAT)
     with pytest.raises(ValueError):
@@ -58,7 +42,7 @@ def test_namespace_engine_is_a_separate_copy_of_the_library():
 
 @pytest.mark.parametrize("rounds", [300])
 def test_runtimes_trap_and_call_back_interleaved(rounds):
-    engines = [_engine("wasmtime"), _engine("wasmtime@namespace")]
+    engines = [engine_or_skip("wasmtime"), engine_or_skip("wasmtime@namespace")]
     try:
         engines.append(pw.Engine("v8"))
     except pw.BackendUnavailable:

@@ -8,10 +8,6 @@ one test instead of killing the run.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import textwrap
 import threading
 import time
 
@@ -20,15 +16,8 @@ import pytest
 import proxywasm_vm as pw
 from proxywasm_vm import FuncType, StoreLimits, TrapCode, ValType
 
+from _helpers import load_backend, run_python
 
-def load_backend(name: str) -> None:
-    """Skip without the backend (with how to enable it); in CI (CI=true) fail instead."""
-    try:
-        pw.get_backend(name)
-    except pw.BackendUnavailable as e:
-        if os.environ.get("CI", "").lower() in ("true", "1"):
-            pytest.fail(f"CI=true requires every backend: {e}", pytrace=False)
-        pytest.skip(" ".join(str(e).split()))
 
 I32 = ValType.I32
 
@@ -57,14 +46,6 @@ def _instance(engine: pw.Engine, store: pw.Store | None = None) -> pw.Instance:
     store = store or pw.Store(engine)
     host = pw.Func(store, FuncType([I32], [I32]), lambda x: x + 1)
     return pw.Instance(store, pw.Module(engine, pw.wat2wasm(TRAPS)), {"env": {"host": host}})
-
-
-def _run_child(code: str, timeout: float = 240) -> str:
-    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
-                          timeout=timeout, check=False)
-    assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), (
-        f"child exited with status {proc.returncode}\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")
-    return proc.stdout
 
 
 ALTERNATE = """
@@ -105,12 +86,12 @@ print("ok")
 @pytest.mark.parametrize("order", [("v8", "wasmtime"), ("wasmtime", "v8")], ids=["v8-first", "wasmtime-first"])
 def test_v8_and_wasmtime_trap_alternately(v8, order):
     load_backend("wasmtime")
-    out = _run_child(ALTERNATE.format(wat=TRAPS, order=order, rounds=300))
+    out = run_python(ALTERNATE.format(wat=TRAPS, order=order, rounds=300))
     assert "traps 600" in out
 
 
 def test_faulthandler_enabled_after_v8_keeps_traps_working(v8):
-    _run_child(f"""
+    run_python(f"""
     import faulthandler
     import proxywasm_vm as pw
     from proxywasm_vm import FuncType, TrapCode, ValType
@@ -213,7 +194,7 @@ print("ok")
 def test_a_store_handed_between_threads_still_traps_cleanly(v8):
     """Out-of-bounds traps in a store made by another thread (signal-based traps): V8's handler
     must see the faulting thread as in wasm, or the fault would kill the process."""
-    _run_child(SHARED_STORE_TRAPS.format(wat=TRAPS))
+    run_python(SHARED_STORE_TRAPS.format(wat=TRAPS))
 
 
 def test_deadline_interrupts_a_runaway_loop(v8):

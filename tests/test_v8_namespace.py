@@ -10,44 +10,17 @@ the run.
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
-import textwrap
 
 import pytest
 
 import proxywasm_vm as pw
-
-
-def _engine(name: str) -> pw.Engine:
-    """The engine, or skip (with how to enable it); in CI (CI=true) fail instead."""
-    try:
-        return pw.Engine(name)
-    except pw.BackendUnavailable as e:
-        if os.environ.get("CI", "").lower() in ("true", "1"):
-            pytest.fail(f"CI=true requires every backend: {e}", pytrace=False)
-        pytest.skip(" ".join(str(e).split()))
-
-
-def _run_child(code: str, timeout: float = 240) -> str:
-    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
-                          timeout=timeout, check=False)
-    assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), (
-        f"child exited with status {proc.returncode}\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")
-    return proc.stdout
-
-
-def _copies(library: str) -> int:
-    """How many loaded copies of a library (file name up to its version): each maps its file once at offset 0."""
-    with open("/proc/self/maps") as f:
-        rows = [line.split() for line in f]
-    return sum(1 for r in rows if len(r) == 6 and os.path.basename(r[5]).startswith(library) and int(r[2], 16) == 0)
+from _helpers import engine_or_skip, loaded_copies, run_python
 
 
 def test_namespace_copy_is_separate():
-    ns = _engine("v8@namespace")
-    inproc = _engine("v8")
+    ns = engine_or_skip("v8@namespace")
+    inproc = engine_or_skip("v8")
     assert ns.name == "v8@namespace" and ns.backend.isolation == "namespace"
     assert inproc.name == "v8" and inproc.backend.isolation == "in-process"
     assert pw.get_backend("v8").namespace_variant() is ns.backend
@@ -55,7 +28,7 @@ def test_namespace_copy_is_separate():
     ffi_in = sys.modules["proxywasm_vm.backends.v8._ffi"]
     ffi_ns = sys.modules["proxywasm_vm.backends._v8_namespace._ffi"]
     assert ffi_in.lib is not ffi_ns.lib and not ffi_in.NAMESPACE and ffi_ns.NAMESPACE
-    assert _copies("libpwv8.so") == 2 and _copies("libnode.so.") == 2
+    assert loaded_copies("libpwv8.so") == 2 and loaded_copies("libnode.so.") == 2
     # Objects of one copy never reach the other.
     m = pw.Module(ns, '(module (func (export "f") (result i32) i32.const 7))')
     assert pw.Instance(pw.Store(ns), m).exports.func("f")() == 7
@@ -65,8 +38,8 @@ def test_namespace_copy_is_separate():
 
 def test_v8_flags_are_per_copy():
     """PWVM_V8_FLAGS is read when a copy starts: a flag given to one copy only changes that one."""
-    _engine("v8@namespace")
-    _run_child("""
+    engine_or_skip("v8@namespace")
+    run_python("""
     import os
     import proxywasm_vm as pw
     WAT = '(module (memory 1) (func (export "grow") (param i32) (result i32) (memory.grow (local.get 0))))'
@@ -149,17 +122,17 @@ print("ok")
                          ids=["v8-first", "namespaces-first"])
 def test_v8_copies_and_wasmtime_trap_and_call_back_interleaved(order):
     for name in order:
-        _engine(name)
-    out = _run_child(MIX.format(order=order, rounds=150))
+        engine_or_skip(name)
+    out = run_python(MIX.format(order=order, rounds=150))
     assert f"traps {150 * len(order)}" in out
 
 
 def test_no_namespace_left_is_a_clear_error():
     """With the namespace table full (wasmtime@namespace copies), v8@namespace is unavailable with
     the reason, every time it is asked for, and in-process V8 is unharmed."""
-    _engine("v8@namespace")
-    _engine("wasmtime@namespace")
-    _run_child("""
+    engine_or_skip("v8@namespace")
+    engine_or_skip("wasmtime@namespace")
+    run_python("""
     import os, shutil, tempfile
     import proxywasm_vm as pw
     src = pw.get_backend("wasmtime").library()
@@ -216,6 +189,6 @@ print("ok")
 def test_thread_keys_in_use_refuse_a_namespace_copy():
     # A copy's libc numbers thread keys on its own, into slots each thread shares with this
     # libc: the copy gets 24-31, which this process must not be using (and then never will).
-    _engine("v8")
-    out = _run_child(KEYS_TAKEN)
+    engine_or_skip("v8")
+    out = run_python(KEYS_TAKEN)
     assert "refused: " in out

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import struct
-import subprocess
-import sys
 import textwrap
 
+from _helpers import run_python
 from hypothesis import HealthCheck, settings
 
 #: Examples reuse one instance per test on purpose (that is what a host does), and
@@ -68,9 +67,4 @@ def run_child(backend_name: str, body: str, *args: str, timeout: float = 120) ->
     For tests of misuse that could crash a backend: a crash then fails that one test with its
     exit status, instead of ending the whole run. ``body`` must print ``ok`` last.
     """
-    code = _CHILD_PRELUDE + textwrap.dedent(body)
-    proc = subprocess.run([sys.executable, "-c", code, backend_name, *args], capture_output=True, text=True, check=False,
-                          timeout=timeout)
-    out = proc.stdout.strip().splitlines()
-    assert proc.returncode == 0 and out and out[-1] == "ok", (
-        f"child exited with status {proc.returncode}\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")
+    run_python(_CHILD_PRELUDE + textwrap.dedent(body), backend_name, *args, timeout=timeout)
