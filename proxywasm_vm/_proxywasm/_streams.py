@@ -43,7 +43,29 @@ class LocalResponse:
     grpc_status: int | None = None
 
 
-class HttpMessage:
+class _Buffered:
+    """Bytes of one direction: forwarded so far (``_sent``) and held back while paused (``_buf``)."""
+
+    __slots__ = ("_sent", "_buf", "paused", "end_of_stream")
+
+    def __init__(self) -> None:
+        self._sent = bytearray()
+        self._buf = bytearray()
+        self.paused = False
+        self.end_of_stream = False
+
+    @property
+    def buffered(self) -> bytes:
+        """Bytes held back (the plugin paused and has not resumed)."""
+        return bytes(self._buf)
+
+    def _flush(self) -> None:
+        if self._buf:
+            self._sent += self._buf
+            del self._buf[:]
+
+
+class HttpMessage(_Buffered):
     """One direction (request or response) of an HTTP stream, as the plugin left it.
 
     - ``headers`` / ``trailers``: the (possibly rewritten) maps, ``None`` until received;
@@ -51,36 +73,23 @@ class HttpMessage:
     - ``paused``: the plugin stopped this direction and has not resumed it.
     """
 
-    __slots__ = ("headers", "trailers", "_body", "_buf", "paused", "_hdr_paused", "end_of_stream", "chunks")
+    __slots__ = ("headers", "trailers", "_hdr_paused", "chunks")
 
     def __init__(self) -> None:
+        _Buffered.__init__(self)
         self.headers: HeaderMap | None = None
         self.trailers: HeaderMap | None = None
-        self._body = bytearray()
-        self._buf = bytearray()
-        self.paused = False
         self._hdr_paused = False
-        self.end_of_stream = False
         self.chunks = 0
 
     @property
     def body(self) -> bytes:
         """Body bytes forwarded so far (after the plugin's changes)."""
-        return bytes(self._body)
-
-    @property
-    def buffered(self) -> bytes:
-        """Body bytes held back (the plugin paused and has not resumed)."""
-        return bytes(self._buf)
-
-    def _flush(self) -> None:
-        if self._buf:
-            self._body += self._buf
-            del self._buf[:]
+        return bytes(self._sent)
 
     def __repr__(self) -> str:
         return (f"<HttpMessage headers={len(self.headers) if self.headers is not None else None} "
-                f"body={len(self._body)}B buffered={len(self._buf)}B paused={self.paused}>")
+                f"body={len(self._sent)}B buffered={len(self._buf)}B paused={self.paused}>")
 
 
 class _StreamBase:
@@ -471,9 +480,9 @@ class HttpStream(_StreamBase):
             if key == "duration":
                 return encode_property(self._vm.host.clock.now_ns() - self.started_ns)
             if key == "size":
-                return encode_property(len(self.request._body) + len(self.request._buf))
+                return encode_property(len(self.request._sent) + len(self.request._buf))
             if key == "total_size":
-                return encode_property(len(self.request._body) + len(self.request._buf)
+                return encode_property(len(self.request._sent) + len(self.request._buf)
                                        + (req.byte_size() if req is not None else 0))
             if key == "protocol":
                 return b"HTTP/1.1"
@@ -512,9 +521,9 @@ class HttpStream(_StreamBase):
                 t = self.response.trailers
                 return t.serialize() if t is not None else None
             if key == "size":
-                return encode_property(len(self.response._body) + len(self.response._buf))
+                return encode_property(len(self.response._sent) + len(self.response._buf))
             if key == "total_size":
-                return encode_property(len(self.response._body) + len(self.response._buf)
+                return encode_property(len(self.response._sent) + len(self.response._buf)
                                        + (resp.byte_size() if resp is not None else 0))
             if key == "grpc_status":
                 g = resp.get_bytes("grpc-status") if resp is not None else None
@@ -538,32 +547,19 @@ class HttpStream(_StreamBase):
                 f"{' local=' + str(self.local_response.status) if self.local_response else ''}>")
 
 
-class TcpDirection:
+class TcpDirection(_Buffered):
     """One direction of a TCP connection: ``data`` forwarded so far, ``buffered`` held back."""
 
-    __slots__ = ("_sent", "_buf", "paused", "end_of_stream", "closed")
+    __slots__ = ("closed",)
 
     def __init__(self) -> None:
-        self._sent = bytearray()
-        self._buf = bytearray()
-        self.paused = False
-        self.end_of_stream = False
+        _Buffered.__init__(self)
         self.closed = False
 
     @property
     def data(self) -> bytes:
         """Bytes forwarded so far (after the plugin's changes)."""
         return bytes(self._sent)
-
-    @property
-    def buffered(self) -> bytes:
-        """Bytes held back while the plugin paused."""
-        return bytes(self._buf)
-
-    def _flush(self) -> None:
-        if self._buf:
-            self._sent += self._buf
-            del self._buf[:]
 
 
 class TcpStream(_StreamBase):
