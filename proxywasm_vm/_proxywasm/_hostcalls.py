@@ -396,24 +396,35 @@ def proxy_http_call(vm, up, us, hp, hs, bp, bs, tp, ts, timeout, token_ptr):
             headers.get_bytes(b":authority") is None and headers.get_bytes(b"host") is None):
         return BAD_ARGUMENT
     req = HttpCallRequest(upstream.decode("utf-8", "replace"), headers, body, trailers, timeout)
-    token = vm.new_token()
+
+    def start(token: int) -> Any:
+        def deliver(resp: Any) -> None:
+            vm.post(lambda: vm.http_response(token, resp))
+
+        return vm.host.http.dispatch(req, deliver)
+
+    return _start_call(vm, token_ptr, "http", start, UnknownUpstream, BAD_ARGUMENT, "proxy_http_call")
+
+
+def _start_call(vm, token_ptr, kind: str, start: Any, unknown: type[Exception], unknown_status: int,
+                name: str) -> int:
+    """Register an outgoing call of ``kind`` under a new token, start it (``start(token)``
+    returns the dispatcher's handle) and write the token to ``token_ptr``; an unknown
+    upstream answers ``unknown_status``, any other failure of the dispatcher INTERNAL_FAILURE."""
     from ._vm import _Call
 
-    call = _Call("http", vm.ctx.root)
+    token = vm.new_token()
+    call = _Call(kind, vm.ctx.root)
     vm.calls[token] = call
-
-    def deliver(resp: Any, vm=vm, token=token) -> None:
-        vm.post(lambda: vm.http_response(token, resp))
-
     try:
-        call.handle = vm.host.http.dispatch(req, deliver)
-    except UnknownUpstream:
+        call.handle = start(token)
+    except unknown:
         vm.calls.pop(token, None)
-        return BAD_ARGUMENT
+        return unknown_status
     except Exception as e:  # noqa: BLE001
         vm.calls.pop(token, None)
-        return vm.host_error("proxy_http_call", e, INTERNAL_FAILURE)
-    _put_u32(mem, token_ptr, token)
+        return vm.host_error(name, e, INTERNAL_FAILURE)
+    _put_u32(vm.memory, token_ptr, token)
     return OK
 
 
@@ -454,26 +465,16 @@ def _grpc_start(vm, stream, up, us, sp, ss, mp, ms, mdp, mds, msgp, msgs, timeou
         metadata = HeaderMap._from_flat(parse_pairs(raw_md))
     except PairsError as e:
         return _pairs_status(e)
-    from ._vm import _Call
 
-    token = vm.new_token()
-    call = _Call("grpc_stream" if stream else "grpc_call", vm.ctx.root)
-    call.stream = stream
-    vm.calls[token] = call
-    sink = _GrpcSink(vm, token)
-    try:
+    def start(token: int) -> Any:
+        vm.calls[token].stream = stream
+        sink = _GrpcSink(vm, token)
         if stream:
-            call.handle = vm.host.grpc.stream(upstream, service, method, metadata, sink)
-        else:
-            call.handle = vm.host.grpc.call(upstream, service, method, metadata, message, timeout, sink)
-    except UnknownGrpcUpstream:
-        vm.calls.pop(token, None)
-        return PARSE_FAILURE
-    except Exception as e:  # noqa: BLE001
-        vm.calls.pop(token, None)
-        return vm.host_error("proxy_grpc_call", e, INTERNAL_FAILURE)
-    _put_u32(mem, token_ptr, token)
-    return OK
+            return vm.host.grpc.stream(upstream, service, method, metadata, sink)
+        return vm.host.grpc.call(upstream, service, method, metadata, message, timeout, sink)
+
+    return _start_call(vm, token_ptr, "grpc_stream" if stream else "grpc_call", start, UnknownGrpcUpstream,
+                       PARSE_FAILURE, "proxy_grpc_call")
 
 
 def proxy_grpc_call(vm, up, us, sp, ss, mp, ms, mdp, mds, msgp, msgs, timeout, token_ptr):
