@@ -55,3 +55,58 @@ def loaded_copies(file_prefix: str) -> int:
         rows = [line.split() for line in f]
     return sum(1 for r in rows if len(r) == 6 and os.path.basename(r[5]).startswith(file_prefix)
                and int(r[2], 16) == 0)
+
+
+#: A module whose exports trap three ways (out of bounds, unreachable, stack overflow), call
+#: back into Python (``ok``) or run forever (``spin``, ``spin_host``).
+TRAP_WAT = """
+(module
+  (import "env" "host" (func $host (param i32) (result i32)))
+  (memory (export "memory") 1)
+  (func (export "ok") (param i32) (result i32) (call $host (local.get 0)))
+  (func (export "oob") (result i32) (i32.load (i32.const 0x7FFFFFF0)))
+  (func (export "unreachable") unreachable)
+  (func $rec (export "recurse") (param i32) (result i32)
+    (i32.add (call $rec (i32.add (local.get 0) (i32.const 1))) (i32.const 1)))
+  (func (export "spin") (loop $l (br $l)))
+  (func (export "spin_host") (loop $l (drop (call $host (i32.const 1))) (br $l)))
+)
+"""
+
+#: Source to prepend to a child's code: ``trap_instance(engine)`` instantiates TRAP_WAT there;
+#: ``rounds(insts, order, n0, count)`` makes the instances of every runtime in ``order`` trap in
+#: turn, each followed by a call back into Python, and returns how many trapped. faulthandler
+#: comes first, as under pytest: before any runtime installs its signal handlers.
+TRAP_ROUNDS = """
+import faulthandler
+faulthandler.enable()
+import proxywasm_vm as pw
+from proxywasm_vm import FuncType, TrapCode, ValType
+TRAP_WAT = """ + repr(TRAP_WAT) + """
+CASES = [("oob", (), TrapCode.MEMORY_OUT_OF_BOUNDS), ("unreachable", (), TrapCode.UNREACHABLE),
+         ("recurse", (0,), TrapCode.STACK_OVERFLOW)]
+
+
+def trap_instance(eng):
+    store = pw.Store(eng)
+    host = pw.Func(store, FuncType([ValType.I32], [ValType.I32]), lambda x: x + 1)
+    return pw.Instance(store, pw.Module(eng, pw.wat2wasm(TRAP_WAT)), {"env": {"host": host}}).exports
+
+
+def rounds(insts, order, n0, count):
+    n = n0
+    for i in range(count):
+        for name in order:
+            ex = insts[name]
+            export, args, code = CASES[(i + n) % 3]
+            try:
+                ex[export](*args)
+            except pw.Trap as e:
+                assert e.code is code, (name, export, e)
+            else:
+                raise AssertionError(f"{name} {export} did not trap")
+            assert ex["ok"](i) == i + 1
+            ex["memory"].write(0, b"x" * 8)
+            n += 1
+    return n - n0
+"""

@@ -16,24 +16,12 @@ import pytest
 import proxywasm_vm as pw
 from proxywasm_vm import FuncType, StoreLimits, TrapCode, ValType
 
-from _helpers import load_backend, run_python
+from _helpers import TRAP_ROUNDS, TRAP_WAT, load_backend, run_python
 
 
 I32 = ValType.I32
 
-TRAPS = """
-(module
-  (import "env" "host" (func $host (param i32) (result i32)))
-  (memory (export "memory") 1)
-  (func (export "ok") (param i32) (result i32) (call $host (local.get 0)))
-  (func (export "oob") (result i32) (i32.load (i32.const 0x7FFFFFF0)))
-  (func (export "unreachable") unreachable)
-  (func $rec (export "recurse") (param i32) (result i32)
-    (i32.add (call $rec (i32.add (local.get 0) (i32.const 1))) (i32.const 1)))
-  (func (export "spin") (loop $l (br $l)))
-  (func (export "spin_host") (loop $l (drop (call $host (i32.const 1))) (br $l)))
-)
-"""
+TRAPS = TRAP_WAT
 
 
 @pytest.fixture(scope="module")
@@ -49,34 +37,9 @@ def _instance(engine: pw.Engine, store: pw.Store | None = None) -> pw.Instance:
 
 
 ALTERNATE = """
-import faulthandler, sys
-faulthandler.enable()  # as under pytest: enabled before either runtime
-import proxywasm_vm as pw
-from proxywasm_vm import FuncType, TrapCode, ValType
-WAT = {wat!r}
 order = {order!r}
-engines = {{name: pw.Engine(name) for name in order}}
-insts = {{}}
-for name, eng in engines.items():
-    store = pw.Store(eng)
-    host = pw.Func(store, FuncType([ValType.I32], [ValType.I32]), lambda x: x + 1)
-    insts[name] = pw.Instance(store, pw.Module(eng, pw.wat2wasm(WAT)), {{"env": {{"host": host}}}}).exports
-cases = [("oob", (), TrapCode.MEMORY_OUT_OF_BOUNDS), ("unreachable", (), TrapCode.UNREACHABLE),
-         ("recurse", (0,), TrapCode.STACK_OVERFLOW)]
-n = 0
-for i in range({rounds}):
-    for name in order:
-        ex = insts[name]
-        export, args, code = cases[(i + n) % 3]
-        try:
-            ex[export](*args)
-        except pw.Trap as e:
-            assert e.code is code, (name, export, e)
-        else:
-            raise AssertionError(f"{{name}} {{export}} did not trap")
-        assert ex["ok"](i) == i + 1
-        ex["memory"].write(0, b"x" * 8)
-        n += 1
+insts = {{name: trap_instance(pw.Engine(name)) for name in order}}
+n = rounds(insts, order, 0, {rounds})
 # A fault outside any wasm still reaches the default action: not tested here (it kills).
 print("traps", n)
 print("ok")
@@ -86,7 +49,7 @@ print("ok")
 @pytest.mark.parametrize("order", [("v8", "wasmtime"), ("wasmtime", "v8")], ids=["v8-first", "wasmtime-first"])
 def test_v8_and_wasmtime_trap_alternately(v8, order):
     load_backend("wasmtime")
-    out = run_python(ALTERNATE.format(wat=TRAPS, order=order, rounds=300))
+    out = run_python(TRAP_ROUNDS + ALTERNATE.format(order=order, rounds=300))
     assert "traps 600" in out
 
 

@@ -15,7 +15,7 @@ import sys
 import pytest
 
 import proxywasm_vm as pw
-from _helpers import engine_or_skip, loaded_copies, run_python
+from _helpers import TRAP_ROUNDS, engine_or_skip, loaded_copies, run_python
 
 
 def test_namespace_copy_is_separate():
@@ -56,55 +56,17 @@ def test_v8_flags_are_per_copy():
 
 
 MIX = """
-import faulthandler, threading
-faulthandler.enable()  # as under pytest: enabled before any runtime
-import proxywasm_vm as pw
-from proxywasm_vm import FuncType, TrapCode, ValType
-WAT = '''
-(module
-  (import "env" "host" (func $host (param i32) (result i32)))
-  (memory (export "memory") 1)
-  (func (export "ok") (param i32) (result i32) (call $host (local.get 0)))
-  (func (export "oob") (result i32) (i32.load (i32.const 0x7FFFFFF0)))
-  (func (export "unreachable") unreachable)
-  (func $rec (export "recurse") (param i32) (result i32)
-    (i32.add (call $rec (i32.add (local.get 0) (i32.const 1))) (i32.const 1))))
-'''
+import threading
 order = {order!r}
 engines = {{name: pw.Engine(name) for name in order}}
 
-def instance(eng):
-    store = pw.Store(eng)
-    host = pw.Func(store, FuncType([ValType.I32], [ValType.I32]), lambda x: x + 1)
-    return pw.Instance(store, pw.Module(eng, WAT), {{"env": {{"host": host}}}}).exports
-
-cases = [("oob", (), TrapCode.MEMORY_OUT_OF_BOUNDS), ("unreachable", (), TrapCode.UNREACHABLE),
-         ("recurse", (0,), TrapCode.STACK_OVERFLOW)]
-
-def rounds(insts, n0, count):
-    n = n0
-    for i in range(count):
-        for name in order:
-            ex = insts[name]
-            export, args, code = cases[(i + n) % 3]
-            try:
-                ex[export](*args)
-            except pw.Trap as e:
-                assert e.code is code, (name, export, e)
-            else:
-                raise AssertionError(f"{{name}} {{export}} did not trap")
-            assert ex["ok"](i) == i + 1
-            ex["memory"].write(0, b"x" * 8)
-            n += 1
-    return n - n0
-
-n = rounds({{name: instance(e) for name, e in engines.items()}}, 0, {rounds})
+n = rounds({{name: trap_instance(e) for name, e in engines.items()}}, order, 0, {rounds})
 # Short-lived threads, each with its own stores in every runtime, then exiting:
 # each leaves the key slots and TLS of every copy behind it.
 errors = []
 def worker(k):
     try:
-        rounds({{name: instance(e) for name, e in engines.items()}}, k, 10)
+        rounds({{name: trap_instance(e) for name, e in engines.items()}}, order, k, 10)
     except BaseException as e:
         errors.append(e)
 for k in range(4):
@@ -123,7 +85,7 @@ print("ok")
 def test_v8_copies_and_wasmtime_trap_and_call_back_interleaved(order):
     for name in order:
         engine_or_skip(name)
-    out = run_python(MIX.format(order=order, rounds=150))
+    out = run_python(TRAP_ROUNDS + MIX.format(order=order, rounds=150))
     assert f"traps {150 * len(order)}" in out
 
 

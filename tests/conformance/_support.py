@@ -8,6 +8,8 @@ import textwrap
 from _helpers import run_python
 from hypothesis import HealthCheck, settings
 
+from proxywasm_vm._wasmparse import uleb128
+
 #: Examples reuse one instance per test on purpose (that is what a host does), and
 #: wasm calls are not to be timed by hypothesis on a shared 2-core machine.
 SETTINGS = settings(
@@ -36,21 +38,11 @@ def as_f32(x: float) -> float:
     return struct.unpack("<f", struct.pack("<f", x))[0]
 
 
-def _leb(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        out.append(b | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
 def custom_section(name: str, payload: bytes) -> bytes:
     """The bytes of a custom section (id 0) called ``name``."""
     raw = name.encode()
-    body = _leb(len(raw)) + raw + payload
-    return b"\x00" + _leb(len(body)) + body
+    body = uleb128(len(raw)) + raw + payload
+    return b"\x00" + uleb128(len(body)) + body
 
 
 _CHILD_PRELUDE = """
