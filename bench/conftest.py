@@ -3,12 +3,18 @@
 Results are collected in ``RESULTS`` as seconds per unit operation (the fastest round), keyed by
 (workload, runner), so that the target checks at the end of each module
 compare numbers measured in the same run.
+
+Speed targets are *reported*, not asserted: :func:`target` records each one and the
+session ends with a table of them. A benchmark run on a busy machine measures the
+machine as much as the code, so a missed target fails the run only when asked to,
+with ``--check-targets`` (or ``PWVM_BENCH_CHECK=1``); ``bash ci/test.sh`` reports them.
 """
 
 from __future__ import annotations
 
 import os
 import time
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import pytest
@@ -17,6 +23,52 @@ from proxywasm_vm import BackendUnavailable, Engine, backend_names
 from proxywasm_vm._bench import calibrate
 
 RESULTS: dict[tuple[str, str], float] = {}
+
+
+@dataclass(frozen=True)
+class Target:
+    """One speed target, as measured in this run."""
+
+    name: str
+    measured: str
+    goal: str
+    met: bool
+
+
+TARGETS: list[Target] = []
+
+
+def target(name: str, met: bool, measured: str, goal: str) -> bool:
+    """Record a speed target (``met`` or not) for the end-of-session report; returns ``met``."""
+    TARGETS.append(Target(name, measured, goal, bool(met)))
+    return met
+
+
+def pytest_addoption(parser: Any) -> None:
+    parser.addoption("--check-targets", action="store_true", default=False,
+                     help="fail the run when a speed target is missed (default: report only)")
+
+
+def _checking(config: Any) -> bool:
+    return bool(config.getoption("--check-targets")) or os.environ.get("PWVM_BENCH_CHECK") == "1"
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: Any) -> None:
+    if not TARGETS:
+        return
+    tr = terminalreporter
+    tr.section("speed targets (measured in this run)")
+    width = max(len(t.name) for t in TARGETS)
+    for t in TARGETS:
+        tr.write_line(f"{'met   ' if t.met else 'MISSED'}  {t.name:<{width}}  {t.measured}  (goal {t.goal})")
+    missed = sum(not t.met for t in TARGETS)
+    mode = "these fail the run (--check-targets)" if _checking(config) else "reported, not enforced"
+    tr.write_line(f"{len(TARGETS) - missed} met, {missed} missed: {mode}")
+
+
+def pytest_sessionfinish(session: Any, exitstatus: int) -> None:
+    if _checking(session.config) and any(not t.met for t in TARGETS) and exitstatus == 0:
+        session.exitstatus = 1
 
 
 def backends() -> list[str]:

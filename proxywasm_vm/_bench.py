@@ -21,7 +21,7 @@ from ._backend import backend_names
 from ._engine import Engine
 from ._errors import BackendUnavailable
 
-__all__ = ["BASELINE", "Cell", "BenchResult", "run_bench", "MEMORY_WORKLOADS"]
+__all__ = ["BASELINE", "Cell", "BenchResult", "run_bench", "MEMORY_WORKLOADS", "TARGETS", "Target", "judge_targets"]
 
 BASELINE = "wasmtime-py"
 #: Workloads that measure bytes rather than seconds.
@@ -82,6 +82,49 @@ class BenchResult:
                              "requests_per_second": c.requests_per_second} if c.latencies else {})}
                         for c in self.cells],
         }
+
+
+@dataclass(frozen=True)
+class Target:
+    """A speed goal for one cell: at most ``goal`` seconds per unit, or, with ``versus``,
+    at least ``goal`` times faster than that runner's cell of the same workload."""
+
+    workload: str
+    runner: str
+    goal: float
+    versus: str = ""
+
+    def describe(self) -> str:
+        if self.versus:
+            return f"{self.workload} on {self.runner}: >= {self.goal:g}x {self.versus}"
+        return f"{self.workload} on {self.runner}: <= {fmt_value(self.goal, 's')}"
+
+
+#: The project's speed goals that ``pwvm bench`` can judge from one run (the bench/ suite has more).
+TARGETS = (
+    Target("call", "wasmtime", 50.0, versus=BASELINE),
+    Target("host_call", "wasmtime", 3.0, versus=BASELINE),
+    Target("request_c", "wasmtime", 20e-6),
+)
+
+
+def judge_targets(result: BenchResult) -> list[tuple[Target, float, bool]]:
+    """``(target, measured, met)`` for each target whose cells this run measured: the measured
+    value is a ratio for a target with ``versus``, else seconds per unit."""
+    out = []
+    for t in TARGETS:
+        cell = result.cell(t.workload, t.runner)
+        if cell is None or not cell.samples:
+            continue
+        if t.versus:
+            other = result.cell(t.workload, t.versus)
+            if other is None or not other.samples:
+                continue
+            ratio = other.median / cell.median
+            out.append((t, ratio, ratio >= t.goal))
+        else:
+            out.append((t, cell.median, cell.median <= t.goal))
+    return out
 
 
 def all_workloads() -> list[str]:

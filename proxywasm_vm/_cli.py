@@ -117,7 +117,29 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.plot:
         plot(result, args.plot)
     _print_table(result)
+    missed = _print_targets(result)
+    if args.check:
+        errors = sum(1 for c in result.cells if c.error)
+        if errors or missed or result.missing:
+            print(f"pwvm bench --check: {missed} target(s) missed, {errors} cell(s) failed, "
+                  f"{len(result.missing)} backend(s) unavailable", file=sys.stderr)
+            return 1
     return 0
+
+
+def _print_targets(result: Any) -> int:
+    """Print the speed targets this run could judge; returns how many were missed."""
+    from ._bench import fmt_value, judge_targets
+
+    judged = judge_targets(result)
+    if not judged:
+        return 0
+    console = _console()
+    console.print("[bold]targets[/] (judged on this run's medians; `--check` exits 1 when one is missed)")
+    for t, value, met in judged:
+        shown = f"{value:.1f}x" if t.versus else fmt_value(value, "s")
+        console.print(f"  {'[green]met[/]   ' if met else '[red]missed[/]'} {t.describe()}: {shown}")
+    return sum(not met for _, _, met in judged)
 
 
 def _isolation_of(runner: str) -> str:
@@ -233,6 +255,8 @@ def build_parser() -> argparse.ArgumentParser:
     be.add_argument("--config", metavar="FILE", help="the plugin configuration given to proxy_on_configure")
     be.add_argument("--root-id", default="", help="the plugin's root id (plugin_root_id property)")
     be.add_argument("--no-baseline", action="store_true", help="leave out the wasmtime-py baseline")
+    be.add_argument("--check", action="store_true",
+                    help="exit 1 when a speed target is missed, a cell fails or a backend is unavailable")
     be.set_defaults(fn=cmd_bench)
     return p
 

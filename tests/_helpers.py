@@ -13,6 +13,13 @@ import pytest
 import proxywasm_vm as pw
 
 
+#: Seconds after which a call that should have been stopped counts as hung. Tests assert that
+#: faults end (a deadline fired, a dead worker was noticed), never how fast: on a busy shared
+#: machine any tighter bound fails for reasons that are not the code's. Latencies are measured
+#: and reported in bench/ instead.
+HANG_GUARD = 30.0
+
+
 def in_ci() -> bool:
     return os.environ.get("CI", "").strip().lower() in ("true", "1")
 

@@ -40,7 +40,7 @@ def test_bench_quick_writes_samples(tmp_path):
     for w in ("call", "memory_read_1k"):
         for runner in ("wasmtime", "wasmtime-py"):
             samples = cells[(w, runner)]["samples"]
-            assert len(samples) == 3 and all(0 < s < 1e-3 for s in samples)
+            assert len(samples) == 3 and all(s > 0 for s in samples)  # no speed assertion in the gate
     assert data["header"]["runtimes"]["wasmtime"]
     assert "call" in out.stdout and "wasmtime-py" in out.stdout
 
@@ -120,3 +120,32 @@ def test_bad_arguments_give_one_line_and_exit_2(args, needle):
     assert needle in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1
     assert "Traceback" not in out.stderr
+
+
+def test_bench_check_exits_1_when_a_backend_is_unavailable(tmp_path):
+    """``--check`` turns what the table only shows (an unavailable backend) into exit status 1."""
+    import os
+
+    env = {**os.environ, "PWVM_WORKER_PYTHON": str(tmp_path / "no-python")}
+    args = ["bench", "--quick", "--backends", "wasmtime,wasmer", "--workloads", "call", "--no-baseline"]
+    plain = subprocess.run([sys.executable, "-m", "proxywasm_vm", *args], capture_output=True, text=True,
+                           timeout=120, env=env)
+    checked = subprocess.run([sys.executable, "-m", "proxywasm_vm", *args, "--check"], capture_output=True,
+                             text=True, timeout=120, env=env)
+    assert plain.returncode == 0, plain.stderr
+    assert checked.returncode == 1
+    assert "1 backend(s) unavailable" in checked.stderr
+
+
+def test_bench_targets_are_judged_from_the_run():
+    from proxywasm_vm._bench import BASELINE, BenchResult, Cell, judge_targets
+
+    def result(ours: float, theirs: float, request: float) -> BenchResult:
+        cells = [Cell("call", "wasmtime", "s/call", [ours]), Cell("call", BASELINE, "s/call", [theirs]),
+                 Cell("request_c", "wasmtime", "s/request", [request])]
+        return BenchResult({}, ["call", "request_c"], ["wasmtime", BASELINE], cells, {})
+
+    judged = {t.workload: (round(v, 6), met) for t, v, met in judge_targets(result(300e-9, 30e-6, 12e-6))}
+    assert judged == {"call": (100.0, True), "request_c": (12e-6, True)}  # host_call was not measured
+    judged = {t.workload: met for t, _, met in judge_targets(result(1e-6, 30e-6, 25e-6))}
+    assert judged == {"call": False, "request_c": False}
