@@ -481,3 +481,81 @@ BASELINES: dict[str, Callable[[], Operation]] = {
     "instantiate": _b_instantiate,
 }
 """wasmtime-py high-level API versions of the workloads it can express."""
+
+
+# ---- soak: resident memory over many request cycles -----------------------------
+
+
+@dataclass
+class SoakResult:
+    """Resident memory around ``requests`` request cycles, after a warm-up."""
+
+    runner: str
+    requests: int
+    parent_growth: int
+    """Bytes this process's RSS grew by."""
+    worker_growth: int | None
+    """Bytes the worker process's RSS grew by (``None``: the runtime runs in this process)."""
+    seconds: float
+
+
+def soak(engine: Engine, requests: int, *, plugin: str = "c", warmup: int = 2000,
+         threads: int = 1, updates: int = 0) -> SoakResult:
+    """Run ``requests`` request cycles of the bundled ``plugin`` (see :data:`PLUGINS`) and
+    report how much resident memory grew (this process, and the worker where there is one).
+
+    ``threads`` > 1 spreads the cycles over that many threads (each gets its own VM);
+    ``updates`` > 0 also calls ``plugin.update()`` that many times, evenly spread, while the
+    threads run streams: the old versions must be retired, not kept.
+    """
+    import gc
+    import threading
+    import time
+
+    stem, root = PLUGINS[plugin]
+    loaded = load_plugin(engine, plugin_path(stem), root)
+    cycle = request_cycle(loaded)
+    worker = getattr(engine, "worker_pid", None)
+
+    def rss() -> tuple[int, int | None]:
+        gc.collect()
+        pid = getattr(engine, "worker_pid", None)
+        return rss_bytes(), (rss_bytes(pid) if pid else None)
+
+    for _ in range(warmup):
+        cycle()
+    before, wbefore = rss()
+    t0 = time.perf_counter()
+    per = max(1, requests // threads)
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            for _ in range(per):
+                cycle()
+        except BaseException as e:  # noqa: BLE001 - reported by the caller
+            errors.append(e)
+
+    pool = [threading.Thread(target=work) for _ in range(threads - 1)]
+    for t in pool:
+        t.start()
+    if updates:
+        step = max(1, per // updates)
+        for i in range(per):
+            if i % step == 0 and updates:
+                loaded.update(configuration=b"soak-%d" % i)
+                updates -= 1
+            cycle()
+    else:
+        work()
+    for t in pool:
+        t.join()
+    seconds = time.perf_counter() - t0
+    if errors:
+        raise errors[0]
+    after, wafter = rss()
+    loaded.close()
+    if worker is not None and getattr(engine, "worker_pid", None) != worker:
+        raise RuntimeError("the worker was replaced during the soak: its memory cannot be compared")
+    return SoakResult(engine.name, per * threads, after - before,
+                      None if wbefore is None or wafter is None else wafter - wbefore, seconds)
