@@ -15,7 +15,8 @@ INFO, ERROR, CRITICAL = pw.LogLevel.INFO, pw.LogLevel.ERROR, pw.LogLevel.CRITICA
 
 def _wat(body: str, data: str = "") -> str:
     """A plugin whose proxy_on_request_headers runs ``body``. ``(call $w fd ptr len)`` is one
-    fd_write of memory[ptr:ptr+len], ``(call $fill ptr n)`` writes n bytes of 'x'; ``data`` holds the module's data segments."""
+    fd_write of memory[ptr:ptr+len], ``(call $fill ptr n)`` writes n bytes of 'x';
+    ``data`` holds the module's data segments."""
     return f"""(module
       (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
       (import "env" "proxy_log" (func $log (param i32 i32 i32) (result i32)))
@@ -93,7 +94,8 @@ def test_stdout_below_the_log_level_is_dropped(engine):
     host = pw.ProxyWasmHost(engine=engine, clock=pw.ManualClock(), logger=pw.MemoryLogger(level=pw.LogLevel.WARN))
     try:
         p = pw.Plugin(pw.PluginConfig(name="lvl"), _wat(
-            "(call $w (i32.const 1) (i32.const 100) (i32.const 4)) (call $w (i32.const 2) (i32.const 100) (i32.const 4))",
+            "(call $w (i32.const 1) (i32.const 100) (i32.const 4))"
+            "(call $w (i32.const 2) (i32.const 100) (i32.const 4))",
             '(data (i32.const 100) "x\\ny\\n")'), host=host)
         _request(p)
         assert _records(p) == [(ERROR, "x"), (ERROR, "y")]
