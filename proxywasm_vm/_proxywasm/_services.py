@@ -346,8 +346,10 @@ class ManualClock(Clock):
     def __init__(self, start_ns: int | None = None, *, monotonic_start_ns: int | None = None) -> None:
         wall = self.WALL_START_NS if start_ns is None else int(start_ns)
         mono = self.MONOTONIC_START_NS if monotonic_start_ns is None else int(monotonic_start_ns)
-        if wall <= 0 or mono <= 0:
-            raise ValueError("ManualClock times must be positive (guest runtimes abort on a zero clock)")
+        if mono <= 0:
+            raise ValueError("the monotonic start must be positive (the Go runtime aborts on a zero monotonic clock)")
+        if wall < 0:
+            raise ValueError("the wall-clock start must not be before the Unix epoch")
         self._wall = wall
         self._mono = mono
 
