@@ -136,6 +136,8 @@ log "asc    as_gcore_headers"
 GO="$("$PY" -c 'import go, os; print(os.path.join(os.path.dirname(go.__file__), "bin", "go"))')"
 GO_PLUGINS=(go_http)
 GOTMP="$(mktemp -d /tmp/pwvm-go-build.XXXXXX)"
+# (the module cache is read-only: make it writable to remove it, also when a build fails)
+trap 'chmod -R u+w "$GOTMP" 2>/dev/null || true; rm -rf "$GOTMP"; if [ "$MODE" = check ]; then rm -rf "$OUT"; fi' EXIT
 for p in "${GO_PLUGINS[@]}"; do
   log "go     $p"
   (cd "$PLUG/go/$p" &&
@@ -144,7 +146,6 @@ for p in "${GO_PLUGINS[@]}"; do
       GOOS=wasip1 GOARCH=wasm \
       "$GO" build -buildmode=c-shared -trimpath -buildvcs=false -o "$OUT/$p.wasm" .)
 done
-chmod -R u+w "$GOTMP" && rm -rf "$GOTMP"
 
 for w in "$PLUG"/wat/*.wat; do
   n="$(basename "$w" .wat)"
