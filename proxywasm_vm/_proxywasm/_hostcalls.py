@@ -119,7 +119,7 @@ def proxy_log(vm, level, ptr, size):
     if level > 5:
         return BAD_ARGUMENT
     if level >= vm.log_level:  # lines below the level are dropped unread (as Envoy does)
-        vm.log(level, vm.memory.read(ptr, size))
+        vm.log_lines(level, vm.memory.read(ptr, size))  # one record per line
     return OK
 
 

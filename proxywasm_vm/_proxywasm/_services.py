@@ -325,13 +325,33 @@ class SystemClock(Clock):
 class ManualClock(Clock):
     """A clock that moves only when told to: deterministic tests.
 
+    Both clocks start at realistic, non-zero values, because guest runtimes
+    check them: the Go runtime aborts at start ("nanotime returning zero")
+    when the monotonic clock reads 0. By default the wall clock starts at
+    :attr:`WALL_START_NS` (2025-01-01T00:00:00Z) and the monotonic clock at
+    :attr:`MONOTONIC_START_NS` (1000 s, a host that has been up for a while);
+    :meth:`advance` (or a host's ``advance``) moves both by the same amount.
+
     >>> c = ManualClock(); t = c.now_ns(); c.advance(0.5); c.now_ns() - t
     500000000
+    >>> ManualClock().monotonic_ns()
+    1000000000000
     """
 
-    def __init__(self, start_ns: int = 1_700_000_000 * 10**9) -> None:
-        self._wall = start_ns
-        self._mono = 0
+    WALL_START_NS = 1_735_689_600 * 10**9
+    """Default wall-clock start: 2025-01-01T00:00:00Z, in ns since the Unix epoch."""
+    MONOTONIC_START_NS = 1_000 * 10**9
+    """Default monotonic start: 1000 s."""
+
+    def __init__(self, start_ns: int | None = None, *, monotonic_start_ns: int | None = None) -> None:
+        wall = self.WALL_START_NS if start_ns is None else int(start_ns)
+        mono = self.MONOTONIC_START_NS if monotonic_start_ns is None else int(monotonic_start_ns)
+        if mono <= 0:
+            raise ValueError("the monotonic start must be positive (the Go runtime aborts on a zero monotonic clock)")
+        if wall < 0:
+            raise ValueError("the wall-clock start must not be before the Unix epoch")
+        self._wall = wall
+        self._mono = mono
 
     def now_ns(self) -> int:
         return self._wall

@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     from ._plugin import ProxyWasmHost, _Code, _Generation
 
 _M32 = 0xFFFFFFFF
+STDIO_LINE_MAX = 4096
+"""A partial line a plugin writes to stdout/stderr is buffered up to this many bytes, then logged."""
 
 # callback exports: attribute name -> export names (first found wins)
 _CALLBACKS = {
@@ -158,6 +160,8 @@ class VM:
         self.logger = host.logger
         self.log_level = host.logger.level
         self._log_ident = (cfg.name, cfg.root_id)
+        self.stdio_bufs: dict[int, bytearray] = {}  # fd -> the unfinished line written to stdout/stderr
+        self.stdio_pending = False  # some stdio_bufs entry is not empty
 
         self.store = Store(code.engine, limits=gen.limits, data=self)
         linker = code.linker(gen.denied)
@@ -181,6 +185,8 @@ class VM:
         except Exception as e:
             raise PluginStartError(f"instantiation failed: {e}", phase="instantiate", cause=e) from e
         finally:
+            if self.stdio_pending:
+                self.flush_stdio()
             cur.vm = prev
         names = set(exports)
         for attr, candidates in _CALLBACKS.items():
@@ -211,6 +217,8 @@ class VM:
         except Exception as e:
             raise PluginStartError(f"plugin start-up failed: {e}", phase="initialize", cause=e) from e
         finally:
+            if self.stdio_pending:
+                self.flush_stdio()
             cur.vm = prev
 
     def bind_memory(self, caller: Any) -> None:
@@ -240,6 +248,8 @@ class VM:
         except (Exception, _GuestExit) as e:
             raise self._crash(name, ctx, e) from None
         finally:
+            if prev is None and self.stdio_pending:
+                self.flush_stdio()  # a partial line ends with the callback (still in its context)
             self.ctx = prev
             if other is not self and other is not None:
                 cur.vm = other  # a call nested in another VM's host function: give it back
@@ -268,6 +278,8 @@ class VM:
         if self.failed is None:
             self.failed = err
             self.deferred.clear()
+            if self.stdio_pending:
+                self.flush_stdio()  # what the plugin wrote before it failed (a Go panic) comes first
             self.log(LogLevel.CRITICAL, str(err).encode(), force=True)
             for s in list(self.streams):
                 s._vm_failed(err)
@@ -427,6 +439,8 @@ class VM:
         if self.closed:
             return
         self.closed = True
+        if self.stdio_pending:
+            self.flush_stdio()
         for root in list(self.roots.values()):
             if not root.deleted and not root.done_pending:
                 try:
@@ -584,13 +598,51 @@ class VM:
         self.logger.emit(LogRecord(LogLevel(level), message.decode("utf-8", "replace"), plugin, root_id, self.vm_id,
                                    ctx.id if ctx is not None else 0))
 
+    def log_lines(self, level: int, message: bytes) -> None:
+        """``proxy_log``: one record per line (a message with newlines gives several records;
+        one trailing newline gives no empty last record)."""
+        if b"\n" not in message:
+            self.log(level, message)
+            return
+        if message.endswith(b"\n"):
+            message = message[:-1]
+        for line in message.split(b"\n"):
+            self.log(level, line)
+
     def stdio(self, fd: int, data: bytes) -> None:
+        """WASI ``fd_write`` to stdout (INFO, as Envoy logs it) or stderr (ERROR).
+
+        Programs write a line in pieces (the Go runtime prints a panic through
+        several ``fd_write`` calls per line), so bytes are buffered per fd and
+        logged one record per complete line. An unfinished line is logged when
+        the callback ends (:meth:`flush_stdio`), when the VM fails or closes, or
+        once it reaches :data:`STDIO_LINE_MAX` bytes, so the buffer stays bounded.
+        """
         level = LogLevel.INFO if fd == 1 else LogLevel.ERROR
         if level < self.log_level:
             return  # below the level: every line would be dropped
-        text = data[:-1] if data.endswith(b"\n") else data
-        for line in text.split(b"\n"):
-            self.log(level, line)
+        buf = self.stdio_bufs.get(fd)
+        if buf is None:
+            buf = self.stdio_bufs[fd] = bytearray()
+        buf += data
+        if b"\n" in data:
+            lines = buf.split(b"\n")
+            buf[:] = lines.pop()
+            for line in lines:
+                self.log(level, line)
+        while len(buf) >= STDIO_LINE_MAX:
+            self.log(level, bytes(buf[:STDIO_LINE_MAX]))
+            del buf[:STDIO_LINE_MAX]
+        self.stdio_pending = any(self.stdio_bufs.values())
+
+    def flush_stdio(self) -> None:
+        """Log the unfinished stdout/stderr lines (each as one record)."""
+        self.stdio_pending = False
+        for fd, buf in self.stdio_bufs.items():
+            if buf:
+                line = bytes(buf)
+                buf.clear()
+                self.log(LogLevel.INFO if fd == 1 else LogLevel.ERROR, line)
 
     def get_property(self, raw: bytes) -> bytes | None:
         name = normalize_path(raw)

@@ -1,10 +1,11 @@
 """The WASI subset real Proxy-Wasm plugins import (``wasi_snapshot_preview1`` and ``wasi_unstable``).
 
-stdout/stderr go to the plugin log (INFO / ERROR); environment variables and
-arguments come from the plugin configuration, never from the host process;
-clocks come from the host's clock; ``poll_oneoff`` answers every subscription
-at once without sleeping; ``proc_exit`` stops the plugin with a typed
-failure. Everything else answers ``ENOSYS`` (or ``EBADF`` for file
+stdout/stderr go to the plugin log (INFO / ERROR), one record per line (see
+``VM.stdio``); environment variables and arguments come from the plugin
+configuration, never from the host process; clocks come from the host's clock
+(the CPU-time clocks 2 and 3 read its monotonic clock); ``poll_oneoff`` answers
+every subscription at once without sleeping; ``proc_exit`` stops the plugin with
+a typed failure. Everything else answers ``ENOSYS`` (or ``EBADF`` for file
 descriptors, so that wasi-libc start-up code finds no preopened directories).
 """
 
@@ -12,7 +13,6 @@ from __future__ import annotations
 
 import os
 import struct
-import time
 from typing import Any, Callable
 
 from .._types import FuncType, ValType
@@ -122,13 +122,16 @@ def args_get(vm, array_ptr, buf_ptr):
     return _put_strings(vm, vm.args, array_ptr, buf_ptr)
 
 
+# WASI preview1 clock ids: 0 realtime, 1 monotonic, 2 process_cputime_id, 3 thread_cputime_id.
+# The CPU-time clocks read the host's *monotonic* clock, as wasi-libc's emulated process clocks
+# do: never the host process's own CPU time (which tells a plugin what the host and every other
+# plugin did), always non-decreasing in ns, and deterministic under a ManualClock. (Envoy's host
+# answers ENOTSUP for 2 and 3; real programs then fail on clock() / times().)
 def _clock(vm, clock_id: int) -> int | None:
     if clock_id == 0:
         return vm.host.clock.now_ns()
-    if clock_id == 1:
+    if 1 <= clock_id <= 3:
         return vm.host.clock.monotonic_ns()
-    if clock_id in (2, 3):
-        return time.process_time_ns()
     return None
 
 

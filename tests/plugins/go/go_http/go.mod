@@ -1,0 +1,3 @@
+module pwvm.test/go_http
+
+go 1.27
