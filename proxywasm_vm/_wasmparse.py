@@ -42,7 +42,7 @@ _TABLE_FLAGS = frozenset((0x00, 0x01, 0x04, 0x05))
 # The order of the known sections (5.5.2); custom sections (0) may appear anywhere. 12 (data
 # count) sits between element (9) and code (10); 13 (tags, exception handling) between memory
 # (5) and global (6). Any other id is malformed, each known one appears at most once.
-_SECTION_ORDER = {1: 1, 2: 2, 3: 3, 4: 4, 5: 5, 13: 6, 6: 7, 7: 8, 8: 9, 9: 10, 12: 11, 10: 12, 11: 13}
+SECTION_ORDER = {1: 1, 2: 2, 3: 3, 4: 4, 5: 5, 13: 6, 6: 7, 7: 8, 8: 9, 9: 10, 12: 11, 10: 12, 11: 13}
 _VALTYPES = {
     0x7F: ValType.I32,
     0x7E: ValType.I64,
@@ -227,7 +227,7 @@ def parse_module(wasm: bytes) -> ModuleInfo:
         if start + size > r.end:
             raise CompileError("section extends past the end of the module")
         if sid != 0:  # 5.5.2: known ids only, each at most once, in order
-            rank = _SECTION_ORDER.get(sid)
+            rank = SECTION_ORDER.get(sid)
             if rank is None:
                 raise CompileError(f"malformed section id {sid}")
             if rank <= last:

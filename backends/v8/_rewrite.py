@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 from proxywasm_vm._errors import CompileError
 from proxywasm_vm._types import Limits, MemoryType, TableType, ValType
-from proxywasm_vm._wasmparse import _SECTION_ORDER as _ORDER
+from proxywasm_vm._wasmparse import SECTION_ORDER as _ORDER
 from proxywasm_vm._wasmparse import Reader, uleb128 as _leb
 from proxywasm_vm._wasmparse import sections as module_sections
 
