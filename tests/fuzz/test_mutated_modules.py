@@ -12,7 +12,7 @@ mutated or not; and the regression corpus ``tests/corpus/mutated`` (every crashe
 disagreement found, minimised; its README says what each file is).
 
 Example counts are small (the suite's budget for all of this is ~20 s on every backend
-together); ``PWVM_FUZZ_SCALE=20`` runs twenty times as many.
+together); ``PWVM_FUZZ_SCALE=20`` runs twenty times as many, ``PWVM_FUZZ_SEED=N`` other ones.
 """
 
 from __future__ import annotations
@@ -24,10 +24,11 @@ import shutil
 import subprocess
 import threading
 from pathlib import Path
+from typing import Any, Callable
 
 import pytest
 from _helpers import in_ci, load_backend
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, assume, given, seed, settings
 from hypothesis import strategies as st
 
 import proxywasm_vm as pw
@@ -41,9 +42,13 @@ EXAMPLES = {"wasmtime": 150, "wasmtime@namespace": 60, "v8": 80, "v8@namespace":
             "wasmtime@process": 40, "v8@process": 40, "wasmer": 40}
 
 
-def _settings(backend_name: str, share: float = 1.0) -> settings:
-    return settings(max_examples=max(5, int(EXAMPLES.get(backend_name, 40) * share * SCALE)), deadline=None,
-                    suppress_health_check=list(HealthCheck), database=None)
+def _settings(backend_name: str, share: float = 1.0) -> Callable[[Any], Any]:
+    """The settings of one property test (examples drawn the same way each run, unless
+    ``PWVM_FUZZ_SEED`` asks for other ones)."""
+    chosen = settings(max_examples=max(5, int(EXAMPLES.get(backend_name, 40) * share * SCALE)), deadline=None,
+                      suppress_health_check=list(HealthCheck), database=None)
+    other = os.environ.get("PWVM_FUZZ_SEED")
+    return lambda test: seed(int(other))(chosen(test)) if other else chosen(test)
 
 
 STEPS = st.lists(st.tuples(st.integers(0, KINDS - 1), st.integers(0, 1 << 20), st.integers(0, 255)),
