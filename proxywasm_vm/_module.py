@@ -62,8 +62,10 @@ class Module:
         mod._wasm = data
         # Read the import/export types now, so a module whose types the
         # interface cannot express (a proposal's new value type, say) fails
-        # here with CompileError rather than later at instantiation.
-        mod._info = parse_module(data)
+        # here with CompileError rather than later at instantiation. (The V8
+        # backend has read them already, before rewriting the module.)
+        if mod._info is None:
+            mod._info = parse_module(data)
         return mod
 
     @staticmethod
@@ -71,6 +73,8 @@ class Module:
         """True if ``wasm`` is a valid module for this engine."""
         try:
             data = _as_bytes(wasm)
+            # What Module() reads itself must be readable too, so validate agrees with compile.
+            parse_module(data)
         except CompileError:
             return False
         return engine._module_validate(data)

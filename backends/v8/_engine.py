@@ -8,6 +8,7 @@ from proxywasm_vm._engine import Engine, EngineConfig
 from proxywasm_vm._errors import CompileError
 from proxywasm_vm._module import Module
 from proxywasm_vm._store import StoreLimits
+from proxywasm_vm._wasmparse import parse_module
 
 from ._ffi import ffi, last_error, lib, start
 from ._rewrite import Rewritten, rewrite
@@ -29,16 +30,29 @@ class V8Engine(Engine):
         return self
 
     def _module_new(self, wasm: bytes) -> Module:
+        # Validate before rewriting: the rewrite re-encodes the import, table and memory
+        # sections and moves sections around, so V8 never sees how they were written. Our
+        # reader checks them (and the section framing and order) as strictly as the spec does;
+        # V8 validates everything else in the rewritten bytes, which it gets unchanged.
         try:
+            info = parse_module(wasm)
             rw = rewrite(wasm)
-        except (CompileError, ValueError):  # malformed: V8 says why below
-            rw = Rewritten(wasm, (), ())
+        except CompileError as e:
+            # Say why in V8's words when V8 rejects the original bytes too, else in ours.
+            out = ffi.new("pwv8_module**")
+            if lib.pwv8_module_new(self._ptr, ffi.from_buffer("uint8_t[]", wasm), len(wasm), out):
+                raise CompileError(last_error()) from None
+            lib.pwv8_module_delete(out[0])
+            raise
         out = ffi.new("pwv8_module**")
         if lib.pwv8_module_new(self._ptr, ffi.from_buffer("uint8_t[]", rw.wasm), len(rw.wasm), out):
             raise CompileError(last_error())
-        return V8Module._wrap(self, out[0], rw)
+        mod = V8Module._wrap(self, out[0], rw)
+        mod._info = info
+        return mod
 
     def _module_validate(self, wasm: bytes) -> bool:
+        # Module.validate also runs parse_module, so this agrees with _module_new.
         return lib.pwv8_module_validate(self._ptr, ffi.from_buffer("uint8_t[]", wasm), len(wasm)) == 0
 
     def _store_new(self, limits: StoreLimits, data: Any) -> Any:

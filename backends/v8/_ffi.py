@@ -48,6 +48,12 @@ FAIL = lib.PWV8_FAIL
 _init_lock = threading.Lock()
 _started: dict[str, bool] = {}
 
+#: V8 flags set before any user flags (``PWVM_V8_FLAGS``, which may undo them). V8 10.2 and
+#: 11.3 ship the legacy exception-handling proposal (``try``/``catch``, a tag section) enabled;
+#: wasmtime rejects it, and a plugin must not compile on one runtime and fail on another, so
+#: V8 gets the same feature set here. (Found by tests/fuzz: mutated code bodies with ``try``.)
+DEFAULT_FLAGS = "--no-experimental-wasm-eh "
+
 
 def start(signals_based_traps: bool) -> bool:
     """Initialise V8 (platform, flags, trap handler) the first time an engine is made.
@@ -58,7 +64,7 @@ def start(signals_based_traps: bool) -> bool:
     """
     with _init_lock:
         if "signals" not in _started:
-            flags = os.environ.get("PWVM_V8_FLAGS", "").encode()
+            flags = (DEFAULT_FLAGS + os.environ.get("PWVM_V8_FLAGS", "")).encode()
             if lib.pwv8_init(flags, 1 if signals_based_traps else 0) != 0:
                 raise BackendUnavailable(NAME, last_error(), HOW_TO_ENABLE)
             from ._func import install_trampolines

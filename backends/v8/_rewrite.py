@@ -13,8 +13,10 @@ and work unchanged. Shared memories are left alone.
 
 Only section framing, the import, table, memory and export sections are
 decoded (with :mod:`proxywasm_vm._wasmparse`'s reader); malformed input raises
-CompileError (the caller then compiles the original bytes and lets V8 report
-the error).
+CompileError. V8 never sees those sections as the module wrote them, so the
+caller validates them first (``parse_module``, which is as strict as the spec
+there); what the rewrite cannot express (64-bit tables and memories, shared
+memories) it leaves as it is, for V8 to accept or reject.
 """
 
 from __future__ import annotations
@@ -23,12 +25,11 @@ from dataclasses import dataclass
 
 from proxywasm_vm._errors import CompileError
 from proxywasm_vm._types import Limits, MemoryType, TableType, ValType
+from proxywasm_vm._wasmparse import SECTION_ORDER as _ORDER
 from proxywasm_vm._wasmparse import Reader, uleb128 as _leb
 from proxywasm_vm._wasmparse import sections as module_sections
 
 SYNTH_MODULE = "pwvm:v8"
-# Canonical order of the known sections (custom sections may appear anywhere).
-_ORDER = {1: 1, 2: 2, 3: 3, 4: 4, 5: 5, 13: 6, 6: 7, 7: 8, 8: 9, 9: 10, 12: 11, 10: 12, 11: 13}
 
 
 @dataclass(frozen=True)
@@ -95,25 +96,24 @@ def rewrite(wasm: bytes) -> Rewritten:
         _, _, body, end = by_id[4]
         s = Reader(d, body, end)
         entries = []
+        wide = False
         for i in range(s.u32()):
-            tt = s.table_type()
-            if tt.element not in (ValType.FUNCREF, ValType.EXTERNREF):
-                raise CompileError("unsupported table form")
+            tt, is64 = s.table_type64()
+            wide = wide or is64
             entries.append((tt, i))
-        if s.pos != end:
-            raise CompileError("trailing bytes in the table section")
-        for tt, i in entries:
+        s.done("table")
+        for tt, i in ([] if wide else entries):  # 64-bit tables: left for V8 to judge
             synth.append(Synth("table", tt, n_tab_imports + i))
             elem = b"\x70" if tt.element is ValType.FUNCREF else b"\x6f"
             new_entries += (_name(SYNTH_MODULE) + _name(f"table{n_tab_imports + i}") + b"\x01" + elem
                             + _limits(tt.limits))
-        drop.add(4)
+        if not wide:
+            drop.add(4)
     if 5 in by_id:
         _, _, body, end = by_id[5]
         s = Reader(d, body, end)
         mems = [s.memory_type() for _ in range(s.u32())]
-        if s.pos != end:
-            raise CompileError("trailing bytes in the memory section")
+        s.done("memory")
         if not any(m.shared or m.is_64 for m in mems):
             for i, mt in enumerate(mems):
                 synth.append(Synth("memory", mt, n_mem_imports + i))

@@ -40,7 +40,7 @@ from proxywasm_vm._values import host_results, to_float
 from proxywasm_vm._values import wrap_i32 as to_i32
 from proxywasm_vm._values import wrap_i64 as to_i64
 from proxywasm_vm._values import wrap_v128 as to_v128
-from proxywasm_vm._wasmparse import ModuleInfo
+from proxywasm_vm._wasmparse import ModuleInfo, parse_module, sections
 
 COMPILERS = {"cranelift": "wasmer_compiler_cranelift", "singlepass": "wasmer_compiler_singlepass",
              "llvm": "wasmer_compiler_llvm"}
@@ -136,6 +136,17 @@ def externtype(w: Any) -> Any:
 
 # ---- engine and modules ----------------------------------------------------------------
 
+def _precheck(wasm: bytes) -> ModuleInfo:
+    """Read the module with our own reader before wasmer sees it (it is as strict as the spec
+    about section framing and order), and refuse what wasmer 2.1 cannot decode without
+    panicking: its parser takes section 13 (tags, exception handling; wasmtime accepts it)
+    for a module-linking section and panics, which poisons the engine for good."""
+    info = parse_module(wasm)
+    if any(sid == 13 for sid, *_ in sections(wasm)):
+        raise CompileError("wasmer does not support exception handling (the module has a tag section)")
+    return info
+
+
 class WasmerEngine(Engine):
     @classmethod
     def _create(cls, backend: Any, config: EngineConfig) -> WasmerEngine:
@@ -158,14 +169,35 @@ class WasmerEngine(Engine):
         return self
 
     def _module_new(self, wasm: bytes) -> Module:
+        info = _precheck(wasm)
         try:
             w = wasmer.Module(self._wstore, wasm)
         except RuntimeError as e:
             raise CompileError(_message(e)) from None
-        return WasmerModule._wrap(self, w)
+        except BaseException as e:
+            if type(e).__name__ != "PanicException":
+                raise
+            self._after_panic()
+            raise CompileError(f"wasmer cannot compile this module (it panicked: {e})") from None
+        mod = WasmerModule._wrap(self, w)
+        mod._info = info
+        return mod
 
     def _module_validate(self, wasm: bytes) -> bool:
-        return bool(wasmer.Module.validate(self._wstore, wasm))
+        # wasmer's validator passes modules its compiler then refuses (an externref element
+        # segment, some SIMD operators ...): compiling is what agrees with Module().
+        try:
+            self._module_new(wasm)
+        except CompileError:
+            return False
+        return True
+
+    def _after_panic(self) -> None:
+        """A panic while compiling leaves the engine's lock poisoned: every later compile
+        would fail. Modules compile on a new engine from now on (those compiled already
+        keep theirs)."""
+        self._wstore = wasmer.Store(wasmer.engine.Universal(
+            importlib.import_module(COMPILERS[self.compiler]).Compiler))
 
     def _module_deserialize(self, data: bytes) -> Module:
         try:

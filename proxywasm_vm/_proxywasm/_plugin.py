@@ -14,7 +14,7 @@ from .._engine import DEFAULT_BACKEND, Engine
 from .._errors import CompileError
 from .._module import Module
 from .._store import StoreLimits
-from .._wasmparse import Reader, sections, uleb128
+from .._wasmparse import Reader, parse_module, sections, uleb128
 from ._abi import AbiVersion, LogLevel, detect_abi
 from ._errors import AbiError, PluginStartError
 from ._grpc import GrpcDispatcher, GrpcioDispatcher
@@ -142,6 +142,7 @@ def _hoist_start(data: bytes) -> bytes | None:
     if data[:4] != b"\0asm" or START_EXPORT.encode() in data:
         return None
     try:
+        parse_module(data)  # a malformed start section (or one out of place) must not be hidden by the move
         secs = sections(data)
         starts = [sec for sec in secs if sec[0] == 8]
         if len(starts) != 1:
