@@ -145,6 +145,12 @@ class VM:
         self.next_id = 1
         self.next_token = 1
         self.failed: PluginCrash | None = None
+        self.gen = gen  # the generation it was started for (failure reports)
+        # Failures in a row of this VM's line on this thread (Envoy's FAIL_RELOAD backoff,
+        # ProxyWasmHost._backoff): before this VM started, and counting its own failure once
+        # it failed; ``retry_ns``: when a failed VM may be replaced (host clock, monotonic).
+        self.prior_crashes = self.crashes = 0
+        self.retry_ns = 0
         self.owner = threading.get_ident()
         self.inbox: deque = deque()
         self.cb_maps: list = [None] * 8
@@ -268,7 +274,7 @@ class VM:
         if self.failed is None:
             self.failed = err
             self.deferred.clear()
-            self.log(LogLevel.CRITICAL, str(err).encode(), force=True)
+            self.host._vm_failed(self, err, ctx.gen if ctx is not None else None)  # logged once, counted
             for s in list(self.streams):
                 s._vm_failed(err)
             self._cancel_all()
@@ -366,6 +372,8 @@ class VM:
             fn = self.f_delete
             if fn is not None and self.failed is None:
                 self.call_in(ctx, "proxy_on_delete", fn, ctx.id)
+            if not ctx.is_root and self.failed is None:
+                self.prior_crashes = 0  # a stream served without a failure: the reload backoff starts over
         finally:
             self._released(ctx)
 
