@@ -503,8 +503,11 @@ class ProxyWasmHost:
             return
         if not vm.roots and not vm.streams:
             ts = self._tls
+            current = {p._gen.vm_key for p in list(self.plugins)}
             for k, v in list(ts.vms.items()):
                 if v is vm:
+                    if k in current:  # a current version starts its root here (an update of configuration only)
+                        return
                     del ts.vms[k]
             # nothing of this VM is left in use: release it (after the callback that led here)
             if vm.ctx is None:

@@ -448,6 +448,8 @@ class VM:
     def release(self) -> None:
         """Break the store <-> VM cycle so the runtime's memory goes with the last reference."""
         self.closed = True
+        if CURRENT.vm is self:  # (the thread's last VM stays current after a call: not a released one)
+            CURRENT.vm = None
         try:
             self.store.data = None
         except AttributeError:
