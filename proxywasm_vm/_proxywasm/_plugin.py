@@ -17,8 +17,8 @@ from .._errors import CompileError
 from .._module import Module
 from .._store import StoreLimits
 from .._wasmparse import Reader, sections, uleb128
-from ._abi import AbiVersion, LogLevel, MetricType, detect_abi
-from ._errors import AbiError, PluginCrash, PluginStartError
+from ._abi import CALLBACK_SIGNATURES, AbiVersion, LogLevel, MetricType, callback_signature_error, detect_abi
+from ._errors import AbiError, CallbackSignatureError, PluginCrash, PluginStartError
 from ._grpc import GrpcDispatcher, GrpcioDispatcher
 from ._hostcalls import HOST_FUNCTIONS, check_imports, linker_for
 from ._http import HttpDispatcher, HttpxDispatcher
@@ -140,6 +140,11 @@ class _Code:
         self.abi: AbiVersion = abi
         self.name = sha[:12]
         types = {e.name: e.type for e in module.exports}
+        for name, t in types.items():  # a mistyped callback is refused here, not met in a stream
+            why = callback_signature_error(name, t)
+            if why is not None:
+                raise CallbackSignatureError(f"not a usable Proxy-Wasm plugin: {why}", export=name,
+                                             allowed=CALLBACK_SIGNATURES[name])
         rh = types.get("proxy_on_request_headers")
         self.hdr_args = len(rh.params) if rh is not None and hasattr(rh, "params") else (
             2 if abi is AbiVersion.V0_1_0 else 3)
@@ -150,7 +155,15 @@ class _Code:
         # object), unless the start function was moved to an export (_hoist_start).
         data = module._wasm if isinstance(module._wasm, bytes) else None
         self.with_caller = True if data is None else _has_start_section(data)
+        self._data = data
         self._linkers: dict[frozenset, Any] = {}
+
+    def mentions(self, text: str) -> bool | None:
+        """Whether ``text`` occurs in the module (UTF-8, or UTF-16 as AssemblyScript keeps strings);
+        None when the host has no bytes of it to look at."""
+        if self._data is None:
+            return None
+        return text.encode() in self._data or text.encode("utf-16-le") in self._data
 
     def linker(self, denied: frozenset) -> Any:
         lk = self._linkers.get(denied)
@@ -249,6 +262,7 @@ class _ThreadState(threading.local):
         self.vms: dict[int, VM] = {}
         self.all: weakref.WeakSet = weakref.WeakSet()
         self.spares: dict[_Generation, list[VM]] = {}
+        self.loading = False  # ProxyWasmHost._warm runs (a failure then fails the load)
         self.epoch = 0  # the host's retirement epoch this thread has swept up to (ProxyWasmHost._sweep)
         self.exit = _ThreadExit(self.vms, self.spares)
 
@@ -327,6 +341,7 @@ class ProxyWasmHost:
         self._codes: dict[tuple[int, str], _Code] = {}
         self._lock = threading.RLock()
         self._tls = _ThreadState()
+        self._warned: set = set()  # (module sha, root id) pairs warned about (_warm)
         self._epoch = 0  # bumped by every retirement (update, close): threads sweep when theirs differs
         self._event = threading.Event()
         self._remote_pending = False  # a worker running plugins of this host has work (see _wake)
@@ -469,13 +484,15 @@ class ProxyWasmHost:
     def _report(self, vm: VM, gen: _Generation, err: PluginCrash, context_id: int) -> None:
         """The one log record of a failure: plugin, callback, cause, and what happens next."""
         cfg = gen.config
-        if cfg.isolation == "per_stream":
+        if getattr(self._tls, "loading", False):
+            then = "the plugin does not load"
+        elif cfg.isolation == "per_stream":
             then = "the stream's VM is discarded"
         elif not cfg.reload_on_failure:
             then = f"the VM stays failed: streams get {cfg.failure_policy} (reload_on_failure=False)"
         else:
             wait = max(0, vm.retry_ns - self.clock.monotonic_ns()) / 1e9
-            then = (f"a fresh VM starts with the first stream after {wait:g} s (failure {vm.crashes} in a row); "
+            then = (f"a fresh VM starts with the first stream after {wait:.3g} s (failure {vm.crashes} in a row); "
                     f"until then streams get {cfg.failure_policy}")
         msg = f"plugin {cfg.name!r} failed in {err.callback or 'start-up'}: {err}; {then}"
         self.logger.emit(LogRecord(LogLevel.ERROR, msg, cfg.name, cfg.root_id, cfg.vm_id, context_id))
@@ -486,12 +503,31 @@ class ProxyWasmHost:
     # -- retirement -----------------------------------------------------------------------------
     def _warm(self, gen: _Generation) -> None:
         """Start a VM for ``gen`` on this thread now, so configuration errors surface at load time."""
-        if gen.config.isolation == "per_stream":
-            vm = self._new_vm(gen)
-            vm.start_root(gen)
-            self._tls.spares.setdefault(gen, []).append(vm)
-        else:
-            self._acquire(gen)
+        ts = self._tls
+        ts.loading = True
+        try:
+            if gen.config.isolation == "per_stream":
+                vm = self._new_vm(gen)
+                vm.start_root(gen)
+                ts.spares.setdefault(gen, []).append(vm)
+            else:
+                self._acquire(gen)
+        except PluginStartError as e:
+            hint = _root_id_hint(gen)
+            if hint is None:
+                raise
+            raise PluginStartError(f"{e}; {hint}", phase=e.phase, cause=e.cause) from None
+        finally:
+            ts.loading = False
+        hint = _root_id_hint(gen)
+        key = (gen.code.sha, gen.config.root_id)
+        if hint is not None and key not in self._warned:  # a warning, once per module and root id
+            self._warned.add(key)
+            cfg = gen.config
+            msg = f"plugin {cfg.name!r}: {hint}"
+            self.logger.emit(LogRecord(LogLevel.WARN, msg, cfg.name, cfg.root_id, cfg.vm_id, 0))
+            if not isinstance(self.logger, MemoryLogger) and not hasattr(self, "_bridge"):
+                _log.warning("%s", msg)
 
     def _stream_released(self, vm: VM, ctx: Any) -> None:
         gen = ctx.root.gen
@@ -614,6 +650,23 @@ class ProxyWasmHost:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+def _root_id_hint(gen: _Generation) -> str | None:
+    """What to tell about a root id the module does not know, where the host can tell (None else).
+
+    SDKs differ: the C++ SDK and the solo-io AssemblyScript SDK pick the root context by the
+    ``plugin_root_id`` property (the AssemblyScript one aborts when none has that name, the C++
+    one falls back to a root and stream contexts that do nothing); the Rust, Go and G-Core SDKs
+    have one root context and ignore the name. So a name that occurs nowhere in the module is
+    an error when start-up fails (it explains it) and a warning otherwise.
+    """
+    rid = gen.config.root_id
+    if not rid or gen.code.mentions(rid) is not False:
+        return None
+    return (f"root_id {rid!r} occurs nowhere in the module: an SDK that picks its root context by name "
+            "(C++ SDK, solo-io AssemblyScript SDK) has no root context of that name, and aborts or does "
+            "nothing; SDKs with a single root context (Rust, Go ...) ignore the name")
 
 
 def _eligible(gen: _Generation) -> bool:
