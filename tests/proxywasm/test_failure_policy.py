@@ -183,3 +183,26 @@ def test_failure_at_start_still_raises_at_load(traps_survive, make_plugin, host)
     with pytest.raises(pw.PluginStartError):
         bad(make_plugin, "bad_configure", configuration="fail_in=configure")
     assert host.metrics.value("pwvm.bad_configure.vm_created") == 1
+
+
+@pytest.mark.parametrize("policy", ["fail_closed", "fail_open"])
+def test_a_reload_that_fails_to_start_backs_off_further(traps_survive, host_here, make_plugin, host, policy):
+    p = bad(make_plugin, f"bad_restart_{policy}", failure_policy=policy)
+    drive(p, [("x-pwvm-bad", "trap")])
+    # The next VM's configure traps (the configuration it reads is changed behind the plugin's back).
+    p._gen.configuration = b"fail_in=configure"
+    host.advance(1)
+    s, a = drive(p)
+    assert_policy(s, a, policy)
+    st = p.stats()
+    assert st["vm_reload"] == 1 and st["vm_reload_failure"] == 1 and st["vm_reload_success"] == 0
+    assert st["vm_created"] == 2 and st["vm_failed"] == 2
+    recs = failures(host, p.name)
+    assert len(recs) == 2 and "proxy_on_configure" in recs[1].message
+    p._gen.configuration = b""
+    host.advance(1.99)  # the second failure in a row waits 2 s
+    assert drive(p)[0].failed and p.stats()["vm_created"] == 2
+    host.advance(0.01)
+    s, a = drive(p)
+    assert a is Action.CONTINUE and not s.failed
+    assert p.stats()["vm_reload_success"] == 1 and p.stats()["vm_created"] == 3
