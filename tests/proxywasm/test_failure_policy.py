@@ -10,7 +10,7 @@ import pytest
 import proxywasm_vm as pw
 from proxywasm_vm import Action, LogLevel
 
-from .conftest import REQUEST
+from .conftest import REQUEST, plugin_path
 
 # Every callback c_bad_guest can fail in (tests/plugins/README.md), as the stream meets them.
 STREAM_CALLBACKS = ["context_create", "request_headers", "request_body", "response_headers", "done", "log", "delete"]
@@ -206,3 +206,127 @@ def test_a_reload_that_fails_to_start_backs_off_further(traps_survive, host_here
     s, a = drive(p)
     assert a is Action.CONTINUE and not s.failed
     assert p.stats()["vm_reload_success"] == 1 and p.stats()["vm_created"] == 3
+
+
+# ------------------------------------------------ every callback, with wat_trap_in (tests/plugins/README.md)
+
+HTTP_MODES = {"x": "proxy_on_context_create", "h": "proxy_on_request_headers", "b": "proxy_on_request_body",
+              "t": "proxy_on_request_trailers", "H": "proxy_on_response_headers", "B": "proxy_on_response_body",
+              "T": "proxy_on_response_trailers", "d": "proxy_on_done", "l": "proxy_on_log", "D": "proxy_on_delete"}
+TCP_MODES = {"n": "proxy_on_new_connection", "u": "proxy_on_downstream_data", "U": "proxy_on_upstream_data",
+             "z": "proxy_on_downstream_connection_close", "Z": "proxy_on_upstream_connection_close"}
+ROOT_MODES = {"k": "proxy_on_tick", "q": "proxy_on_queue_ready", "r": "proxy_on_http_call_response",
+              "f": "proxy_on_foreign_function"}
+
+
+@pytest.fixture
+def trap_host(engine):
+    """A host with a manual clock and an upstream ``up`` answering 200 (for the ``r`` mode)."""
+    h = pw.ProxyWasmHost(engine=engine, clock=pw.ManualClock(), logger=pw.MemoryLogger(level=LogLevel.TRACE),
+                         http=pw.CallbackHttpDispatcher(lambda r: (200, {}, b"ok"), {"up"}))
+    yield h
+    h.close()
+
+
+def trap_in(host, mode: str, policy: str = "fail_closed", **config) -> pw.Plugin:
+    name = f"trap_{ord(mode)}_{policy}"
+    return pw.Plugin(pw.PluginConfig(name=name, vm_id=name, configuration=mode, failure_policy=policy, **config),
+                     plugin_path("wat_trap_in"), host=host)
+
+
+def http_cycle(p):
+    s = p.http_stream()
+    a = s.request_headers(REQUEST)
+    s.request_body(b"x")
+    s.request_trailers({"t": "1"})
+    s.response_headers({":status": "200"})
+    s.response_body(b"y")
+    s.response_trailers({"t": "2"})
+    s.close()
+    return s, a
+
+
+def tcp_cycle(p):
+    s = p.tcp_stream()
+    a = s.new_connection()
+    s.downstream_data(b"x")
+    s.upstream_data(b"y")
+    s.downstream_close()
+    s.upstream_close()
+    s.close()
+    return s, a
+
+
+def check_backoff_then_reload(host, p, cycle, policy):
+    """Failed once: during the backoff streams get ``policy`` without a VM start; then a fresh VM."""
+    assert len(failures(host, p.name)) == 1 and p.stats()["vm_failed"] == 1
+    s, _ = cycle(p)
+    assert s.failed
+    if cycle is http_cycle:
+        assert (s.local_response is not None) == (policy == "fail_closed")
+    else:
+        assert s.connection_closed_by_plugin == (policy == "fail_closed")
+    assert p.stats()["vm_created"] == 1 and p.stats()["vm_reload_backoff"] == 1
+    host.advance(1)
+    cycle(p)
+    st = p.stats()
+    assert st["vm_created"] == 2 and st["vm_reload"] == st["vm_reload_success"] == 1
+
+
+@pytest.mark.parametrize("policy", ["fail_closed", "fail_open"])
+@pytest.mark.parametrize("mode", list(HTTP_MODES))
+def test_trap_in_each_http_callback(traps_survive, trap_host, mode, policy):
+    p = trap_in(trap_host, mode, policy)
+    s, a = http_cycle(p)
+    assert s.failed and s.error.callback == HTTP_MODES[mode]
+    assert a is (Action.PAUSE if mode in "xh" and policy == "fail_closed" else Action.CONTINUE)
+    rec = failures(trap_host, p.name)[0]
+    assert HTTP_MODES[mode] in rec.message and "unreachable" in rec.message
+    check_backoff_then_reload(trap_host, p, http_cycle, policy)
+
+
+@pytest.mark.parametrize("policy", ["fail_closed", "fail_open"])
+@pytest.mark.parametrize("mode", list(TCP_MODES))
+def test_trap_in_each_tcp_callback(traps_survive, trap_host, mode, policy):
+    p = trap_in(trap_host, mode, policy)
+    s, a = tcp_cycle(p)
+    assert s.failed and s.error.callback == TCP_MODES[mode]
+    assert a is (Action.PAUSE if mode == "n" and policy == "fail_closed" else Action.CONTINUE)
+    assert TCP_MODES[mode] in failures(trap_host, p.name)[0].message
+    check_backoff_then_reload(trap_host, p, tcp_cycle, policy)
+
+
+@pytest.mark.parametrize("mode", list(ROOT_MODES))
+def test_trap_in_each_root_callback(traps_survive, trap_host, mode):
+    p = trap_in(trap_host, mode)
+    held = None
+    if mode == "k":
+        trap_host.advance(ms=10)
+    elif mode == "q":
+        token = trap_host.queues.resolve(p.config.vm_id, "q")
+        assert trap_host.queues.enqueue(token, b"item") == pw.Status.OK
+        trap_host.poll()
+    elif mode == "r":
+        held = p.http_stream()
+        assert held.request_headers(REQUEST) is Action.PAUSE  # waits for its callout
+        trap_host.run_until_idle()
+        assert held.failed and held.local_response.status == 503  # the stream's VM failed under it
+        held.close()
+    else:
+        p.call_foreign_function(7, b"args")
+    recs = failures(trap_host, p.name)
+    assert len(recs) == 1 and ROOT_MODES[mode] in recs[0].message
+    check_backoff_then_reload(trap_host, p, http_cycle, "fail_closed")
+
+
+@pytest.mark.parametrize("mode, callback", [("v", "proxy_on_vm_start"), ("c", "proxy_on_configure")])
+def test_trap_at_start_fails_the_load_once(traps_survive, trap_host, mode, callback):
+    extra = {"vm_config": mode, "configuration": ""} if mode == "v" else {}
+    name = f"start_{mode}"
+    with pytest.raises(pw.PluginStartError) as e:
+        pw.Plugin(pw.PluginConfig(name=name, vm_id=name, configuration=extra.get("configuration", mode),
+                                  vm_config=extra.get("vm_config", "")), plugin_path("wat_trap_in"), host=trap_host)
+    assert callback in str(e.value)
+    recs = failures(trap_host, name)
+    assert len(recs) == 1 and callback in recs[0].message and "the plugin does not load" in recs[0].message
+    assert trap_host.metrics.value(f"pwvm.{name}.vm_failed") == 1
