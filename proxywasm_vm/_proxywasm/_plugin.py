@@ -511,6 +511,11 @@ class ProxyWasmHost:
                 vm.start_root(gen)
                 ts.spares.setdefault(gen, []).append(vm)
             else:
+                failed = ts.vms.get(gen.vm_key)
+                if failed is not None and failed.failed is not None:
+                    # a load or update replaces this thread's failed VM now: no backoff for the operator
+                    del ts.vms[gen.vm_key]
+                    failed.close()
                 self._acquire(gen)
         except PluginStartError as e:
             hint = _root_id_hint(gen)

@@ -330,3 +330,12 @@ def test_trap_at_start_fails_the_load_once(traps_survive, trap_host, mode, callb
     recs = failures(trap_host, name)
     assert len(recs) == 1 and callback in recs[0].message and "the plugin does not load" in recs[0].message
     assert trap_host.metrics.value(f"pwvm.{name}.vm_failed") == 1
+
+
+def test_an_update_replaces_a_failed_vm_at_once(traps_survive, make_plugin, host):
+    p = bad(make_plugin, "bad_update")
+    drive(p, [("x-pwvm-bad", "trap")])
+    p.update(configuration=b"")  # the operator pushes a configuration: no waiting for the backoff
+    s, a = drive(p)
+    assert a is Action.CONTINUE and not s.failed
+    assert p.stats()["vm_created"] == 2 and p.stats()["vm_reload_backoff"] == 0
