@@ -30,6 +30,8 @@ from ._proxywasm import (AbiError, AbiVersion, Action, BufferType, CallbackHttpD
                          ProxyWasmHost, Scheduler, SharedData, SharedQueues, Status, StreamType, SystemClock,
                          TcpDirection, TcpStream, UnknownGrpcUpstream, UnknownUpstream, parse_pairs, serialize_pairs)
 
+from ._proxywasm import CallbackSignatureError
+
 __version__ = "0.1.0"
 
 __all__ = [
@@ -46,4 +48,5 @@ __all__ = [
     "Plugin", "PluginConfig", "PluginCrash", "PluginExit", "PluginStartError", "ProxyWasmError", "ProxyWasmHost",
     "Scheduler", "SharedData", "SharedQueues", "Status", "StreamType", "SystemClock", "TcpDirection", "TcpStream",
     "UnknownGrpcUpstream", "UnknownUpstream", "parse_pairs", "serialize_pairs",
+    "CallbackSignatureError",
 ]

@@ -6,6 +6,7 @@ public names are re-exported from the package root.
 
 from ._abi import AbiVersion, Action, BufferType, LogLevel, MapType, MetricType, PeerType, Status, StreamType
 from ._errors import AbiError, PluginCrash, PluginExit, PluginStartError, ProxyWasmError
+from ._errors import CallbackSignatureError
 from ._grpc import GrpcDispatcher, GrpcEvents, GrpcHandle, GrpcioDispatcher, UnknownGrpcUpstream
 from ._http import (CallbackHttpDispatcher, HttpCallRequest, HttpCallResponse, HttpDispatcher, HttpxDispatcher,
                     UnknownUpstream)
@@ -24,3 +25,4 @@ __all__ = [
     "ProxyWasmHost", "Scheduler", "SharedData", "SharedQueues", "Status", "StreamType", "SystemClock",
     "TcpDirection", "TcpStream", "UnknownGrpcUpstream", "UnknownUpstream", "parse_pairs", "serialize_pairs",
 ]
+__all__ += ["CallbackSignatureError"]

@@ -9,7 +9,7 @@ import enum
 
 __all__ = [
     "AbiVersion", "Status", "LogLevel", "Action", "BufferType", "MapType", "StreamType", "MetricType",
-    "PeerType", "detect_abi",
+    "PeerType", "detect_abi", "CALLBACK_SIGNATURES", "callback_signature_error",
 ]
 
 
@@ -36,6 +36,71 @@ def detect_abi(export_names) -> AbiVersion | None:
         return None
     order = list(AbiVersion)
     return max(found, key=order.index)
+
+
+# -- callback signatures -------------------------------------------------------------------------
+
+def _sig(params: int, result: bool) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    return ("i32",) * params, ("i32",) if result else ()
+
+
+_ALL = tuple(AbiVersion)
+_V02 = (AbiVersion.V0_2_0, AbiVersion.V0_2_1)
+
+#: The callback exports the host calls, with the signature ``(params, results)`` each ABI version
+#: defines for them (every value an ``i32``), from the Proxy-Wasm specification
+#: (``abi-versions/v0.1.0``, ``v0.2.0``, ``v0.2.1``). The only change between versions: the HTTP
+#: header callbacks gained ``end_of_stream`` in 0.2.0. ``proxy_on_foreign_function`` is a 0.2.x
+#: callback of proxy-wasm-cpp-host (Envoy); ``proxy_on_grpc_trailing_metadata`` is the solo-io
+#: AssemblyScript SDK's name for ``proxy_on_grpc_receive_trailing_metadata``; ``malloc`` the
+#: allocator 0.1.0 names before ``proxy_on_memory_allocate``.
+CALLBACK_SIGNATURES: dict[str, dict[AbiVersion, tuple[tuple[str, ...], tuple[str, ...]]]] = {}
+for _names, _versions, _s in [
+    (("proxy_on_memory_allocate", "malloc"), _ALL, _sig(1, True)),
+    (("proxy_on_context_create",), _ALL, _sig(2, False)),
+    (("proxy_on_vm_start", "proxy_on_configure"), _ALL, _sig(2, True)),
+    (("proxy_on_done", "proxy_on_new_connection"), _ALL, _sig(1, True)),
+    (("proxy_on_log", "proxy_on_delete", "proxy_on_tick"), _ALL, _sig(1, False)),
+    (("proxy_on_downstream_data", "proxy_on_upstream_data", "proxy_on_request_body", "proxy_on_response_body"),
+     _ALL, _sig(3, True)),
+    (("proxy_on_downstream_connection_close", "proxy_on_upstream_connection_close", "proxy_on_queue_ready"),
+     _ALL, _sig(2, False)),
+    (("proxy_on_request_trailers", "proxy_on_response_trailers"), _ALL, _sig(2, True)),
+    (("proxy_on_request_headers", "proxy_on_response_headers"), (AbiVersion.V0_1_0,), _sig(2, True)),
+    (("proxy_on_request_headers", "proxy_on_response_headers"), _V02, _sig(3, True)),
+    (("proxy_on_http_call_response",), _ALL, _sig(5, False)),
+    (("proxy_on_grpc_receive_initial_metadata", "proxy_on_grpc_receive", "proxy_on_grpc_receive_trailing_metadata",
+      "proxy_on_grpc_trailing_metadata", "proxy_on_grpc_close"), _ALL, _sig(3, False)),
+    (("proxy_on_foreign_function",), _V02, _sig(3, False)),
+]:
+    for _n in _names:
+        for _v in _versions:
+            CALLBACK_SIGNATURES.setdefault(_n, {})[_v] = _s
+
+
+def _fmt(sig: tuple[tuple[str, ...], tuple[str, ...]]) -> str:
+    return f"({', '.join(sig[0])}) -> ({', '.join(sig[1])})"
+
+
+def callback_signature_error(name: str, functype: object) -> str | None:
+    """Why export ``name`` (of ``functype``, a FuncType or any other extern type) cannot be the
+    callback of that name, or None when some ABI version defines its signature (or the name is
+    no callback). SDKs mix versions (0.1.0 header callbacks in a 0.2.x module ...), so any
+    version's signature is accepted, whatever the module's marker."""
+    allowed = CALLBACK_SIGNATURES.get(name)
+    if allowed is None:
+        return None
+    params = getattr(functype, "params", None)
+    if params is None:
+        found = f"a {type(functype).__name__}, not a function"
+    else:
+        sig = (tuple(getattr(v, "value", str(v)) for v in params),
+               tuple(getattr(v, "value", str(v)) for v in functype.results))  # type: ignore[attr-defined]
+        if sig in allowed.values():
+            return None
+        found = f"signature {_fmt(sig)}"
+    spec = "; ".join(f"{v.value}: {_fmt(s)}" for v, s in allowed.items())
+    return f"export {name!r} has {found}, which no Proxy-Wasm ABI version defines for it (ABI {spec})"
 
 
 class Status(enum.IntEnum):

@@ -5,6 +5,7 @@
     WasmError (proxywasm_vm)
     └── ProxyWasmError
         ├── AbiError            the module is not a Proxy-Wasm plugin this host supports
+        │   └── CallbackSignatureError  a callback export has a signature no ABI version defines
         ├── PluginStartError    start-up failed (_initialize/_start trapped, vm_start/configure said false)
         └── PluginCrash         the plugin failed during a callback (trap, abort, proc_exit)
             └── PluginExit      ... by calling WASI proc_exit
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 from .._errors import WasmError
 
-__all__ = ["ProxyWasmError", "AbiError", "PluginStartError", "PluginCrash", "PluginExit"]
+__all__ = ["ProxyWasmError", "AbiError", "CallbackSignatureError", "PluginStartError", "PluginCrash", "PluginExit"]
 
 
 class ProxyWasmError(WasmError):
@@ -23,6 +24,20 @@ class ProxyWasmError(WasmError):
 
 class AbiError(ProxyWasmError):
     """The module exports no supported ``proxy_abi_version_*`` marker (or is unusable as a plugin)."""
+
+
+class CallbackSignatureError(AbiError):
+    """A callback export (``proxy_on_request_headers`` ...) has a signature no Proxy-Wasm ABI
+    version defines for it: the module is refused at load, before anything of it runs.
+
+    ``export`` is its name, ``allowed`` the signatures by ABI version
+    (``{AbiVersion: ((params...), (results...))}``, see ``CALLBACK_SIGNATURES``).
+    """
+
+    def __init__(self, message: str, *, export: str, allowed: dict) -> None:
+        super().__init__(message)
+        self.export = export
+        self.allowed = allowed
 
 
 class PluginStartError(ProxyWasmError):

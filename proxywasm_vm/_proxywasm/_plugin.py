@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
+import sys
 import threading
 import weakref
 from dataclasses import dataclass, field, replace
@@ -15,21 +17,35 @@ from .._errors import CompileError
 from .._module import Module
 from .._store import StoreLimits
 from .._wasmparse import Reader, parse_module, sections, uleb128
-from ._abi import AbiVersion, LogLevel, detect_abi
-from ._errors import AbiError, PluginStartError
+from ._abi import CALLBACK_SIGNATURES, AbiVersion, LogLevel, MetricType, callback_signature_error, detect_abi
+from ._errors import AbiError, CallbackSignatureError, PluginCrash, PluginStartError
 from ._grpc import GrpcDispatcher, GrpcioDispatcher
 from ._hostcalls import HOST_FUNCTIONS, check_imports, linker_for
 from ._http import HttpDispatcher, HttpxDispatcher
 from ._properties import flatten_properties
-from ._services import (Clock, ForeignFunctions, Logger, MemoryLogger, Metrics, Scheduler, SharedData,
+from ._services import (Clock, ForeignFunctions, Logger, LogRecord, MemoryLogger, Metrics, Scheduler, SharedData,
                         SharedQueues, SystemClock)
 from ._streams import HttpStream, TcpStream
 from ._vm import VM, _Context
 
-__all__ = ["PluginConfig", "Plugin", "ProxyWasmHost"]
+__all__ = ["PluginConfig", "Plugin", "ProxyWasmHost", "STAT_COUNTERS"]
 
 Isolation = Literal["shared", "per_stream"]
-FailurePolicy = Literal["fail_closed", "fail_open", "raise"]
+FailurePolicy = Literal["fail_closed", "fail_open", "fail_reload", "raise"]
+_POLICIES = ("fail_closed", "fail_open", "fail_reload", "raise")
+
+_log = logging.getLogger("proxywasm_vm")
+
+#: Host counters per plugin, ``pwvm.<plugin name>.<counter>`` in :attr:`ProxyWasmHost.metrics`
+#: (Envoy's equivalents in brackets):
+#: ``vm_created`` a VM started for the plugin (``wasm.envoy.wasm.runtime.<runtime>.created``);
+#: ``vm_failed`` the plugin failed in a callback or at start (``wasm.vm_failed``, envoy#40882);
+#: ``vm_reload`` a failed VM was replaced by a fresh one (``wasm.vm_reload``);
+#: ``vm_reload_backoff`` a stream arrived while the reload waited for its backoff (``wasm.vm_reload_backoff``);
+#: ``vm_reload_success`` / ``vm_reload_failure`` the fresh VM started / failed to start
+#: (``wasm.vm_reload_success`` / ``wasm.vm_reload_failure``).
+STAT_COUNTERS = ("vm_created", "vm_failed", "vm_reload", "vm_reload_backoff", "vm_reload_success",
+                 "vm_reload_failure")
 
 
 def _bytes(v: bytes | str | None) -> bytes:
@@ -55,10 +71,20 @@ class PluginConfig:
     - ``limits``: :class:`StoreLimits` of each VM (memory, per-call deadline, fuel);
     - ``allowed_capabilities``: host function names the plugin may use (others
       answer UNIMPLEMENTED); ``None`` allows all;
-    - ``failure_policy``: when the plugin traps, ``"fail_closed"`` answers the
-      stream with a local 503, ``"fail_open"`` lets it through unchanged,
-      ``"raise"`` raises :class:`PluginCrash` to the caller;
-    - ``reload_on_failure``: a failed VM is replaced by a fresh one for the next stream;
+    - ``failure_policy``: what a stream gets when the plugin fails in a callback (trap,
+      ``proc_exit``, deadline ...), and what new streams get while its VM stays failed:
+      ``"fail_closed"`` (default) a local 503 (details ``wasm_fail_stream``),
+      ``"fail_open"`` the stream goes on as if the plugin were not there,
+      ``"fail_reload"`` Envoy's ``FAIL_RELOAD``: ``"fail_closed"`` with ``reload_on_failure``,
+      ``"raise"`` :class:`PluginCrash` raised to the caller;
+    - ``reload_on_failure`` (default True): a failed VM (of this thread) is replaced by a fresh
+      one, as Envoy's ``FAIL_RELOAD`` does, once its backoff has passed: the n-th consecutive
+      failure waits ``min(reload_backoff * 2**(n-1), reload_backoff_max)`` seconds of the host's
+      clock (Envoy: base 1 s, at most 10x the base); streams meanwhile get ``failure_policy``
+      and no VM is started. A stream that completes on a VM without a failure resets the count.
+      False never reloads (Envoy's ``FAIL_CLOSED`` / ``FAIL_OPEN``); ``reload_backoff=0``
+      reloads at the next stream. Every failure is logged once (host logger at error level, and
+      the ``proxywasm_vm`` Python logger) and counted (see :data:`STAT_COUNTERS`, :meth:`Plugin.stats`);
     - ``properties``: extra properties the plugin can read (nested dicts or dotted names);
     - ``environment`` / ``args``: what WASI ``environ_get`` / ``args_get`` return;
     - ``foreign_functions``: plugin-specific functions for ``proxy_call_foreign_function``.
@@ -75,6 +101,8 @@ class PluginConfig:
     allowed_capabilities: frozenset[str] | None = None
     failure_policy: FailurePolicy = "fail_closed"
     reload_on_failure: bool = True
+    reload_backoff: float = 1.0
+    reload_backoff_max: float = 10.0
     properties: Mapping[str, Any] = field(default_factory=dict)
     environment: Mapping[str, str] = field(default_factory=dict)
     args: tuple[str, ...] = ()
@@ -83,9 +111,14 @@ class PluginConfig:
     def __post_init__(self) -> None:
         if self.isolation not in ("shared", "per_stream"):
             raise ValueError(f"isolation must be 'shared' or 'per_stream', not {self.isolation!r}")
-        if self.failure_policy not in ("fail_closed", "fail_open", "raise"):
-            raise ValueError(f"failure_policy must be 'fail_closed', 'fail_open' or 'raise', "
+        if self.failure_policy not in _POLICIES:
+            raise ValueError(f"failure_policy must be one of {', '.join(map(repr, _POLICIES))}, "
                              f"not {self.failure_policy!r}")
+        if self.failure_policy == "fail_reload" and not self.reload_on_failure:
+            raise ValueError("failure_policy='fail_reload' reloads: it contradicts reload_on_failure=False")
+        if not (self.reload_backoff >= 0 and self.reload_backoff_max >= self.reload_backoff):
+            raise ValueError(f"need 0 <= reload_backoff <= reload_backoff_max, got {self.reload_backoff!r} "
+                             f"and {self.reload_backoff_max!r}")
         if self.allowed_capabilities is not None and not isinstance(self.allowed_capabilities, frozenset):
             object.__setattr__(self, "allowed_capabilities", frozenset(self.allowed_capabilities))
 
@@ -107,6 +140,11 @@ class _Code:
         self.abi: AbiVersion = abi
         self.name = sha[:12]
         types = {e.name: e.type for e in module.exports}
+        for name, t in types.items():  # a mistyped callback is refused here, not met in a stream
+            why = callback_signature_error(name, t)
+            if why is not None:
+                raise CallbackSignatureError(f"not a usable Proxy-Wasm plugin: {why}", export=name,
+                                             allowed=CALLBACK_SIGNATURES[name])
         rh = types.get("proxy_on_request_headers")
         self.hdr_args = len(rh.params) if rh is not None and hasattr(rh, "params") else (
             2 if abi is AbiVersion.V0_1_0 else 3)
@@ -117,7 +155,15 @@ class _Code:
         # object), unless the start function was moved to an export (_hoist_start).
         data = module._wasm if isinstance(module._wasm, bytes) else None
         self.with_caller = True if data is None else _has_start_section(data)
+        self._data = data
         self._linkers: dict[frozenset, Any] = {}
+
+    def mentions(self, text: str) -> bool | None:
+        """Whether ``text`` occurs in the module (UTF-8, or UTF-16 as AssemblyScript keeps strings);
+        None when the host has no bytes of it to look at."""
+        if self._data is None:
+            return None
+        return text.encode() in self._data or text.encode("utf-16-le") in self._data
 
     def linker(self, denied: frozenset) -> Any:
         lk = self._linkers.get(denied)
@@ -214,9 +260,38 @@ class _Generation:
 
 class _ThreadState(threading.local):
     def __init__(self) -> None:
-        self.vms: dict[tuple, VM] = {}
+        self.vms: dict[int, VM] = {}
         self.all: weakref.WeakSet = weakref.WeakSet()
         self.spares: dict[_Generation, list[VM]] = {}
+        self.loading = False  # ProxyWasmHost._warm runs (a failure then fails the load)
+        self.epoch = 0  # the host's retirement epoch this thread has swept up to (ProxyWasmHost._sweep)
+        self.exit = _ThreadExit(self.vms, self.spares)
+
+
+class _ThreadExit:
+    """Held by one thread's locals only: when the thread ends, Python drops its locals on that
+    thread, and this closes the thread's VMs there (no other thread may call into them): their
+    root contexts get ``proxy_on_done`` / ``proxy_on_delete`` and the runtime's memory goes."""
+
+    __slots__ = ("vms", "spares", "owner")
+
+    def __init__(self, vms: dict, spares: dict) -> None:
+        self.vms = vms
+        self.spares = spares
+        self.owner = threading.get_ident()
+
+    def __del__(self) -> None:
+        if sys.is_finalizing():
+            return
+        vms = list(self.vms.values()) + [vm for group in self.spares.values() for vm in group]
+        self.vms.clear()
+        self.spares.clear()
+        here = threading.get_ident() == self.owner  # else the host itself went away, elsewhere
+        for vm in vms:
+            try:
+                vm.close() if here else vm.release()
+            except Exception:  # noqa: BLE001 - best effort at thread exit
+                pass
 
 
 class ProxyWasmHost:
@@ -267,6 +342,8 @@ class ProxyWasmHost:
         self._codes: dict[tuple[int, str], _Code] = {}
         self._lock = threading.RLock()
         self._tls = _ThreadState()
+        self._warned: set = set()  # (module sha, root id) pairs warned about (_warm)
+        self._epoch = 0  # bumped by every retirement (update, close): threads sweep when theirs differs
         self._event = threading.Event()
         self._remote_pending = False  # a worker running plugins of this host has work (see _wake)
         self.plugins: list[Plugin] = []
@@ -311,6 +388,7 @@ class ProxyWasmHost:
 
     # -- VMs -----------------------------------------------------------------------------------
     def _new_vm(self, gen: _Generation) -> VM:
+        self._count(gen.config.name, "vm_created")
         vm = VM(self, gen.code, gen)
         self._tls.all.add(vm)
         return vm
@@ -326,9 +404,14 @@ class ProxyWasmHost:
             return vm, root
         key = gen.vm_key
         vm = ts.vms.get(key)
-        if vm is not None and vm.failed is not None and gen.config.reload_on_failure:
-            del ts.vms[key]
-            vm = None
+        if vm is not None and vm.failed is not None:
+            cfg = gen.config
+            if not cfg.reload_on_failure or self.clock.monotonic_ns() < vm.retry_ns:
+                if cfg.reload_on_failure:
+                    self._count(cfg.name, "vm_reload_backoff")
+                # no VM is started: the stream gets the failure policy (the root is only a name)
+                return vm, vm.roots.get(gen) or _Context(0, None, gen)
+            return self._reload(ts, gen, vm)
         if vm is None:
             vm = self._new_vm(gen)
             ts.vms[key] = vm
@@ -340,16 +423,117 @@ class ProxyWasmHost:
                 if not vm.roots:
                     ts.vms.pop(key, None)
                 raise
+        if ts.epoch != self._epoch:
+            self._sweep(ts, gen)
         return vm, root
 
+    def _reload(self, ts: _ThreadState, gen: _Generation, old: VM) -> tuple[VM, _Context]:
+        """Replace this thread's failed VM ``old`` by a fresh one (Envoy's ``FAIL_RELOAD``; its
+        backoff has passed). If the fresh one cannot start, ``old`` stays as the failed VM, with
+        the next backoff, and the stream gets the failure policy."""
+        cfg = gen.config
+        self._count(cfg.name, "vm_reload")
+        vm = None
+        try:
+            vm = self._new_vm(gen)
+            vm.prior_crashes = old.crashes
+            root = vm.start_root(gen)
+        except PluginStartError as e:
+            self._count(cfg.name, "vm_reload_failure")
+            if vm is None or vm.failed is None:  # (a crash was reported by VM._crash already)
+                self._count(cfg.name, "vm_failed")
+            if vm is not None:
+                vm.close()
+            err = PluginCrash(f"plugin {cfg.name!r} failed to restart: {e}", callback=f"start ({e.phase})",
+                              cause=e)
+            old.failed = err
+            self._backoff(old, old.crashes + 1, cfg)
+            if vm is None or vm.failed is None:
+                self._report(old, gen, err, 0)
+            if cfg.failure_policy == "raise":
+                raise err from None
+            return old, old.roots.get(gen) or _Context(0, None, gen)
+        self._count(cfg.name, "vm_reload_success")
+        ts.vms[gen.vm_key] = vm
+        old.close()
+        if ts.epoch != self._epoch:
+            self._sweep(ts, gen)
+        return vm, root
+
+    # -- failures --------------------------------------------------------------------------
+    def _count(self, plugin: str, counter: str) -> None:
+        """Add one to the host counter ``pwvm.<plugin>.<counter>`` (see :data:`STAT_COUNTERS`)."""
+        m = self.metrics
+        m.increment(m.define(MetricType.COUNTER, f"pwvm.{plugin}.{counter}"), 1)
+
+    @staticmethod
+    def _backoff(vm: VM, crashes: int, cfg: PluginConfig) -> float:
+        """Set when the failed ``vm`` may be replaced: the ``crashes``-th failure in a row waits
+        ``reload_backoff * 2**(crashes-1)`` seconds, at most ``reload_backoff_max``."""
+        vm.crashes = crashes
+        delay = min(cfg.reload_backoff * 2.0 ** min(crashes - 1, 64), cfg.reload_backoff_max)
+        vm.retry_ns = vm.host.clock.monotonic_ns() + int(delay * 1e9)
+        return delay
+
+    def _vm_failed(self, vm: VM, err: PluginCrash, gen: Any) -> None:
+        """``vm`` (of this thread) failed in a callback (called once per VM, by ``VM._crash``)."""
+        cfg: PluginConfig = (gen or vm.gen).config
+        self._count(cfg.name, "vm_failed")
+        self._backoff(vm, vm.prior_crashes + 1, cfg)
+        self._report(vm, gen or vm.gen, err, err.context_id)
+
+    def _report(self, vm: VM, gen: _Generation, err: PluginCrash, context_id: int) -> None:
+        """The one log record of a failure: plugin, callback, cause, and what happens next."""
+        cfg = gen.config
+        if getattr(self._tls, "loading", False):
+            then = "the plugin does not load"
+        elif cfg.isolation == "per_stream":
+            then = "the stream's VM is discarded"
+        elif not cfg.reload_on_failure:
+            then = f"the VM stays failed: streams get {cfg.failure_policy} (reload_on_failure=False)"
+        else:
+            wait = max(0, vm.retry_ns - self.clock.monotonic_ns()) / 1e9
+            then = (f"a fresh VM starts with the first stream after {wait:.3g} s (failure {vm.crashes} in a row); "
+                    f"until then streams get {cfg.failure_policy}")
+        msg = f"plugin {cfg.name!r} failed in {err.callback or 'start-up'}: {err}; {then}"
+        self.logger.emit(LogRecord(LogLevel.ERROR, msg, cfg.name, cfg.root_id, cfg.vm_id, context_id))
+        # A MemoryLogger forwards to Python logging itself; a worker's host logs in the parent's.
+        if not isinstance(self.logger, MemoryLogger) and not hasattr(self, "_bridge"):
+            _log.error("%s", msg)
+
+    # -- retirement -----------------------------------------------------------------------------
     def _warm(self, gen: _Generation) -> None:
         """Start a VM for ``gen`` on this thread now, so configuration errors surface at load time."""
-        if gen.config.isolation == "per_stream":
-            vm = self._new_vm(gen)
-            vm.start_root(gen)
-            self._tls.spares.setdefault(gen, []).append(vm)
-        else:
-            self._acquire(gen)
+        ts = self._tls
+        ts.loading = True
+        try:
+            if gen.config.isolation == "per_stream":
+                vm = self._new_vm(gen)
+                vm.start_root(gen)
+                ts.spares.setdefault(gen, []).append(vm)
+            else:
+                failed = ts.vms.get(gen.vm_key)
+                if failed is not None and failed.failed is not None:
+                    # a load or update replaces this thread's failed VM now: no backoff for the operator
+                    del ts.vms[gen.vm_key]
+                    failed.close()
+                self._acquire(gen)
+        except PluginStartError as e:
+            hint = _root_id_hint(gen)
+            if hint is None:
+                raise
+            raise PluginStartError(f"{e}; {hint}", phase=e.phase, cause=e.cause) from None
+        finally:
+            ts.loading = False
+        hint = _root_id_hint(gen)
+        key = (gen.code.sha, gen.config.root_id)
+        if hint is not None and key not in self._warned:  # a warning, once per module and root id
+            self._warned.add(key)
+            cfg = gen.config
+            msg = f"plugin {cfg.name!r}: {hint}"
+            self.logger.emit(LogRecord(LogLevel.WARN, msg, cfg.name, cfg.root_id, cfg.vm_id, 0))
+            if not isinstance(self.logger, MemoryLogger) and not hasattr(self, "_bridge"):
+                _log.warning("%s", msg)
 
     def _stream_released(self, vm: VM, ctx: Any) -> None:
         gen = ctx.root.gen
@@ -357,21 +541,44 @@ class ProxyWasmHost:
             vm.close()
 
     def _root_deleted(self, vm: VM, root: Any) -> None:
+        if vm.closed:  # VM.close() is shutting it down and releases it itself
+            return
         if not vm.roots and not vm.streams:
             ts = self._tls
+            current = {p._gen.vm_key for p in list(self.plugins)}
             for k, v in list(ts.vms.items()):
                 if v is vm:
+                    if k in current:  # a current version starts its root here (an update of configuration only)
+                        return
                     del ts.vms[k]
+            # nothing of this VM is left in use: release it (after the callback that led here)
+            if vm.ctx is None:
+                vm.release()
+            else:
+                vm.deferred.append(vm.release)
 
     def _retire(self, gen: _Generation) -> None:
-        gen.retired = True
-        ts = self._tls
+        """``gen`` is replaced (update) or closed: its root contexts are shut down on every thread,
+        each on its own (VMs are per thread): here now, elsewhere at the thread's next stream or
+        :meth:`poll` (see :meth:`_sweep`), or when the thread ends; each once its streams ended."""
+        with self._lock:
+            gen.retired = True
+            self._epoch += 1
+        self._sweep(self._tls, None)
+
+    def _sweep(self, ts: _ThreadState, keep: _Generation | None) -> None:
+        """Shut down this thread's root contexts of retired generations whose streams have ended
+        (those with streams open go when their last stream ends: ``VM._released``), and spares."""
+        ts.epoch = self._epoch
         for vm in list(ts.all):
-            root = vm.roots.get(gen)
-            if root is not None and root.live <= 0 and not root.deleted:
-                vm.shutdown_root(root)
-        for vm in ts.spares.pop(gen, []):
-            vm.close()
+            if vm.closed:
+                continue
+            for g, root in list(vm.roots.items()):
+                if g.retired and g is not keep and root.live <= 0 and not root.deleted:
+                    vm.shutdown_root(root)
+        for g in [g for g in ts.spares if g.retired]:
+            for vm in ts.spares.pop(g):
+                vm.close()
 
     # -- driving asynchronous work ---------------------------------------------------------------
     def _wake(self) -> None:
@@ -389,6 +596,8 @@ class ProxyWasmHost:
         pending. Returns the number of events handled.
         """
         ts = self._tls
+        if ts.epoch != self._epoch:
+            self._sweep(ts, None)
         n = 0
         while True:
             self._event.clear()
@@ -447,6 +656,23 @@ class ProxyWasmHost:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+def _root_id_hint(gen: _Generation) -> str | None:
+    """What to tell about a root id the module does not know, where the host can tell (None else).
+
+    SDKs differ: the C++ SDK and the solo-io AssemblyScript SDK pick the root context by the
+    ``plugin_root_id`` property (the AssemblyScript one aborts when none has that name, the C++
+    one falls back to a root and stream contexts that do nothing); the Rust, Go and G-Core SDKs
+    have one root context and ignore the name. So a name that occurs nowhere in the module is
+    an error when start-up fails (it explains it) and a warning otherwise.
+    """
+    rid = gen.config.root_id
+    if not rid or gen.code.mentions(rid) is not False:
+        return None
+    return (f"root_id {rid!r} occurs nowhere in the module: an SDK that picks its root context by name "
+            "(C++ SDK, solo-io AssemblyScript SDK) has no root context of that name, and aborts or does "
+            "nothing; SDKs with a single root context (Rust, Go ...) ignore the name")
 
 
 def _eligible(gen: _Generation) -> bool:
@@ -559,6 +785,13 @@ class Plugin:
         recs = getattr(self.host.logger, "records", ())
         return [r for r in recs if r.plugin == self.name and (level is None or r.level >= level)]
 
+    def stats(self) -> dict[str, int]:
+        """This plugin's host counters (:data:`STAT_COUNTERS`: VMs created, failures, reloads ...),
+        summed over threads and workers: ``{"vm_failed": 1, ...}``."""
+        snap = self.host.metrics.snapshot()
+        prefix = f"pwvm.{self.name}."
+        return {c: int(snap.get(prefix + c, 0)) for c in STAT_COUNTERS}
+
     @property
     def failed(self) -> bool:
         """The VM of this thread is marked failed (a plugin trapped)."""
@@ -586,7 +819,9 @@ class Plugin:
         host = self.host
         # The common case of host._acquire (this thread's shared VM is up and its root
         # context lives), without the call and the tuple.
-        vm = None if gen.per_stream else host._tls.vms.get(gen.vm_key)
+        ts = host._tls
+        # (a retirement since this thread's last sweep: _acquire sweeps)
+        vm = None if gen.per_stream or ts.epoch != host._epoch else ts.vms.get(gen.vm_key)
         if vm is not None and vm.failed is None:
             root = vm.roots.get(gen)
             if root is not None and not root.deleted:

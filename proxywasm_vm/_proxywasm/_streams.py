@@ -429,7 +429,7 @@ class HttpStream(_StreamBase):
                 msg.paused = False
                 msg._hdr_paused = False
                 msg._flush()
-        elif self.local_response is None:
+        elif self.local_response is None and not self.closed:  # (a stream that ended cannot be answered)
             self.local_response = LocalResponse(503, b"", HeaderMap(), "wasm_fail_stream")
 
     def _is_paused(self) -> bool:

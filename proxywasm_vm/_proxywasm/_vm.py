@@ -147,6 +147,12 @@ class VM:
         self.next_id = 1
         self.next_token = 1
         self.failed: PluginCrash | None = None
+        self.gen = gen  # the generation it was started for (failure reports)
+        # Failures in a row of this VM's line on this thread (Envoy's FAIL_RELOAD backoff,
+        # ProxyWasmHost._backoff): before this VM started, and counting its own failure once
+        # it failed; ``retry_ns``: when a failed VM may be replaced (host clock, monotonic).
+        self.prior_crashes = self.crashes = 0
+        self.retry_ns = 0
         self.owner = threading.get_ident()
         self.inbox: deque = deque()
         self.cb_maps: list = [None] * 8
@@ -280,7 +286,7 @@ class VM:
             self.deferred.clear()
             if self.stdio_pending:
                 self.flush_stdio()  # what the plugin wrote before it failed (a Go panic) comes first
-            self.log(LogLevel.CRITICAL, str(err).encode(), force=True)
+            self.host._vm_failed(self, err, ctx.gen if ctx is not None else None)  # logged once, counted
             for s in list(self.streams):
                 s._vm_failed(err)
             self._cancel_all()
@@ -378,6 +384,8 @@ class VM:
             fn = self.f_delete
             if fn is not None and self.failed is None:
                 self.call_in(ctx, "proxy_on_delete", fn, ctx.id)
+            if not ctx.is_root and self.failed is None:
+                self.prior_crashes = 0  # a stream served without a failure: the reload backoff starts over
         finally:
             self._released(ctx)
 
@@ -454,6 +462,8 @@ class VM:
     def release(self) -> None:
         """Break the store <-> VM cycle so the runtime's memory goes with the last reference."""
         self.closed = True
+        if CURRENT.vm is self:  # (the thread's last VM stays current after a call: not a released one)
+            CURRENT.vm = None
         try:
             self.store.data = None
         except AttributeError:

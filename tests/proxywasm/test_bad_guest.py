@@ -88,7 +88,7 @@ def fatal(p, mode):
     return s, s.request_headers(REQUEST + [("x-pwvm-bad", mode)], True)
 
 
-def test_trap_fail_closed_then_reload(traps_survive, make_plugin):
+def test_trap_fail_closed_then_reload(traps_survive, make_plugin, host):
     p = bad(make_plugin)
     s, a = fatal(p, "trap")
     assert a is Action.PAUSE and s.local_response.status == 503 and s.failed
@@ -96,6 +96,7 @@ def test_trap_fail_closed_then_reload(traps_survive, make_plugin):
     assert s.error.callback == "proxy_on_request_headers"
     s.close()
     assert p.failed
+    host.advance(1)  # the reload backoff (see test_failure_policy.py)
     with p.http_stream() as s2:  # a fresh VM
         assert s2.request_headers(REQUEST) is Action.CONTINUE and not s2.failed
     assert not p.failed
@@ -170,6 +171,7 @@ def test_failure_in_tick(traps_survive, make_plugin, host):
     p = bad(make_plugin, configuration="fail_in=tick\ntick_ms=10")
     host.advance(ms=10)
     assert p.failed
+    host.advance(1)  # the reload backoff
     with p.http_stream() as s:  # reloaded
         assert s.request_headers(REQUEST) is Action.CONTINUE
 

@@ -6,7 +6,7 @@ import pytest
 
 import proxywasm_vm as pw
 
-from .conftest import REQUEST, plugin_path
+from .conftest import PLUGINS, REQUEST, plugin_path
 
 
 @pytest.mark.parametrize("name, root_id, abi", [
@@ -191,3 +191,52 @@ def test_wasi_subset(host):
         call("exit")
     assert e.value.exit_code == 7
     assert p.failed
+
+
+# ------------------------------------------------------------------- callback signatures, root ids
+
+
+def test_a_mistyped_callback_is_refused_at_load(make_plugin, host):
+    with pytest.raises(pw.CallbackSignatureError) as e:
+        make_plugin("wat_bad_signature")
+    err = e.value
+    assert isinstance(err, pw.AbiError) and err.export == "proxy_on_request_headers"
+    msg = str(err)
+    assert "proxy_on_request_headers" in msg and "(f32, i64) -> (i32)" in msg
+    for version, params in (("0.1.0", "(i32, i32)"), ("0.2.0", "(i32, i32, i32)"), ("0.2.1", "(i32, i32, i32)")):
+        assert f"{version}: {params} -> (i32)" in msg
+    assert host.metrics.snapshot().get("pwvm.wat_bad_signature.vm_created", 0) == 0  # nothing of it ran
+
+
+def test_a_callback_name_on_something_else_is_refused(host):
+    wat = """(module (memory (export "memory") 1) (func (export "proxy_abi_version_0_2_1"))
+      (global (export "proxy_on_tick") i32 (i32.const 0)))"""
+    with pytest.raises(pw.CallbackSignatureError, match="proxy_on_tick.*not a function"):
+        pw.Plugin(pw.PluginConfig(), wat, host=host)
+
+
+def test_every_sdk_built_plugin_has_signatures_the_abi_defines(engine):
+    from proxywasm_vm._proxywasm._abi import CALLBACK_SIGNATURES, callback_signature_error
+
+    checked = 0
+    for path in sorted(PLUGINS.glob("*.wasm")):
+        module = pw.Module(engine, path.read_bytes())
+        for e in module.exports:
+            why = callback_signature_error(e.name, e.type)
+            assert (why is None) == (path.stem != "wat_bad_signature" or e.name != "proxy_on_request_headers"), why
+            checked += e.name in CALLBACK_SIGNATURES
+    assert checked > 50
+
+
+def test_unknown_root_id_explains_a_start_failure(make_plugin):
+    with pytest.raises(pw.PluginStartError) as e:
+        make_plugin("as_solo_headers", root_id="not_registered")
+    assert "root_id 'not_registered' occurs nowhere in the module" in str(e.value)
+
+
+def test_unknown_root_id_is_a_warning_once(make_plugin, host):
+    make_plugin("c_http_all", root_id="no_such_root")
+    make_plugin("c_http_all", root_id="no_such_root", name="again")
+    make_plugin("as_solo_headers", root_id="pwvm_solo_headers")  # a name it has (as UTF-16): no warning
+    warned = [r for r in host.logger.records if r.level == pw.LogLevel.WARN and "occurs nowhere" in r.message]
+    assert len(warned) == 1 and "'no_such_root'" in warned[0].message and warned[0].plugin == "c_http_all"
