@@ -291,7 +291,8 @@ class ProxyWasmHost:
         mid = self._limit_ids.get(name)
         try:
             if mid is None:
-                mid = self._limit_ids[name] = self.metrics.define(MetricType.COUNTER, self.LIMIT_METRIC + name)
+                mid = self._limit_ids[name] = self.metrics.define(MetricType.COUNTER, self.LIMIT_METRIC + name,
+                                                                         bounded=False)
             self.metrics.increment(mid, 1)
         except OverflowError:  # the metrics store is full: the log line still tells
             pass

@@ -310,22 +310,25 @@ class Metrics:
     def __init__(self, limits: HostLimits | None = None) -> None:
         self.limits = limits if limits is not None else _DEFAULT
         self._lock = threading.Lock()
+        self._bounded = 0  # metrics that count against metrics_max
         self._by_id: dict[int, Metric] = {}
         self._by_name: dict[tuple[int, str], Metric] = {}
         self._ids = itertools.count(1)
 
-    def define(self, type: MetricType, name: str) -> int:
-        """Define (or find) a metric; returns its id."""
+    def define(self, type: MetricType, name: str, *, bounded: bool = True) -> int:
+        """Define (or find) a metric; returns its id. ``bounded=False``: the host's own
+        metric, not counted against ``metrics_max`` (so that a full store still counts refusals)."""
         type = MetricType(type)
         with self._lock:
             m = self._by_name.get((type, name))
             if m is None:
-                if over(self.limits.metrics_max, len(self._by_id) + 1):
-                    raise OverflowError(f"{len(self._by_id)} metrics defined (limit {self.limits.metrics_max})")
+                if bounded and over(self.limits.metrics_max, self._bounded + 1):
+                    raise OverflowError(f"{self._bounded} metrics defined (limit {self.limits.metrics_max})")
                 m = Metric(next(self._ids), type, name, 0,
                            deque(maxlen=self.limits.histogram_max_values) if type is MetricType.HISTOGRAM else None)
                 self._by_id[m.id] = m
                 self._by_name[(type, name)] = m
+                self._bounded += bounded
             return m.id
 
     def increment(self, metric_id: int, delta: int) -> Status:
