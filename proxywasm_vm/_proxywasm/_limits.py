@@ -70,7 +70,9 @@ class HostLimits:
       :attr:`Metric.dropped <proxywasm_vm.Metric>`); defining past the first
       answers ``BAD_ARGUMENT``;
     - ``tick_min_period_ms``: the shortest tick period; a shorter non-zero
-      period is raised to it (each root has one timer, as in the ABI).
+      period is raised to it (each root has one timer, as in the ABI);
+    - ``properties_max_bytes``: bytes (names + values) of the properties a plugin
+      sets with ``proxy_set_property`` on one context; past it ``BAD_ARGUMENT``.
 
     >>> HostLimits().body_buffer_max_bytes
     1048576
@@ -93,6 +95,7 @@ class HostLimits:
     metrics_max: int | None = 10_000
     histogram_max_values: int | None = 10_000
     tick_min_period_ms: int | None = 10
+    properties_max_bytes: int | None = 1 * _MiB
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):

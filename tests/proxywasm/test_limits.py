@@ -210,6 +210,38 @@ def test_response_body_past_the_limit_resets_a_started_response(make_host):
     assert host.limit_hits()["body_buffer"] == 1
 
 
+def test_response_body_past_the_limit_is_500_while_its_headers_are_held(make_host):
+    host = make_host(body_buffer_max_bytes=1000)
+    p = load(host, "wat_hold")
+    s = p.http_stream()
+    assert s.request_headers(REQUEST, True) is Action.PAUSE
+    assert s.response_headers({":status": "200"}) is Action.PAUSE  # held: nothing went downstream
+    assert s.response_body(b"x" * 1000) is Action.PAUSE and s.local_response is None  # at the limit
+    assert s.response_body(b"y") is Action.PAUSE
+    lr = s.local_response
+    assert lr.status == 500 and lr.details == "response_payload_too_large" and not s.reset
+    assert s.response.buffered == b""
+    s.close()
+    s2 = p.http_stream()  # the request side of the same plugin: 413
+    s2.request_headers(REQUEST)
+    assert s2.request_body(b"z" * 1001) is Action.PAUSE and s2.local_response.status == 413
+    s2.close()
+    assert host.limit_hits() == {"body_buffer": 2}
+
+
+def test_default_body_limit_is_envoys_1_mib(make_host):
+    host = make_host()
+    p = load(host, "wat_hold")
+    s = p.http_stream()
+    s.request_headers(REQUEST)
+    for _ in range(4):
+        assert s.request_body(b"q" * (256 << 10)) is Action.PAUSE
+    assert s.local_response is None and len(s.request.buffered) == 1 << 20
+    s.request_body(b"q")
+    assert s.local_response.status == 413
+    s.close()
+
+
 def test_set_buffer_bytes_cannot_grow_past_the_limit(make_host):
     host = make_host(body_buffer_max_bytes=8)
     p = load(host, "c_http_all", "test=body")
@@ -355,6 +387,18 @@ def test_grpc_message_too_large_closes_the_call(make_host):
         s.request_headers(REQUEST)
         assert s.wait(10) and s.request.headers["x-pwvm-grpc-status"] == "0"
         assert s.request.headers["x-pwvm-grpc-messages"] == "1"
+
+
+def test_properties_a_plugin_sets(make_host):
+    host = make_host(properties_max_bytes=20)
+    p = load(host, "c_http_all")
+    s = headers_run(p, "properties", ("x-pwvm-prop-value", "v1"))
+    assert s.response.headers["x-pwvm-prop-set"] == "0" and s.response.headers["x-pwvm-prop-user"] == "v1"
+    s.close()
+    s = headers_run(p, "properties", ("x-pwvm-prop-value", "v" * 12))  # pwvm_user + 12 > 20
+    assert s.response.headers["x-pwvm-prop-set"] == "2"
+    s.close()
+    assert host.limit_hits() == {"properties": 1}
 
 
 # -------------------------------------------------------------------------------------- metrics, ticks
