@@ -287,7 +287,9 @@ def proxy_add_header_map_value(vm, t, kp, ks, vp, vs):
         if m.__class__ is int:
             return m
     flat = m._flat
-    if len(flat) >= 2 * vm.hm_pairs or ks + vs + sum(map(len, flat)) > vm.hm_bytes:
+    ser = m._ser  # when cached (the plugin read the map first, as most do), it tells the byte size for free
+    if len(flat) >= 2 * vm.hm_pairs or ks + vs + (
+            len(ser) - 4 - 5 * len(flat) if ser is not None else sum(map(len, flat))) > vm.hm_bytes:
         _map_full(vm, m, 1, ks + vs)  # counts and logs it
         return BAD_ARGUMENT
     flat += (key.lower(), value)  # HeaderMap.add
