@@ -126,6 +126,15 @@ def _parse_map(vm: Any, raw: bytes) -> list:
     return flat
 
 
+def _name_too_long(vm: Any, what: str, size: int) -> bool:
+    """Whether a metric or queue name of ``size`` bytes is past HostLimits.name_max_bytes (counted, logged)."""
+    cap = vm.limits.name_max_bytes
+    if cap is not None and size > cap:
+        vm.limit_hit("name", f"a {what} name of {size} bytes (limit {cap}: HostLimits.name_max_bytes)")
+        return True
+    return False
+
+
 def _map_full(vm: Any, m: HeaderMap, add_pairs: int, add_bytes: int) -> bool:
     """Whether ``m`` with ``add_pairs`` more fields and ``add_bytes`` more bytes is past the
     header-map bounds (HostLimits); counts and logs the hit."""
@@ -599,8 +608,14 @@ def proxy_register_shared_queue(vm, np, ns, token_ptr):
     name = mem.read(np, ns).decode("utf-8", "replace")
     if not _fits(mem, token_ptr, 4):
         return INVALID_MEMORY_ACCESS
+    if _name_too_long(vm, "queue", ns):
+        return BAD_ARGUMENT
     root = vm.ctx.root
-    token = vm.host.queues.register(vm.vm_id, name, vm.queue_notifier(root))
+    try:
+        token = vm.host.queues.register(vm.vm_id, name, vm.queue_notifier(root))
+    except OverflowError as e:
+        vm.limit_hit("queues", f"{e} (HostLimits.queues_max)")
+        return BAD_ARGUMENT
     _put_u32(mem, token_ptr, token)
     return OK
 
@@ -647,6 +662,8 @@ def proxy_define_metric(vm, t, np, ns, id_ptr):
         return BAD_ARGUMENT
     if not _fits(mem, id_ptr, 4):
         return INVALID_MEMORY_ACCESS
+    if _name_too_long(vm, "metric", ns):
+        return BAD_ARGUMENT
     try:
         mid = vm.host.metrics.define(MetricType(t), name)
     except OverflowError as e:

@@ -56,7 +56,10 @@ class HostLimits:
       (keys + values) of the whole store; past them ``BAD_ARGUMENT``;
     - ``queue_max_items`` / ``queue_max_bytes``: items and bytes waiting in
       one shared queue; an enqueue past them answers ``BAD_ARGUMENT`` (the
-      item is refused, nothing queued is dropped);
+      item is refused, nothing queued is dropped); ``queues_max``: shared
+      queues one host holds (registering a new one past it: ``BAD_ARGUMENT``);
+    - ``name_max_bytes``: the longest metric or shared-queue name a plugin may
+      define or register (``BAD_ARGUMENT`` past it);
     - ``callout_response_max_bytes``: body bytes of an HTTP callout response
       and of one gRPC message; a larger one is delivered as a failed call
       (``BROKEN_CONNECTION`` from ``proxy_get_status``, details
@@ -90,6 +93,8 @@ class HostLimits:
     shared_data_max_bytes: int | None = 64 * _MiB
     queue_max_items: int | None = 10_000
     queue_max_bytes: int | None = 16 * _MiB
+    queues_max: int | None = 1000
+    name_max_bytes: int | None = 1 * _KiB
     callout_response_max_bytes: int | None = 16 * _MiB
     max_pending_calls: int | None = 1024
     metrics_max: int | None = 10_000

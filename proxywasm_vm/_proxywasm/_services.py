@@ -225,10 +225,14 @@ class SharedQueues:
         self._tokens = itertools.count(1)
 
     def register(self, vm_id: str, name: str, notify: Callable[[int], None] | None) -> int:
-        """Create or open ``(vm_id, name)``; the caller becomes the one notified. Returns the token."""
+        """Create or open ``(vm_id, name)``; the caller becomes the one notified. Returns the token.
+
+        Raises :class:`OverflowError` when creating it would pass ``limits.queues_max``."""
         with self._lock:
             q = self._by_name.get((vm_id, name))
             if q is None:
+                if over(self.limits.queues_max, len(self._by_name) + 1):
+                    raise OverflowError(f"{len(self._by_name)} shared queues exist (limit {self.limits.queues_max})")
                 tok = next(self._tokens) & _M32 or next(self._tokens)
                 q = _Queue(tok, vm_id, name, deque(), notify)
                 self._by_name[(vm_id, name)] = q

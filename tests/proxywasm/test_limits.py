@@ -312,6 +312,19 @@ def test_queue_items(make_host):
     assert host.limit_hits() == {"queue": 1}
 
 
+def test_queue_count_and_names(make_host):
+    host = make_host(queues_max=1)
+    p1 = load(host, "c_http_all", "queue=a", vm_id="one")
+    assert any(m.startswith("c_http_all: registered queue a token=") and m.endswith("status=0") for m in p1.logs)
+    p2 = load(host, "c_http_all", "queue=b", vm_id="two")  # a second queue does not fit
+    assert "c_http_all: registered queue b token=0 status=2" in p2.logs
+    assert host.limit_hits() == {"queues": 1}
+    host2 = make_host()  # the default name bound: 1 KiB
+    p3 = load(host2, "c_http_all", "queue=" + "n" * 1025)
+    assert any(m.startswith("c_http_all: registered queue nnn") and m.endswith("token=0 status=2") for m in p3.logs)
+    assert host2.limit_hits() == {"name": 1}
+
+
 def test_queue_bytes():
     q = pw.SharedQueues(HostLimits(queue_max_bytes=10))
     tok = q.register("v", "q", None)
@@ -418,6 +431,15 @@ def test_metrics_count_and_histogram_values(make_host):
         headers_run(p2, "metrics", ("x-pwvm-metric-value", v)).close()
     assert host2.metrics.snapshot()["pwvm_histogram"] == [2, 3]
     assert host2.metrics["pwvm_histogram"].dropped == 1
+
+
+def test_metric_names(make_host):
+    host = make_host(name_max_bytes=10)
+    p = load(host, "c_http_all")
+    s = headers_run(p, "metrics")
+    assert s.response.headers["x-pwvm-metric-define"] == "2,0,2"  # pwvm_requests, pwvm_histogram too long
+    s.close()
+    assert host.limit_hits() == {"name": 2}
 
 
 def test_tick_period_floor(make_host):
