@@ -23,12 +23,13 @@ from ._types import ExportType, ExternType, FuncType, GlobalType, ImportType, Li
 
 # The Proxy-Wasm host (proxywasm_vm/_proxywasm): plugins, streams and host services.
 from ._proxywasm import (AbiError, AbiVersion, Action, BufferType, CallbackHttpDispatcher, Clock, ForeignFunctionError,
-                         ForeignFunctions, GrpcDispatcher, GrpcEvents, GrpcHandle, GrpcioDispatcher, HeaderMap, HostLimits,
-                         HttpCallRequest, HttpCallResponse, HttpDispatcher, HttpMessage, HttpStream, HttpxDispatcher, LocalResponse,
-                         Logger, LogLevel, LogRecord, ManualClock, MapType, MemoryLogger, Metric, Metrics, MetricType,
-                         PeerType, Plugin, PluginConfig, PluginCrash, PluginExit, PluginStartError, ProxyWasmError,
-                         ProxyWasmHost, Scheduler, SharedData, SharedQueues, Status, StreamType, SystemClock,
-                         TcpDirection, TcpStream, UnknownGrpcUpstream, UnknownUpstream, parse_pairs, serialize_pairs)
+                         ForeignFunctions, GrpcDispatcher, GrpcEvents, GrpcHandle, GrpcioDispatcher, HeaderMap,
+                         HostLimits, HttpCallRequest, HttpCallResponse, HttpDispatcher, HttpMessage, HttpStream,
+                         HttpxDispatcher, LocalResponse, Logger, LogLevel, LogRecord, ManualClock, MapType,
+                         MemoryLogger, Metric, Metrics, MetricType, PeerType, Plugin, PluginConfig, PluginCrash,
+                         PluginExit, PluginStartError, ProxyWasmError, ProxyWasmHost, Scheduler, SharedData,
+                         SharedQueues, Status, StreamType, SystemClock, TcpDirection, TcpStream, UnknownGrpcUpstream,
+                         UnknownUpstream, parse_pairs, serialize_pairs)
 
 __version__ = "0.1.0"
 
@@ -42,9 +43,8 @@ __all__ = [
     "AbiError", "AbiVersion", "Action", "BufferType", "CallbackHttpDispatcher", "Clock", "ForeignFunctionError",
     "ForeignFunctions", "GrpcDispatcher", "GrpcEvents", "GrpcHandle", "GrpcioDispatcher", "HeaderMap", "HostLimits",
     "HttpCallRequest", "HttpCallResponse", "HttpDispatcher", "HttpMessage", "HttpStream", "HttpxDispatcher",
-    "LocalResponse", "LogLevel",
-    "LogRecord", "Logger", "ManualClock", "MapType", "MemoryLogger", "Metric", "MetricType", "Metrics", "PeerType",
-    "Plugin", "PluginConfig", "PluginCrash", "PluginExit", "PluginStartError", "ProxyWasmError", "ProxyWasmHost",
-    "Scheduler", "SharedData", "SharedQueues", "Status", "StreamType", "SystemClock", "TcpDirection", "TcpStream",
-    "UnknownGrpcUpstream", "UnknownUpstream", "parse_pairs", "serialize_pairs",
+    "LocalResponse", "LogLevel", "LogRecord", "Logger", "ManualClock", "MapType", "MemoryLogger", "Metric",
+    "MetricType", "Metrics", "PeerType", "Plugin", "PluginConfig", "PluginCrash", "PluginExit", "PluginStartError",
+    "ProxyWasmError", "ProxyWasmHost", "Scheduler", "SharedData", "SharedQueues", "Status", "StreamType", "SystemClock",
+    "TcpDirection", "TcpStream", "UnknownGrpcUpstream", "UnknownUpstream", "parse_pairs", "serialize_pairs",
 ]

@@ -12,16 +12,16 @@ from ._http import (CallbackHttpDispatcher, HttpCallRequest, HttpCallResponse, H
 from ._limits import HostLimits
 from ._pairs import HeaderMap, parse_pairs, serialize_pairs
 from ._plugin import Plugin, PluginConfig, ProxyWasmHost
-from ._services import (Clock, ForeignFunctionError, ForeignFunctions, Logger, LogRecord, ManualClock, MemoryLogger, Metric, Metrics,
-                        Scheduler, SharedData, SharedQueues, SystemClock)
+from ._services import (Clock, ForeignFunctionError, ForeignFunctions, Logger, LogRecord, ManualClock, MemoryLogger,
+                        Metric, Metrics, Scheduler, SharedData, SharedQueues, SystemClock)
 from ._streams import HttpMessage, HttpStream, LocalResponse, TcpDirection, TcpStream
 
 __all__ = [
-    "AbiError", "AbiVersion", "Action", "BufferType", "CallbackHttpDispatcher", "Clock", "ForeignFunctionError", "ForeignFunctions",
-    "GrpcDispatcher", "GrpcEvents", "GrpcHandle", "GrpcioDispatcher", "HeaderMap", "HostLimits", "HttpCallRequest",
-    "HttpCallResponse", "HttpDispatcher", "HttpMessage", "HttpStream", "HttpxDispatcher", "LocalResponse",
-    "LogLevel", "LogRecord", "Logger", "ManualClock", "MapType", "MemoryLogger", "Metric", "MetricType", "Metrics",
-    "PeerType", "Plugin", "PluginConfig", "PluginCrash", "PluginExit", "PluginStartError", "ProxyWasmError",
-    "ProxyWasmHost", "Scheduler", "SharedData", "SharedQueues", "Status", "StreamType", "SystemClock",
+    "AbiError", "AbiVersion", "Action", "BufferType", "CallbackHttpDispatcher", "Clock", "ForeignFunctionError",
+    "ForeignFunctions", "GrpcDispatcher", "GrpcEvents", "GrpcHandle", "GrpcioDispatcher", "HeaderMap", "HostLimits",
+    "HttpCallRequest", "HttpCallResponse", "HttpDispatcher", "HttpMessage", "HttpStream", "HttpxDispatcher",
+    "LocalResponse", "LogLevel", "LogRecord", "Logger", "ManualClock", "MapType", "MemoryLogger", "Metric",
+    "MetricType", "Metrics", "PeerType", "Plugin", "PluginConfig", "PluginCrash", "PluginExit", "PluginStartError",
+    "ProxyWasmError", "ProxyWasmHost", "Scheduler", "SharedData", "SharedQueues", "Status", "StreamType", "SystemClock",
     "TcpDirection", "TcpStream", "UnknownGrpcUpstream", "UnknownUpstream", "parse_pairs", "serialize_pairs",
 ]

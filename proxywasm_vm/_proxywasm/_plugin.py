@@ -300,7 +300,8 @@ class ProxyWasmHost:
     def limit_hits(self) -> dict[str, int]:
         """``{bound: refusals}`` so far: how often plugins ran into each :class:`HostLimits` bound
         (``"body_buffer"``, ``"header_map"``, ``"shared_data"``, ``"queue"``, ``"callout_response"``,
-        ``"pending_calls"``, ``"metrics"``, ``"uncompress"``, ``"tick_period"``, ``"properties"``, ``"queues"``, ``"name"``)."""
+        ``"pending_calls"``, ``"metrics"``, ``"uncompress"``, ``"tick_period"``, ``"properties"``, ``"queues"``,
+        ``"name"``)."""
         n = len(self.LIMIT_METRIC)
         return {k[n:]: v for k, v in self.metrics.snapshot().items() if k.startswith(self.LIMIT_METRIC)}
 

@@ -167,8 +167,8 @@ class SharedData:
             if cas and cur is not None and cur[1] != cas:
                 return Status.CAS_MISMATCH
             grow = len(value) + (len(key) if cur is None else -len(cur[0]))
-            if over(lim.shared_data_max_value_bytes, len(value)) or over(lim.shared_data_max_bytes, self._bytes + grow) \
-                    or (cur is None and over(lim.shared_data_max_keys, len(self._data) + 1)):
+            if (over(lim.shared_data_max_value_bytes, len(value)) or over(lim.shared_data_max_bytes, self._bytes + grow)
+                    or (cur is None and over(lim.shared_data_max_keys, len(self._data) + 1))):
                 self.refused += 1
                 return Status.BAD_ARGUMENT
             self._data[k] = (bytes(value), self._next_cas())
