@@ -22,15 +22,15 @@ from ._table import Table
 from ._types import ExportType, ExternType, FuncType, GlobalType, ImportType, Limits, MemoryType, TableType, ValType
 
 # The Proxy-Wasm host (proxywasm_vm/_proxywasm): plugins, streams and host services.
-from ._proxywasm import (AbiError, AbiVersion, Action, BufferType, CallbackHttpDispatcher, Clock, ForeignFunctions,
-                         GrpcDispatcher, GrpcEvents, GrpcHandle, GrpcioDispatcher, HeaderMap, HttpCallRequest,
-                         HttpCallResponse, HttpDispatcher, HttpMessage, HttpStream, HttpxDispatcher, LocalResponse,
-                         Logger, LogLevel, LogRecord, ManualClock, MapType, MemoryLogger, Metric, Metrics, MetricType,
-                         PeerType, Plugin, PluginConfig, PluginCrash, PluginExit, PluginStartError, ProxyWasmError,
-                         ProxyWasmHost, Scheduler, SharedData, SharedQueues, Status, StreamType, SystemClock,
-                         TcpDirection, TcpStream, UnknownGrpcUpstream, UnknownUpstream, parse_pairs, serialize_pairs)
-
-from ._proxywasm import CallbackSignatureError
+from ._proxywasm import (AbiError, AbiVersion, Action, BufferType, CallbackHttpDispatcher, CallbackSignatureError,
+                         Clock, ForeignFunctionError,
+                         ForeignFunctions, GrpcDispatcher, GrpcEvents, GrpcHandle, GrpcioDispatcher, HeaderMap,
+                         HostLimits, HttpCallRequest, HttpCallResponse, HttpDispatcher, HttpMessage, HttpStream,
+                         HttpxDispatcher, LocalResponse, Logger, LogLevel, LogRecord, ManualClock, MapType,
+                         MemoryLogger, Metric, Metrics, MetricType, PeerType, Plugin, PluginConfig, PluginCrash,
+                         PluginExit, PluginStartError, ProxyWasmError, ProxyWasmHost, Scheduler, SharedData,
+                         SharedQueues, Status, StreamType, SystemClock, TcpDirection, TcpStream, UnknownGrpcUpstream,
+                         UnknownUpstream, parse_pairs, serialize_pairs)
 
 __version__ = "0.1.0"
 
@@ -41,12 +41,12 @@ __all__ = [
     "PAGE_SIZE", "Store", "StoreLimits", "Table", "TableType", "Trap", "TrapCode", "ValType", "WasmError",
     "WorkerCrashed", "available_backends", "backend_names", "get_backend", "register_backend", "wat2wasm", "__version__",
     # Proxy-Wasm host
-    "AbiError", "AbiVersion", "Action", "BufferType", "CallbackHttpDispatcher", "Clock", "ForeignFunctions",
-    "GrpcDispatcher", "GrpcEvents", "GrpcHandle", "GrpcioDispatcher", "HeaderMap", "HttpCallRequest",
-    "HttpCallResponse", "HttpDispatcher", "HttpMessage", "HttpStream", "HttpxDispatcher", "LocalResponse", "LogLevel",
-    "LogRecord", "Logger", "ManualClock", "MapType", "MemoryLogger", "Metric", "MetricType", "Metrics", "PeerType",
-    "Plugin", "PluginConfig", "PluginCrash", "PluginExit", "PluginStartError", "ProxyWasmError", "ProxyWasmHost",
-    "Scheduler", "SharedData", "SharedQueues", "Status", "StreamType", "SystemClock", "TcpDirection", "TcpStream",
-    "UnknownGrpcUpstream", "UnknownUpstream", "parse_pairs", "serialize_pairs",
+    "AbiError", "AbiVersion", "Action", "BufferType", "CallbackHttpDispatcher", "Clock", "ForeignFunctionError",
+    "ForeignFunctions", "GrpcDispatcher", "GrpcEvents", "GrpcHandle", "GrpcioDispatcher", "HeaderMap", "HostLimits",
+    "HttpCallRequest", "HttpCallResponse", "HttpDispatcher", "HttpMessage", "HttpStream", "HttpxDispatcher",
+    "LocalResponse", "LogLevel", "LogRecord", "Logger", "ManualClock", "MapType", "MemoryLogger", "Metric",
+    "MetricType", "Metrics", "PeerType", "Plugin", "PluginConfig", "PluginCrash", "PluginExit", "PluginStartError",
+    "ProxyWasmError", "ProxyWasmHost", "Scheduler", "SharedData", "SharedQueues", "Status", "StreamType", "SystemClock",
+    "TcpDirection", "TcpStream", "UnknownGrpcUpstream", "UnknownUpstream", "parse_pairs", "serialize_pairs",
     "CallbackSignatureError",
 ]

@@ -26,9 +26,16 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from hypothesis import settings
 
 import proxywasm_vm as pw
 from _helpers import load_backend
+
+# Property tests: CI runs a derandomized profile (the same examples every run: a red CI is
+# reproducible, and no run depends on luck); locally hypothesis explores as usual.
+settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
+if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+    settings.load_profile("ci")
 
 CAPABILITIES = frozenset(f.name for f in dataclasses.fields(pw.Capabilities))
 

@@ -105,6 +105,7 @@ def _services(host: Any, conn: Any) -> Any:
     kw = {name: getattr(host, name) for name in ("logger", "shared_data", "queues", "metrics", "http", "grpc",
                                                   "foreign_functions")}
     kw["bridge"] = HostBridge(host, conn)
+    kw["limits"] = host.limits  # a frozen dataclass: crosses by value
     enc = t.encode(kw)
     clock = host.clock
     from .._proxywasm._services import SystemClock
@@ -342,7 +343,7 @@ class RemoteTcpStream(_RemoteStream, TcpStream):
     """A :class:`~proxywasm_vm.TcpStream` whose plugin runs in the worker (see the module docs)."""
 
     _kind = "tcp"
-    _state_names = ("downstream", "upstream", "connection_closed_by_plugin", *_COMMON)
+    _state_names = ("downstream", "upstream", "connection_closed_by_plugin", "closed_by_host", *_COMMON)
 
     def new_connection(self) -> Any:
         return self._event("new_connection")

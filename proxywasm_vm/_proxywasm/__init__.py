@@ -10,19 +10,20 @@ from ._errors import CallbackSignatureError
 from ._grpc import GrpcDispatcher, GrpcEvents, GrpcHandle, GrpcioDispatcher, UnknownGrpcUpstream
 from ._http import (CallbackHttpDispatcher, HttpCallRequest, HttpCallResponse, HttpDispatcher, HttpxDispatcher,
                     UnknownUpstream)
+from ._limits import HostLimits
 from ._pairs import HeaderMap, parse_pairs, serialize_pairs
 from ._plugin import Plugin, PluginConfig, ProxyWasmHost
-from ._services import (Clock, ForeignFunctions, Logger, LogRecord, ManualClock, MemoryLogger, Metric, Metrics,
-                        Scheduler, SharedData, SharedQueues, SystemClock)
+from ._services import (Clock, ForeignFunctionError, ForeignFunctions, Logger, LogRecord, ManualClock, MemoryLogger,
+                        Metric, Metrics, Scheduler, SharedData, SharedQueues, SystemClock)
 from ._streams import HttpMessage, HttpStream, LocalResponse, TcpDirection, TcpStream
 
 __all__ = [
-    "AbiError", "AbiVersion", "Action", "BufferType", "CallbackHttpDispatcher", "Clock", "ForeignFunctions",
-    "GrpcDispatcher", "GrpcEvents", "GrpcHandle", "GrpcioDispatcher", "HeaderMap", "HttpCallRequest",
-    "HttpCallResponse", "HttpDispatcher", "HttpMessage", "HttpStream", "HttpxDispatcher", "LocalResponse",
-    "LogLevel", "LogRecord", "Logger", "ManualClock", "MapType", "MemoryLogger", "Metric", "MetricType", "Metrics",
-    "PeerType", "Plugin", "PluginConfig", "PluginCrash", "PluginExit", "PluginStartError", "ProxyWasmError",
-    "ProxyWasmHost", "Scheduler", "SharedData", "SharedQueues", "Status", "StreamType", "SystemClock",
+    "AbiError", "AbiVersion", "Action", "BufferType", "CallbackHttpDispatcher", "Clock", "ForeignFunctionError",
+    "ForeignFunctions", "GrpcDispatcher", "GrpcEvents", "GrpcHandle", "GrpcioDispatcher", "HeaderMap", "HostLimits",
+    "HttpCallRequest", "HttpCallResponse", "HttpDispatcher", "HttpMessage", "HttpStream", "HttpxDispatcher",
+    "LocalResponse", "LogLevel", "LogRecord", "Logger", "ManualClock", "MapType", "MemoryLogger", "Metric",
+    "MetricType", "Metrics", "PeerType", "Plugin", "PluginConfig", "PluginCrash", "PluginExit", "PluginStartError",
+    "ProxyWasmError", "ProxyWasmHost", "Scheduler", "SharedData", "SharedQueues", "Status", "StreamType", "SystemClock",
     "TcpDirection", "TcpStream", "UnknownGrpcUpstream", "UnknownUpstream", "parse_pairs", "serialize_pairs",
 ]
 __all__ += ["CallbackSignatureError"]

@@ -21,8 +21,9 @@ from ._abi import MetricType
 from ._errors import _GuestExit
 from ._grpc import GrpcEvents, UnknownGrpcUpstream
 from ._http import HttpCallRequest, UnknownUpstream
-from ._pairs import MAX_PAIRS, MAX_PAIRS_BYTES, HeaderMap, PairsError, parse_pairs, serialize_flat
+from ._pairs import HeaderMap, PairsError, parse_pairs, serialize_flat
 from ._properties import normalize_path
+from ._services import ForeignFunctionError
 
 __all__ = ["HOST_FUNCTIONS", "linker_for"]
 
@@ -107,8 +108,44 @@ def _buffer(vm: Any, t: int, write: bool = False) -> Any:
     return vm.cb_bufs[t]
 
 
-def _pairs_status(e: PairsError) -> int:
-    return BAD_ARGUMENT if e.oversized else PARSE_FAILURE
+def _pairs_status(vm: Any, e: PairsError) -> int:
+    if e.oversized:
+        vm.limit_hit("header_map", str(e))
+        return BAD_ARGUMENT
+    return PARSE_FAILURE
+
+
+def _parse_map(vm: Any, raw: bytes) -> list:
+    """Parse a serialized map from the guest within the header-map bounds (HostLimits); raises PairsError."""
+    pairs, nbytes = vm.hm_pairs, vm.hm_bytes
+    # the serialized form adds 4 bytes of count, 8 of lengths and 2 NULs per field
+    flat = parse_pairs(raw, max_pairs=pairs, max_bytes=4 + 10 * pairs + nbytes)
+    total = sum(map(len, flat))
+    if total > nbytes:
+        raise PairsError(f"serialized map holds {total} bytes of names and values (limit {nbytes})", oversized=True)
+    return flat
+
+
+def _name_too_long(vm: Any, what: str, size: int) -> bool:
+    """Whether a metric or queue name of ``size`` bytes is past HostLimits.name_max_bytes (counted, logged)."""
+    cap = vm.limits.name_max_bytes
+    if cap is not None and size > cap:
+        vm.limit_hit("name", f"a {what} name of {size} bytes (limit {cap}: HostLimits.name_max_bytes)")
+        return True
+    return False
+
+
+def _map_full(vm: Any, m: HeaderMap, add_pairs: int, add_bytes: int) -> bool:
+    """Whether ``m`` with ``add_pairs`` more fields and ``add_bytes`` more bytes is past the
+    header-map bounds (HostLimits); counts and logs the hit."""
+    flat = m._flat
+    n = (len(flat) >> 1) + add_pairs
+    size = sum(map(len, flat)) + add_bytes
+    if n > vm.hm_pairs or size > vm.hm_bytes:
+        vm.limit_hit("header_map", f"a header map of {n} fields and {size} bytes is past the limits "
+                                   f"({vm.hm_pairs} fields, {vm.hm_bytes} bytes: HostLimits.header_map_max_*)")
+        return True
+    return False
 
 
 # ---------------------------------------------------------------------------------------------
@@ -164,7 +201,13 @@ def proxy_set_buffer_bytes(vm, t, start, size, ptr, length):
         return NOT_FOUND
     if buf.__class__ is int:
         return buf
-    if start >= len(buf):
+    n = len(buf)
+    new = n + len(data) - (0 if start >= n else min(size, n - start))
+    if new > vm.body_max and new > n:
+        vm.limit_hit("body_buffer", f"proxy_set_buffer_bytes would make a buffer of {new} bytes (limit "
+                                    f"{vm.body_max}: HostLimits.body_buffer_max_bytes)")
+        return BAD_ARGUMENT
+    if start >= n:
         buf += data
     else:
         buf[start:start + size] = data
@@ -211,9 +254,9 @@ def proxy_set_header_map_pairs(vm, t, ptr, size):
     if m.__class__ is int:
         return m
     try:
-        flat = parse_pairs(data)
+        flat = _parse_map(vm, data)
     except PairsError as e:
-        return _pairs_status(e)
+        return _pairs_status(vm, e)
     m.set_flat(flat)
     return OK
 
@@ -241,10 +284,6 @@ def proxy_get_header_map_value(vm, t, kp, ks, ptr_ptr, size_ptr):
     return _out(vm, v, ptr_ptr, size_ptr)
 
 
-def _check_size(m: HeaderMap, extra: int) -> bool:
-    return len(m._flat) < 2 * MAX_PAIRS and extra <= MAX_PAIRS_BYTES
-
-
 def proxy_add_header_map_value(vm, t, kp, ks, vp, vs):
     mem = vm.memory
     key = mem.read(kp, ks)
@@ -257,7 +296,10 @@ def proxy_add_header_map_value(vm, t, kp, ks, vp, vs):
         if m.__class__ is int:
             return m
     flat = m._flat
-    if len(flat) >= 2 * MAX_PAIRS or ks + vs > MAX_PAIRS_BYTES:  # _check_size
+    ser = m._ser  # when cached (the plugin read the map first, as most do), it tells the byte size for free
+    if len(flat) >= 2 * vm.hm_pairs or ks + vs + (
+            len(ser) - 4 - 5 * len(flat) if ser is not None else sum(map(len, flat))) > vm.hm_bytes:
+        _map_full(vm, m, 1, ks + vs)  # counts and logs it
         return BAD_ARGUMENT
     flat += (key.lower(), value)  # HeaderMap.add
     m._ser = None
@@ -273,7 +315,10 @@ def proxy_replace_header_map_value(vm, t, kp, ks, vp, vs):
         return NOT_FOUND
     if m.__class__ is int:
         return m
-    if not _check_size(m, ks + vs):
+    lk = key.lower()
+    flat = m._flat
+    same = [i for i in range(0, len(flat), 2) if flat[i] == lk]  # the fields replace() takes out
+    if _map_full(vm, m, 1 - len(same), ks + vs - sum(len(flat[i]) + len(flat[i + 1]) for i in same)):
         return BAD_ARGUMENT
     m.replace(key, value)
     return OK
@@ -311,7 +356,18 @@ def proxy_set_property(vm, pp, ps, vp, vs):
     ctx = vm.ctx
     if not ctx.properties:
         ctx.properties = {}
-    ctx.properties[normalize_path(path)] = value
+    props = ctx.properties
+    name = normalize_path(path)
+    cap = vm.limits.properties_max_bytes
+    if cap is not None:
+        old = props.get(name)
+        size = sum(len(k) + len(v) for k, v in props.items()) + len(value) + (
+            len(name) if old is None else -len(old))
+        if size > cap:
+            vm.limit_hit("properties", f"the properties set on context {ctx.id} would hold {size} bytes (limit "
+                                       f"{cap}: HostLimits.properties_max_bytes)")
+            return BAD_ARGUMENT
+    props[name] = value
     return OK
 
 
@@ -356,9 +412,9 @@ def proxy_send_local_response(vm, code, dp, ds, bp, bs, hp, hs, grpc_status):
     body = mem.read(bp, bs)
     raw = mem.read(hp, hs)
     try:
-        headers = HeaderMap._from_flat(parse_pairs(raw))
+        headers = HeaderMap._from_flat(_parse_map(vm, raw))
     except PairsError as e:
-        return _pairs_status(e)
+        return _pairs_status(vm, e)
     s = vm.ctx.stream
     if s is None or not s._http:
         return NOT_FOUND
@@ -387,10 +443,10 @@ def proxy_http_call(vm, up, us, hp, hs, bp, bs, tp, ts, timeout, token_ptr):
     if not _fits(mem, token_ptr, 4):
         return INVALID_MEMORY_ACCESS
     try:
-        headers = HeaderMap._from_flat(parse_pairs(raw_h))
-        trailers = HeaderMap._from_flat(parse_pairs(raw_t))
+        headers = HeaderMap._from_flat(_parse_map(vm, raw_h))
+        trailers = HeaderMap._from_flat(_parse_map(vm, raw_t))
     except PairsError as e:
-        return _pairs_status(e)
+        return _pairs_status(vm, e)
     headers.set_flat(headers._flat)
     if headers.get_bytes(b":method") is None or headers.get_bytes(b":path") is None or (
             headers.get_bytes(b":authority") is None and headers.get_bytes(b"host") is None):
@@ -413,6 +469,10 @@ def _start_call(vm, token_ptr, kind: str, start: Any, unknown: type[Exception], 
     upstream answers ``unknown_status``, any other failure of the dispatcher INTERNAL_FAILURE."""
     from ._vm import _Call
 
+    cap = vm.limits.max_pending_calls
+    if cap is not None and len(vm.calls) >= cap:
+        vm.limit_hit("pending_calls", f"{len(vm.calls)} calls in flight (limit {cap}: HostLimits.max_pending_calls)")
+        return BAD_ARGUMENT
     token = vm.new_token()
     call = _Call(kind, vm.ctx.root)
     vm.calls[token] = call
@@ -462,9 +522,9 @@ def _grpc_start(vm, stream, up, us, sp, ss, mp, ms, mdp, mds, msgp, msgs, timeou
     if not _fits(mem, token_ptr, 4):
         return INVALID_MEMORY_ACCESS
     try:
-        metadata = HeaderMap._from_flat(parse_pairs(raw_md))
+        metadata = HeaderMap._from_flat(_parse_map(vm, raw_md))
     except PairsError as e:
-        return _pairs_status(e)
+        return _pairs_status(vm, e)
 
     def start(token: int) -> Any:
         vm.calls[token].stream = stream
@@ -536,7 +596,11 @@ def proxy_set_shared_data(vm, kp, ks, vp, vs, cas):
     mem = vm.memory
     key = mem.read(kp, ks)
     value = mem.read(vp, vs)
-    return int(vm.host.shared_data.set(vm.vm_id, key, value, cas))
+    st = int(vm.host.shared_data.set(vm.vm_id, key, value, cas))
+    if st == BAD_ARGUMENT:
+        vm.limit_hit("shared_data", f"shared data refused a value of {vs} bytes under a key of {ks} bytes "
+                                    f"(HostLimits.shared_data_max_*)")
+    return st
 
 
 def proxy_register_shared_queue(vm, np, ns, token_ptr):
@@ -544,8 +608,14 @@ def proxy_register_shared_queue(vm, np, ns, token_ptr):
     name = mem.read(np, ns).decode("utf-8", "replace")
     if not _fits(mem, token_ptr, 4):
         return INVALID_MEMORY_ACCESS
+    if _name_too_long(vm, "queue", ns):
+        return BAD_ARGUMENT
     root = vm.ctx.root
-    token = vm.host.queues.register(vm.vm_id, name, vm.queue_notifier(root))
+    try:
+        token = vm.host.queues.register(vm.vm_id, name, vm.queue_notifier(root))
+    except OverflowError as e:
+        vm.limit_hit("queues", f"{e} (HostLimits.queues_max)")
+        return BAD_ARGUMENT
     _put_u32(mem, token_ptr, token)
     return OK
 
@@ -565,7 +635,10 @@ def proxy_resolve_shared_queue(vm, vp, vs, np, ns, token_ptr):
 
 def proxy_enqueue_shared_queue(vm, token, p, s):
     data = vm.memory.read(p, s)
-    return int(vm.host.queues.enqueue(token, data))
+    st = int(vm.host.queues.enqueue(token, data))
+    if st == BAD_ARGUMENT:
+        vm.limit_hit("queue", f"queue {token} refused an item of {s} bytes (HostLimits.queue_max_*)")
+    return st
 
 
 def proxy_dequeue_shared_queue(vm, token, ptr_ptr, size_ptr):
@@ -589,7 +662,14 @@ def proxy_define_metric(vm, t, np, ns, id_ptr):
         return BAD_ARGUMENT
     if not _fits(mem, id_ptr, 4):
         return INVALID_MEMORY_ACCESS
-    _put_u32(mem, id_ptr, vm.host.metrics.define(MetricType(t), name))
+    if _name_too_long(vm, "metric", ns):
+        return BAD_ARGUMENT
+    try:
+        mid = vm.host.metrics.define(MetricType(t), name)
+    except OverflowError as e:
+        vm.limit_hit("metrics", f"{e} (HostLimits.metrics_max)")
+        return BAD_ARGUMENT
+    _put_u32(mem, id_ptr, mid)
     return OK
 
 
@@ -630,6 +710,10 @@ def proxy_call_foreign_function(vm, np, ns, ap, as_, ptr_ptr, size_ptr):
         return NOT_FOUND
     try:
         r = fn(args)
+    except ForeignFunctionError as e:
+        if e.limit is not None:
+            vm.limit_hit(e.limit, e.message)
+        return int(e.status)
     except LookupError:
         return NOT_FOUND
     except ValueError:

@@ -22,6 +22,7 @@ from ._errors import AbiError, CallbackSignatureError, PluginCrash, PluginStartE
 from ._grpc import GrpcDispatcher, GrpcioDispatcher
 from ._hostcalls import HOST_FUNCTIONS, check_imports, linker_for
 from ._http import HttpDispatcher, HttpxDispatcher
+from ._limits import HostLimits
 from ._properties import flatten_properties
 from ._services import (Clock, ForeignFunctions, Logger, LogRecord, MemoryLogger, Metrics, Scheduler, SharedData,
                         SharedQueues, SystemClock)
@@ -307,7 +308,11 @@ class ProxyWasmHost:
       (:class:`GrpcioDispatcher` over ``grpc_upstreams``);
     - ``clock`` (:class:`SystemClock`; a :class:`ManualClock` makes timers
       deterministic) and ``scheduler``;
-    - ``foreign_functions``; ``properties`` every plugin can read (``node``, ``cluster_name`` ...).
+    - ``foreign_functions``; ``properties`` every plugin can read (``node``, ``cluster_name`` ...);
+    - ``limits`` (:class:`HostLimits`): bounds on what plugins can make the host hold (logs,
+      header maps, buffered bodies, shared data, queues, callouts, metrics, timers), with
+      protective defaults. The default services are built with them; a service object you
+      pass keeps the bounds it was built with. :meth:`limit_hits` counts the refusals.
 
     Work that arrives asynchronously (callout responses, queue notifications,
     ticks) runs when the embedder calls :meth:`poll` (or :meth:`advance` with a
@@ -321,15 +326,19 @@ class ProxyWasmHost:
                  upstreams: Mapping[str, str] | None = None, grpc_upstreams: Mapping[str, str] | None = None,
                  clock: Clock | None = None, scheduler: Scheduler | None = None,
                  foreign_functions: ForeignFunctions | Mapping[str, Callable[[bytes], Any]] | None = None,
-                 properties: Mapping[str, Any] | None = None) -> None:
+                 properties: Mapping[str, Any] | None = None, limits: HostLimits | None = None) -> None:
+        if limits is not None and not isinstance(limits, HostLimits):
+            raise TypeError(f"limits must be a HostLimits, not {type(limits).__name__}")
+        self.limits: HostLimits = limits if limits is not None else HostLimits()
+        limits = self.limits
         self.backend = engine.name if engine is not None else backend
         self._engines: dict[str, Engine] = {}
         if engine is not None:
             self._engines[engine.name] = engine
-        self.logger = logger if logger is not None else MemoryLogger()
-        self.shared_data = shared_data if shared_data is not None else SharedData()
-        self.queues = queues if queues is not None else SharedQueues()
-        self.metrics = metrics if metrics is not None else Metrics()
+        self.logger = logger if logger is not None else MemoryLogger(max_bytes=limits.log_max_bytes)
+        self.shared_data = shared_data if shared_data is not None else SharedData(limits)
+        self.queues = queues if queues is not None else SharedQueues(limits)
+        self.metrics = metrics if metrics is not None else Metrics(limits)
         self.http = http if http is not None else HttpxDispatcher(upstreams or {})
         self.grpc = grpc if grpc is not None else GrpcioDispatcher(grpc_upstreams or {})
         self.clock = clock if clock is not None else (scheduler.clock if scheduler is not None else SystemClock())
@@ -337,7 +346,8 @@ class ProxyWasmHost:
         if isinstance(foreign_functions, ForeignFunctions):
             self.foreign_functions = foreign_functions
         else:
-            self.foreign_functions = ForeignFunctions(dict(foreign_functions or {}))
+            self.foreign_functions = ForeignFunctions(dict(foreign_functions or {}),
+                                                      uncompress_max_bytes=limits.uncompress_max_bytes)
         self._props = flatten_properties(properties)
         self._codes: dict[tuple[int, str], _Code] = {}
         self._lock = threading.RLock()
@@ -347,6 +357,31 @@ class ProxyWasmHost:
         self._event = threading.Event()
         self._remote_pending = False  # a worker running plugins of this host has work (see _wake)
         self.plugins: list[Plugin] = []
+        self._limit_ids: dict[str, int] = {}
+
+    # -- limits ----------------------------------------------------------------------------------
+    LIMIT_METRIC = "pwvm.limit_exceeded."
+    """Prefix of the counters (in :attr:`metrics`) of refusals past a :class:`HostLimits` bound."""
+
+    def _count_limit(self, name: str) -> None:
+        """Count one refusal past the bound ``name`` (a counter metric, so that a host running
+        plugins in a worker counts into the same metrics as its parent)."""
+        mid = self._limit_ids.get(name)
+        try:
+            if mid is None:
+                mid = self._limit_ids[name] = self.metrics.define(MetricType.COUNTER, self.LIMIT_METRIC + name,
+                                                                         bounded=False)
+            self.metrics.increment(mid, 1)
+        except OverflowError:  # the metrics store is full: the log line still tells
+            pass
+
+    def limit_hits(self) -> dict[str, int]:
+        """``{bound: refusals}`` so far: how often plugins ran into each :class:`HostLimits` bound
+        (``"body_buffer"``, ``"header_map"``, ``"shared_data"``, ``"queue"``, ``"callout_response"``,
+        ``"pending_calls"``, ``"metrics"``, ``"uncompress"``, ``"tick_period"``, ``"properties"``, ``"queues"``,
+        ``"name"``)."""
+        n = len(self.LIMIT_METRIC)
+        return {k[n:]: v for k, v in self.metrics.snapshot().items() if k.startswith(self.LIMIT_METRIC)}
 
     # -- engines and code ----------------------------------------------------------------
     def engine(self, backend: str | None = None) -> Engine:
@@ -462,9 +497,10 @@ class ProxyWasmHost:
 
     # -- failures --------------------------------------------------------------------------
     def _count(self, plugin: str, counter: str) -> None:
-        """Add one to the host counter ``pwvm.<plugin>.<counter>`` (see :data:`STAT_COUNTERS`)."""
+        """Add one to the host counter ``pwvm.<plugin>.<counter>`` (see :data:`STAT_COUNTERS`); the
+        host's own counters do not count against the plugins' ``HostLimits.metrics_max``."""
         m = self.metrics
-        m.increment(m.define(MetricType.COUNTER, f"pwvm.{plugin}.{counter}"), 1)
+        m.increment(m.define(MetricType.COUNTER, f"pwvm.{plugin}.{counter}", bounded=False), 1)
 
     @staticmethod
     def _backoff(vm: VM, crashes: int, cfg: PluginConfig) -> float:

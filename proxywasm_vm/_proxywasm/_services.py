@@ -19,10 +19,13 @@ from dataclasses import dataclass
 from typing import Any, Callable, NamedTuple
 
 from ._abi import LogLevel, MetricType, Status
+from ._limits import HostLimits, over
+
+_DEFAULT = HostLimits()
 
 __all__ = [
     "LogRecord", "Logger", "MemoryLogger", "SharedData", "SharedQueues", "Metrics", "Metric",
-    "Clock", "SystemClock", "ManualClock", "Scheduler", "ForeignFunctions",
+    "Clock", "SystemClock", "ManualClock", "Scheduler", "ForeignFunctions", "ForeignFunctionError",
 ]
 
 _M32 = 0xFFFFFFFF
@@ -58,34 +61,72 @@ class Logger:
 
 
 class MemoryLogger(Logger):
-    """Keeps the last ``maxlen`` records in memory and forwards them to the
-    standard :mod:`logging` logger ``proxywasm_vm.plugin`` when it is enabled.
+    """Keeps the latest records in memory (a ring buffer) and forwards each to the standard
+    :mod:`logging` logger ``proxywasm_vm.plugin`` when it is enabled.
 
-    >>> log = MemoryLogger(); log.messages()
+    The ring holds at most ``maxlen`` records and ``max_bytes`` message characters
+    (default :attr:`HostLimits.log_max_bytes`; ``None``: no byte bound): the oldest
+    records go first, counted in :attr:`dropped` / :attr:`dropped_bytes`. A single
+    message longer than ``max_bytes`` is cut to it (counted in :attr:`truncated`).
+
+    >>> log = MemoryLogger(max_bytes=10); log.messages()
     []
     """
 
     _LEVELS = {0: 5, 1: logging.DEBUG, 2: logging.INFO, 3: logging.WARNING, 4: logging.ERROR, 5: logging.CRITICAL}
 
-    def __init__(self, level: LogLevel = LogLevel.TRACE, maxlen: int = 10000) -> None:
+    def __init__(self, level: LogLevel = LogLevel.TRACE, maxlen: int = 10000,
+                 max_bytes: int | None = _DEFAULT.log_max_bytes) -> None:
         super().__init__(level)
-        self.records: deque[LogRecord] = deque(maxlen=maxlen)
+        if maxlen <= 0 or (max_bytes is not None and max_bytes <= 0):
+            raise ValueError("maxlen and max_bytes must be positive (max_bytes=None: no byte bound)")
+        self.records: deque[LogRecord] = deque()
+        self.maxlen = maxlen
+        self.max_bytes = max_bytes
+        #: records dropped to make room (oldest first), and their message characters
+        self.dropped = 0
+        self.dropped_bytes = 0
+        #: messages cut to ``max_bytes``
+        self.truncated = 0
+        self._bytes = 0
+        self._lock = threading.Lock()
         self._py = logging.getLogger("proxywasm_vm.plugin")
 
+    @property
+    def size_bytes(self) -> int:
+        """Message characters held now."""
+        return self._bytes
+
     def emit(self, record: LogRecord) -> None:
-        self.records.append(record)
         lvl = self._LEVELS[record.level]
         if self._py.isEnabledFor(lvl):
             self._py.log(lvl, "[%s/%s ctx %d] %s", record.plugin, record.vm_id, record.context_id, record.message)
+        cap = self.max_bytes
+        n = len(record.message)
+        if cap is not None and n > cap:
+            record = record._replace(message=record.message[:cap])
+            n = cap
+            self.truncated += 1
+        with self._lock:
+            recs = self.records
+            while recs and (len(recs) >= self.maxlen or (cap is not None and self._bytes + n > cap)):
+                old = recs.popleft()
+                self._bytes -= len(old.message)
+                self.dropped += 1
+                self.dropped_bytes += len(old.message)
+            recs.append(record)
+            self._bytes += n
 
     def messages(self, *, plugin: str | None = None, level: LogLevel | None = None) -> list[str]:
         """Logged messages, oldest first, optionally only one plugin's and/or at least ``level``."""
-        return [r.message for r in self.records
+        return [r.message for r in list(self.records)
                 if (plugin is None or r.plugin == plugin) and (level is None or r.level >= level)]
 
     def clear(self) -> None:
-        """Forget every record."""
-        self.records.clear()
+        """Forget every record (the drop counters stay)."""
+        with self._lock:
+            self.records.clear()
+            self._bytes = 0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -96,12 +137,18 @@ class SharedData:
     """Key-value store shared by every VM with the same ``vm_id``, with compare-and-swap.
 
     ``cas`` values are never 0 (0 means "no check" in ``proxy_set_shared_data``).
+    Bounded by ``limits`` (:class:`HostLimits`: ``shared_data_max_value_bytes``,
+    ``shared_data_max_keys``, ``shared_data_max_bytes``, all ``vm_id`` together):
+    a set past them answers BAD_ARGUMENT and changes nothing; :attr:`refused` counts them.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, limits: HostLimits | None = None) -> None:
+        self.limits = limits if limits is not None else _DEFAULT
         self._lock = threading.Lock()
         self._data: dict[tuple[str, bytes], tuple[bytes, int]] = {}
         self._cas = 0
+        self._bytes = 0
+        self.refused = 0
 
     def _next_cas(self) -> int:
         self._cas = (self._cas + 1) & _M32 or 1
@@ -114,21 +161,35 @@ class SharedData:
     def set(self, vm_id: str, key: bytes, value: bytes, cas: int = 0) -> Status:
         """Store ``value``; with a non-zero ``cas`` only if it matches the current one."""
         k = (vm_id, key)
+        lim = self.limits
         with self._lock:
             cur = self._data.get(k)
             if cas and cur is not None and cur[1] != cas:
                 return Status.CAS_MISMATCH
+            grow = len(value) + (len(key) if cur is None else -len(cur[0]))
+            if (over(lim.shared_data_max_value_bytes, len(value)) or over(lim.shared_data_max_bytes, self._bytes + grow)
+                    or (cur is None and over(lim.shared_data_max_keys, len(self._data) + 1))):
+                self.refused += 1
+                return Status.BAD_ARGUMENT
             self._data[k] = (bytes(value), self._next_cas())
+            self._bytes += grow
         return Status.OK
 
     def delete(self, vm_id: str, key: bytes) -> None:
         """Remove a key (embedder API)."""
         with self._lock:
-            self._data.pop((vm_id, key), None)
+            cur = self._data.pop((vm_id, key), None)
+            if cur is not None:
+                self._bytes -= len(key) + len(cur[0])
 
     def items(self, vm_id: str) -> dict[bytes, bytes]:
         """Every ``{key: value}`` of one ``vm_id`` (embedder API)."""
         return {k: v[0] for (vid, k), v in list(self._data.items()) if vid == vm_id}
+
+    @property
+    def size_bytes(self) -> int:
+        """Bytes of every key and value held (all ``vm_id`` together)."""
+        return self._bytes
 
 
 # ---------------------------------------------------------------------------------------------
@@ -142,26 +203,36 @@ class _Queue:
     name: str
     items: deque
     notify: Callable[[int], None] | None
+    nbytes: int = 0
 
 
 class SharedQueues:
     """Named queues scoped by ``vm_id``; a registered queue notifies its owner on enqueue.
 
     ``notify(token)`` is given by the registering root context; the host uses it
-    to deliver ``proxy_on_queue_ready`` on the owner's thread.
+    to deliver ``proxy_on_queue_ready`` on the owner's thread. Each queue holds at
+    most ``limits.queue_max_items`` items and ``limits.queue_max_bytes`` bytes
+    (:class:`HostLimits`): an enqueue past them answers BAD_ARGUMENT (the new
+    item is refused, none queued is dropped); :attr:`refused` counts them.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, limits: HostLimits | None = None) -> None:
+        self.limits = limits if limits is not None else _DEFAULT
+        self.refused = 0
         self._lock = threading.Lock()
         self._by_name: dict[tuple[str, str], _Queue] = {}
         self._by_token: dict[int, _Queue] = {}
         self._tokens = itertools.count(1)
 
     def register(self, vm_id: str, name: str, notify: Callable[[int], None] | None) -> int:
-        """Create or open ``(vm_id, name)``; the caller becomes the one notified. Returns the token."""
+        """Create or open ``(vm_id, name)``; the caller becomes the one notified. Returns the token.
+
+        Raises :class:`OverflowError` when creating it would pass ``limits.queues_max``."""
         with self._lock:
             q = self._by_name.get((vm_id, name))
             if q is None:
+                if over(self.limits.queues_max, len(self._by_name) + 1):
+                    raise OverflowError(f"{len(self._by_name)} shared queues exist (limit {self.limits.queues_max})")
                 tok = next(self._tokens) & _M32 or next(self._tokens)
                 q = _Queue(tok, vm_id, name, deque(), notify)
                 self._by_name[(vm_id, name)] = q
@@ -180,7 +251,13 @@ class SharedQueues:
         q = self._by_token.get(token)
         if q is None:
             return Status.NOT_FOUND
-        q.items.append(bytes(data))
+        lim = self.limits
+        with self._lock:
+            if over(lim.queue_max_items, len(q.items) + 1) or over(lim.queue_max_bytes, q.nbytes + len(data)):
+                self.refused += 1
+                return Status.BAD_ARGUMENT
+            q.items.append(bytes(data))
+            q.nbytes += len(data)
         if q.notify is not None:
             q.notify(token)
         return Status.OK
@@ -193,10 +270,13 @@ class SharedQueues:
         q = self._by_token.get(token)
         if q is None or (vm_id is not None and q.vm_id != vm_id):
             return Status.NOT_FOUND, None
-        try:
-            return Status.OK, q.items.popleft()
-        except IndexError:
-            return Status.EMPTY, None
+        with self._lock:
+            try:
+                item = q.items.popleft()
+            except IndexError:
+                return Status.EMPTY, None
+            q.nbytes -= len(item)
+        return Status.OK, item
 
     def size(self, vm_id: str, name: str) -> int:
         """Items waiting in a queue (embedder API; 0 when it does not exist)."""
@@ -210,13 +290,15 @@ class SharedQueues:
 
 @dataclass
 class Metric:
-    """One metric. Histograms keep every recorded value in ``values``."""
+    """One metric. Histograms keep their latest recorded values in ``values`` (at most
+    ``HostLimits.histogram_max_values``; older ones are dropped and counted in ``dropped``)."""
 
     id: int
     type: MetricType
     name: str
     value: int = 0
-    values: list | None = None
+    values: deque | None = None
+    dropped: int = 0
 
 
 class Metrics:
@@ -224,23 +306,33 @@ class Metrics:
 
     Defining the same ``(type, name)`` again returns the same id. Counters only
     go up; gauges take any value (kept in the u64 range); histograms record values.
+    ``limits`` (:class:`HostLimits`) bounds the number of metrics (``metrics_max``:
+    :meth:`define` past it raises :class:`OverflowError`, the plugin gets BAD_ARGUMENT)
+    and the values each histogram keeps (``histogram_max_values``).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, limits: HostLimits | None = None) -> None:
+        self.limits = limits if limits is not None else _DEFAULT
         self._lock = threading.Lock()
+        self._bounded = 0  # metrics that count against metrics_max
         self._by_id: dict[int, Metric] = {}
         self._by_name: dict[tuple[int, str], Metric] = {}
         self._ids = itertools.count(1)
 
-    def define(self, type: MetricType, name: str) -> int:
-        """Define (or find) a metric; returns its id."""
+    def define(self, type: MetricType, name: str, *, bounded: bool = True) -> int:
+        """Define (or find) a metric; returns its id. ``bounded=False``: the host's own
+        metric, not counted against ``metrics_max`` (so that a full store still counts refusals)."""
         type = MetricType(type)
         with self._lock:
             m = self._by_name.get((type, name))
             if m is None:
-                m = Metric(next(self._ids), type, name, 0, [] if type is MetricType.HISTOGRAM else None)
+                if bounded and over(self.limits.metrics_max, self._bounded + 1):
+                    raise OverflowError(f"{self._bounded} metrics defined (limit {self.limits.metrics_max})")
+                m = Metric(next(self._ids), type, name, 0,
+                           deque(maxlen=self.limits.histogram_max_values) if type is MetricType.HISTOGRAM else None)
                 self._by_id[m.id] = m
                 self._by_name[(type, name)] = m
+                self._bounded += bounded
             return m.id
 
     def increment(self, metric_id: int, delta: int) -> Status:
@@ -261,7 +353,11 @@ class Metrics:
             return Status.NOT_FOUND
         with self._lock:
             if m.type is MetricType.HISTOGRAM:
-                m.values.append(value)  # type: ignore[union-attr]
+                vals = m.values
+                assert vals is not None
+                if vals.maxlen is not None and len(vals) == vals.maxlen:
+                    m.dropped += 1  # the deque drops the oldest value
+                vals.append(value)
                 m.value = value
             elif m.type is MetricType.COUNTER:
                 if value > m.value:
@@ -450,29 +546,67 @@ class Scheduler:
 # foreign functions
 
 
+class ForeignFunctionError(Exception):
+    """Raised by a foreign function to answer the plugin with a given :class:`Status`."""
+
+    def __init__(self, status: int, message: str = "", limit: str | None = None) -> None:
+        super().__init__(status, message, limit)
+        self.status = Status(status)
+        self.message = message
+        #: the :class:`HostLimits` bound that was reached, if that is the cause
+        self.limit = limit
+
+    def __str__(self) -> str:
+        return f"{self.status.name}: {self.message}" if self.message else self.status.name
+
+
 def _compress(args: bytes) -> bytes:
     return zlib.compress(args)
 
 
-def _uncompress(args: bytes) -> bytes:
-    return zlib.decompress(args)
+def _uncompress(args: bytes, cap: int | None) -> bytes:
+    """zlib inflate that stops at ``cap`` output bytes. Like Envoy's ``uncompress``, data
+    that does not inflate answers SERIALIZATION_FAILURE; so does output past the cap."""
+    d = zlib.decompressobj()
+    try:
+        out = d.decompress(args, 0 if cap is None else cap + 1)
+    except zlib.error as e:
+        raise ForeignFunctionError(Status.SERIALIZATION_FAILURE, f"uncompress: {e}") from None
+    if cap is not None and len(out) > cap:
+        raise ForeignFunctionError(Status.SERIALIZATION_FAILURE,
+                                   f"uncompress: the output exceeds {cap} bytes (HostLimits.uncompress_max_bytes)",
+                                   limit="uncompress")
+    if not d.eof:
+        raise ForeignFunctionError(Status.SERIALIZATION_FAILURE, "uncompress: incomplete or truncated stream")
+    return out
 
 
 class ForeignFunctions:
     """Python callables plugins reach with ``proxy_call_foreign_function``.
 
     A function takes the argument bytes and returns ``bytes``/``str`` (the
-    result) or ``None`` (no result). Raising :class:`LookupError` gives
-    NOT_FOUND, :class:`ValueError` BAD_ARGUMENT, anything else INTERNAL_FAILURE.
-    ``compress`` / ``uncompress`` (zlib, as in Envoy) are registered by default.
+    result) or ``None`` (no result). Raising :class:`ForeignFunctionError` gives
+    its status, :class:`LookupError` NOT_FOUND, :class:`ValueError` BAD_ARGUMENT,
+    anything else INTERNAL_FAILURE.
+    ``compress`` / ``uncompress`` (zlib, as in Envoy) are registered by default;
+    ``uncompress`` stops at ``uncompress_max_bytes`` of output (default
+    :attr:`HostLimits.uncompress_max_bytes`; ``None``: no limit) and answers
+    SERIALIZATION_FAILURE past it.
     """
 
-    def __init__(self, functions: dict[str, Callable[[bytes], Any]] | None = None, *, defaults: bool = True) -> None:
+    def __init__(self, functions: dict[str, Callable[[bytes], Any]] | None = None, *, defaults: bool = True,
+                 uncompress_max_bytes: int | None = _DEFAULT.uncompress_max_bytes) -> None:
+        if uncompress_max_bytes is not None and uncompress_max_bytes <= 0:
+            raise ValueError("uncompress_max_bytes must be positive (None: no limit)")
+        self.uncompress_max_bytes = uncompress_max_bytes
         self._fns: dict[str, Callable[[bytes], Any]] = {}
         if defaults:
-            self._fns.update(compress=_compress, uncompress=_uncompress)
+            self._fns.update(compress=_compress, uncompress=self._uncompress)
         if functions:
             self._fns.update(functions)
+
+    def _uncompress(self, args: bytes) -> bytes:
+        return _uncompress(args, self.uncompress_max_bytes)
 
     def register(self, name: str, fn: Callable[[bytes], Any] | None = None):
         """Register ``fn`` under ``name`` (usable as a decorator)."""

@@ -370,15 +370,24 @@ class HttpStream(_StreamBase):
         msg._buf += chunk
         msg.end_of_stream = eos
         msg.chunks += 1
+        cap = self._vm.body_max
         b = self._blocked(msg)
         if b is not None:
             if self.error is not None and self._gen.config.failure_policy == "fail_open":
                 msg._flush()
+            elif len(msg._buf) > cap:
+                self._overflow(msg)
             return b
         if fn is None:
             if not msg._hdr_paused:
                 msg._flush()
+            elif len(msg._buf) > cap:
+                self._overflow(msg)
+                return _PAUSE
             return _CONT
+        if msg.paused and len(msg._buf) > cap:  # held since a pause, with this chunk past the limit
+            self._overflow(msg)
+            return _PAUSE
         ctx = self._ctx
         assert ctx is not None
         # self._call(...), written out as in _headers
@@ -393,7 +402,32 @@ class HttpStream(_StreamBase):
             return self._failed_action()
         finally:
             self._in_cb = False
-        return self._after(msg, _action(raw), False)
+        a = self._after(msg, _action(raw), False)
+        if a is _PAUSE and len(msg._buf) > cap:
+            self._overflow(msg)
+        return a
+
+    def _overflow(self, msg: HttpMessage) -> None:
+        """The host holds more of ``msg``'s body than HostLimits.body_buffer_max_bytes while the
+        plugin pauses it. As Envoy at its buffer limit: a request is answered 413, a response
+        500, or reset when its headers have already gone downstream. The held bytes are
+        dropped (counted and logged); a stream already answered only drops them."""
+        vm = self._vm
+        held = len(msg._buf)
+        del msg._buf[:]
+        msg.paused = True
+        request = msg is self.request
+        vm.limit_hit("body_buffer", f"{'request' if request else 'response'} body of {held} bytes held while paused "
+                                    f"exceeds {vm.body_max} (HostLimits.body_buffer_max_bytes): dropped")
+        if self.local_response is not None or self.reset or self.error is not None:
+            return
+        if request:
+            self.local_response = LocalResponse(413, b"Payload Too Large", HeaderMap(), "request_payload_too_large")
+        elif self.response.headers is not None and not self.response._hdr_paused:
+            self.reset = True  # the response has begun downstream: Envoy resets the stream
+        else:
+            self.local_response = LocalResponse(500, b"Internal Server Error", HeaderMap(),
+                                                "response_payload_too_large")
 
     def _trailers(self, msg: HttpMessage, idx: int, trailers: HeadersLike, fn: Any, name: str) -> Action:
         m = trailers if isinstance(trailers, HeaderMap) else HeaderMap(trailers)
@@ -573,6 +607,9 @@ class TcpStream(_StreamBase):
         self.downstream = TcpDirection()
         self.upstream = TcpDirection()
         self.connection_closed_by_plugin = False
+        #: the host closed the connection: ``"buffer_limit"`` when it held more than
+        #: HostLimits.body_buffer_max_bytes of one direction while the plugin paused it
+        self.closed_by_host: str | None = None
         self._connected = False
         super().__init__(plugin, gen, vm, root, properties)
         ctx = self._ctx
@@ -629,15 +666,23 @@ class TcpStream(_StreamBase):
             self.new_connection()
         d._buf += data
         d.end_of_stream = eos
+        cap = self._vm.body_max
         if self.error is not None:
             if self._gen.config.failure_policy == "fail_open":
                 d._flush()
+            elif len(d._buf) > cap:
+                self._overflow(d)
             return self._failed_action()
-        if self.connection_closed_by_plugin:
+        if self.connection_closed_by_plugin or self.closed_by_host:
+            if len(d._buf) > cap:
+                self._overflow(d)
             return _PAUSE
         if fn is None:
             d._flush()
             return _CONT
+        if d.paused and len(d._buf) > cap:  # held since a pause, with this chunk past the limit
+            self._overflow(d)
+            return _PAUSE
         ctx = self._ctx
         assert ctx is not None
         a = self._call(name, fn, ctx.id, len(d._buf), 1 if eos else 0)
@@ -652,7 +697,22 @@ class TcpStream(_StreamBase):
             d._flush()
         else:
             d.paused = True
+            if len(d._buf) > cap:
+                self._overflow(d)
         return a
+
+    def _overflow(self, d: TcpDirection) -> None:
+        """More than HostLimits.body_buffer_max_bytes of ``d`` is held while the plugin pauses it.
+        Envoy would stop reading (flow control); a host fed by its embedder cannot, so it closes
+        the connection (``closed_by_host = "buffer_limit"``). The held bytes are dropped (counted, logged)."""
+        vm = self._vm
+        held = len(d._buf)
+        del d._buf[:]
+        which = "downstream" if d is self.downstream else "upstream"
+        vm.limit_hit("body_buffer", f"{which} data of {held} bytes held while paused exceeds {vm.body_max} "
+                                    f"(HostLimits.body_buffer_max_bytes): dropped, connection closed")
+        if self.closed_by_host is None:
+            self.closed_by_host = "buffer_limit"
 
     def _failed_action(self) -> Action:
         return _CONT if self._gen.config.failure_policy == "fail_open" else _PAUSE
@@ -666,7 +726,7 @@ class TcpStream(_StreamBase):
             self.connection_closed_by_plugin = True
 
     def _is_paused(self) -> bool:
-        if self.error is not None or self.connection_closed_by_plugin:
+        if self.error is not None or self.connection_closed_by_plugin or self.closed_by_host:
             return False
         return self.downstream.paused or self.upstream.paused
 

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 _M32 = 0xFFFFFFFF
 STDIO_LINE_MAX = 4096
 """A partial line a plugin writes to stdout/stderr is buffered up to this many bytes, then logged."""
+_NEVER = 1 << 62  # a bound of None ("no limit") as a number
 
 # callback exports: attribute name -> export names (first found wins)
 _CALLBACKS = {
@@ -165,6 +166,12 @@ class VM:
         self.closed = False
         self.logger = host.logger
         self.log_level = host.logger.level
+        lim = self.limits = host.limits
+        self._limits_logged: set[str] = set()
+        # the bounds host functions check on hot paths, with "no limit" as a number never reached
+        self.hm_pairs = lim.header_map_max_pairs or _NEVER
+        self.hm_bytes = lim.header_map_max_bytes or _NEVER
+        self.body_max = lim.body_buffer_max_bytes or _NEVER
         self._log_ident = (cfg.name, cfg.root_id)
         self.stdio_bufs: dict[int, bytearray] = {}  # fd -> the unfinished line written to stdout/stderr
         self.stdio_pending = False  # some stdio_bufs entry is not empty
@@ -470,7 +477,22 @@ class VM:
             pass
 
     # -- timers, queues, callouts ----------------------------------------------------------
+    def limit_hit(self, name: str, detail: str, level: LogLevel = LogLevel.WARN) -> None:
+        """The plugin ran into the :class:`HostLimits` bound ``name``: count it (metric
+        ``pwvm.limit_exceeded.<name>``) and log it (once per VM and bound: a plugin that
+        retries in a loop must not flood the log)."""
+        self.host._count_limit(name)
+        if name not in self._limits_logged:
+            self._limits_logged.add(name)
+            self.log(int(level), f"host limit {name}: {detail} (further hits are counted in metric "
+                                    f"{self.host.LIMIT_METRIC}{name})".encode(), force=level >= LogLevel.WARN)
+
     def set_tick(self, root: _Context, period_ms: int) -> None:
+        floor = self.limits.tick_min_period_ms
+        if period_ms and floor is not None and period_ms < floor:
+            self.limit_hit("tick_period", f"tick period {period_ms} ms raised to {floor} ms "
+                                          f"(HostLimits.tick_min_period_ms)", LogLevel.DEBUG)
+            period_ms = floor
         root.tick_ms = period_ms
         self.host.scheduler.set_period((id(self), root.id), period_ms, lambda: self._tick(root))
 
@@ -541,6 +563,11 @@ class VM:
         if call is None or call.root.deleted or self.failed is not None:
             return
         root = call.root
+        cap = self.limits.callout_response_max_bytes
+        if resp.error is None and cap is not None and len(resp.body) > cap:
+            self.limit_hit("callout_response", f"HTTP call response body of {len(resp.body)} bytes exceeds {cap} "
+                                               f"(HostLimits.callout_response_max_bytes): delivered as a failed call")
+            resp = type(resp).failure("response_too_large")
         failed = resp.error is not None
         headers = HeaderMap() if failed else resp.headers
         trailers = HeaderMap() if failed else resp.trailers
@@ -570,6 +597,16 @@ class VM:
                     self._event(root, "proxy_on_grpc_receive_initial_metadata", self.f_grpc_initial, root.id, token,
                                 len(payload))
             elif kind == "message":
+                cap = self.limits.callout_response_max_bytes
+                if cap is not None and len(payload) > cap:
+                    # the call cannot go on without this message: close it as gRPC does past its
+                    # receive limit (RESOURCE_EXHAUSTED)
+                    self.limit_hit("callout_response", f"gRPC message of {len(payload)} bytes exceeds {cap} "
+                                                       f"(HostLimits.callout_response_max_bytes): call closed")
+                    self._cancel_call(token)
+                    self.calls[token] = call  # (kept until the close below is delivered)
+                    self.grpc_event(token, "close", 8, "received message larger than max")
+                    return
                 self.cb_bufs[5] = bytearray(payload)
                 if self.f_grpc_receive is not None:
                     self._event(root, "proxy_on_grpc_receive", self.f_grpc_receive, root.id, token, len(payload))
