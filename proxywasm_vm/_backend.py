@@ -37,6 +37,9 @@ class Capabilities:
     """Wall-clock deadlines that interrupt running wasm (``StoreLimits.deadline``)."""
     memory_limit: bool = False
     """A cap on linear-memory bytes per store (``StoreLimits.memory_bytes``)."""
+    exact_memory_limit: bool = True
+    """With ``memory_limit``: ``memory.grow`` returns -1 exactly where it would pass the cap
+    (wasmer in a worker process: within 32 MiB past it, see :mod:`proxywasm_vm._isolation._guard`)."""
     max_wasm_stack: bool = False
     """A configurable wasm stack size (``EngineConfig.max_wasm_stack``)."""
     serialize: bool = False

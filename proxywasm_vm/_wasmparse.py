@@ -46,6 +46,8 @@ class ModuleInfo:
     exports: list[ExportType] = field(default_factory=list)
     custom_sections: list[tuple[str, bytes]] = field(default_factory=list)
     has_start: bool = False
+    memories: list[MemoryType] = field(default_factory=list)
+    """Every memory of the module: imported ones first, then its own."""
 
 
 class Reader:
@@ -240,6 +242,7 @@ def parse_module(wasm: bytes) -> ModuleInfo:
         if space is None or idx >= len(space):
             raise CompileError(f"export {nm!r} refers to an unknown item")
         info.exports.append(ExportType(nm, space[idx]))
+    info.memories = memories
     return info
 
 

@@ -253,7 +253,7 @@ def test_deadline_can_be_changed_and_removed(engine, wat_module):
     assert ex["count"](1000) == 1000
 
 
-@pytest.mark.capability("memory_limit")
+@pytest.mark.capability("memory_limit", "exact_memory_limit")
 def test_memory_bomb_stops_at_the_limit(engine, wat_module):
     limit = 4 * 1024 * 1024
     store = pw.Store(engine, limits=pw.StoreLimits(memory_bytes=limit))
