@@ -65,6 +65,20 @@ def test_loop_is_interrupted_with_no_limits_at_all(engine, backend_name):
         inst.exports["loop"]()
     _record(backend_name, "core loop (default)", time.monotonic() - t0)
     assert e.value.code is pw.TrapCode.INTERRUPTED
+    # the engine serves the next store (wasmer: in the worker that replaced the stopped one)
+    assert Instance(Store(engine), Module(engine, WAT)).exports["rec"] is not None
+    store2 = Store(engine)
+    assert Instance(store2, Module(engine, WAT)).exports["memory"].grow(1) == 1
+
+
+def test_explicit_limits_that_cannot_be_enforced_are_errors(make_engine, backend_name):
+    no_deadlines = make_engine(deadlines=False)
+    Store(no_deadlines)  # the default deadline is not applied where the user turned deadlines off
+    with pytest.raises(ValueError):
+        Store(no_deadlines, limits=StoreLimits(deadline=1.0))
+    if not pw.get_backend(backend_name).capabilities().max_wasm_stack:
+        with pytest.raises(ValueError):
+            pw.Engine(backend_name, pw.EngineConfig(max_wasm_stack=256 << 10))
 
 
 def test_memory_bomb_stops_at_the_default_cap(engine, backend_name):

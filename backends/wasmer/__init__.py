@@ -56,7 +56,8 @@ class WasmerBackend(Backend):
         from proxywasm_vm._isolation import _guard
 
         if _guard.enabled():  # in a worker process: deadlines and memory caps enforced around each call
-            return replace(CAPABILITIES, deadline=True, memory_limit=True, exact_memory_limit=False)
+            return replace(CAPABILITIES, deadline=True, memory_limit=True, exact_memory_limit=False,
+                           interrupt_keeps_store=False)
         return CAPABILITIES
 
     def new_engine(self, config: EngineConfig):  # type: ignore[override]

@@ -224,7 +224,7 @@ def test_fuel_is_deterministic(make_engine, wat_module):
     assert used[0] == used[1] > 500
 
 
-@pytest.mark.capability("deadline")
+@pytest.mark.capability("deadline", "interrupt_keeps_store")
 def test_deadline_interrupts_an_infinite_loop(engine, wat_module):
     # 0.2 s rather than a few ms: the 2x bound must hold on a loaded 2-core machine too.
     deadline = 0.2
@@ -241,7 +241,7 @@ def test_deadline_interrupts_an_infinite_loop(engine, wat_module):
     assert ex["count"](100_000) == 100_000  # short calls under a deadline run normally
 
 
-@pytest.mark.capability("deadline")
+@pytest.mark.capability("deadline", "interrupt_keeps_store")
 def test_deadline_can_be_changed_and_removed(engine, wat_module):
     store = pw.Store(engine)
     ex = pw.Instance(store, wat_module(SPIN)).exports
