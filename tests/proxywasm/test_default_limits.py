@@ -85,9 +85,13 @@ def test_memory_bomb_stops_at_the_default_cap(traps_survive, make_plugin, backen
     _served(p)
 
 
-def test_failure_in_the_start_phase_is_a_start_error(traps_survive, make_plugin):
-    with pytest.raises(pw.PluginStartError):
-        _bad(make_plugin, configuration="fail_in=configure\nfail_mode=loop")
+def test_loop_in_the_start_phase_is_a_start_error(traps_survive, make_plugin, backend_name):
+    # start_deadline set short here only to keep the suite quick; the default is 5 s
+    t0 = time.monotonic()
+    with pytest.raises(pw.PluginStartError) as e:
+        _bad(make_plugin, configuration="fail_in=configure\nfail_mode=loop", start_deadline=0.6)
+    _record(backend_name, "configure loop -> start error", time.monotonic() - t0)
+    assert "interrupted" in str(e.value).lower()
 
 
 def test_unlimited_plugin_still_runs(make_plugin):
