@@ -2,11 +2,12 @@
 stops with Trap(INTERRUPTED), a memory bomb stops at the default cap, deep recursion is a
 Trap(STACK_OVERFLOW); ``StoreLimits.unlimited()`` turns them off; the README's first example runs.
 
-Times are measured, not asserted (printed, and appended to /tmp/pwvm_limits/time_to_policy.txt)."""
+Times are measured, not asserted (printed, and appended to $TMPDIR/pwvm_limits/time_to_policy.txt)."""
 
 from __future__ import annotations
 
 import os
+import tempfile
 import threading
 import time
 
@@ -20,15 +21,24 @@ from _helpers import engine_or_skip
 from conftest import BACKENDS
 
 PAGE = 65536
-REPORT = "/tmp/pwvm_limits/time_to_policy.txt"
+REPORT = os.path.join(tempfile.gettempdir(), "pwvm_limits", "time_to_policy.txt")
 
 WAT = """(module (memory (export "memory") 1)
   (func (export "loop") (loop (br 0)))
   (func $r (export "rec") (param i32) (result i32)
     (i32.add (call $r (i32.add (local.get 0) (i32.const 1))) (i32.const 1)))
-  (func (export "bomb") (result i32)
-    (block (loop (br_if 1 (i32.eq (memory.grow (i32.const 256)) (i32.const -1)))
-      (i32.store (i32.mul (i32.sub (memory.size) (i32.const 1)) (i32.const 65536)) (i32.const 1))
+  (func (export "bomb") (result i32) (local $p i32) (local $end i32)
+    ;; grow 16 MiB at a time and touch every 4 KiB page of it, until memory.grow fails
+    (block (loop
+      (local.set $p (memory.grow (i32.const 256)))
+      (br_if 1 (i32.eq (local.get $p) (i32.const -1)))
+      (local.set $p (i32.mul (local.get $p) (i32.const 65536)))
+      (local.set $end (i32.add (local.get $p) (i32.const 16777216)))
+      (block (loop
+        (i32.store (local.get $p) (i32.const 1))
+        (local.set $p (i32.add (local.get $p) (i32.const 4096)))
+        (br_if 1 (i32.ge_u (local.get $p) (local.get $end)))
+        (br 0)))
       (br 0)))
     (memory.size)))"""
 

@@ -2,11 +2,12 @@
 stream the failure policy and the next stream is served: on every backend and isolation mode.
 
 Times to policy are measured, not asserted: they are printed and appended to
-``/tmp/pwvm_limits/time_to_policy.txt`` for the report."""
+``$TMPDIR/pwvm_limits/time_to_policy.txt`` for the report."""
 
 from __future__ import annotations
 
 import os
+import tempfile
 import time
 
 import pytest
@@ -16,7 +17,7 @@ from proxywasm_vm import Action
 
 from .conftest import REQUEST
 
-REPORT = "/tmp/pwvm_limits/time_to_policy.txt"
+REPORT = os.path.join(tempfile.gettempdir(), "pwvm_limits", "time_to_policy.txt")
 
 
 def _record(backend: str, what: str, seconds: float) -> None:
