@@ -17,7 +17,9 @@ call into wasm is bracketed instead:
   leaves :data:`SLACK` more for the runtime's own allocations, so a memory may
   end up to that much past its cap (``Capabilities.exact_memory_limit`` is False);
   a grow from Python (:meth:`Memory.grow`) is checked exactly. With several
-  memories in a store, the smallest room counts. wasmer aborts the process when
+  memories in a store, the smallest room counts. Only memories the store can
+  see are counted: its own and those its instances export (a module's start
+  function runs before its memories are known, so instantiation has no memory cap). wasmer aborts the process when
   one of its own allocations fails (a trap's backtrace after deep recursion can
   take tens of MiB): a guarded worker that aborts is reported as
   ``Trap(MEMORY_LIMIT)``, and replaced like any dead worker.
