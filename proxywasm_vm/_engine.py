@@ -8,15 +8,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._backend import Backend, Capabilities, get_backend
+from ._store import _DefaultInt
 
 if TYPE_CHECKING:
     from ._linker import Linker
     from ._module import Module
     from ._store import Store, StoreLimits
 
-__all__ = ["Engine", "EngineConfig", "DEFAULT_BACKEND"]
+__all__ = ["Engine", "EngineConfig", "DEFAULT_BACKEND", "DEFAULT_MAX_WASM_STACK"]
 
 DEFAULT_BACKEND = "wasmtime"
+#: The default ``EngineConfig.max_wasm_stack`` (marked as a default: see :func:`~proxywasm_vm._store.is_default`).
+DEFAULT_MAX_WASM_STACK = _DefaultInt(1 << 20)
 
 
 def _default_cache_dir() -> Path:
@@ -33,8 +36,14 @@ class EngineConfig:
     - ``deadlines``: allow :attr:`StoreLimits.deadline` (wasmtime: epoch
       interruption, a few percent of run time; V8: a watchdog thread).
     - ``fuel``: allow :attr:`StoreLimits.fuel` (deterministic budgets; slower).
-    - ``max_wasm_stack``: bytes of native stack wasm may use before a
-      ``STACK_OVERFLOW`` trap (``None``: the runtime's default).
+    - ``max_wasm_stack`` (default 1 MiB, :data:`DEFAULT_MAX_WASM_STACK`): bytes of
+      native stack wasm may use before a ``STACK_OVERFLOW`` trap, applied on every
+      backend that can set it (wasmtime: its engine config; V8: the isolate's stack
+      limit, counted from where each call enters wasm). wasmer cannot set it: it
+      keeps its own bound and deep recursion still traps with ``STACK_OVERFLOW``
+      there; an explicit value on wasmer is an error. ``None``: the runtime's default.
+      1 MiB is about 10,000-50,000 frames of real code, and far below the 8 MiB
+      stack of Python's threads.
     - ``signals_based_traps``: let the runtime catch out-of-bounds accesses with
       signal handlers (fast). ``False`` uses explicit bounds checks; choose it when
       another library in the process (``faulthandler`` enabled after the engine,
@@ -46,7 +55,7 @@ class EngineConfig:
 
     deadlines: bool = True
     fuel: bool = False
-    max_wasm_stack: int | None = None
+    max_wasm_stack: int | None = DEFAULT_MAX_WASM_STACK
     signals_based_traps: bool = True
     cache_dir: Path | None = None
     options: tuple[tuple[str, Any], ...] = ()

@@ -62,6 +62,8 @@ class ModuleInfo:
     exports: list[ExportType] = field(default_factory=list)
     custom_sections: list[tuple[str, bytes]] = field(default_factory=list)
     has_start: bool = False
+    memories: list[MemoryType] = field(default_factory=list)
+    """Every memory of the module: imported ones first, then its own."""
 
 
 class Reader:
@@ -311,6 +313,7 @@ def parse_module(wasm: bytes) -> ModuleInfo:
             raise CompileError(f"unknown start function {start_func}")
         if funcs[start_func].params or funcs[start_func].results:
             raise CompileError("invalid start function: it must take no parameters and return nothing")
+    info.memories = memories
     return info
 
 

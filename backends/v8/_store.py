@@ -194,6 +194,9 @@ class V8Store(Store):
     def _new_memory_ref(self, ty: MemoryType) -> int:
         if ty.is_64 or ty.shared:
             raise ValueError("64-bit and shared memories are not supported by the v8 backend")
+        lim = ty.limits
+        if lim.min > 65536 or (lim.max is not None and lim.max > 65536):  # before the store's cap hides it
+            raise ValueError(f"a 32-bit memory has at most 65536 pages, got limits {lim.min}..{lim.max}")
         mx = self._cap(ty.limits, self._limits.memory_bytes, PAGE_SIZE, "memory")
         out = ffi.new("uint32_t*")
         if lib.pwv8_memory_new(self._sp, ty.limits.min, mx, out):

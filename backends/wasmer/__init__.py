@@ -11,6 +11,8 @@ Pick a compiler with ``Engine("wasmer", EngineConfig(options=(("compiler", "llvm
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from proxywasm_vm._backend import Backend, Capabilities
 from proxywasm_vm._engine import EngineConfig
 
@@ -19,8 +21,8 @@ __all__ = ["BACKEND", "CAPABILITIES", "WasmerBackend"]
 #: What wasmer-python 1.1.0 can do in-process (in a worker: memory_view=False, threads=True).
 CAPABILITIES = Capabilities(
     fuel=False,              # no metering in wasmer-python
-    deadline=False,          # no epoch/interrupt: in a worker, the engine option call_timeout kills runaway code
-    memory_limit=False,      # no tunables/limiter exposed
+    deadline=False,          # no epoch/interrupt (in a worker: True, the kernel ends the call, see _guard)
+    memory_limit=False,      # no tunables/limiter exposed (in a worker: True, RLIMIT_DATA, see _guard)
     max_wasm_stack=False,
     serialize=True,
     table_access=False,      # tables have no get/set/grow; none can be created
@@ -51,6 +53,11 @@ class WasmerBackend(Backend):
         return str(getattr(_wasmer, "__version__", "1.1.0"))
 
     def capabilities(self) -> Capabilities:
+        from proxywasm_vm._isolation import _guard
+
+        if _guard.enabled():  # in a worker process: deadlines and memory caps enforced around each call
+            return replace(CAPABILITIES, deadline=True, memory_limit=True, exact_memory_limit=False,
+                           interrupt_keeps_store=False)
         return CAPABILITIES
 
     def new_engine(self, config: EngineConfig):  # type: ignore[override]

@@ -11,8 +11,10 @@ process, see proxywasm_vm._isolation). How its gaps are covered:
 - funcref/externref values make wasmer panic (a ``BaseException``): refused up
   front with ``NotImplementedError``; tables cannot be created, read, written
   or grown from Python (no null funcref value can be built);
-- no fuel, epoch or interrupt: ``StoreLimits.deadline`` is not offered; run the
-  engine in a worker with ``call_timeout`` to stop runaway code;
+- no fuel, epoch, interrupt or memory limiter: in a worker process (the only way on
+  Python >= 3.11) ``StoreLimits.deadline`` and ``memory_bytes`` are enforced around
+  each outermost call by the kernel (:mod:`proxywasm_vm._isolation._guard`); in a
+  user's own process they cannot be;
 - argument and result conversions are done here (wasmer refuses ints for
   floats, does not check host results' arity).
 """
@@ -27,13 +29,14 @@ from typing import Any
 import wasmer
 
 from proxywasm_vm._engine import Engine, EngineConfig
+from proxywasm_vm._isolation import _guard
 from proxywasm_vm._errors import CompileError, LimitError, LinkError, Trap, TrapCode, WasmError
 from proxywasm_vm._func import Caller, Func
 from proxywasm_vm._global import Global
 from proxywasm_vm._instance import Instance
 from proxywasm_vm._memory import Memory
 from proxywasm_vm._module import Module
-from proxywasm_vm._store import Store, StoreLimits
+from proxywasm_vm._store import Store, StoreLimits, is_default
 from proxywasm_vm._table import Table
 from proxywasm_vm._types import ExportType, FuncType, GlobalType, ImportType, Limits, MemoryType, TableType, ValType
 from proxywasm_vm._values import host_results, to_float
@@ -150,7 +153,9 @@ def _precheck(wasm: bytes) -> ModuleInfo:
 class WasmerEngine(Engine):
     @classmethod
     def _create(cls, backend: Any, config: EngineConfig) -> WasmerEngine:
-        if config.max_wasm_stack is not None:
+        if config.max_wasm_stack is not None and not is_default(config.max_wasm_stack):
+            # (the default is fine: wasmer keeps its own bound, and deep recursion traps with
+            # STACK_OVERFLOW there too)
             raise ValueError("wasmer-python cannot configure the wasm stack size (Capabilities.max_wasm_stack)")
         opts = dict(config.options)
         name = opts.get("compiler", DEFAULT_COMPILER)
@@ -245,7 +250,25 @@ class WasmerStore(Store):
         s._closed = False
         s._active = 0  # calls into wasm in progress
         s._host_exc: BaseException | None = None  # the last exception a host function raised
+        # limits enforced by the worker's guard (None elsewhere: Store() refused or dropped them)
+        s._deadline = limits.deadline if _guard.enabled() else None
+        s._cap = limits.memory_bytes if _guard.enabled() else None
+        s._guarded = s._deadline is not None or s._cap is not None
+        s._mems: list[Any] = []  # the wasmer memories of this store (made here or exported by its instances)
         return s
+
+    def _mem_sizes(self) -> list[int]:
+        return [m.data_size for m in self._mems]
+
+    def _check_cap(self, w: Any) -> None:
+        """Keep ``w`` under the store's memory cap (a memory larger from the start is a trap)."""
+        if self._cap is None:
+            return
+        if w.data_size > self._cap:
+            raise Trap(TrapCode.MEMORY_LIMIT, f"memory minimum size {w.data_size} bytes exceeds the store "
+                                              f"limit of {self._cap} bytes")
+        if all(m is not w for m in self._mems):
+            self._mems.append(w)
 
     def _check_open(self) -> None:
         if self._closed:
@@ -261,9 +284,13 @@ class WasmerStore(Store):
         return self._limits
 
     def set_deadline(self, seconds: float | None) -> None:
-        if seconds is not None:
-            raise ValueError("wasmer cannot interrupt running wasm (Capabilities.deadline); in a worker process "
-                             "use the engine option call_timeout")
+        if seconds is not None and not _guard.enabled():
+            raise ValueError("wasmer cannot interrupt running wasm in this process (Capabilities.deadline); "
+                             "run it in a worker process (isolation='process')")
+        if seconds is not None and not seconds > 0:
+            raise ValueError("deadline must be > 0 seconds")
+        self._deadline = seconds
+        self._guarded = self._deadline is not None or self._cap is not None
 
     def _func_new(self, ty: FuncType, fn: Callable[..., Any], access_caller: bool) -> Func:
         self._check_open()
@@ -278,6 +305,7 @@ class WasmerStore(Store):
                                                          shared=ty.shared))
         except (RuntimeError, OverflowError) as e:
             raise WasmError(f"invalid memory type {ty}: {_message(e)}") from None
+        self._check_cap(w)
         return WasmerMemory._wrap(self, w, ty)
 
     def _global_new(self, ty: GlobalType, value: Any) -> Global:
@@ -303,7 +331,13 @@ class WasmerStore(Store):
                 w = item._w
             ns.setdefault(imp.module, {})[imp.name] = w
         self._check_open()
+        if self._cap is not None:
+            for mt in module._module_info().memories:
+                if mt.limits.min * 65536 > self._cap:
+                    raise Trap(TrapCode.MEMORY_LIMIT, f"memory minimum size {mt.limits.min} pages exceeds the "
+                                                      f"store limit of {self._cap} bytes")
         self._active += 1
+        armed = self._guarded and _guard.enter(self._deadline, self._cap, self._mem_sizes)
         try:
             winst = wasmer.Instance(module._w, ns)
         except RuntimeError as e:
@@ -315,8 +349,14 @@ class WasmerStore(Store):
                 raise LinkError(msg, module=m.group(1), name=m.group(2)) from None
             raise trap_or_error(e) from None
         finally:
+            if armed:
+                _guard.leave()
             self._active -= 1
             self._host_exc = None
+        if self._cap is not None:
+            for e in module.exports:
+                if isinstance(e.type, MemoryType):
+                    self._check_cap(getattr(winst.exports, e.name))
         inst = WasmerInstance._wrap(self, module, winst)
         cell[0] = inst
         return inst
@@ -358,6 +398,7 @@ class WasmerFunc(Func):
             raise WasmError("this store is closed")
         vals = [c(a) for c, a in zip(conv, args)]
         store._active += 1
+        armed = store._guarded and _guard.enter(store._deadline, store._cap, store._mem_sizes)
         try:
             return self._w(*vals)
         except RuntimeError as e:
@@ -369,6 +410,8 @@ class WasmerFunc(Func):
                 raise NotImplementedError(_NO_REFS) from None
             raise
         finally:
+            if armed:
+                _guard.leave()
             store._active -= 1
             if not store._active:
                 store._host_exc = None
@@ -471,6 +514,9 @@ class WasmerMemory(Memory):
         self.store._check_open()
         if delta < 0:
             raise ValueError("delta must be >= 0")
+        cap = self.store._cap
+        if cap is not None and (self._w.size + delta) * 65536 > cap:
+            raise LimitError(f"growing by {delta} pages would pass the store's memory limit of {cap} bytes")
         try:
             return self._w.grow(delta)
         except (RuntimeError, OverflowError) as e:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import weakref
 from typing import Any
 
 from proxywasm_vm._engine import Engine, EngineConfig
@@ -42,7 +43,7 @@ class WasmtimeEngine(Engine):
         return self
 
     def _ensure_ticker(self) -> None:
-        """Start the epoch ticker the first time a store asks for a deadline."""
+        """Have the process's epoch ticker tick this engine, the first time a store asks for a deadline."""
         if self._ticker_started:
             return
         with self._ticker_lock:
@@ -50,6 +51,8 @@ class WasmtimeEngine(Engine):
                 if lib.pwvm_ticker_start(self._rt.api, self._ptr, int(TICK_SECONDS * 1e6)) != 0:
                     raise OSError("cannot start the wasmtime epoch ticker thread")
                 self._ticker_started = True
+                # the process's one ticker lets this engine go with it (it holds only the pointer)
+                weakref.finalize(self, lib.pwvm_ticker_stop, self._ptr)
 
     def _module_new(self, wasm: bytes) -> Module:
         rt = self._rt

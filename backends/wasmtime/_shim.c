@@ -156,7 +156,17 @@ void pwvm_store_set_deadline(pwvm_store *s, uint64_t ticks) {
 
 /* ---- epoch ticker ------------------------------------------------------- */
 
-typedef struct { const pwvm_api *api; wasm_engine_t *engine; uint32_t interval_us; } ticker_arg;
+/* One thread for the process increments the epoch of every engine that has
+ * stores with deadlines (deadlines are on by default, so that is most engines):
+ * one wake-up per interval whatever the number of engines, and an engine is
+ * let go (pwvm_ticker_stop, from its finalizer) instead of living forever. */
+typedef struct ticked { const pwvm_api *api; wasm_engine_t *key, *clone; struct ticked *next; } ticked;
+
+static pthread_mutex_t tick_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t tick_cv = PTHREAD_COND_INITIALIZER;
+static ticked *tick_list;
+static uint32_t tick_interval_us;
+static bool tick_running;
 
 static uint64_t now_us(void) {
     struct timespec ts;
@@ -164,39 +174,73 @@ static uint64_t now_us(void) {
     return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
-static void *ticker_main(void *p) {
-    ticker_arg *t = p;
-    struct timespec ts = { t->interval_us / 1000000, (long)(t->interval_us % 1000000) * 1000 };
+static void *ticker_main(void *unused) {
+    (void)unused;
+    struct timespec ts = { tick_interval_us / 1000000, (long)(tick_interval_us % 1000000) * 1000 };
     /* The epoch counts elapsed intervals of wall time, not sleeps: a sleep
      * that overran (a loaded machine) is made up at the next wake-up, so a
      * deadline of N ticks really means N intervals. */
     uint64_t start = now_us(), ticks = 0;
     for (;;) {
-        nanosleep(&ts, NULL);
-        uint64_t due = (now_us() - start) / t->interval_us;
-        while (ticks < due) {
-            t->api->wasmtime_engine_increment_epoch(t->engine);
-            ticks++;
+        pthread_mutex_lock(&tick_mu);
+        if (!tick_list) {  /* nothing to tick: sleep until an engine comes, then count afresh */
+            while (!tick_list) pthread_cond_wait(&tick_cv, &tick_mu);
+            start = now_us();
+            ticks = 0;
         }
+        pthread_mutex_unlock(&tick_mu);
+        nanosleep(&ts, NULL);
+        uint64_t due = (now_us() - start) / tick_interval_us;
+        pthread_mutex_lock(&tick_mu);
+        for (; ticks < due; ticks++)
+            for (ticked *t = tick_list; t; t = t->next) t->api->wasmtime_engine_increment_epoch(t->clone);
+        pthread_mutex_unlock(&tick_mu);
     }
     return NULL;
 }
 
 int pwvm_ticker_start(const pwvm_api *api, wasm_engine_t *engine, uint32_t interval_us) {
-    /* The thread keeps its own engine reference and runs for the life of the process. */
-    ticker_arg *t = malloc(sizeof *t);
+    ticked *t = malloc(sizeof *t);
     if (!t) return -1;
     t->api = api;
-    t->engine = api->wasmtime_engine_clone(engine);
-    t->interval_us = interval_us ? interval_us : 1000;
-    pthread_t th;
-    pthread_attr_t attr;
-    pthread_attr_init(&attr);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    pthread_attr_setstacksize(&attr, 64 * 1024);
-    int rc = pthread_create(&th, &attr, ticker_main, t);
-    pthread_attr_destroy(&attr);
+    t->key = engine;
+    t->clone = api->wasmtime_engine_clone(engine);
+    int rc = 0;
+    pthread_mutex_lock(&tick_mu);
+    if (!tick_running) {
+        tick_interval_us = interval_us ? interval_us : 1000;
+        pthread_t th;
+        pthread_attr_t attr;
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        pthread_attr_setstacksize(&attr, 64 * 1024);
+        rc = pthread_create(&th, &attr, ticker_main, NULL);
+        pthread_attr_destroy(&attr);
+        tick_running = rc == 0;
+    }
+    if (rc == 0) {
+        t->next = tick_list;
+        tick_list = t;
+        pthread_cond_signal(&tick_cv);
+    }
+    pthread_mutex_unlock(&tick_mu);
+    if (rc) {
+        api->wasm_engine_delete(t->clone);
+        free(t);
+    }
     return rc;
+}
+
+void pwvm_ticker_stop(wasm_engine_t *engine) {
+    ticked *gone = NULL;
+    pthread_mutex_lock(&tick_mu);
+    for (ticked **p = &tick_list; *p; p = &(*p)->next)
+        if ((*p)->key == engine) { gone = *p; *p = gone->next; break; }
+    pthread_mutex_unlock(&tick_mu);
+    if (gone) {
+        gone->api->wasm_engine_delete(gone->clone);
+        free(gone);
+    }
 }
 
 /* ---- calls into wasm ---------------------------------------------------- */

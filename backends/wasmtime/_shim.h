@@ -293,6 +293,7 @@ void pwvm_store_set_deadline(pwvm_store *s, uint64_t ticks);
 
 /* Start (once per engine) a thread that bumps the engine's epoch every `interval_us`. */
 int pwvm_ticker_start(const pwvm_api *api, wasm_engine_t *engine, uint32_t interval_us);
+void pwvm_ticker_stop(wasm_engine_t *engine);
 
 /* Call into wasm with raw values (args in, results out, `n` slots). Returns the status. */
 int pwvm_call(pwvm_store *s, const wasmtime_func_t *f, wasmtime_val_raw_t *buf, size_t n);

@@ -43,8 +43,11 @@ How it works (see ``_channel``, ``_conn``, ``_worker``):
   watches a pipe only this process holds (a C thread: it exits even in the
   middle of a wasm call that holds the GIL);
 - deadlines: in-runtime where the backend can (``StoreLimits.deadline``, with a
-  kill as the backstop); the engine option ``call_timeout`` kills the worker of
-  a call that runs too long and raises ``Trap(INTERRUPTED)``;
+  kill as the backstop); wasmer, which cannot, has its deadline and memory cap
+  enforced around each call by the kernel in its worker (:mod:`._guard`: the
+  worker ends at the deadline, ``Trap(INTERRUPTED)``); the engine option
+  ``call_timeout`` kills the worker of a call that runs too long and raises
+  ``Trap(INTERRUPTED)``;
 - restart: the next call after a crash starts a new worker; modules and linkers
   are recreated in it (compiled modules from the cache), stores are lost.
 

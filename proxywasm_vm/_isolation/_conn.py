@@ -426,7 +426,9 @@ class Connection:
             return decode(lane.chan.recv(timeout))
         except PeerGone:
             self._reap()
-            raise self.lost(f"it died during {op!r}") from None
+            from ._guard import limit_trap  # the worker ended at a limit it enforces around calls?
+
+            raise limit_trap(self.proc.returncode, self.backend) or self.lost(f"it died during {op!r}") from None
         except Timeout:
             self.kill()
             raise Trap(TrapCode.INTERRUPTED, f"{why}; the worker was killed and will be restarted, every store of "

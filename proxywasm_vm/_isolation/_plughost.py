@@ -33,7 +33,11 @@ import pickle
 import weakref
 from typing import Any, Mapping
 
+from .._errors import Trap
 from .._proxywasm._abi import Action
+from .._proxywasm._errors import PluginCrash, PluginStartError
+from .._proxywasm._pairs import HeaderMap
+from .._proxywasm._streams import LocalResponse
 from .._proxywasm._plugin import ProxyWasmHost
 from .._proxywasm._services import Scheduler
 from .._proxywasm._streams import HttpStream, TcpStream
@@ -172,7 +176,11 @@ class RemotePlugin:
         # soon after a reply: both sides spin that long on this lane rather than block (waking
         # a sleeping thread costs ~25-100 µs on a VM). Engine option ``worker_event_spin``.
         spin_ns = int(self.engine._event_spin * 1e9)
-        self.key = conn.request("pw_load", (hkey, self.config, self.wasm, spin_ns), lane=REMOTE_LANE)
+        try:
+            self.key = conn.request("pw_load", (hkey, self.config, self.wasm, spin_ns), lane=REMOTE_LANE)
+        except Trap as e:  # its worker was stopped at a limit during the start phase (wasmer: see _guard)
+            raise PluginStartError(f"plugin {self.config.name!r} failed to start: {e}", phase="start",
+                                   cause=e) from None
         chan = conn.lanes[REMOTE_LANE].chan
         chan.min_spin_ns = max(chan.min_spin_ns, spin_ns)
         self.conn = conn
@@ -246,6 +254,7 @@ class _RemoteStream:
         self._stream_props = dict(properties) if properties else None
         self._state: tuple | None = None
         self._closed = False
+        self._local: dict[str, Any] | None = None
 
     def __del__(self) -> None:
         conn = self._conn
@@ -253,15 +262,34 @@ class _RemoteStream:
             conn.remote_released.append(self._key)  # released in the worker with the next batch
 
     def _event(self, ev: str, *args: Any) -> Any:
+        if self._local is not None:  # stopped at a limit earlier: the policy answers every event
+            return Action.CONTINUE if self._local["local_response"] is None else Action.PAUSE
         self._state = None
         self._sent = True
         args = (self._rp.key, self._key, self._kind, self._stream_props, ev, args)
-        r, closed = self._conn.request("pw_stream", args, lane=REMOTE_LANE)
+        try:
+            r, closed = self._conn.request("pw_stream", args, lane=REMOTE_LANE)
+        except Trap as e:  # the worker was stopped at a limit during a callback (wasmer: see _guard)
+            return self._stopped(ev, e)
         if closed:
             self._closed = True  # it completed (or was closed): close() has nothing left to do
         return _ACTIONS[r] if r.__class__ is int else r
 
+    def _stopped(self, ev: str, e: Trap) -> Any:
+        """The stream's failure policy, here, for a plugin whose worker was stopped at a limit."""
+        cfg = self._rp.config
+        err = PluginCrash(f"plugin stopped in proxy_on_{ev}: {e}", callback=f"proxy_on_{ev}", cause=e)
+        self._closed = True
+        fail_open = cfg.failure_policy == "fail_open"
+        local = None if fail_open else LocalResponse(503, b"", HeaderMap(), "wasm_fail_stream")
+        self._local = {"failed": True, "error": err, "closed": True, "local_response": local, "reset": False}
+        if cfg.failure_policy == "raise":
+            raise err from None
+        return Action.CONTINUE if fail_open else Action.PAUSE
+
     def _fetch(self, name: str) -> Any:
+        if self._local is not None:  # the worker-side stream is gone with its worker
+            return self._local.get(name)
         st = self._state
         if st is None:
             if not self._sent:

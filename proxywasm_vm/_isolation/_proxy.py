@@ -160,8 +160,13 @@ class ProcessEngine(Engine):
 
     @classmethod
     def _create(cls, backend: ProcessBackend, config: EngineConfig) -> ProcessEngine:
+        from .._store import is_default
         from . import resolve_worker_python
 
+        stack = config.max_wasm_stack
+        if stack is not None and not is_default(stack) and not backend.capabilities().max_wasm_stack:
+            raise ValueError(f"the {backend.name} backend cannot configure the wasm stack size "
+                             f"(Capabilities.max_wasm_stack)")
         self = object.__new__(cls)
         self.backend = backend
         self.config = config

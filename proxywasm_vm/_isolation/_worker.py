@@ -444,6 +444,9 @@ class Worker:
 
 def main(chans: list[Channel], backend: str, config: EngineConfig) -> None:
     """Start the backend, say hello on lane 0 (or why not), then serve every lane until the parent goes."""
+    from . import _guard
+
+    _guard.enable()  # limits a runtime cannot enforce itself may end this process (wasmer)
     try:
         worker = Worker(backend, config)
         b = worker.backend

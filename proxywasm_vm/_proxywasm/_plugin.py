@@ -15,7 +15,7 @@ from typing import Any, Callable, Literal, Mapping
 from .._engine import DEFAULT_BACKEND, Engine
 from .._errors import CompileError
 from .._module import Module
-from .._store import StoreLimits
+from .._store import StoreLimits, _DefaultFloat, _DefaultInt
 from .._wasmparse import Reader, parse_module, sections, uleb128
 from ._abi import CALLBACK_SIGNATURES, AbiVersion, LogLevel, MetricType, callback_signature_error, detect_abi
 from ._errors import AbiError, CallbackSignatureError, PluginCrash, PluginStartError
@@ -49,6 +49,12 @@ STAT_COUNTERS = ("vm_created", "vm_failed", "vm_reload", "vm_reload_backoff", "v
                  "vm_reload_failure")
 
 
+#: The limits of each plugin VM when ``PluginConfig.limits`` is ``None``: a callback may run
+#: 0.5 s (Envoy plugins answer in micro- to milliseconds; a few hundred ms already stalls a
+#: proxy), a VM's memory may grow to 512 MiB (real plugins use a few MiB to tens of MiB).
+DEFAULT_PLUGIN_LIMITS = StoreLimits(memory_bytes=_DefaultInt(512 << 20), deadline=_DefaultFloat(0.5))
+
+
 def _bytes(v: bytes | str | None) -> bytes:
     if v is None:
         return b""
@@ -69,7 +75,16 @@ class PluginConfig:
     - ``backend``: runtime name (``None``: the host's default);
     - ``isolation``: ``"shared"`` (one VM per thread for every stream) or
       ``"per_stream"`` (a fresh VM for each stream);
-    - ``limits``: :class:`StoreLimits` of each VM (memory, per-call deadline, fuel);
+    - ``limits``: :class:`StoreLimits` of each VM (memory, per-call deadline, fuel).
+      ``None`` (the default) is :data:`DEFAULT_PLUGIN_LIMITS`: each callback may run
+      0.5 s and each VM's memory may grow to 512 MiB; a plugin that passes them
+      gets its stream the ``failure_policy`` and the next stream a fresh VM.
+      ``StoreLimits.unlimited()`` turns every limit off;
+    - ``start_deadline``: seconds each call of the start phase may run
+      (instantiation, ``_initialize``/``_start``, root context creation,
+      ``proxy_on_vm_start``, ``proxy_on_configure``), where real Go and Rust
+      runtimes initialise; never shorter than the per-callback deadline, and
+      ``None`` keeps that one. Without a per-callback deadline there is none here either;
     - ``allowed_capabilities``: host function names the plugin may use (others
       answer UNIMPLEMENTED); ``None`` allows all;
     - ``failure_policy``: what a stream gets when the plugin fails in a callback (trap,
@@ -99,6 +114,7 @@ class PluginConfig:
     backend: str | None = None
     isolation: Isolation = "shared"
     limits: StoreLimits | None = None
+    start_deadline: float | None = 5.0
     allowed_capabilities: frozenset[str] | None = None
     failure_policy: FailurePolicy = "fail_closed"
     reload_on_failure: bool = True
@@ -120,6 +136,8 @@ class PluginConfig:
         if not (self.reload_backoff >= 0 and self.reload_backoff_max >= self.reload_backoff):
             raise ValueError(f"need 0 <= reload_backoff <= reload_backoff_max, got {self.reload_backoff!r} "
                              f"and {self.reload_backoff_max!r}")
+        if self.start_deadline is not None and not self.start_deadline > 0:
+            raise ValueError(f"start_deadline must be > 0 seconds, got {self.start_deadline}")
         if self.allowed_capabilities is not None and not isinstance(self.allowed_capabilities, frozenset):
             object.__setattr__(self, "allowed_capabilities", frozenset(self.allowed_capabilities))
 
@@ -239,7 +257,10 @@ class _Generation:
         self.per_stream = config.isolation == "per_stream"
         self.configuration = _bytes(config.configuration)
         self.vm_config = _bytes(config.vm_config)
-        self.limits = config.limits
+        self.limits = config.limits if config.limits is not None else DEFAULT_PLUGIN_LIMITS
+        d = self.limits.deadline
+        #: the deadline of each call of the start phase (PluginConfig.start_deadline)
+        self.start_deadline = d if d is None or config.start_deadline is None else max(d, config.start_deadline)
         self.environ = [f"{k}={v}".encode() for k, v in config.environment.items()]
         self.args = [a.encode() for a in config.args]
         self.foreign = dict(config.foreign_functions)
@@ -253,7 +274,8 @@ class _Generation:
             self.denied = frozenset(n for (m, n) in HOST_FUNCTIONS
                                     if f"{m}.{n}" in code.imported and n not in allowed and f"{m}.{n}" not in allowed
                                     and n != "proc_exit")
-        full_key = (id(code.engine), code.sha, config.vm_id, self.vm_config, config.limits, self.denied,
+        full_key = (id(code.engine), code.sha, config.vm_id, self.vm_config, self.limits, self.start_deadline,
+                    self.denied,
                     tuple(self.environ), tuple(self.args))
         # VMs are looked up per stream: intern the key as a small int (tuples re-hash on every lookup).
         self.vm_key = _VM_KEYS.setdefault(full_key, len(_VM_KEYS) + 1)

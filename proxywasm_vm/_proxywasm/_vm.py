@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from .._errors import LinkError, Trap
 from .._store import Store
+from dataclasses import replace
 from ._abi import LogLevel, Status
 from ._errors import PluginCrash, PluginExit, PluginStartError, _GuestExit
 from ._hostcalls import CURRENT
@@ -176,7 +177,12 @@ class VM:
         self.stdio_bufs: dict[int, bytearray] = {}  # fd -> the unfinished line written to stdout/stderr
         self.stdio_pending = False  # some stdio_bufs entry is not empty
 
-        self.store = Store(code.engine, limits=gen.limits, data=self)
+        # the start phase (instantiation, _initialize, start_root) runs under the longer start deadline
+        lim = gen.limits
+        if gen.start_deadline != lim.deadline:
+            lim = replace(lim, deadline=gen.start_deadline)
+        self.store = Store(code.engine, limits=lim, data=self)
+        self._deadline = gen.start_deadline  # the store's deadline now
         linker = code.linker(gen.denied)
         cur = CURRENT
         prev = cur.vm
@@ -317,6 +323,7 @@ class VM:
         root = _Context(self._new_id(), None, gen)
         self.contexts[root.id] = root
         self.roots[gen] = root
+        self._set_deadline(gen.start_deadline)
         try:
             if self.f_context_create is not None:
                 self.call_in(root, "proxy_on_context_create", self.f_context_create, root.id, 0)
@@ -341,7 +348,14 @@ class VM:
             raise
         finally:
             self.config_phase = "plugin"
+            if self.failed is None:
+                self._set_deadline(gen.limits.deadline)  # callbacks from now on
         return root
+
+    def _set_deadline(self, seconds: float | None) -> None:
+        if seconds != self._deadline:
+            self.store.set_deadline(seconds)
+            self._deadline = seconds
 
     def _drop(self, ctx: _Context) -> None:
         ctx.deleted = True

@@ -117,7 +117,7 @@ def test_grow_past_maximum(mem):
     assert m.size == 4 and ex["size"]() == 4
 
 
-@pytest.mark.capability("memory_limit")
+@pytest.mark.capability("memory_limit", "exact_memory_limit")
 def test_grow_past_store_memory_limit(engine, wat_module):
     store = pw.Store(engine, limits=pw.StoreLimits(memory_bytes=3 * PAGE_SIZE))
     ex = pw.Instance(store, wat_module('(module (memory (export "memory") 1) '

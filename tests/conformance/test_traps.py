@@ -226,7 +226,7 @@ def test_fuel_is_deterministic(make_engine, wat_module):
     assert used[0] == used[1] > 500
 
 
-@pytest.mark.capability("deadline")
+@pytest.mark.capability("deadline", "interrupt_keeps_store")
 def test_deadline_interrupts_an_infinite_loop(engine, wat_module):
     deadline = 0.2
     store = pw.Store(engine, limits=pw.StoreLimits(deadline=deadline))
@@ -242,7 +242,7 @@ def test_deadline_interrupts_an_infinite_loop(engine, wat_module):
     assert ex["count"](100_000) == 100_000  # short calls under a deadline run normally
 
 
-@pytest.mark.capability("deadline")
+@pytest.mark.capability("deadline", "interrupt_keeps_store")
 def test_deadline_can_be_changed_and_removed(engine, wat_module):
     store = pw.Store(engine)
     ex = pw.Instance(store, wat_module(SPIN)).exports
@@ -254,7 +254,7 @@ def test_deadline_can_be_changed_and_removed(engine, wat_module):
     assert ex["count"](1000) == 1000
 
 
-@pytest.mark.capability("memory_limit")
+@pytest.mark.capability("memory_limit", "exact_memory_limit")
 def test_memory_bomb_stops_at_the_limit(engine, wat_module):
     limit = 4 * 1024 * 1024
     store = pw.Store(engine, limits=pw.StoreLimits(memory_bytes=limit))

@@ -138,7 +138,7 @@ def test_infinite_loop_hits_the_deadline(traps_survive, make_plugin):
     assert a is Action.PAUSE and s.error.cause.code is pw.TrapCode.INTERRUPTED
 
 
-@pytest.mark.capability("memory_limit")
+@pytest.mark.capability("memory_limit", "exact_memory_limit")
 def test_memory_growth_is_capped(make_plugin):
     p = bad(make_plugin, limits=pw.StoreLimits(memory_bytes=4 << 20))
     with p.http_stream() as s:

@@ -1,0 +1,108 @@
+"""Limits a runtime cannot enforce itself, enforced around its calls by the kernel, in its worker process.
+
+wasmer-python can neither interrupt running wasm nor refuse a ``memory.grow``,
+and it holds the GIL while wasm runs, so no Python thread can watch it. In a
+worker process (and only there: the deadline ends the process) each outermost
+call into wasm is bracketed instead:
+
+- deadline: ``setitimer(ITIMER_REAL)``, with SIGALRM left at its default action:
+  at the deadline the kernel ends the worker, whatever wasm is doing. The
+  parent's call in flight raises ``Trap(INTERRUPTED)`` (:func:`limit_trap`) and the
+  engine's next call starts a new worker. (The parent's own wait,
+  ``ProcessStore._budget`` on the ``call_timeout`` path, stays the backstop.)
+- memory: ``RLIMIT_DATA`` (the process's private writable memory, which a
+  ``memory.grow`` makes accessible with ``mprotect``) is set to what the process
+  has now plus the room the store's memories have left under their cap, so a
+  ``memory.grow`` past the cap returns -1 in wasm, as the spec says. The limit
+  leaves :data:`SLACK` more for the runtime's own allocations, so a memory may
+  end up to that much past its cap (``Capabilities.exact_memory_limit`` is False);
+  a grow from Python (:meth:`Memory.grow`) is checked exactly. With several
+  memories in a store, the smallest room counts. Only memories the store can
+  see are counted: its own and those its instances export (a module's start
+  function runs before its memories are known, so instantiation has no memory cap). wasmer aborts the process when
+  one of its own allocations fails (a trap's backtrace after deep recursion can
+  take tens of MiB): a guarded worker that aborts is reported as
+  ``Trap(MEMORY_LIMIT)``, and replaced like any dead worker.
+
+Both cost a few syscalls per outermost call (~2 µs), and nothing when no limit is set.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import signal
+from typing import Any
+
+from .._errors import Trap, TrapCode
+
+_enabled = False
+_depth = 0  # outermost calls only: nested calls (host -> wasm) run under the outer call's limits
+_statm = -1
+_INF = resource.RLIM_INFINITY
+#: Room left for the runtime's own allocations on top of the memories' room.
+SLACK = 16 << 20
+
+
+def enable() -> None:
+    """Let calls be ended by the kernel: called by a worker process at start, never in a user's process."""
+    global _enabled, _statm
+    signal.signal(signal.SIGALRM, signal.SIG_DFL)  # a Python handler would never run while wasm runs
+    _statm = os.open("/proc/self/statm", os.O_RDONLY)
+    _enabled = True
+
+
+def enabled() -> bool:
+    """Whether this process is a worker whose calls may be ended by the kernel."""
+    return _enabled
+
+
+def _data_bytes() -> int:
+    """The process's private writable memory now (what RLIMIT_DATA counts; statm's figure also has the
+    main stack, whose few hundred KiB make the limit that much looser)."""
+    return int(os.pread(_statm, 128, 0).split()[5]) * resource.getpagesize()
+
+
+def enter(deadline: float | None, cap: int | None, sizes: Any) -> bool:
+    """Arm the limits for a call starting now; ``sizes`` gives the store's memory sizes.
+
+    Returns whether :func:`leave` must be called (an outermost call with a limit).
+    """
+    global _depth
+    if _depth:
+        _depth += 1
+        return True
+    if deadline is None and cap is None:
+        return False
+    _depth = 1
+    if cap is not None:
+        room = min((cap - s for s in sizes()), default=None)
+        if room is not None:
+            resource.setrlimit(resource.RLIMIT_DATA, (_data_bytes() + max(0, room) + SLACK, _INF))
+    if deadline is not None:
+        signal.setitimer(signal.ITIMER_REAL, deadline)
+    return True
+
+
+def leave() -> None:
+    """The call armed by :func:`enter` returned (or raised)."""
+    global _depth
+    _depth -= 1
+    if _depth:
+        return
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    resource.setrlimit(resource.RLIMIT_DATA, (_INF, _INF))
+
+
+def limit_trap(returncode: int | None, backend: str) -> Trap | None:
+    """In the parent: the trap a worker's exit status stands for, if a guarded limit ended it."""
+    if backend != "wasmer":  # the only runtime guarded here (see wasmer's capabilities())
+        return None
+    if returncode == -signal.SIGABRT:
+        return Trap(TrapCode.MEMORY_LIMIT, "the worker aborted: an allocation failed under its memory limit "
+                                           "(StoreLimits.memory_bytes); it will be restarted, every store of "
+                                           "this engine is lost")
+    if returncode == -signal.SIGALRM:
+        return Trap(TrapCode.INTERRUPTED, "the call ran past its deadline; its worker was stopped and will be "
+                                          "restarted, every store of this engine is lost")
+    return None
