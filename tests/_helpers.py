@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 import textwrap
 
 import pytest
@@ -18,6 +19,21 @@ import proxywasm_vm as pw
 #: machine any tighter bound fails for reasons that are not the code's. Latencies are measured
 #: and reported in bench/ instead.
 HANG_GUARD = 30.0
+
+
+#: Where tests append the latencies they measure but never assert (time to a failure policy, ...),
+#: one line each, for the issue notes and bench reports.
+TIMINGS_FILE = os.path.join(os.environ.get("PWVM_TIMINGS_DIR") or os.path.join(tempfile.gettempdir(), "pwvm_timings"),
+                            "timings.txt")
+
+
+def report_time(backend: str, what: str, seconds: float) -> None:
+    """Print a measured latency and append it to :data:`TIMINGS_FILE` (measured, not asserted)."""
+    line = f"{backend:20s} {what:32s} {seconds * 1000:9.1f} ms"
+    print(line)
+    os.makedirs(os.path.dirname(TIMINGS_FILE), exist_ok=True)
+    with open(TIMINGS_FILE, "a") as f:
+        f.write(line + "\n")
 
 
 def in_ci() -> bool:

@@ -2,26 +2,23 @@
 stops with Trap(INTERRUPTED), a memory bomb stops at the default cap, deep recursion is a
 Trap(STACK_OVERFLOW); ``StoreLimits.unlimited()`` turns them off; the README's first example runs.
 
-Times are measured, not asserted (printed, and appended to $TMPDIR/pwvm_limits/time_to_policy.txt)."""
+Times are measured, not asserted (printed, and appended to ``_helpers.TIMINGS_FILE``)."""
 
 from __future__ import annotations
 
-import os
-import tempfile
 import threading
 import time
 
 import pytest
+from _helpers import engine_or_skip, report_time
+from conftest import BACKENDS
 
 import proxywasm_vm as pw
 from proxywasm_vm import Func, FuncType, Instance, Module, Store, StoreLimits, ValType
 from proxywasm_vm._store import DEFAULT_DEADLINE, DEFAULT_MEMORY_BYTES, is_default
-
-from _helpers import engine_or_skip
-from conftest import BACKENDS
+from proxywasm_vm._workloads import rss_bytes
 
 PAGE = 65536
-REPORT = os.path.join(tempfile.gettempdir(), "pwvm_limits", "time_to_policy.txt")
 
 WAT = """(module (memory (export "memory") 1)
   (func (export "loop") (loop (br 0)))
@@ -43,17 +40,8 @@ WAT = """(module (memory (export "memory") 1)
     (memory.size)))"""
 
 
-def _record(backend: str, what: str, seconds: float) -> None:
-    line = f"{backend:20s} {what:22s} {seconds * 1000:8.1f} ms"
-    print(line)
-    os.makedirs(os.path.dirname(REPORT), exist_ok=True)
-    with open(REPORT, "a") as f:
-        f.write(line + "\n")
 
 
-def _rss() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
 def test_defaults_are_on_and_marked():
@@ -88,7 +76,7 @@ def test_loop_is_interrupted_with_no_limits_at_all():
             outcome[name] = e.code
         except Exception as e:  # noqa: BLE001 - reported by the assertion below
             outcome[name] = e
-        _record(name, "core loop (default)", time.monotonic() - t0)
+        report_time(name, "core loop (default)", time.monotonic() - t0)
 
     threads = [threading.Thread(target=spin, args=(n,), daemon=True) for n in names]
     for t in threads:
@@ -114,19 +102,19 @@ def test_explicit_limits_that_cannot_be_enforced_are_errors(make_engine, backend
 def test_memory_bomb_stops_at_the_default_cap(engine, backend_name):
     store = Store(engine)
     inst = Instance(store, Module(engine, WAT))
-    before = _rss()
+    before = rss_bytes()
     t0 = time.monotonic()
     try:
         pages = inst.exports["bomb"]()
     except pw.Trap as e:  # wasmer in its worker may abort at the limit: a MEMORY_LIMIT trap
         assert e.code is pw.TrapCode.MEMORY_LIMIT
         pages = None
-    _record(backend_name, "core memory bomb", time.monotonic() - t0)
+    report_time(backend_name, "core memory bomb", time.monotonic() - t0)
     if pages is not None:
         slack = 0 if engine.capabilities.exact_memory_limit else (16 << 20) // PAGE + 256
         assert (1 << 30) // PAGE - 256 < pages <= (1 << 30) // PAGE + slack  # grew to the cap, then -1
     # the bomb touched every page it got: in this process, at most the cap (workers hold theirs)
-    assert _rss() - before < (1 << 30) + (64 << 20)
+    assert rss_bytes() - before < (1 << 30) + (64 << 20)
 
 
 def test_deep_recursion_is_a_stack_overflow_trap(engine):

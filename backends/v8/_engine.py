@@ -37,7 +37,7 @@ class V8Engine(Engine):
         try:
             info = parse_module(wasm)
             rw = rewrite(wasm)
-        except CompileError as e:
+        except CompileError:
             # Say why in V8's words when V8 rejects the original bytes too, else in ours.
             out = ffi.new("pwv8_module**")
             if lib.pwv8_module_new(self._ptr, ffi.from_buffer("uint8_t[]", wasm), len(wasm), out):

@@ -2,30 +2,19 @@
 stream the failure policy and the next stream is served: on every backend and isolation mode.
 
 Times to policy are measured, not asserted: they are printed and appended to
-``$TMPDIR/pwvm_limits/time_to_policy.txt`` for the report."""
+``_helpers.TIMINGS_FILE`` for the report."""
 
 from __future__ import annotations
 
-import os
-import tempfile
 import time
 
 import pytest
+from _helpers import report_time
 
 import proxywasm_vm as pw
 from proxywasm_vm import Action
 
 from .conftest import REQUEST
-
-REPORT = os.path.join(tempfile.gettempdir(), "pwvm_limits", "time_to_policy.txt")
-
-
-def _record(backend: str, what: str, seconds: float) -> None:
-    line = f"{backend:20s} {what:22s} {seconds * 1000:8.1f} ms"
-    print(line)
-    os.makedirs(os.path.dirname(REPORT), exist_ok=True)
-    with open(REPORT, "a") as f:
-        f.write(line + "\n")
 
 
 def _bad(make_plugin, **config):
@@ -54,7 +43,7 @@ def test_runaway_callback_gets_the_policy_by_default(traps_survive, host, make_p
     s = p.http_stream()
     t0 = time.monotonic()
     a = s.request_headers(REQUEST + [("x-pwvm-bad", mode)], True)
-    _record(backend_name, f"{mode} -> 503", time.monotonic() - t0)
+    report_time(backend_name, f"{mode} -> 503", time.monotonic() - t0)
     assert a is Action.PAUSE and s.failed and s.local_response.status == 503
     cause = s.error.cause
     assert isinstance(cause, pw.Trap)
@@ -73,7 +62,7 @@ def test_memory_bomb_stops_at_the_default_cap(traps_survive, host, make_plugin, 
     s = p.http_stream()
     t0 = time.monotonic()
     a = s.request_headers(REQUEST + [("x-pwvm-bad", "grow")], True)
-    _record(backend_name, "grow -> stopped", time.monotonic() - t0)
+    report_time(backend_name, "grow -> stopped", time.monotonic() - t0)
     grown = [m for m in p.logs if "memory.grow failed" in m]
     if s.failed:  # wasmer in its worker: the runtime may abort at the limit, a MEMORY_LIMIT trap
         assert a is Action.PAUSE and s.local_response.status == 503
@@ -93,7 +82,7 @@ def test_loop_in_the_start_phase_is_a_start_error(traps_survive, make_plugin, ba
     t0 = time.monotonic()
     with pytest.raises(pw.PluginStartError) as e:
         _bad(make_plugin, configuration="fail_in=configure\nfail_mode=loop", start_deadline=0.6)
-    _record(backend_name, "configure loop -> start error", time.monotonic() - t0)
+    report_time(backend_name, "configure loop -> start error", time.monotonic() - t0)
     assert "interrupted" in str(e.value).lower()
 
 
