@@ -123,6 +123,9 @@ def process_backend(base: str, *, name: str | None = None, in_process_reason: st
     :class:`BackendUnavailable` when no worker can run the backend.
     """
     name = name or f"{base}@process"
+    from ._conn import refuse_in_worker
+
+    refuse_in_worker(name)
     with _LOCK:
         b = _BACKENDS.get(name)
         if b is not None:

@@ -58,6 +58,17 @@ _BOOT = str(Path(__file__).with_name("_boot.py"))
 _generations = itertools.count(1)
 _LIVE: weakref.WeakSet[Connection] = weakref.WeakSet()
 DEFAULT_LANES = 4
+#: True in a worker process (set by ``_worker.main``): code there uses its in-process runtime,
+#: and a worker never starts a worker (that would chain processes without end).
+IN_WORKER = False
+
+
+def refuse_in_worker(backend: str) -> None:
+    """Raise :class:`BackendUnavailable` when this process is a worker (see ``IN_WORKER``)."""
+    if IN_WORKER:
+        raise BackendUnavailable(backend, f"this process is the worker {os.getpid()} of another one, and a worker "
+                                          "never starts a worker: code in a worker uses the worker's own "
+                                          "in-process runtime")
 
 
 def _package_paths() -> tuple[str, str | None]:
@@ -148,6 +159,7 @@ class Connection:
     def __init__(self, python: str, backend: str, config: EngineConfig, hosts: dict[int, HostEntry], *,
                  spin: float = DEFAULT_SPIN, mailbox: int = DEFAULT_MAILBOX, lanes: int = DEFAULT_LANES,
                  startup_timeout: float = 300.0) -> None:
+        refuse_in_worker(backend)
         self.gen = next(_generations)
         self.python = python
         self.backend = backend

@@ -390,7 +390,19 @@ class _ParentScheduler(Scheduler):
         raise TypeError("the parent host's advance() moves this host's clock")
 
 
-class WorkerHost(ProxyWasmHost):
+class PinnedHost(ProxyWasmHost):
+    """A Proxy-Wasm host living in a worker: every plugin runs on the worker's in-process engine.
+
+    The parent already chose the runtime (the worker is that runtime), so a plugin's
+    ``PluginConfig.backend`` (``"wasmtime@process"`` ...) is not resolved again here: doing
+    so would start a worker from the worker, and so on without end.
+    """
+
+    def engine(self, backend: str | None = None) -> Any:
+        return self._engines[self.backend]
+
+
+class WorkerHost(PinnedHost):
     """A parent host's twin in the worker: its event loop is the parent's (see :class:`HostBridge`)."""
 
     def __init__(self, *, bridge: Any, foreign_functions: Any = None, **kw: Any) -> None:

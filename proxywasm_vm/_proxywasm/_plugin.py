@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Literal, Mapping
 
+from .._backend import get_backend, parse_backend
 from .._engine import DEFAULT_BACKEND, Engine
 from .._errors import CompileError
 from .._module import Module
@@ -81,6 +82,8 @@ class PluginConfig:
     foreign_functions: Mapping[str, Callable[[bytes], Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if self.backend is not None:
+            parse_backend(self.backend)  # a malformed "runtime@isolation" fails here, not at load
         if self.isolation not in ("shared", "per_stream"):
             raise ValueError(f"isolation must be 'shared' or 'per_stream', not {self.isolation!r}")
         if self.failure_policy not in ("fail_closed", "fail_open", "raise"):
@@ -246,6 +249,8 @@ class ProxyWasmHost:
                  clock: Clock | None = None, scheduler: Scheduler | None = None,
                  foreign_functions: ForeignFunctions | Mapping[str, Callable[[bytes], Any]] | None = None,
                  properties: Mapping[str, Any] | None = None) -> None:
+        if engine is None:
+            parse_backend(backend)  # a malformed "runtime@isolation" fails here, not at the first plugin
         self.backend = engine.name if engine is not None else backend
         self._engines: dict[str, Engine] = {}
         if engine is not None:
@@ -277,7 +282,11 @@ class ProxyWasmHost:
         with self._lock:
             e = self._engines.get(name)
             if e is None:
-                e = self._engines[name] = Engine(name)
+                real = get_backend(name).name  # one engine per backend, however it was spelled
+                e = self._engines.get(real)
+                if e is None:
+                    e = self._engines[real] = Engine(real)
+                self._engines[name] = e
             return e
 
     def _code(self, engine: Engine, wasm: Any) -> _Code:
@@ -521,7 +530,7 @@ class Plugin:
 
     def _make_gen(self, config: PluginConfig, wasm: Any) -> _Generation:
         engine = self._engine
-        if engine is None or (config.backend is not None and config.backend != engine.name):
+        if engine is None or (config.backend is not None and get_backend(config.backend) is not engine.backend):
             engine = wasm.engine if isinstance(wasm, Module) else self.host.engine(config.backend)
         code = self.host._code(engine, wasm)
         self._wasm = wasm
