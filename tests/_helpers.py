@@ -139,3 +139,20 @@ def descendants(pid=None):
     return sorted(out)
 '''
 exec(DESCENDANTS)  # defines descendants() here too
+
+
+def wait_exited(pid: int, guard: float = 30.0) -> None:
+    """Wait until process ``pid`` has exited (a zombie or gone): a kill() returns before the
+    process is dead. ``guard``: a did-not-hang bound only."""
+    import time
+
+    end = time.monotonic() + guard
+    while time.monotonic() < end:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X"):
+                    return
+        except (OSError, IndexError):
+            return
+        time.sleep(0.002)
+    raise AssertionError(f"process {pid} did not exit within {guard}s")

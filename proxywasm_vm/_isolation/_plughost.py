@@ -36,7 +36,10 @@ from typing import Any, Mapping
 from .._proxywasm._abi import Action
 from .._proxywasm._plugin import ProxyWasmHost
 from .._proxywasm._services import Scheduler
-from .._proxywasm._streams import HttpStream, TcpStream
+from .._errors import Trap, WorkerCrashed
+from .._proxywasm._pairs import HeaderMap
+from .._proxywasm._streams import HttpMessage, HttpStream, LocalResponse, TcpDirection, TcpStream
+from ._proxy import crossing_timeout
 from ._remote import REMOTE_LANE
 
 
@@ -128,15 +131,26 @@ def _twins(host: Any) -> list[tuple[Any, int]]:
 
 def poll_workers(host: Any) -> int:
     """Run the pending work of ``host``'s twins in the workers (callout responses, queue events)."""
+    from .._errors import WorkerCrashed
+
     n = 0
     for conn, key in _twins(host):
-        n += conn.request("obj_call", (key, "poll", (), {}), lane=REMOTE_LANE)
+        try:
+            n += conn.request("obj_call", (key, "poll", (), {}), *crossing_timeout(conn.bounds, "event"),
+                              lane=REMOTE_LANE)
+        except WorkerCrashed:
+            pass  # that worker's pending work died with it (the next stream loads the plugin again)
     return n
 
 
 def workers_busy(host: Any) -> bool:
     """Whether a twin of ``host`` waits for a callout or has events to run."""
-    return any(conn.request("obj_call", (key, "pending", (), {}), lane=REMOTE_LANE) for conn, key in _twins(host))
+    from .._errors import WorkerCrashed
+
+    try:
+        return any(conn.request("obj_call", (key, "pending", (), {}), lane=REMOTE_LANE) for conn, key in _twins(host))
+    except WorkerCrashed:
+        return False
 
 
 def _worker_host(host: Any, conn: Any) -> int:
@@ -159,6 +173,7 @@ class RemotePlugin:
         self.wasm = wasm
         self.conn: Any = None
         self.key = 0
+        self.event_budget: tuple[float | None, str] = (None, "")
         self._attach()
 
     def _attach(self) -> None:
@@ -171,14 +186,19 @@ class RemotePlugin:
         # soon after a reply: both sides spin that long on this lane rather than block (waking
         # a sleeping thread costs ~25-100 µs on a VM). Engine option ``worker_event_spin``.
         spin_ns = int(self.engine._event_spin * 1e9)
-        self.key = conn.request("pw_load", (hkey, self.config, self.wasm, spin_ns), lane=REMOTE_LANE)
+        limits = self.config.limits
+        self.event_budget = self.engine._bound("event", limits.deadline if limits is not None else None)
+        self.key = conn.request("pw_load", (hkey, self.config, self.wasm, spin_ns), *self.engine._bound("compile"),
+                                lane=REMOTE_LANE)
         chan = conn.lanes[REMOTE_LANE].chan
         chan.min_spin_ns = max(chan.min_spin_ns, spin_ns)
         self.conn = conn
 
     def live_conn(self) -> Any:
+        """The worker running this plugin: a worker that died (in a request, or while idle: its
+        pidfd is asked once per stream) is replaced and the plugin loaded again there first."""
         conn = self.conn
-        if conn.dead:  # the worker died (the call that noticed raised WorkerCrashed): load again in a new one
+        if not conn.alive():
             self._attach()
             conn = self.conn
         return conn
@@ -186,7 +206,8 @@ class RemotePlugin:
     def call(self, name: str, *args: Any, **kwargs: Any) -> Any:
         conn = self.live_conn()
         t = conn.remote
-        return t.decode(conn.request("obj_call", (self.key, name, t.encode(args), t.encode(kwargs)),
+        budget, why = self.engine._bound("compile") if name == "update" else self.event_budget
+        return t.decode(conn.request("obj_call", (self.key, name, t.encode(args), t.encode(kwargs)), budget, why,
                                      lane=REMOTE_LANE))
 
     def get(self, name: str) -> Any:
@@ -208,13 +229,15 @@ class RemotePlugin:
         self.call("update", wasm, gen.config)
         self.config = gen.config
         self.wasm = wasm
+        limits = gen.config.limits
+        self.event_budget = self.engine._bound("event", limits.deadline if limits is not None else None)
 
     def close(self) -> None:
         conn = self.conn
         if conn is None or conn.dead:
             return
         try:
-            conn.request("obj_call", (self.key, "close", (), {}), lane=REMOTE_LANE)
+            conn.request("obj_call", (self.key, "close", (), {}), *self.event_budget, lane=REMOTE_LANE)
         finally:
             conn.remote_released.append(self.key)
 
@@ -245,6 +268,7 @@ class _RemoteStream:
         self._stream_props = dict(properties) if properties else None
         self._state: tuple | None = None
         self._closed = False
+        self._lost: Any = None  # the local stand-in once the worker failed under this stream (see _failed)
 
     def __del__(self) -> None:
         conn = self._conn
@@ -252,20 +276,54 @@ class _RemoteStream:
             conn.remote_released.append(self._key)  # released in the worker with the next batch
 
     def _event(self, ev: str, *args: Any) -> Any:
+        if self._lost is not None:
+            return self._lost_event(ev, args)
         self._state = None
         self._sent = True
-        args = (self._rp.key, self._key, self._kind, self._stream_props, ev, args)
-        r, closed = self._conn.request("pw_stream", args, lane=REMOTE_LANE)
+        budget, why = self._rp.event_budget
+        conn = self._conn
+        try:
+            r, closed = conn.request("pw_stream", (self._rp.key, self._key, self._kind, self._stream_props, ev, args),
+                                     budget, why, lane=REMOTE_LANE)
+        except (WorkerCrashed, Trap) as e:
+            if not conn.dead:
+                raise  # not the worker's failure (a Trap from the stream itself under "raise")
+            return self._failed(ev, args, e)
         if closed:
             self._closed = True  # it completed (or was closed): close() has nothing left to do
         return _ACTIONS[r] if r.__class__ is int else r
 
+    def _failed(self, ev: str, args: tuple, exc: BaseException) -> Any:
+        """The worker died or was killed (it did not answer in time) during this stream's event
+        ``ev``: the stream gets the plugin's failure policy here, as a plugin that trapped does
+        (fail_closed: a local 503; fail_open: it goes on without the plugin; raise: PluginCrash).
+        Its state in the worker is gone; this process keeps what it saw of the stream. The next
+        stream starts a new worker and loads the plugin again there (see RemotePlugin.live_conn)."""
+        from .._proxywasm._errors import PluginCrash
+
+        err = PluginCrash(f"the plugin's worker failed during {ev or 'the stream start'}: {exc}",
+                          callback=ev, cause=exc)
+        if self._rp.config.failure_policy == "raise":
+            raise err from exc
+        self._lost = self._local_stand_in(err)
+        return self._lost_event(ev, args)
+
     def _fetch(self, name: str) -> Any:
+        if self._lost is not None:
+            return getattr(self._lost, name)
         st = self._state
         if st is None:
             if not self._sent:
                 self._event("")
-            st = self._state = self._conn.request("pw_state", (self._key, self._state_names), lane=REMOTE_LANE)
+                if self._lost is not None:
+                    return getattr(self._lost, name)
+            try:
+                st = self._state = self._conn.request("pw_state", (self._key, self._state_names), lane=REMOTE_LANE)
+            except WorkerCrashed as e:
+                if self._rp.config.failure_policy == "raise":
+                    raise
+                self._failed("", (), e)
+                return getattr(self._lost, name)
         return st[self._state_names.index(name)]
 
     def wait(self, timeout: float = 5.0) -> bool:
@@ -289,6 +347,8 @@ class _RemoteStream:
             return
         self._closed = True
         self._event("close")
+        if self._lost is not None:
+            self._lost.closed = True
 
     def __enter__(self) -> Any:
         return self
@@ -313,11 +373,54 @@ def _state(name: str) -> property:
 _COMMON = ("closed", "error", "started_ns", "context_id", "failed")
 
 
+class _LostState:
+    """What a remote stream shows once its worker failed: the failure and what this process saw."""
+
+    def __init__(self, err: Any, started_ns: int, context_id: int) -> None:
+        self.closed = False
+        self.error = err
+        self.failed = True
+        self.started_ns = started_ns
+        self.context_id = context_id
+
+
 class RemoteHttpStream(_RemoteStream, HttpStream):
     """An :class:`~proxywasm_vm.HttpStream` whose plugin runs in the worker (see the module docs)."""
 
     _kind = "http"
     _state_names = ("request", "response", "local_response", "reset", "route_cache_cleared", *_COMMON)
+
+    def _local_stand_in(self, err: Any) -> _LostState:
+        st = _LostState(err, self.plugin.host.clock.now_ns(), 0)
+        st.request, st.response = HttpMessage(), HttpMessage()
+        st.reset, st.route_cache_cleared = False, 0
+        st.local_response = None
+        if self._rp.config.failure_policy != "fail_open":  # as HttpStream._on_failure (Envoy: 503)
+            st.local_response = LocalResponse(503, b"", HeaderMap(), "wasm_fail_stream")
+        return st
+
+    def _lost_event(self, ev: str, args: tuple) -> Any:
+        """An event after the worker failed: the policy's answer, what passes recorded here."""
+        st = self._lost
+        open_ = self._rp.config.failure_policy == "fail_open"
+        msg = st.request if ev.startswith("request") else st.response if ev.startswith("response") else None
+        if msg is not None:
+            if ev.endswith("_headers"):
+                msg.headers = args[0] if isinstance(args[0], HeaderMap) else HeaderMap(args[0])
+                msg.end_of_stream = bool(args[1]) if len(args) > 1 else False
+            elif ev.endswith("_body"):
+                msg._buf += args[0]
+                msg.end_of_stream = bool(args[1]) if len(args) > 1 else False
+                if open_:
+                    msg._flush()
+            elif ev.endswith("_trailers"):
+                msg.trailers = args[0] if isinstance(args[0], HeaderMap) else HeaderMap(args[0])
+                msg.end_of_stream = True
+            if ev.endswith("_headers") or ev.endswith("_body") or ev.endswith("_trailers"):
+                return Action.CONTINUE if open_ else Action.PAUSE
+        if ev == "wait":
+            return True
+        return None
 
     def request_headers(self, headers: Any, end_of_stream: bool = False) -> Any:
         return self._event("request_headers", headers, end_of_stream)
@@ -343,6 +446,28 @@ class RemoteTcpStream(_RemoteStream, TcpStream):
 
     _kind = "tcp"
     _state_names = ("downstream", "upstream", "connection_closed_by_plugin", *_COMMON)
+
+    def _local_stand_in(self, err: Any) -> _LostState:
+        st = _LostState(err, self.plugin.host.clock.now_ns(), 0)
+        st.downstream, st.upstream = TcpDirection(), TcpDirection()
+        # as TcpStream._on_failure: fail_closed closes the connection
+        st.connection_closed_by_plugin = self._rp.config.failure_policy != "fail_open"
+        return st
+
+    def _lost_event(self, ev: str, args: tuple) -> Any:
+        st = self._lost
+        open_ = self._rp.config.failure_policy == "fail_open"
+        if ev in ("downstream_data", "upstream_data"):
+            d = st.downstream if ev == "downstream_data" else st.upstream
+            d._buf += args[0]
+            d.end_of_stream = bool(args[1]) if len(args) > 1 else False
+            if open_:
+                d._flush()
+        if ev in ("new_connection", "downstream_data", "upstream_data"):
+            return Action.CONTINUE if open_ else Action.PAUSE
+        if ev == "wait":
+            return True
+        return None
 
     def new_connection(self) -> Any:
         return self._event("new_connection")

@@ -296,7 +296,11 @@ class ParentTransport:
         self.conn = conn
 
     def remote_call(self, key: int, name: str, args: Any, kwargs: Any) -> Any:
-        return self.conn.request("obj_call", (key, name, args, kwargs), lane=REMOTE_LANE)
+        # any method of a worker object (loading a plugin compiles it): the generous compile bound
+        from ._proxy import crossing_timeout
+
+        budget, why = crossing_timeout(self.conn.bounds, "compile")
+        return self.conn.request("obj_call", (key, name, args, kwargs), budget, why, lane=REMOTE_LANE)
 
     def remote_get(self, key: int, name: str) -> tuple[str, Any]:
         return self.conn.request("obj_get", (key, name), lane=REMOTE_LANE)
