@@ -142,17 +142,17 @@ exec(DESCENDANTS)  # defines descendants() here too
 
 
 def wait_exited(pid: int, guard: float = 30.0) -> None:
-    """Wait until process ``pid`` has exited (a zombie or gone): a kill() returns before the
-    process is dead. ``guard``: a did-not-hang bound only."""
-    import time
+    """Wait until process ``pid`` has exited, all its threads included (its pidfd is readable):
+    kill() returns before the process is dead, and /proc shows its main thread a zombie while
+    other threads are still going. ``guard``: a did-not-hang bound only."""
+    import select
 
-    end = time.monotonic() + guard
-    while time.monotonic() < end:
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                if f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X"):
-                    return
-        except (OSError, IndexError):
-            return
-        time.sleep(0.002)
-    raise AssertionError(f"process {pid} did not exit within {guard}s")
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return  # gone and reaped
+    try:
+        if not select.select([fd], [], [], guard)[0]:
+            raise AssertionError(f"process {pid} did not exit within {guard}s")
+    finally:
+        os.close(fd)

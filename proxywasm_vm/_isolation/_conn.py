@@ -15,7 +15,6 @@ import itertools
 import json
 import os
 import pickle
-import select
 import signal
 import subprocess
 import threading
@@ -200,8 +199,6 @@ class Connection:
         self.reaper = Reaper(self.proc, self._death_w)
         self.pid = self.proc.pid
         self.pidfd = os.pidfd_open(self.pid)
-        self._death_poll = select.poll()
-        self._death_poll.register(self.pidfd, select.POLLIN)
         self._map = map_shared(fd, size)
         os.close(fd)  # the mapping stays
         self._efds = efds
@@ -280,9 +277,9 @@ class Connection:
         died while idle is reaped here, before a request is sent to it."""
         if self.dead:
             return False
-        try:
-            gone = bool(self._death_poll.poll(0))
-        except (OSError, ValueError):
+        try:  # thread-safe, and WNOWAIT leaves the reaping to _reap (Popen's own bookkeeping)
+            gone = os.waitid(os.P_PIDFD, self.pidfd, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+        except (OSError, AttributeError):
             gone = self.proc.poll() is not None
         if gone:
             self._reap()
