@@ -397,6 +397,7 @@ class ProcessStore(Store):
     _limits: StoreLimits
     _conn: Connection
     _deadline: float | None
+    _call_budget: tuple[float | None, str]  # the bound of one call (crossing_timeout), kept with the deadline
     _ext: dict[int, Any]  # externref key -> the host value it stands for
     _hids: list[int]  # keys of this store's host functions in engine._hosts
     _sid: int
@@ -411,6 +412,7 @@ class ProcessStore(Store):
         s._limits = limits
         s._conn = conn
         s._deadline = limits.deadline
+        s._call_budget = engine._bound("call", limits.deadline)
         s._ext = {}
         s._hids = []
         s._sid = conn.request("store_new", (limits,))
@@ -431,11 +433,12 @@ class ProcessStore(Store):
 
     def _budget(self) -> tuple[float | None, str]:
         """How long one call may take before the parent kills the worker, and why."""
-        return self.engine._bound("call", self._deadline)
+        return self._call_budget
 
     def set_deadline(self, seconds: float | None) -> None:
         self._conn.request("store_set_deadline", (self._sid, seconds))
         self._deadline = seconds
+        self._call_budget = self.engine._bound("call", seconds)
 
     def get_fuel(self) -> int:
         return self._conn.request("store_get_fuel", (self._sid,))
@@ -538,10 +541,7 @@ class ProcessFunc(_InWorker, Func):
         if len(args) != self._n:
             raise TypeError(f"expected {self._n} arguments, got {len(args)}")
         store = self.store
-        if store.engine.call_timeout is None and store._deadline is None:
-            budget, why = None, ""
-        else:
-            budget, why = store._budget()
+        budget, why = store._call_budget
         if not self._refs:
             return self._conn.request("call", (self._oid, args), budget, why)
         ty = self.type

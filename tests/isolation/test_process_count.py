@@ -15,8 +15,6 @@ import pytest
 from _helpers import DESCENDANTS, in_ci, run_python
 from proxywasm.conftest import plugin_path
 
-import proxywasm_vm as pw
-
 NAMES = ["wasmtime", "v8", "wasmer", "wasmtime@namespace", "v8@namespace", "wasmtime@process", "v8@process"]
 FORMS = ["Engine(name)", "Engine(base, isolation=mode)", "PluginConfig(backend=name)",
          "Plugin(engine=Engine(name))", "ProxyWasmHost(backend=name)"]
@@ -100,7 +98,13 @@ def run(form):
 
 
 for form in json.loads(sys.argv[3]):
-    run(form)
+    try:
+        run(form)
+    except pw.BackendUnavailable as e:  # (loaded here only: the test's process stays as other tests expect it)
+        if counts:
+            raise
+        counts = {"unavailable": " ".join(str(e).split())}
+        break
 print(json.dumps(counts))
 print("ok")
 """
@@ -108,14 +112,12 @@ print("ok")
 
 @pytest.mark.parametrize("name", NAMES)
 def test_processes_per_backend_string(name):
-    try:
-        pw.get_backend(name)
-    except pw.BackendUnavailable as e:
-        if in_ci():
-            raise
-        pytest.skip(str(e))
     out = run_python(CHILD, name, str(plugin_path("as_solo_headers")), json.dumps(FORMS), timeout=300)
     counts = json.loads(out.strip().splitlines()[-2])
+    if "unavailable" in counts:
+        if in_ci():
+            pytest.fail(f"CI=true requires every backend: {counts['unavailable']}", pytrace=False)
+        pytest.skip(counts["unavailable"])
     workers = 1 if name.endswith("@process") or name == "wasmer" else 0
     for form in FORMS:
         before, during, after = counts[form]
