@@ -397,7 +397,7 @@ class Connection:
             check_headroom()  # deep host <-> wasm recursion: stop before sending, not halfway
         lane.depth += 1
         try:
-            self._send(lane, encode((REQ, op, args)), op, budget)
+            self._send(lane, encode((REQ, op, args)), op, budget, why)
             # the bound of this crossing: it pauses while this side serves a nested request
             end = None if budget is None else time.monotonic() + budget
             while True:
@@ -449,19 +449,20 @@ class Connection:
             data = encode((HOSTERR, token, _copy(e)))
         self._send(lane, data, op, self.op_timeout)
 
-    def _send(self, lane: Lane, data: bytes, op: str, budget: float | None = None) -> None:
+    def _send(self, lane: Lane, data: bytes, op: str, budget: float | None = None, why: str = "") -> None:
         try:
             lane.chan.send(data, budget)  # waits only for chunk acknowledgements of large messages
         except PeerGone:
             self._reap()
             raise self.lost(f"it died during {op!r}") from None
         except Timeout:
-            raise self._timed_out(op, budget, "") from None
+            raise self._timed_out(op, budget, why) from None
 
     def _timed_out(self, op: str, budget: float | None, why: str) -> BaseException:
         """Kill and reap a worker that did not answer in time; the error for the caller."""
         self.kill()
-        why = why or f"the worker did not answer {op!r} within {budget:g}s (stopped or wedged?)"
+        # (no reason given: the request had the connection's op bound)
+        why = why or f"the worker did not answer {op!r} within the engine's worker_op_timeout of {budget:g}s"
         if op in WASM_OPS:
             return Trap(TrapCode.INTERRUPTED, f"{why}; the worker was killed and will be restarted, every store of "
                                               f"this engine is lost")
