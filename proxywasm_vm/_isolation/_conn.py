@@ -400,8 +400,9 @@ class Connection:
             self._send(lane, encode((REQ, op, args)), op, budget, why)
             # the bound of this crossing: it pauses while this side serves a nested request
             end = None if budget is None else time.monotonic() + budget
+            left = budget  # the first wait needs no clock reading of its own
             while True:
-                msg = self._recv(lane, op, end, budget, why)
+                msg = self._recv(lane, op, left, budget, why)
                 kind = msg[0]
                 if kind == OK:
                     return msg[1]
@@ -411,7 +412,9 @@ class Connection:
                     else:
                         t0 = time.monotonic()
                         self._serve(lane, msg)
-                        end += time.monotonic() - t0
+                        t1 = time.monotonic()
+                        end += t1 - t0
+                        left = max(0.0, end - t1)
                 elif kind == ERR:
                     raise decode_exception(msg[1])
                 elif kind == HOSTEXC:
@@ -469,10 +472,10 @@ class Connection:
         return WorkerCrashed(f"{why}; the worker {self.pid} was killed and will be restarted, every store of "
                              f"this engine is lost", pid=self.pid, signal=signal.SIGKILL)
 
-    def _recv(self, lane: Lane, op: str, end: float | None = None, budget: float | None = None,
+    def _recv(self, lane: Lane, op: str, timeout: float | None = None, budget: float | None = None,
               why: str = "") -> tuple:
         try:
-            return decode(lane.chan.recv(None if end is None else max(0.0, end - time.monotonic())))
+            return decode(lane.chan.recv(timeout))
         except PeerGone:
             self._reap()
             raise self.lost(f"it died during {op!r}") from None
