@@ -192,6 +192,8 @@ class ProcessEngine(Engine):
     instantiation) that takes longer kills the worker and raises
     ``Trap(INTERRUPTED)``; every store of the engine is lost with it. It is the
     way to stop runaway code on backends that cannot interrupt wasm themselves.
+    Every other crossing has a bound too (``worker_event_timeout``,
+    ``worker_compile_timeout``, ``worker_op_timeout``): see :func:`crossing_timeout`.
     """
 
     # Set by _create (engines are made with object.__new__, not __init__).
