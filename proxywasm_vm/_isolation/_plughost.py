@@ -131,22 +131,20 @@ def _twins(host: Any) -> list[tuple[Any, int]]:
 
 def poll_workers(host: Any) -> int:
     """Run the pending work of ``host``'s twins in the workers (callout responses, queue events)."""
-    from .._errors import WorkerCrashed
-
     n = 0
     for conn, key in _twins(host):
         try:
             n += conn.request("obj_call", (key, "poll", (), {}), *crossing_timeout(conn.bounds, "event"),
                               lane=REMOTE_LANE)
-        except WorkerCrashed:
-            pass  # that worker's pending work died with it (the next stream loads the plugin again)
+        except (WorkerCrashed, Trap):
+            if not conn.dead:
+                raise
+            # that worker's pending work died with it (the next stream loads the plugin again)
     return n
 
 
 def workers_busy(host: Any) -> bool:
     """Whether a twin of ``host`` waits for a callout or has events to run."""
-    from .._errors import WorkerCrashed
-
     try:
         return any(conn.request("obj_call", (key, "pending", (), {}), lane=REMOTE_LANE) for conn, key in _twins(host))
     except WorkerCrashed:
@@ -238,6 +236,10 @@ class RemotePlugin:
             return
         try:
             conn.request("obj_call", (self.key, "close", (), {}), *self.event_budget, lane=REMOTE_LANE)
+        except (WorkerCrashed, Trap):
+            if not conn.dead:
+                raise
+            # the worker went during the plugin's shutdown: nothing of it is left to close
         finally:
             conn.remote_released.append(self.key)
 

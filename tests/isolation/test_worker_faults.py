@@ -165,3 +165,47 @@ def test_wedged_worker_is_killed_at_the_event_bound(name, capsys):
         print(f"\n  {name} looping plugin: policy after {took * 1e3:.1f} ms (worker_event_timeout {EVENT_TIMEOUT}s)")
     p.close()
     engine.close()
+
+
+def test_raise_policy_gets_the_worker_failure_as_a_plugin_crash():
+    engine = _engine("wasmtime@process")
+    host, up = _host(engine)
+    p = _callout_plugin(host, "raise")
+    pid = engine.worker_pid
+    up.fault = lambda: os.kill(pid, signal.SIGKILL)
+    s = p.http_stream()
+    with pytest.raises(pw.PluginCrash) as e:
+        s.request_headers(REQUEST)
+    assert isinstance(e.value.cause, pw.WorkerCrashed) and e.value.callback == "request_headers"
+    _served(p)
+    p.close()
+    engine.close()
+
+
+@pytest.mark.parametrize("policy", ["fail_closed", "fail_open"])
+def test_tcp_stream_whose_worker_died_gets_its_policy(policy):
+    # The worker dies between two events of an open connection: the connection's state went with
+    # it, so its next event gets the policy (fail_closed: the connection is closed; fail_open: the
+    # data goes through), and the next connection is served by a new worker.
+    engine = _engine("wasmtime@process")
+    host = pw.ProxyWasmHost(engine=engine)
+    p = pw.Plugin(pw.PluginConfig(name="tcp", root_id="tcp", configuration="upstream_prefix=up:",
+                                  failure_policy=policy), plugin_path("c_tcp"), host=host)
+    s = p.tcp_stream()
+    assert s.new_connection() is pw.Action.CONTINUE
+    pid = engine.worker_pid
+    os.kill(pid, signal.SIGKILL)
+    wait_exited(pid)
+    a = s.downstream_data(b"hello", False)
+    assert s.failed and isinstance(s.error.cause, pw.WorkerCrashed)
+    if policy == "fail_closed":
+        assert a is pw.Action.PAUSE and s.connection_closed_by_plugin
+    else:
+        assert a is pw.Action.CONTINUE and s.downstream.data == b"hello" and not s.connection_closed_by_plugin
+    s.close()
+    with p.tcp_stream() as s2:
+        assert s2.new_connection() is pw.Action.CONTINUE
+        assert s2.downstream_data(b"abc", False) is pw.Action.CONTINUE and not s2.failed
+    assert engine.worker_pid != pid and pid not in descendants()
+    p.close()
+    engine.close()
