@@ -71,7 +71,9 @@ How it works (see ``_channel``, ``_conn``, ``_worker``):
   failure policy (``fail_closed``: a local 503; ``fail_open``: it goes on;
   ``raise``: :class:`~proxywasm_vm.PluginCrash` with the cause);
 - restart: a worker that died while idle is noticed before the next request
-  (engine calls and each new Proxy-Wasm stream ask its pidfd once) and replaced;
+  (engine calls and each new Proxy-Wasm stream ask its pidfd once: one ``waitid``,
+  ~0.6 µs, per stream, none per crossing) and replaced; a worker still exiting at
+  that moment is found by the request itself, which then fails as above;
   after a crash the next call starts a new worker; modules and linkers are
   recreated in it (compiled modules from the cache), a Proxy-Wasm plugin whose host
   ran there is loaded again (its next stream is served), stores and their objects
