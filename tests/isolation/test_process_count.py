@@ -105,6 +105,8 @@ for form in json.loads(sys.argv[3]):
             raise
         counts = {"unavailable": " ".join(str(e).split())}
         break
+if "unavailable" not in counts:
+    counts["isolation"] = pw.get_backend(name).isolation  # "process": runs in a worker (wasmer on Python >= 3.11)
 print(json.dumps(counts))
 print("ok")
 """
@@ -118,7 +120,11 @@ def test_processes_per_backend_string(name):
         if in_ci():
             pytest.fail(f"CI=true requires every backend: {counts['unavailable']}", pytrace=False)
         pytest.skip(counts["unavailable"])
-    workers = 1 if name.endswith("@process") or name == "wasmer" else 0
+    if name.endswith("@process"):
+        assert counts["isolation"] == "process"
+    elif name != "wasmer":
+        assert counts["isolation"] in ("in-process", "namespace")
+    workers = 1 if counts["isolation"] == "process" else 0  # wasmer: a worker where it cannot load here
     for form in FORMS:
         before, during, after = counts[form]
         assert (before, during, after) == (0, workers, 0), f"{name} as {form}: {counts[form]}"
