@@ -90,7 +90,7 @@ class Backend(ABC):
         """This backend's runtime run with isolation ``mode`` (``"in-process"`` or ``"process"``)."""
         if mode == self.isolation:
             return self
-        base = self.name.split("@", 1)[0]
+        base, _ = parse_backend(self.name)
         return get_backend(f"{base}@{mode}")
 
     @abstractmethod
@@ -125,6 +125,32 @@ ISOLATION_MODES = ("in-process", "namespace", "process")
 _VARIANTS: list[str] = ["wasmtime@namespace", "wasmtime@process", "v8@namespace", "v8@process"]
 
 
+def parse_backend(name: str, isolation: str | None = None) -> tuple[str, str | None]:
+    """Split a backend id ``"<runtime>[@<isolation>]"`` into ``(runtime, isolation)``.
+
+    The one place a backend string is parsed: where the user hands it in (``Engine``,
+    ``PluginConfig.backend``, ``ProxyWasmHost(backend=...)``). ``isolation`` is the
+    mode named separately (``Engine(base, isolation=...)``); ``None`` in the result
+    means the runtime's default. Raises :class:`ValueError` for an unknown isolation
+    mode or two that conflict; the runtime itself is checked by :func:`get_backend`.
+    """
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"a backend is a non-empty name such as 'wasmtime' or 'wasmtime@process', not {name!r}")
+    base, at, named = name.partition("@")
+    if not base:
+        raise ValueError(f"backend {name!r} names no runtime")
+    mode = named if at else None
+    if mode is not None and mode not in ISOLATION_MODES:
+        raise ValueError(f"unknown isolation {mode!r} in {name!r}; choose from {', '.join(ISOLATION_MODES)}")
+    if isolation is not None:
+        if isolation not in ISOLATION_MODES:
+            raise ValueError(f"unknown isolation {isolation!r}; choose from {', '.join(ISOLATION_MODES)}")
+        if mode is not None and mode != isolation:
+            raise ValueError(f"backend {name!r} conflicts with isolation={isolation!r}")
+        mode = isolation
+    return base, mode
+
+
 def register_backend(name: str, module: str, how_to_enable: str = "") -> None:
     """Make a third-party backend selectable by ``name``.
 
@@ -151,6 +177,8 @@ def get_backend(name: str) -> Backend:
         pass
     if "@" in name:
         return _get_variant(name)
+    if not name:
+        parse_backend(name)  # the error
     if name not in _REGISTRY:
         raise ValueError(f"unknown backend {name!r}; known backends: {', '.join(sorted(_REGISTRY))}")
     module, how = _REGISTRY[name]
@@ -171,7 +199,7 @@ def available_backends() -> list[BackendInfo]:
     """Every registered backend with its availability, version and capabilities."""
     rows = []
     for name in backend_names():
-        how = _REGISTRY[name.split("@", 1)[0]][1]
+        how = _REGISTRY[parse_backend(name)[0]][1]
         try:
             b = get_backend(name)
         except BackendUnavailable as e:
@@ -183,11 +211,9 @@ def available_backends() -> list[BackendInfo]:
 
 def _get_variant(name: str) -> Backend:
     """``"<backend>@<isolation>"``: the backend run in-process or in a worker process."""
-    base, _, mode = name.partition("@")
+    base, mode = parse_backend(name)
     if base not in _REGISTRY:
         raise ValueError(f"unknown backend {base!r}; known backends: {', '.join(sorted(_REGISTRY))}")
-    if mode not in ISOLATION_MODES:
-        raise ValueError(f"unknown isolation {mode!r} in {name!r}; choose from {', '.join(ISOLATION_MODES)}")
     if mode == "namespace":
         base_backend = get_backend(base)
         make = getattr(base_backend, "namespace_variant", None)

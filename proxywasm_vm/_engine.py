@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._backend import Backend, Capabilities, get_backend
+from ._backend import Backend, Capabilities, get_backend, parse_backend
 from ._store import _DefaultInt
 
 if TYPE_CHECKING:
@@ -88,12 +88,8 @@ class Engine:
         cfg = config or EngineConfig()
         if options:
             cfg = EngineConfig(**{**cfg.__dict__, **options})
-        if isolation is None:
-            return get_backend(backend).new_engine(cfg)
-        base, _, named = backend.partition("@")
-        if named and named != isolation:
-            raise ValueError(f"backend {backend!r} conflicts with isolation={isolation!r}")
-        return get_backend(f"{base}@{isolation}").new_engine(cfg)
+        base, mode = parse_backend(backend, isolation)  # the one parse of "runtime@isolation"
+        return get_backend(base if mode is None else f"{base}@{mode}").new_engine(cfg)
 
     def __repr__(self) -> str:
         return f"<Engine {self.backend.name} {self.backend.version()}>"

@@ -133,3 +133,49 @@ def rounds(insts, order, n0, count):
             n += 1
     return n - n0
 """
+
+
+#: Source of ``descendants(pid=None)``: the process ids of every direct and indirect child of
+#: ``pid`` (default: this process), zombies included (a child nobody reaped is still there),
+#: read from /proc. Prepend it to a child's code, or use :func:`descendants` here.
+DESCENDANTS = '''
+import os as _os
+
+
+def descendants(pid=None):
+    pid = _os.getpid() if pid is None else pid
+    children = {}
+    for d in _os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue  # gone meanwhile
+        children.setdefault(ppid, []).append(int(d))
+    out, todo = [], [pid]
+    while todo:
+        for c in children.get(todo.pop(), ()):
+            out.append(c)
+            todo.append(c)
+    return sorted(out)
+'''
+exec(DESCENDANTS)  # defines descendants() here too
+
+
+def wait_exited(pid: int, guard: float = 30.0) -> None:
+    """Wait until process ``pid`` has exited, all its threads included (its pidfd is readable):
+    kill() returns before the process is dead, and /proc shows its main thread a zombie while
+    other threads are still going. ``guard``: a did-not-hang bound only."""
+    import select
+
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return  # gone and reaped
+    try:
+        if not select.select([fd], [], [], guard)[0]:
+            raise AssertionError(f"process {pid} did not exit within {guard}s")
+    finally:
+        os.close(fd)

@@ -42,19 +42,55 @@ How it works (see ``_channel``, ``_conn``, ``_worker``):
   worker is noticed at once (:class:`~proxywasm_vm.WorkerCrashed`); the worker
   watches a pipe only this process holds (a C thread: it exits even in the
   middle of a wasm call that holds the GIL);
-- deadlines: in-runtime where the backend can (``StoreLimits.deadline``, with a
-  kill as the backstop); wasmer, which cannot, has its deadline and memory cap
-  enforced around each call by the kernel in its worker (:mod:`._guard`: the
-  worker ends at the deadline, ``Trap(INTERRUPTED)``); the engine option
-  ``call_timeout`` kills the worker of a call that runs too long and raises
-  ``Trap(INTERRUPTED)``;
-- restart: the next call after a crash starts a new worker; modules and linkers
-  are recreated in it (compiled modules from the cache), stores are lost.
+- limits a runtime cannot enforce itself (wasmer) are enforced around each call
+  by the kernel in its worker (:mod:`._guard`): the worker ends at the deadline
+  (``Trap(INTERRUPTED)``) or when its memory passes the cap (``Trap(MEMORY_LIMIT)``),
+  and the crossing bound below is the backstop;
+- every crossing has a bound (``_proxy.crossing_timeout``, the one place it is
+  decided), so a worker that is stopped (SIGSTOP), wedged or looping is detected:
+  past it the parent stops waiting, SIGKILLs and reaps the worker, and the caller
+  gets ``Trap(INTERRUPTED)`` (a call into wasm, a stream event) or
+  :class:`~proxywasm_vm.WorkerCrashed` (anything else). The bounds, in seconds:
+
+  ============================  =====================================================
+  a call into wasm, an          ``2 * deadline + 1`` for a store with a deadline (the
+  instantiation                 runtime stops the call at the deadline; this is the
+                                backstop), or the engine option ``call_timeout`` if
+                                smaller (runtimes without deadlines: wasmer); neither:
+                                no bound (no limit was asked for)
+  a stream event of a plugin    ``worker_event_timeout`` (default 5), or ``2 * d + 1``
+  whose host runs in the        when the plugin's per-callback deadline ``d`` makes
+  worker (``_plughost``)        that longer (an event makes several wasm calls)
+  compiling or loading a        ``worker_compile_timeout`` (default 120)
+  module, loading a plugin
+  anything else (memory,        ``worker_op_timeout`` (default 10)
+  globals, exports, stores)
+  ============================  =====================================================
+
+  Time this process spends serving the worker's own requests meanwhile (a host
+  function, a parent service) does not count against the worker. A bound given as
+  ``None`` waits without end. The timed wait is the same ``poll`` as an untimed
+  one (after the same spin), so a bound costs no system call;
+- a Proxy-Wasm stream whose worker dies or is killed under it gets its plugin's
+  failure policy (``fail_closed``: a local 503; ``fail_open``: it goes on;
+  ``raise``: :class:`~proxywasm_vm.PluginCrash` with the cause);
+- restart: a worker that died while idle is noticed before the next request
+  (engine calls and each new Proxy-Wasm stream ask its pidfd once: one ``waitid``,
+  ~0.6 µs, per stream, none per crossing) and replaced; a worker still exiting at
+  that moment is found by the request itself, which then fails as above;
+  after a crash the next call starts a new worker; modules and linkers are
+  recreated in it (compiled modules from the cache), a Proxy-Wasm plugin whose host
+  ran there is loaded again (its next stream is served), stores and their objects
+  are lost (:class:`~proxywasm_vm.WorkerCrashed`); new stores of the engine work;
+- a worker never starts a worker: code there uses its in-process runtime (a
+  plugin's ``PluginConfig.backend`` names the runtime the parent already chose),
+  and asking a worker for a worker raises :class:`~proxywasm_vm.BackendUnavailable`.
 
 Not available across the boundary: ``Memory.view()`` (``Capabilities.memory_view``).
 
 Engine options read here (the rest go to the backend in the worker):
-``worker_python``, ``call_timeout`` (seconds), ``worker_lanes``,
+``worker_python``, ``call_timeout``, ``worker_event_timeout``,
+``worker_compile_timeout``, ``worker_op_timeout`` (seconds, see above), ``worker_lanes``,
 ``worker_spin`` and ``worker_event_spin`` (seconds a waiting side busy-waits
 before it sleeps: CPU time traded for latency; 0 always sleeps), ``worker_mailbox`` (bytes).
 """
@@ -126,6 +162,9 @@ def process_backend(base: str, *, name: str | None = None, in_process_reason: st
     :class:`BackendUnavailable` when no worker can run the backend.
     """
     name = name or f"{base}@process"
+    from ._conn import refuse_in_worker
+
+    refuse_in_worker(name)
     with _LOCK:
         b = _BACKENDS.get(name)
         if b is not None:

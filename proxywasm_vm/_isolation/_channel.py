@@ -252,15 +252,19 @@ class Channel:
 
     def recv(self, timeout: float | None = None) -> bytes:
         """The next message from the peer (waits; raises PeerGone or Timeout)."""
-        if self.helper is not None and timeout is None:  # the common case, without _await's loop
+        if self.helper is not None:  # the common case, without _await's loop
+            # a timed wait costs nothing more: the spin reads the clock anyway, and the block is
+            # the same poll() with a timeout
             last = self._last_in
             rc = self._wait(self._in_seq, last, self._my_sleep, self.efd_in, self.death_fd,
-                            max(self.spin_ns, self._min_spin), -1)
+                            max(self.spin_ns, self._min_spin), -1 if timeout is None else max(0, int(timeout * 1e9)))
             if rc == 0 or rc == 4:
                 self._last_in = (last + 1) & 0xFFFFFFFF
             elif rc == 1:
                 raise PeerGone()
-            else:  # a signal: let Python run its handler (in _await's loop)
+            elif rc == 2:
+                raise Timeout()
+            else:  # a signal: let Python run its handler (in _await's loop; the timeout starts again)
                 self._await(timeout)
         else:
             self._await(timeout)

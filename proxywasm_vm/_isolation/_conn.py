@@ -58,6 +58,23 @@ _BOOT = str(Path(__file__).with_name("_boot.py"))
 _generations = itertools.count(1)
 _LIVE: weakref.WeakSet[Connection] = weakref.WeakSet()
 DEFAULT_LANES = 4
+#: ``request(..., budget=OP_BUDGET)`` (the default): the connection's bound for an ordinary
+#: operation, ``Connection.op_timeout`` (see ``_proxy.crossing_timeout``).
+OP_BUDGET: Any = object()
+#: Requests that run wasm: a timeout there is the wasm running too long (Trap(INTERRUPTED));
+#: elsewhere it is a worker that does not answer (WorkerCrashed).
+WASM_OPS = frozenset({"call", "call_refs", "instantiate", "linker_instantiate", "pw_stream", "pw_load", "obj_call"})
+#: True in a worker process (set by ``_worker.main``): code there uses its in-process runtime,
+#: and a worker never starts a worker (that would chain processes without end).
+IN_WORKER = False
+
+
+def refuse_in_worker(backend: str) -> None:
+    """Raise :class:`BackendUnavailable` when this process is a worker (see ``IN_WORKER``)."""
+    if IN_WORKER:
+        raise BackendUnavailable(backend, f"this process is the worker {os.getpid()} of another one, and a worker "
+                                          "never starts a worker: code in a worker uses the worker's own "
+                                          "in-process runtime")
 
 
 def _package_paths() -> tuple[str, str | None]:
@@ -127,12 +144,11 @@ class Reaper:
 class Lane:
     """One channel to one worker thread, used by one parent thread at a time."""
 
-    __slots__ = ("chan", "deadlines", "depth", "index", "pending")
+    __slots__ = ("chan", "depth", "index", "pending")
 
     def __init__(self, chan: Channel, index: int) -> None:
         self.chan = chan
         self.index = index
-        self.deadlines: list[tuple[float, str]] = []
         self.depth = 0
         self.pending: dict[int, BaseException] = {}
 
@@ -147,7 +163,8 @@ class Connection:
 
     def __init__(self, python: str, backend: str, config: EngineConfig, hosts: dict[int, HostEntry], *,
                  spin: float = DEFAULT_SPIN, mailbox: int = DEFAULT_MAILBOX, lanes: int = DEFAULT_LANES,
-                 startup_timeout: float = 300.0) -> None:
+                 startup_timeout: float = 300.0, op_timeout: float | None = 10.0) -> None:
+        refuse_in_worker(backend)
         self.gen = next(_generations)
         self.python = python
         self.backend = backend
@@ -155,6 +172,8 @@ class Connection:
         self.stores: dict[int, weakref.ref] = {}  # worker store key -> store proxy
         self.dead = False
         self.death: str = ""
+        self.op_timeout = op_timeout  # the bound of a request made without one (see OP_BUDGET)
+        self.bounds: dict[str, float | None] = {}  # the engine's bounds by kind (see _proxy.crossing_timeout)
         self._tokens = itertools.count(1)
         self._tl = threading.local()
         self._free_cv = threading.Condition()
@@ -253,6 +272,19 @@ class Connection:
                 except OSError:
                     pass
 
+    def alive(self) -> bool:
+        """Whether the worker is still there, asked now (one poll of its pidfd): a worker that
+        died while idle is reaped here, before a request is sent to it."""
+        if self.dead:
+            return False
+        try:  # thread-safe, and WNOWAIT leaves the reaping to _reap (Popen's own bookkeeping)
+            gone = os.waitid(os.P_PIDFD, self.pidfd, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+        except (OSError, AttributeError):
+            gone = self.proc.poll() is not None
+        if gone:
+            self._reap()
+        return not gone
+
     def kill(self) -> None:
         """SIGKILL the worker and wait for it (nothing it holds survives)."""
         if self.dead:
@@ -320,16 +352,21 @@ class Connection:
             return
         self._lane0_lock.release()
 
-    def request(self, op: str, args: tuple, budget: float | None = None, why: str = "",
+    def request(self, op: str, args: tuple, budget: Any = OP_BUDGET, why: str = "",
                 lane: int | None = None) -> Any:
         """Send a request and serve the worker's own requests until its answer comes.
 
-        ``budget`` (seconds): kill the worker when the answer has not come by then
-        (the call then raises ``Trap(INTERRUPTED)``; ``why`` says which limit).
+        ``budget`` (seconds, see ``_proxy.crossing_timeout``; default ``op_timeout``; ``None``
+        waits without bound): when the answer has not come by then, the worker is killed and
+        reaped, and the request raises ``Trap(INTERRUPTED)`` for a call into wasm, else
+        :class:`WorkerCrashed`; ``why`` says which limit. Time this process spends serving the
+        worker's own requests meanwhile (host functions) does not count.
         ``lane=0``: the remote-object lane (when this thread holds no lane yet).
         """
         if self.dead:
             raise self.lost()
+        if budget is OP_BUDGET:
+            budget = self.op_timeout
         tl = self._tl
         held = getattr(tl, "lane", None)
         if held is not None:
@@ -340,11 +377,11 @@ class Connection:
             if len(self.released) >= 64 and op != "release":
                 rel = self.released[:]
                 del self.released[:len(rel)]  # finalizers may append meanwhile: keep those
-                self._request(ln, "release", (rel,), None, "")
+                self._request(ln, "release", (rel,), self.op_timeout, "")
             if len(self.remote_released) >= 64 and op != "obj_release":
                 rel = self.remote_released[:]
                 del self.remote_released[:len(rel)]
-                self._request(ln, "obj_release", (rel,), None, "")
+                self._request(ln, "obj_release", (rel,), self.op_timeout, "")
             return self._request(ln, op, args, budget, why)
         finally:
             tl.lane = None
@@ -358,18 +395,26 @@ class Connection:
             raise self.lost()
         if lane.depth >= 16:
             check_headroom()  # deep host <-> wasm recursion: stop before sending, not halfway
-        if budget is not None:
-            lane.deadlines.append((time.monotonic() + budget, why))
         lane.depth += 1
         try:
-            self._send(lane, encode((REQ, op, args)), op)
+            self._send(lane, encode((REQ, op, args)), op, budget, why)
+            # the bound of this crossing: it pauses while this side serves a nested request
+            end = None if budget is None else time.monotonic() + budget
+            left = budget  # the first wait needs no clock reading of its own
             while True:
-                msg = self._recv(lane, op)
+                msg = self._recv(lane, op, left, budget, why)
                 kind = msg[0]
                 if kind == OK:
                     return msg[1]
                 if kind == REQ:
-                    self._serve(lane, msg)
+                    if end is None:
+                        self._serve(lane, msg)
+                    else:
+                        t0 = time.monotonic()
+                        self._serve(lane, msg)
+                        t1 = time.monotonic()
+                        end += t1 - t0
+                        left = max(0.0, end - t1)
                 elif kind == ERR:
                     raise decode_exception(msg[1])
                 elif kind == HOSTEXC:
@@ -379,8 +424,6 @@ class Connection:
                     raise RuntimeError(f"unexpected message kind {kind} from the worker")
         finally:
             lane.depth -= 1
-            if budget is not None:
-                lane.deadlines.pop()
             if lane.depth == 0:
                 lane.pending.clear()
 
@@ -407,21 +450,30 @@ class Connection:
             token = next(self._tokens)
             lane.pending[token] = e
             data = encode((HOSTERR, token, _copy(e)))
-        self._send(lane, data, op)
+        self._send(lane, data, op, self.op_timeout)
 
-    def _send(self, lane: Lane, data: bytes, op: str) -> None:
+    def _send(self, lane: Lane, data: bytes, op: str, budget: float | None = None, why: str = "") -> None:
         try:
-            lane.chan.send(data)  # waits only for chunk acknowledgements of large messages
+            lane.chan.send(data, budget)  # waits only for chunk acknowledgements of large messages
         except PeerGone:
             self._reap()
             raise self.lost(f"it died during {op!r}") from None
+        except Timeout:
+            raise self._timed_out(op, budget, why) from None
 
-    def _recv(self, lane: Lane, op: str) -> tuple:
-        timeout = None
-        why = ""
-        if lane.deadlines:
-            end, why = min(lane.deadlines)
-            timeout = max(0.0, end - time.monotonic())
+    def _timed_out(self, op: str, budget: float | None, why: str) -> BaseException:
+        """Kill and reap a worker that did not answer in time; the error for the caller."""
+        self.kill()
+        # (no reason given: the request had the connection's op bound)
+        why = why or f"the worker did not answer {op!r} within the engine's worker_op_timeout of {budget:g}s"
+        if op in WASM_OPS:
+            return Trap(TrapCode.INTERRUPTED, f"{why}; the worker was killed and will be restarted, every store of "
+                                              f"this engine is lost")
+        return WorkerCrashed(f"{why}; the worker {self.pid} was killed and will be restarted, every store of "
+                             f"this engine is lost", pid=self.pid, signal=signal.SIGKILL)
+
+    def _recv(self, lane: Lane, op: str, timeout: float | None = None, budget: float | None = None,
+              why: str = "") -> tuple:
         try:
             return decode(lane.chan.recv(timeout))
         except PeerGone:
@@ -430,9 +482,7 @@ class Connection:
 
             raise limit_trap(self.proc.returncode, self.backend) or self.lost(f"it died during {op!r}") from None
         except Timeout:
-            self.kill()
-            raise Trap(TrapCode.INTERRUPTED, f"{why}; the worker was killed and will be restarted, every store of "
-                                             f"this engine is lost") from None
+            raise self._timed_out(op, budget, why) from None
         except BaseException:
             # KeyboardInterrupt (or any error) while the worker runs: the conversation cannot
             # be resumed, so the worker goes with it.
@@ -475,7 +525,7 @@ class Connection:
             token = next(self._tokens)
             lane.pending[token] = e
             data = encode((HOSTERR, token, _copy(e)))
-        self._send(lane, data, op)
+        self._send(lane, data, op, self.op_timeout)
 
 
 def _copy(e: BaseException) -> bytes | None:

@@ -33,14 +33,14 @@ import pickle
 import weakref
 from typing import Any, Mapping
 
-from .._errors import Trap
+from .._errors import Trap, WorkerCrashed
 from .._proxywasm._abi import Action
 from .._proxywasm._errors import PluginCrash, PluginStartError
 from .._proxywasm._pairs import HeaderMap
-from .._proxywasm._streams import LocalResponse
 from .._proxywasm._plugin import ProxyWasmHost
 from .._proxywasm._services import Scheduler
-from .._proxywasm._streams import HttpStream, TcpStream
+from .._proxywasm._streams import HttpMessage, HttpStream, LocalResponse, TcpDirection, TcpStream
+from ._proxy import crossing_timeout
 from ._remote import REMOTE_LANE
 
 
@@ -135,13 +135,22 @@ def poll_workers(host: Any) -> int:
     """Run the pending work of ``host``'s twins in the workers (callout responses, queue events)."""
     n = 0
     for conn, key in _twins(host):
-        n += conn.request("obj_call", (key, "poll", (), {}), lane=REMOTE_LANE)
+        try:
+            n += conn.request("obj_call", (key, "poll", (), {}), *crossing_timeout(conn.bounds, "event"),
+                              lane=REMOTE_LANE)
+        except (WorkerCrashed, Trap):
+            if not conn.dead:
+                raise
+            # that worker's pending work died with it (the next stream loads the plugin again)
     return n
 
 
 def workers_busy(host: Any) -> bool:
     """Whether a twin of ``host`` waits for a callout or has events to run."""
-    return any(conn.request("obj_call", (key, "pending", (), {}), lane=REMOTE_LANE) for conn, key in _twins(host))
+    try:
+        return any(conn.request("obj_call", (key, "pending", (), {}), lane=REMOTE_LANE) for conn, key in _twins(host))
+    except WorkerCrashed:
+        return False
 
 
 def _worker_host(host: Any, conn: Any) -> int:
@@ -154,6 +163,10 @@ def _worker_host(host: Any, conn: Any) -> int:
     return key
 
 
+class _InBackoff(Exception):
+    """A plugin's worker failed and its replacement waits for the reload backoff."""
+
+
 class RemotePlugin:
     """The worker half of a :class:`Plugin` (its key in the worker's table) and how to reach it."""
 
@@ -164,6 +177,12 @@ class RemotePlugin:
         self.wasm = wasm
         self.conn: Any = None
         self.key = 0
+        self.event_budget: tuple[float | None, str] = (None, "")
+        #: worker failures in a row under this plugin's streams, and the host-clock time before
+        #: which the dead worker is not replaced (the reload backoff, as for a failed VM: a plugin
+        #: that takes its worker down on every stream must not start a process per stream)
+        self.crashes = 0
+        self.retry_ns = 0
         self._attach()
 
     def _attach(self) -> None:
@@ -176,8 +195,11 @@ class RemotePlugin:
         # soon after a reply: both sides spin that long on this lane rather than block (waking
         # a sleeping thread costs ~25-100 µs on a VM). Engine option ``worker_event_spin``.
         spin_ns = int(self.engine._event_spin * 1e9)
+        limits = self.config.limits
+        self.event_budget = self.engine._bound("event", limits.deadline if limits is not None else None)
         try:
-            self.key = conn.request("pw_load", (hkey, self.config, self.wasm, spin_ns), lane=REMOTE_LANE)
+            self.key = conn.request("pw_load", (hkey, self.config, self.wasm, spin_ns), *self.engine._bound("compile"),
+                                    lane=REMOTE_LANE)
         except Trap as e:  # its worker was stopped at a limit during the start phase (wasmer: see _guard)
             raise PluginStartError(f"plugin {self.config.name!r} failed to start: {e}", phase="start",
                                    cause=e) from None
@@ -185,17 +207,52 @@ class RemotePlugin:
         chan.min_spin_ns = max(chan.min_spin_ns, spin_ns)
         self.conn = conn
 
-    def live_conn(self) -> Any:
+    def live_conn(self, stream: bool = False) -> Any:
+        """The worker running this plugin: a worker that died (in a request, or while idle: its
+        pidfd is asked once per stream) is replaced and the plugin loaded again there first.
+
+        For a new ``stream`` after the worker failed under a stream, the replacement waits for the
+        reload backoff (or never comes, with ``reload_on_failure=False``): :class:`_InBackoff`
+        then tells the stream to take the failure policy without a worker."""
         conn = self.conn
-        if conn.dead:  # the worker died (the call that noticed raised WorkerCrashed): load again in a new one
+        if not conn.alive():
+            if stream and self.crashes:
+                cfg = self.config
+                host = self.plugin_ref().host  # type: ignore[union-attr]
+                if not cfg.reload_on_failure or host.clock.monotonic_ns() < self.retry_ns:
+                    if cfg.reload_on_failure:
+                        host._count(cfg.name, "vm_reload_backoff")
+                    raise _InBackoff()
+                host._count(cfg.name, "vm_reload")
             self._attach()
             conn = self.conn
         return conn
 
+    def worker_failed(self, err: Any, context_id: int) -> None:
+        """The worker failed under one of this plugin's streams: one record, one count, and the
+        next replacement waits its backoff (see :func:`~.._proxywasm._plugin.reload_delay`)."""
+        from .._proxywasm._plugin import reload_delay
+
+        plugin = self.plugin_ref()
+        if plugin is None:
+            return
+        host, cfg = plugin.host, self.config
+        self.crashes += 1
+        host._count(cfg.name, "vm_failed")
+        if cfg.reload_on_failure:
+            delay = reload_delay(cfg, self.crashes)
+            self.retry_ns = host.clock.monotonic_ns() + int(delay * 1e9)
+            then = (f"a new worker starts with the first stream after {delay:.3g} s (failure {self.crashes} in a "
+                    f"row); until then streams get {cfg.failure_policy}")
+        else:
+            then = f"no new worker: streams get {cfg.failure_policy} (reload_on_failure=False)"
+        host._log_failure(cfg, err, context_id, then)
+
     def call(self, name: str, *args: Any, **kwargs: Any) -> Any:
         conn = self.live_conn()
         t = conn.remote
-        return t.decode(conn.request("obj_call", (self.key, name, t.encode(args), t.encode(kwargs)),
+        budget, why = self.engine._bound("compile") if name == "update" else self.event_budget
+        return t.decode(conn.request("obj_call", (self.key, name, t.encode(args), t.encode(kwargs)), budget, why,
                                      lane=REMOTE_LANE))
 
     def get(self, name: str) -> Any:
@@ -217,13 +274,19 @@ class RemotePlugin:
         self.call("update", wasm, gen.config)
         self.config = gen.config
         self.wasm = wasm
+        limits = gen.config.limits
+        self.event_budget = self.engine._bound("event", limits.deadline if limits is not None else None)
 
     def close(self) -> None:
         conn = self.conn
         if conn is None or conn.dead:
             return
         try:
-            conn.request("obj_call", (self.key, "close", (), {}), lane=REMOTE_LANE)
+            conn.request("obj_call", (self.key, "close", (), {}), *self.event_budget, lane=REMOTE_LANE)
+        except (WorkerCrashed, Trap):
+            if not conn.dead:
+                raise
+            # the worker went during the plugin's shutdown: nothing of it is left to close
         finally:
             conn.remote_released.append(self.key)
 
@@ -248,13 +311,19 @@ class _RemoteStream:
         # (no base __init__: the stream lives in the worker; this object only names it)
         self.plugin = plugin
         self._rp = rp
-        self._conn = rp.live_conn()
         self._key = next(_STREAM_KEYS)  # the worker's name for it (made by the first event)
         self._sent = False
         self._stream_props = dict(properties) if properties else None
         self._state: tuple | None = None
         self._closed = False
-        self._local: dict[str, Any] | None = None
+        self._lost: Any = None  # the local stand-in once the worker failed under this stream (see _failed)
+        self._backoff_err: Any = None  # the worker is down and waits its backoff: the policy from the start
+        try:
+            self._conn = rp.live_conn(stream=True)
+        except _InBackoff:
+            self._conn = rp.conn
+            self._backoff_err = PluginCrash(f"plugin {rp.config.name!r} is waiting for its reload after its worker "
+                                            f"failed", callback="", cause=None)
 
     def __del__(self) -> None:
         conn = self._conn
@@ -262,39 +331,60 @@ class _RemoteStream:
             conn.remote_released.append(self._key)  # released in the worker with the next batch
 
     def _event(self, ev: str, *args: Any) -> Any:
-        if self._local is not None:  # stopped at a limit earlier: the policy answers every event
-            return Action.CONTINUE if self._local["local_response"] is None else Action.PAUSE
+        if self._lost is not None:
+            return self._lost_event(ev, args)
+        if self._backoff_err is not None:  # no worker for now: the policy answers (as a failed VM's)
+            if self._rp.config.failure_policy == "raise":
+                raise self._backoff_err
+            self._lost = self._local_stand_in(self._backoff_err)
+            return self._lost_event(ev, args)
         self._state = None
         self._sent = True
-        args = (self._rp.key, self._key, self._kind, self._stream_props, ev, args)
+        budget, why = self._rp.event_budget
+        conn = self._conn
         try:
-            r, closed = self._conn.request("pw_stream", args, lane=REMOTE_LANE)
-        except Trap as e:  # the worker was stopped at a limit during a callback (wasmer: see _guard)
-            return self._stopped(ev, e)
+            r, closed = conn.request("pw_stream", (self._rp.key, self._key, self._kind, self._stream_props, ev, args),
+                                     budget, why, lane=REMOTE_LANE)
+        except (WorkerCrashed, Trap) as e:
+            if not conn.dead:
+                raise  # not the worker's failure (a Trap from the stream itself under "raise")
+            return self._failed(ev, args, e)
         if closed:
             self._closed = True  # it completed (or was closed): close() has nothing left to do
+        if self._rp.crashes:
+            self._rp.crashes = 0  # the replacement worker served an event: the backoff starts over
         return _ACTIONS[r] if r.__class__ is int else r
 
-    def _stopped(self, ev: str, e: Trap) -> Any:
-        """The stream's failure policy, here, for a plugin whose worker was stopped at a limit."""
-        cfg = self._rp.config
-        err = PluginCrash(f"plugin stopped in proxy_on_{ev}: {e}", callback=f"proxy_on_{ev}", cause=e)
-        self._closed = True
-        fail_open = cfg.failure_policy == "fail_open"
-        local = None if fail_open else LocalResponse(503, b"", HeaderMap(), "wasm_fail_stream")
-        self._local = {"failed": True, "error": err, "closed": True, "local_response": local, "reset": False}
-        if cfg.failure_policy == "raise":
-            raise err from None
-        return Action.CONTINUE if fail_open else Action.PAUSE
+    def _failed(self, ev: str, args: tuple, exc: BaseException) -> Any:
+        """The worker died or was killed (it did not answer in time) during this stream's event
+        ``ev``: the stream gets the plugin's failure policy here, as a plugin that trapped does
+        (fail_closed: a local 503; fail_open: it goes on without the plugin; raise: PluginCrash).
+        Its state in the worker is gone; this process keeps what it saw of the stream. The next
+        stream starts a new worker and loads the plugin again there (see RemotePlugin.live_conn)."""
+        err = PluginCrash(f"the plugin's worker failed during {ev or 'the stream start'}: {exc}",
+                          callback=ev, cause=exc)
+        self._rp.worker_failed(err, 0)
+        if self._rp.config.failure_policy == "raise":
+            raise err from exc
+        self._lost = self._local_stand_in(err)
+        return self._lost_event(ev, args)
 
     def _fetch(self, name: str) -> Any:
-        if self._local is not None:  # the worker-side stream is gone with its worker
-            return self._local.get(name)
+        if self._lost is not None:
+            return getattr(self._lost, name)
         st = self._state
         if st is None:
             if not self._sent:
                 self._event("")
-            st = self._state = self._conn.request("pw_state", (self._key, self._state_names), lane=REMOTE_LANE)
+                if self._lost is not None:
+                    return getattr(self._lost, name)
+            try:
+                st = self._state = self._conn.request("pw_state", (self._key, self._state_names), lane=REMOTE_LANE)
+            except WorkerCrashed as e:
+                if self._rp.config.failure_policy == "raise":
+                    raise
+                self._failed("", (), e)
+                return getattr(self._lost, name)
         return st[self._state_names.index(name)]
 
     def wait(self, timeout: float = 5.0) -> bool:
@@ -318,6 +408,8 @@ class _RemoteStream:
             return
         self._closed = True
         self._event("close")
+        if self._lost is not None:
+            self._lost.closed = True
 
     def __enter__(self) -> Any:
         return self
@@ -342,11 +434,54 @@ def _state(name: str) -> property:
 _COMMON = ("closed", "error", "started_ns", "context_id", "failed")
 
 
+class _LostState:
+    """What a remote stream shows once its worker failed: the failure and what this process saw."""
+
+    def __init__(self, err: Any, started_ns: int, context_id: int) -> None:
+        self.closed = False
+        self.error = err
+        self.failed = True
+        self.started_ns = started_ns
+        self.context_id = context_id
+
+
 class RemoteHttpStream(_RemoteStream, HttpStream):
     """An :class:`~proxywasm_vm.HttpStream` whose plugin runs in the worker (see the module docs)."""
 
     _kind = "http"
     _state_names = ("request", "response", "local_response", "reset", "route_cache_cleared", *_COMMON)
+
+    def _local_stand_in(self, err: Any) -> _LostState:
+        st = _LostState(err, self.plugin.host.clock.now_ns(), 0)
+        st.request, st.response = HttpMessage(), HttpMessage()
+        st.reset, st.route_cache_cleared = False, 0
+        st.local_response = None
+        if self._rp.config.failure_policy != "fail_open":  # as HttpStream._on_failure (Envoy: 503)
+            st.local_response = LocalResponse(503, b"", HeaderMap(), "wasm_fail_stream")
+        return st
+
+    def _lost_event(self, ev: str, args: tuple) -> Any:
+        """An event after the worker failed: the policy's answer, what passes recorded here."""
+        st = self._lost
+        open_ = self._rp.config.failure_policy == "fail_open"
+        msg = st.request if ev.startswith("request") else st.response if ev.startswith("response") else None
+        if msg is not None:
+            if ev.endswith("_headers"):
+                msg.headers = args[0] if isinstance(args[0], HeaderMap) else HeaderMap(args[0])
+                msg.end_of_stream = bool(args[1]) if len(args) > 1 else False
+            elif ev.endswith("_body"):
+                msg._buf += args[0]
+                msg.end_of_stream = bool(args[1]) if len(args) > 1 else False
+                if open_:
+                    msg._flush()
+            elif ev.endswith("_trailers"):
+                msg.trailers = args[0] if isinstance(args[0], HeaderMap) else HeaderMap(args[0])
+                msg.end_of_stream = True
+            if ev.endswith("_headers") or ev.endswith("_body") or ev.endswith("_trailers"):
+                return Action.CONTINUE if open_ else Action.PAUSE
+        if ev == "wait":
+            return True
+        return None
 
     def request_headers(self, headers: Any, end_of_stream: bool = False) -> Any:
         return self._event("request_headers", headers, end_of_stream)
@@ -372,6 +507,28 @@ class RemoteTcpStream(_RemoteStream, TcpStream):
 
     _kind = "tcp"
     _state_names = ("downstream", "upstream", "connection_closed_by_plugin", "closed_by_host", *_COMMON)
+
+    def _local_stand_in(self, err: Any) -> _LostState:
+        st = _LostState(err, self.plugin.host.clock.now_ns(), 0)
+        st.downstream, st.upstream = TcpDirection(), TcpDirection()
+        # as TcpStream._on_failure: fail_closed closes the connection
+        st.connection_closed_by_plugin = self._rp.config.failure_policy != "fail_open"
+        return st
+
+    def _lost_event(self, ev: str, args: tuple) -> Any:
+        st = self._lost
+        open_ = self._rp.config.failure_policy == "fail_open"
+        if ev in ("downstream_data", "upstream_data"):
+            d = st.downstream if ev == "downstream_data" else st.upstream
+            d._buf += args[0]
+            d.end_of_stream = bool(args[1]) if len(args) > 1 else False
+            if open_:
+                d._flush()
+        if ev in ("new_connection", "downstream_data", "upstream_data"):
+            return Action.CONTINUE if open_ else Action.PAUSE
+        if ev == "wait":
+            return True
+        return None
 
     def new_connection(self) -> Any:
         return self._event("new_connection")
@@ -419,7 +576,19 @@ class _ParentScheduler(Scheduler):
         raise TypeError("the parent host's advance() moves this host's clock")
 
 
-class WorkerHost(ProxyWasmHost):
+class PinnedHost(ProxyWasmHost):
+    """A Proxy-Wasm host living in a worker: every plugin runs on the worker's in-process engine.
+
+    The parent already chose the runtime (the worker is that runtime), so a plugin's
+    ``PluginConfig.backend`` (``"wasmtime@process"`` ...) is not resolved again here: doing
+    so would start a worker from the worker, and so on without end.
+    """
+
+    def engine(self, backend: str | None = None) -> Any:
+        return self._engines[self.backend]
+
+
+class WorkerHost(PinnedHost):
     """A parent host's twin in the worker: its event loop is the parent's (see :class:`HostBridge`)."""
 
     def __init__(self, *, bridge: Any, foreign_functions: Any = None, **kw: Any) -> None:

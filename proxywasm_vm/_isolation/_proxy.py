@@ -37,7 +37,59 @@ from ._protocol import ExternRef, FuncRef
 
 #: Engine options read by the isolation layer (removed before the worker sees the config).
 ISOLATION_OPTIONS = ("worker_python", "call_timeout", "worker_spin", "worker_event_spin", "worker_mailbox",
-                     "worker_lanes")
+                     "worker_lanes", "worker_op_timeout", "worker_compile_timeout", "worker_event_timeout")
+#: Default bounds (seconds) on one crossing into a worker, by kind; the engine options
+#: ``worker_<kind>_timeout`` change them (``None`` given explicitly: no bound). See crossing_timeout.
+DEFAULT_BOUNDS: dict[str, float | None] = {"op": 10.0, "compile": 120.0, "event": 5.0}
+#: A call into wasm may run this much past its store's deadline before the parent steps in:
+#: ``2 * deadline + DEADLINE_SLACK`` (the runtime stops the call itself at the deadline).
+DEADLINE_SLACK = 1.0
+
+
+def crossing_timeout(bounds: dict[str, float | None], kind: str, deadline: float | None = None
+                     ) -> tuple[float | None, str]:
+    """How long the parent waits for its worker in one crossing, and the limit's name.
+
+    The one place the bound of a crossing is decided (``bounds``: an engine's
+    ``_bounds``, the defaults overridden by its options). ``kind``:
+
+    - ``"call"``: a call into wasm, or an instantiation (it runs the start function).
+      With a store deadline ``d``: ``2*d + 1`` s (the runtime stops the call at ``d``;
+      this catches a worker that does not: stopped, wedged, or a runtime without
+      deadlines); the engine option ``call_timeout`` when it is smaller (the limit of
+      runtimes that cannot interrupt wasm, wasmer). Neither: no bound (no limit said).
+    - ``"event"``: one stream event (or poll) of a plugin whose host runs in the worker:
+      the engine option ``worker_event_timeout`` (5 s), or ``2*d + 1`` s for a plugin whose
+      per-callback deadline ``d`` makes that longer. An event makes several wasm calls
+      and host calls, so no product of the deadline bounds it; the option does.
+    - ``"compile"``: compiling or loading a module, or loading a plugin (which compiles it
+      and runs its start callbacks): ``worker_compile_timeout`` (120 s).
+    - ``"op"``: anything else (memory, globals, tables, exports, stores, linkers):
+      ``worker_op_timeout`` (10 s).
+
+    Past the bound the worker is killed and reaped: ``Trap(INTERRUPTED)`` for a call
+    into wasm or an event, :class:`~proxywasm_vm.WorkerCrashed` otherwise.
+    """
+    if kind == "call":
+        t = bounds.get("call")
+        if deadline is not None:
+            hard = 2 * deadline + DEADLINE_SLACK
+            if t is None or hard < t:
+                return hard, f"the worker did not stop the call at its {deadline}s deadline"
+        if t is not None:
+            return t, f"the call ran past the engine's call_timeout of {t}s"
+        return None, ""
+    t = bounds.get(kind, DEFAULT_BOUNDS[kind])
+    if kind == "event":
+        if deadline is not None and (t is None or 2 * deadline + DEADLINE_SLACK > t):
+            return 2 * deadline + DEADLINE_SLACK, f"a stream event ran past its plugin's {deadline}s deadline"
+        if t is not None:
+            return t, f"a stream event ran past the engine's worker_event_timeout of {t}s"
+        return None, ""
+    if t is None:
+        return None, ""
+    return t, ("compiling or loading ran past the engine's worker_compile_timeout of "
+               f"{t}s" if kind == "compile" else f"the worker did not answer within worker_op_timeout ({t}s)")
 #: Modules at least this big are written to the compiled-module cache when compiled, so a
 #: restarted worker loads them instead of compiling again.
 CACHE_FOR_RESTART = 16 * 1024
@@ -140,6 +192,8 @@ class ProcessEngine(Engine):
     instantiation) that takes longer kills the worker and raises
     ``Trap(INTERRUPTED)``; every store of the engine is lost with it. It is the
     way to stop runaway code on backends that cannot interrupt wasm themselves.
+    Every other crossing has a bound too (``worker_event_timeout``,
+    ``worker_compile_timeout``, ``worker_op_timeout``): see :func:`crossing_timeout`.
     """
 
     # Set by _create (engines are made with object.__new__, not __init__).
@@ -157,6 +211,7 @@ class ProcessEngine(Engine):
     _lock: threading.Lock
     _conn: Connection | None
     _reaper_box: list[Any]
+    _bounds: dict[str, float | None]
 
     @classmethod
     def _create(cls, backend: ProcessBackend, config: EngineConfig) -> ProcessEngine:
@@ -173,6 +228,10 @@ class ProcessEngine(Engine):
         self._worker_config, opts = _split_options(config)
         self.python = resolve_worker_python(backend.base, opts.get("worker_python"))
         self.call_timeout = opts.get("call_timeout")
+        self._bounds = {kind: (None if opts.get(f"worker_{kind}_timeout", d) is None
+                               else float(opts.get(f"worker_{kind}_timeout", d)))
+                        for kind, d in DEFAULT_BOUNDS.items()}
+        self._bounds["call"] = self.call_timeout
         self._spin = float(opts.get("worker_spin", 50e-6))
         self._event_spin = float(opts.get("worker_event_spin", 100e-6))
         self._mailbox = int(opts.get("worker_mailbox", 1 << 20))
@@ -183,6 +242,8 @@ class ProcessEngine(Engine):
         self._conn = backend._take_spare(self.python, config)
         if self._conn is not None:
             self._conn.hosts = self._hosts
+            self._conn.op_timeout = self._bounds["op"]
+            self._conn.bounds = self._bounds
         self.restarts = 0
         # The finalizer must reach nothing that may reach the engine back (host functions often
         # do): it holds only a box with the current worker's reaper (its Popen and pipe).
@@ -192,20 +253,24 @@ class ProcessEngine(Engine):
         return self
 
     # -- the worker -----------------------------------------------------------------------
+    def _bound(self, kind: str, deadline: float | None = None) -> tuple[float | None, str]:
+        """This engine's bound on a crossing of ``kind`` (see :func:`crossing_timeout`)."""
+        return crossing_timeout(self._bounds, kind, deadline)
+
     def _conn_now(self) -> Connection:
         conn = self._conn
-        if conn is not None and not conn.dead:
-            if conn.proc.poll() is None:  # one waitpid(WNOHANG): a worker killed while idle is noticed here
-                self._reaper_box[0] = conn.reaper
-                return conn
-            conn._reap()
+        if conn is not None and conn.alive():  # a worker that died while idle is reaped and replaced here
+            self._reaper_box[0] = conn.reaper
+            return conn
         with self._lock:
             conn = self._conn
             if conn is None or conn.dead:
                 if conn is not None:
                     self.restarts += 1
                 conn = Connection(self.python, self.backend.base, self._worker_config, self._hosts,
-                                  spin=self._spin, mailbox=self._mailbox, lanes=self._lanes)
+                                  spin=self._spin, mailbox=self._mailbox, lanes=self._lanes,
+                                  op_timeout=self._bounds["op"])
+                conn.bounds = self._bounds
                 self._conn = conn
             self._reaper_box[0] = conn.reaper
         return conn
@@ -247,11 +312,11 @@ class ProcessEngine(Engine):
         path = self._cache_path(wasm)
         mod = ProcessModule._make(self, ("wasm", path))
         conn = self._conn_now()
-        mod._oids[conn.gen] = conn.request("module_new", (wasm, path))
+        mod._oids[conn.gen] = conn.request("module_new", (wasm, path), *self._bound("compile"))
         return mod
 
     def _module_validate(self, wasm: bytes) -> bool:
-        return self._conn_now().request("module_validate", (wasm,))
+        return self._conn_now().request("module_validate", (wasm,), *self._bound("compile"))
 
     def _module_deserialize(self, data: bytes) -> Module:
         mod = ProcessModule._make(self, ("bytes", data))
@@ -295,18 +360,19 @@ class ProcessModule(Module):
         if oid is not None:
             return oid
         kind, arg = self._recipe
+        budget, why = self.engine._bound("compile")
         if kind == "wasm":
             if arg and os.path.exists(arg):
                 try:
-                    oid = conn.request("module_deserialize_file", (arg, self._wasm))
+                    oid = conn.request("module_deserialize_file", (arg, self._wasm), budget, why)
                 except CompileError:
                     oid = None
             if oid is None:
-                oid = conn.request("module_new", (self._wasm, arg))
+                oid = conn.request("module_new", (self._wasm, arg), budget, why)
         elif kind == "file":
-            oid = conn.request("module_deserialize_file", (arg, self._wasm))
+            oid = conn.request("module_deserialize_file", (arg, self._wasm), budget, why)
         else:
-            oid = conn.request("module_deserialize", (arg, self._wasm))
+            oid = conn.request("module_deserialize", (arg, self._wasm), budget, why)
         self._oids = {conn.gen: oid}  # keys of dead workers are useless
         return oid
 
@@ -322,7 +388,7 @@ class ProcessModule(Module):
 
     def serialize(self) -> bytes:
         conn = self.engine._conn_now()
-        return conn.request("module_serialize", (self._oid_for(conn),))
+        return conn.request("module_serialize", (self._oid_for(conn),), *self.engine._bound("compile"))
 
 
 # ---- stores and their objects ---------------------------------------------------------------
@@ -338,6 +404,7 @@ class ProcessStore(Store):
     _limits: StoreLimits
     _conn: Connection
     _deadline: float | None
+    _call_budget: tuple[float | None, str]  # the bound of one call (crossing_timeout), kept with the deadline
     _ext: dict[int, Any]  # externref key -> the host value it stands for
     _hids: list[int]  # keys of this store's host functions in engine._hosts
     _sid: int
@@ -352,6 +419,7 @@ class ProcessStore(Store):
         s._limits = limits
         s._conn = conn
         s._deadline = limits.deadline
+        s._call_budget = engine._bound("call", limits.deadline)
         s._ext = {}
         s._hids = []
         s._sid = conn.request("store_new", (limits,))
@@ -372,20 +440,12 @@ class ProcessStore(Store):
 
     def _budget(self) -> tuple[float | None, str]:
         """How long one call may take before the parent kills the worker, and why."""
-        t = self.engine.call_timeout
-        d = self._deadline
-        if d is not None:
-            # the runtime interrupts at the deadline itself; this only catches a worker that does not
-            hard = 2 * d + 1.0
-            if t is None or hard < t:
-                return hard, f"the worker did not stop the call at its {d}s deadline"
-        if t is not None:
-            return t, f"the call ran past the engine's call_timeout of {t}s"
-        return None, ""
+        return self._call_budget
 
     def set_deadline(self, seconds: float | None) -> None:
         self._conn.request("store_set_deadline", (self._sid, seconds))
         self._deadline = seconds
+        self._call_budget = self.engine._bound("call", seconds)
 
     def get_fuel(self) -> int:
         return self._conn.request("store_get_fuel", (self._sid,))
@@ -488,10 +548,7 @@ class ProcessFunc(_InWorker, Func):
         if len(args) != self._n:
             raise TypeError(f"expected {self._n} arguments, got {len(args)}")
         store = self.store
-        if store.engine.call_timeout is None and store._deadline is None:
-            budget, why = None, ""
-        else:
-            budget, why = store._budget()
+        budget, why = store._call_budget
         if not self._refs:
             return self._conn.request("call", (self._oid, args), budget, why)
         ty = self.type

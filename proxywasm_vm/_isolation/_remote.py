@@ -289,6 +289,10 @@ def serve_list(table: Table, key: int) -> list:
     return table.encode(list(table.get(key)))
 
 
+#: Methods of worker objects that compile (a host's ``load``, a plugin's ``update``).
+_COMPILING = frozenset({"load", "update"})
+
+
 class ParentTransport:
     """How a parent proxy reaches its worker object (on the remote-object lane)."""
 
@@ -296,7 +300,12 @@ class ParentTransport:
         self.conn = conn
 
     def remote_call(self, key: int, name: str, args: Any, kwargs: Any) -> Any:
-        return self.conn.request("obj_call", (key, name, args, kwargs), lane=REMOTE_LANE)
+        # a method of a worker object: loading a plugin compiles it (the compile bound); anything
+        # else (a stream event, a callout's deliver callback ...) is bounded as a stream event
+        from ._proxy import crossing_timeout
+
+        budget, why = crossing_timeout(self.conn.bounds, "compile" if name in _COMPILING else "event")
+        return self.conn.request("obj_call", (key, name, args, kwargs), budget, why, lane=REMOTE_LANE)
 
     def remote_get(self, key: int, name: str) -> tuple[str, Any]:
         return self.conn.request("obj_get", (key, name), lane=REMOTE_LANE)

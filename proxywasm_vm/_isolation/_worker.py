@@ -390,9 +390,9 @@ class Worker:
             from ._plughost import WorkerHost
 
             return self.remote.encode(WorkerHost(engine=self.engine, **kw))
-        from .._proxywasm import ProxyWasmHost
+        from ._plughost import PinnedHost
 
-        return self.remote.encode(ProxyWasmHost(engine=self.engine, **kw))
+        return self.remote.encode(PinnedHost(engine=self.engine, **kw))
 
     def op_obj_call(self, key: int, name: str, args: Any, kwargs: Any) -> Any:
         from ._remote import serve_call
@@ -444,8 +444,9 @@ class Worker:
 
 def main(chans: list[Channel], backend: str, config: EngineConfig) -> None:
     """Start the backend, say hello on lane 0 (or why not), then serve every lane until the parent goes."""
-    from . import _guard
+    from . import _conn, _guard
 
+    _conn.IN_WORKER = True  # from now on, asking for a worker here raises (see refuse_in_worker)
     _guard.enable()  # limits a runtime cannot enforce itself may end this process (wasmer)
     try:
         worker = Worker(backend, config)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Literal, Mapping
 
+from .._backend import get_backend, parse_backend
 from .._engine import DEFAULT_BACKEND, Engine
 from .._errors import CompileError
 from .._module import Module
@@ -53,6 +54,12 @@ STAT_COUNTERS = ("vm_created", "vm_failed", "vm_reload", "vm_reload_backoff", "v
 #: 0.5 s (Envoy plugins answer in micro- to milliseconds; a few hundred ms already stalls a
 #: proxy), a VM's memory may grow to 512 MiB (real plugins use a few MiB to tens of MiB).
 DEFAULT_PLUGIN_LIMITS = StoreLimits(memory_bytes=_DefaultInt(512 << 20), deadline=_DefaultFloat(0.5))
+
+
+def reload_delay(cfg: PluginConfig, crashes: int) -> float:
+    """Seconds before a plugin that failed ``crashes`` times in a row is started again: Envoy's
+    reload backoff, ``reload_backoff * 2**(crashes-1)``, at most ``reload_backoff_max``."""
+    return min(cfg.reload_backoff * 2.0 ** min(crashes - 1, 64), cfg.reload_backoff_max)
 
 
 def _bytes(v: bytes | str | None) -> bytes:
@@ -126,6 +133,8 @@ class PluginConfig:
     foreign_functions: Mapping[str, Callable[[bytes], Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if self.backend is not None:
+            parse_backend(self.backend)  # a malformed "runtime@isolation" fails here, not at load
         if self.isolation not in ("shared", "per_stream"):
             raise ValueError(f"isolation must be 'shared' or 'per_stream', not {self.isolation!r}")
         if self.failure_policy not in _POLICIES:
@@ -349,6 +358,8 @@ class ProxyWasmHost:
                  clock: Clock | None = None, scheduler: Scheduler | None = None,
                  foreign_functions: ForeignFunctions | Mapping[str, Callable[[bytes], Any]] | None = None,
                  properties: Mapping[str, Any] | None = None, limits: HostLimits | None = None) -> None:
+        if engine is None:
+            parse_backend(backend)  # a malformed "runtime@isolation" fails here, not at the first plugin
         if limits is not None and not isinstance(limits, HostLimits):
             raise TypeError(f"limits must be a HostLimits, not {type(limits).__name__}")
         self.limits: HostLimits = limits if limits is not None else HostLimits()
@@ -412,7 +423,11 @@ class ProxyWasmHost:
         with self._lock:
             e = self._engines.get(name)
             if e is None:
-                e = self._engines[name] = Engine(name)
+                real = get_backend(name).name  # one engine per backend, however it was spelled
+                e = self._engines.get(real)
+                if e is None:
+                    e = self._engines[real] = Engine(real)
+                self._engines[name] = e
             return e
 
     def _code(self, engine: Engine, wasm: Any) -> _Code:
@@ -526,10 +541,9 @@ class ProxyWasmHost:
 
     @staticmethod
     def _backoff(vm: VM, crashes: int, cfg: PluginConfig) -> float:
-        """Set when the failed ``vm`` may be replaced: the ``crashes``-th failure in a row waits
-        ``reload_backoff * 2**(crashes-1)`` seconds, at most ``reload_backoff_max``."""
+        """Set when the failed ``vm`` may be replaced (see :func:`reload_delay`)."""
         vm.crashes = crashes
-        delay = min(cfg.reload_backoff * 2.0 ** min(crashes - 1, 64), cfg.reload_backoff_max)
+        delay = reload_delay(cfg, crashes)
         vm.retry_ns = vm.host.clock.monotonic_ns() + int(delay * 1e9)
         return delay
 
@@ -553,6 +567,10 @@ class ProxyWasmHost:
             wait = max(0, vm.retry_ns - self.clock.monotonic_ns()) / 1e9
             then = (f"a fresh VM starts with the first stream after {wait:.3g} s (failure {vm.crashes} in a row); "
                     f"until then streams get {cfg.failure_policy}")
+        self._log_failure(cfg, err, context_id, then)
+
+    def _log_failure(self, cfg: PluginConfig, err: PluginCrash, context_id: int, then: str) -> None:
+        """Emit the one record of a failure (also for a plugin whose worker failed, see ``_plughost``)."""
         msg = f"plugin {cfg.name!r} failed in {err.callback or 'start-up'}: {err}; {then}"
         self.logger.emit(LogRecord(LogLevel.ERROR, msg, cfg.name, cfg.root_id, cfg.vm_id, context_id))
         # A MemoryLogger forwards to Python logging itself; a worker's host logs in the parent's.
@@ -806,7 +824,7 @@ class Plugin:
 
     def _make_gen(self, config: PluginConfig, wasm: Any) -> _Generation:
         engine = self._engine
-        if engine is None or (config.backend is not None and config.backend != engine.name):
+        if engine is None or (config.backend is not None and get_backend(config.backend) is not engine.backend):
             engine = wasm.engine if isinstance(wasm, Module) else self.host.engine(config.backend)
         code = self.host._code(engine, wasm)
         self._wasm = wasm

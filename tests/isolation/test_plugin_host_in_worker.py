@@ -6,6 +6,7 @@ import os
 import signal
 
 import pytest
+from _helpers import descendants, wait_exited
 from proxywasm.conftest import REQUEST, plugin_path
 
 import proxywasm_vm as pw
@@ -103,16 +104,18 @@ def test_a_dead_workers_timers_and_callbacks_are_dropped(wt_process):
 
 
 def test_worker_crash_then_reload(wt_process):
+    # A worker that died while idle is replaced before the next stream, not by failing it.
     host = pw.ProxyWasmHost(engine=wt_process)
     p = pw.Plugin(pw.PluginConfig(name="solo", root_id="pwvm_solo_headers"), plugin_path("as_solo_headers"), host=host)
     with p.http_stream() as s:
         s.request_headers(REQUEST)
-    os.kill(wt_process.worker_pid, signal.SIGKILL)
-    with pytest.raises(pw.WorkerCrashed):
-        with p.http_stream() as s:
-            s.request_headers(REQUEST)
-    with p.http_stream() as s:  # loaded again in the restarted worker
+    pid = wt_process.worker_pid
+    os.kill(pid, signal.SIGKILL)
+    wait_exited(pid)
+    with p.http_stream() as s:  # loaded again in the restarted worker, transparently
         assert s.request_headers(REQUEST) is pw.Action.CONTINUE
+        assert s.request.headers["x-pwvm-sdk"] == "solo" and not s.failed
+    assert wt_process.worker_pid != pid and pid not in descendants()  # reaped, no zombie
     host.close()
 
 
@@ -208,21 +211,26 @@ def test_one_core_never_spins():
 
 def test_worker_killed_in_the_middle_of_a_stream_event(wt_process):
     # The worker dies while the plugin's request_headers is running there (inside its HTTP
-    # callout, which calls this process's dispatcher): the event raises WorkerCrashed at once,
-    # and the next stream runs in a new worker.
+    # callout, which calls this process's dispatcher): the stream gets its failure policy at
+    # once (fail_closed: a local 503, as a plugin that trapped), and the next stream after the
+    # reload backoff runs in a new worker.
     def handler(r):
         os.kill(wt_process.worker_pid, signal.SIGKILL)
         return pw.HttpCallResponse(200, {}, b"never delivered")
 
-    host = pw.ProxyWasmHost(engine=wt_process, http=pw.CallbackHttpDispatcher(handler, {"pwvm_upstream"}))
+    host = pw.ProxyWasmHost(engine=wt_process, http=pw.CallbackHttpDispatcher(handler, {"pwvm_upstream"}),
+                            clock=pw.ManualClock())
     p = _all(host, configuration="test=callout")
     pid = wt_process.worker_pid
     s = p.http_stream()
-    with pytest.raises(pw.WorkerCrashed):
-        s.request_headers(REQUEST)
-    with pytest.raises(pw.WorkerCrashed):  # the stream went with its worker
-        s.request_body(b"x", True)
+    assert s.request_headers(REQUEST) is pw.Action.PAUSE
+    assert s.failed and s.local_response is not None and s.local_response.status == 503
+    assert isinstance(s.error, pw.PluginCrash) and isinstance(s.error.cause, pw.WorkerCrashed)
+    assert s.request_body(b"x", True) is pw.Action.PAUSE  # the stream went with its worker: answered here
+    s.close()
+    assert s.closed
     host.http = pw.CallbackHttpDispatcher(lambda r: pw.HttpCallResponse(200, {}, b"pong"), {"pwvm_upstream"})
+    host.advance(1.0)  # the reload backoff
     with p.http_stream() as s2:
         assert s2.request_headers(REQUEST) is pw.Action.PAUSE and s2.wait(5)
         assert s2.request.headers["x-pwvm-callout-body"] == "pong"

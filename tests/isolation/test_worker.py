@@ -16,6 +16,7 @@ import threading
 import time
 
 import pytest
+from _helpers import descendants, wait_exited
 
 import proxywasm_vm as pw
 from proxywasm_vm import FuncType, TrapCode, ValType
@@ -152,6 +153,87 @@ def test_runaway_loop_stopped_by_call_timeout(name):
     with pytest.raises(pw.WorkerCrashed):
         inst.exports["ok"]()  # its store went with the worker
     assert _instance(engine)[1].exports["ok"]() == 7 and engine.worker_pid != pid
+
+
+#: Calls the host, then loops a few ms (20M iterations) before it returns the host's answer.
+H_THEN_WORK = """
+(module
+  (import "env" "h" (func $h (param i32) (result i32)))
+  (func (export "h_then_work") (param i32) (result i32) (local $i i32)
+    (local.set 0 (call $h (local.get 0)))
+    (local.set $i (i32.const 20000000))
+    (loop $l (local.set $i (i32.sub (local.get $i) (i32.const 1))) (br_if $l (local.get $i)))
+    (local.get 0)))
+"""
+
+#: Every worker backend (``wasmer`` is the default spelling of wasmer in a worker).
+ALL_WORKERS = ["wasmtime@process", "v8@process", "wasmer"]
+
+
+@pytest.mark.parametrize("name", ALL_WORKERS)
+def test_stopped_worker_is_killed_at_the_bound_of_the_crossing(name, capsys):
+    """SIGSTOP: the worker never answers. An operation gives WorkerCrashed at worker_op_timeout, a
+    call into wasm Trap(INTERRUPTED) at its bound; the worker is killed and reaped each time."""
+    engine = _engine(name, worker_op_timeout=1.0, call_timeout=1.0)
+    _store, inst = _instance(engine)
+    mem = inst.exports["memory"]
+    pid = engine.worker_pid
+    os.kill(pid, signal.SIGSTOP)
+    t0 = time.monotonic()
+    with pytest.raises(pw.WorkerCrashed) as e:
+        mem.read(0, 4)
+    took_op = time.monotonic() - t0
+    assert e.value.pid == pid and e.value.signal == signal.SIGKILL and "worker_op_timeout" in str(e.value)
+    assert pid not in descendants()  # killed and reaped: no stopped worker, no zombie
+    _store2, inst2 = _instance(engine)  # a new worker
+    ok = inst2.exports["ok"]
+    pid2 = engine.worker_pid
+    os.kill(pid2, signal.SIGSTOP)
+    t0 = time.monotonic()
+    with pytest.raises(pw.Trap) as t:
+        ok()
+    took_call = time.monotonic() - t0
+    assert t.value.code is TrapCode.INTERRUPTED and "call_timeout" in t.value.message
+    assert pid2 not in descendants()
+    assert _instance(engine)[1].exports["ok"]() == 7  # new objects on the same engine work
+    with capsys.disabled():
+        print(f"\n  {name} stopped worker: WorkerCrashed after {took_op * 1e3:.0f} ms (op bound 1 s), "
+              f"Trap after {took_call * 1e3:.0f} ms (call_timeout 1 s)")
+
+
+@pytest.mark.parametrize("name", ALL_WORKERS)
+def test_time_in_host_functions_does_not_count_against_the_worker(name):
+    """A call's bound pauses while this process serves the worker's requests (a host function)."""
+    engine = _engine(name, call_timeout=0.5)
+
+    def slow(x):
+        time.sleep(1.0)  # twice the call's bound, spent here, not in the worker
+        return x + 1
+
+    store = pw.Store(engine)
+    f = pw.Func(store, FuncType([I32], [I32]), slow)
+    inst = pw.Instance(store, pw.Module(engine, pw.wat2wasm(H_THEN_WORK)), {"env": {"h": f}})
+    pid = engine.worker_pid
+    # the worker answers some ms after the host function returns (longer than the wait's spin):
+    # a bound that had kept running while the host function ran would have expired by then
+    assert inst.exports["h_then_work"](1) == 2
+    assert engine.worker_pid == pid and engine.restarts == 0
+
+
+@pytest.mark.parametrize("name", ALL_WORKERS)
+def test_worker_dead_while_idle_is_replaced_before_the_next_request(name):
+    engine = _engine(name)
+    _store, inst = _instance(engine)
+    assert inst.exports["ok"]() == 7
+    pid = engine.worker_pid
+    os.kill(pid, signal.SIGKILL)
+    wait_exited(pid)
+    _store2, inst2 = _instance(engine)  # not failed: a new worker first
+    assert inst2.exports["callh"](4) == 5
+    assert engine.worker_pid != pid and engine.restarts == 1 and pid not in descendants()
+    with pytest.raises(pw.WorkerCrashed) as e:  # what lived in the dead worker is gone, clearly
+        inst.exports["ok"]()
+    assert e.value.pid == pid
 
 
 def test_two_runtimes_interleaved_trapping_and_calling_back():
