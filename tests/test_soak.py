@@ -22,3 +22,19 @@ def test_request_cycles_do_not_grow_memory(engine, plugin):
     assert r.parent_growth <= SLACK, f"this process grew {r.parent_growth / 2**20:.1f} MB over {CYCLES} cycles"
     if r.worker_growth is not None:
         assert r.worker_growth <= SLACK, f"the worker grew {r.worker_growth / 2**20:.1f} MB over {CYCLES} cycles"
+
+
+def test_soak_command_with_threads_and_updates():
+    """The README's form: ``python -m bench.soak`` with threads running streams while the plugin is
+    updated; ``--check`` exits 0 only when every backend stayed within the growth goal."""
+    import os
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = subprocess.run([sys.executable, "-m", "bench.soak", "--requests", "4000", "--threads", "2",
+                          "--updates", "10", "--backends", "wasmtime,wasmtime@process", "--check"],
+                         cwd=root, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    rows = {line.split()[0]: line.split() for line in out.stdout.splitlines()[1:]}
+    assert set(rows) == {"wasmtime", "wasmtime@process"} and rows["wasmtime"][1] == "4000"
