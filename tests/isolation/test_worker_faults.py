@@ -6,7 +6,7 @@ which this process serves), SIGKILLed while idle, or wedged in a loop. Each time
 gets its failure policy (fail_closed: a local 503; fail_open: it goes on), the next stream is
 served by a new worker with the plugin loaded again, and the process count is what it was
 (the old worker reaped: no zombie, no leftover). Times from the fault to the policy are
-printed (``-s``), never asserted; the guards are did-not-hang bounds only.
+recorded with ``report_time``, never asserted; the guards are did-not-hang bounds only.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import signal
 import time
 
 import pytest
-from _helpers import descendants, load_backend, wait_exited
+from _helpers import descendants, load_backend, report_time, wait_exited
 from proxywasm.conftest import REQUEST, plugin_path
 
 import proxywasm_vm as pw
@@ -80,7 +80,7 @@ def _policy_applied(s: pw.HttpStream, action: pw.Action, policy: str) -> None:
 @pytest.mark.parametrize("policy", ["fail_closed", "fail_open"])
 @pytest.mark.parametrize("sig", ["SIGKILL", "SIGSTOP"])
 @pytest.mark.parametrize("name", WORKER_BACKENDS)
-def test_worker_signalled_mid_request(name, sig, policy, capsys):
+def test_worker_signalled_mid_request(name, sig, policy):
     engine = _engine(name)
     host, up = _host(engine)
     p = _callout_plugin(host, policy)
@@ -112,15 +112,13 @@ def test_worker_signalled_mid_request(name, sig, policy, capsys):
     _served(p)  # the next stream: a new worker with the plugin loaded again
     after = descendants()
     assert engine.worker_pid != pid and len(after) == len(before), (before, after)
-    with capsys.disabled():
-        print(f"\n  {name} {sig} mid-request, {policy}: policy after {took * 1e3:.1f} ms "
-              f"(worker_event_timeout {EVENT_TIMEOUT}s)")
+    report_time(name, f"{sig} mid-request -> {policy}", took)
     p.close()
     engine.close()
 
 
 @pytest.mark.parametrize("name", WORKER_BACKENDS)
-def test_worker_killed_while_idle_is_replaced_before_the_next_stream(name, capsys):
+def test_worker_killed_while_idle_is_replaced_before_the_next_stream(name):
     engine = _engine(name)
     host, up = _host(engine)
     p = _callout_plugin(host, "fail_closed")
@@ -135,14 +133,13 @@ def test_worker_killed_while_idle_is_replaced_before_the_next_stream(name, capsy
     took = time.monotonic() - t0
     after = descendants()
     assert pid not in after and engine.worker_pid != pid and len(after) == len(before), (before, after)
-    with capsys.disabled():
-        print(f"\n  {name} SIGKILL while idle: next request served after {took * 1e3:.1f} ms (new worker + reload)")
+    report_time(name, "SIGKILL idle -> next served", took)
     p.close()
     engine.close()
 
 
 @pytest.mark.parametrize("name", WORKER_BACKENDS)
-def test_wedged_worker_is_killed_at_the_event_bound(name, capsys):
+def test_wedged_worker_is_killed_at_the_event_bound(name):
     # c_bad_guest loops forever in proxy_on_request_headers and the plugin has no deadline (said
     # explicitly: the default one would stop it in the worker): only the bound on the crossing stops it.
     engine = _engine(name)
@@ -165,8 +162,7 @@ def test_wedged_worker_is_killed_at_the_event_bound(name, capsys):
     _served(p)
     after = descendants()
     assert pid not in after and len(after) == len(before), (before, after)
-    with capsys.disabled():
-        print(f"\n  {name} looping plugin: policy after {took * 1e3:.1f} ms (worker_event_timeout {EVENT_TIMEOUT}s)")
+    report_time(name, "wedged (no deadline) -> policy", took)
     p.close()
     engine.close()
 
