@@ -13,6 +13,9 @@ bash ci/setup.sh --all
 # The committed test plugins must be what their sources build to.
 PWVM_PLUGIN_VENV="$ROOT/.venv" bash ci/build_plugins.sh --check
 
+# The package's public API is typed (py.typed): keep it so.
+.venv/bin/python -m mypy
+
 PYTEST=(.venv/bin/python -m pytest)
 status=0
 "${PYTEST[@]}" tests -q -p no:cacheprovider "$@" || status=$?

@@ -369,6 +369,14 @@ class _RemoteStream:
         self._lost = self._local_stand_in(err)
         return self._lost_event(ev, args)
 
+    def _local_stand_in(self, err: Any) -> _LostState:
+        """The stream's state here once its worker failed (each stream kind says what it holds)."""
+        raise NotImplementedError
+
+    def _lost_event(self, ev: str, args: tuple) -> Any:
+        """An event after the worker failed: answered here by the failure policy."""
+        raise NotImplementedError
+
     def _fetch(self, name: str) -> Any:
         if self._lost is not None:
             return getattr(self._lost, name)
@@ -436,6 +444,17 @@ _COMMON = ("closed", "error", "started_ns", "context_id", "failed")
 
 class _LostState:
     """What a remote stream shows once its worker failed: the failure and what this process saw."""
+
+    # set by the stream kind's _local_stand_in: HTTP ...
+    request: Any
+    response: Any
+    local_response: Any
+    reset: Any
+    route_cache_cleared: Any
+    # ... and TCP
+    downstream: Any
+    upstream: Any
+    connection_closed_by_plugin: Any
 
     def __init__(self, err: Any, started_ns: int, context_id: int) -> None:
         self.closed = False

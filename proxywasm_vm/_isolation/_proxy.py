@@ -228,9 +228,10 @@ class ProcessEngine(Engine):
         self._worker_config, opts = _split_options(config)
         self.python = resolve_worker_python(backend.base, opts.get("worker_python"))
         self.call_timeout = opts.get("call_timeout")
-        self._bounds = {kind: (None if opts.get(f"worker_{kind}_timeout", d) is None
-                               else float(opts.get(f"worker_{kind}_timeout", d)))
-                        for kind, d in DEFAULT_BOUNDS.items()}
+        self._bounds = {}
+        for kind, default in DEFAULT_BOUNDS.items():
+            value = opts.get(f"worker_{kind}_timeout", default)
+            self._bounds[kind] = None if value is None else float(value)
         self._bounds["call"] = self.call_timeout
         self._spin = float(opts.get("worker_spin", 50e-6))
         self._event_spin = float(opts.get("worker_event_spin", 100e-6))

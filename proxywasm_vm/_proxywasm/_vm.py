@@ -167,12 +167,12 @@ class VM:
         self.closed = False
         self.logger = host.logger
         self.log_level = host.logger.level
-        lim = self.limits = host.limits
+        bounds = self.limits = host.limits
         self._limits_logged: set[str] = set()
         # the bounds host functions check on hot paths, with "no limit" as a number never reached
-        self.hm_pairs = lim.header_map_max_pairs or _NEVER
-        self.hm_bytes = lim.header_map_max_bytes or _NEVER
-        self.body_max = lim.body_buffer_max_bytes or _NEVER
+        self.hm_pairs = bounds.header_map_max_pairs or _NEVER
+        self.hm_bytes = bounds.header_map_max_bytes or _NEVER
+        self.body_max = bounds.body_buffer_max_bytes or _NEVER
         self._log_ident = (cfg.name, cfg.root_id)
         self.stdio_bufs: dict[int, bytearray] = {}  # fd -> the unfinished line written to stdout/stderr
         self.stdio_pending = False  # some stdio_bufs entry is not empty
@@ -690,7 +690,7 @@ class VM:
             lines = buf.split(b"\n")
             buf[:] = lines.pop()
             for line in lines:
-                self.log(level, line)
+                self.log(level, bytes(line))
         while len(buf) >= STDIO_LINE_MAX:
             self.log(level, bytes(buf[:STDIO_LINE_MAX]))
             del buf[:STDIO_LINE_MAX]
