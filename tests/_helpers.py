@@ -4,6 +4,7 @@ fixtures of ``conftest.py``, which takes its backend rule from here)."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -162,6 +163,36 @@ def descendants(pid=None):
     return sorted(out)
 '''
 exec(DESCENDANTS)  # defines descendants() here too
+
+
+def kill_process(pid: int) -> None:
+    """SIGKILL ``pid`` and wait until it has exited: kill() returns before a thread running on
+    another core has taken the signal, and a worker spinning on its mailbox could still answer
+    one more message in between."""
+    os.kill(pid, signal.SIGKILL)
+    wait_exited(pid)
+
+
+def stop_process(pid: int, guard: float = HANG_GUARD) -> None:
+    """SIGSTOP ``pid`` and wait until every one of its threads is stopped (see :func:`kill_process`:
+    the same window, and a stop leaves no pidfd event to wait for, so /proc is polled)."""
+    import time
+
+    os.kill(pid, signal.SIGSTOP)
+    deadline = time.monotonic() + guard
+    while True:
+        states = []
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            try:
+                with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                    states.append(f.read().rsplit(")", 1)[1].split()[0])
+            except OSError:
+                continue  # a thread that ended meanwhile
+        if states and all(st in ("T", "t") for st in states):
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"process {pid} did not stop within {guard}s: thread states {states}")
+        time.sleep(0.001)
 
 
 def wait_exited(pid: int, guard: float = 30.0) -> None:

@@ -6,7 +6,7 @@ import os
 import signal
 
 import pytest
-from _helpers import descendants, wait_exited
+from _helpers import descendants, kill_process, wait_exited
 from proxywasm.conftest import REQUEST, plugin_path
 
 import proxywasm_vm as pw
@@ -93,7 +93,7 @@ def test_a_dead_workers_timers_and_callbacks_are_dropped(wt_process):
     p = _all(host, configuration="tick_ms=10\nqueue=jobs")
     token = host.queues.resolve("vm_all", "jobs")
     assert token is not None
-    os.kill(wt_process.worker_pid, signal.SIGKILL)
+    kill_process(wt_process.worker_pid)
     host.advance(ms=100)  # the worker's tick finds it dead (no error here) and is cancelled
     assert host.advance(ms=100) == 0
     assert host.queues.enqueue(token, b"x") == pw.Status.OK  # its notifier does nothing now
@@ -215,7 +215,7 @@ def test_worker_killed_in_the_middle_of_a_stream_event(wt_process):
     # once (fail_closed: a local 503, as a plugin that trapped), and the next stream after the
     # reload backoff runs in a new worker.
     def handler(r):
-        os.kill(wt_process.worker_pid, signal.SIGKILL)
+        kill_process(wt_process.worker_pid)
         return pw.HttpCallResponse(200, {}, b"never delivered")
 
     host = pw.ProxyWasmHost(engine=wt_process, http=pw.CallbackHttpDispatcher(handler, {"pwvm_upstream"}),

@@ -8,11 +8,11 @@ replace the Proxy-Wasm suite's ``host`` / ``make_plugin`` / ``http_all``).
 from __future__ import annotations
 
 import os
-import signal
 from collections.abc import Callable
 from typing import Any
 
 import pytest
+from _helpers import kill_process
 from proxywasm.conftest import REQUEST, plugin_path  # tests/proxywasm (tests/ is on sys.path)
 from proxywasm.test_http import (  # noqa: F401 - collected again here, with the fixtures below
     test_abi_0_1_0,
@@ -101,7 +101,7 @@ def test_worker_crash_reaches_the_remote_objects():
     p = h.load(pw.PluginConfig(name="p", root_id="pwvm_all"), plugin_path("c_http_all"))
     with p.http_stream() as s:
         s.request_headers(REQUEST)
-    os.kill(engine.worker_pid, signal.SIGKILL)
+    kill_process(engine.worker_pid)
     with pytest.raises(pw.WorkerCrashed):
         p.http_stream()
     # a new host in the restarted worker works

@@ -16,7 +16,7 @@ import threading
 import time
 
 import pytest
-from _helpers import descendants, wait_exited
+from _helpers import descendants, kill_process, stop_process, wait_exited
 
 import proxywasm_vm as pw
 from proxywasm_vm import FuncType, TrapCode, ValType
@@ -105,7 +105,7 @@ def test_worker_killed_inside_a_host_call(name):
     holder = {}
 
     def h(x):
-        os.kill(engine.worker_pid, signal.SIGKILL)
+        kill_process(engine.worker_pid)
         holder["nested"] = None
         try:
             holder["inst"].exports["ok"]()  # a nested call into the dead worker
@@ -178,7 +178,7 @@ def test_stopped_worker_is_killed_at_the_bound_of_the_crossing(name, capsys):
     _store, inst = _instance(engine)
     mem = inst.exports["memory"]
     pid = engine.worker_pid
-    os.kill(pid, signal.SIGSTOP)
+    stop_process(pid)
     t0 = time.monotonic()
     with pytest.raises(pw.WorkerCrashed) as e:
         mem.read(0, 4)
@@ -188,7 +188,7 @@ def test_stopped_worker_is_killed_at_the_bound_of_the_crossing(name, capsys):
     _store2, inst2 = _instance(engine)  # a new worker
     ok = inst2.exports["ok"]
     pid2 = engine.worker_pid
-    os.kill(pid2, signal.SIGSTOP)
+    stop_process(pid2)
     t0 = time.monotonic()
     with pytest.raises(pw.Trap) as t:
         ok()
@@ -304,8 +304,7 @@ def test_module_is_reloaded_from_the_compiled_cache_after_a_restart(tmp_path):
     assert list(engine.cache_dir.glob("*.cwasm")), "a big module is cached for restarts"
     assert pw.Instance(pw.Store(engine), module).exports["f5"]() == 6
     pid = engine.worker_pid
-    os.kill(pid, signal.SIGKILL)
-    time.sleep(0.2)
+    kill_process(pid)
     # the engine notices the idle worker's death when it makes the next store
     assert pw.Instance(pw.Store(engine), module).exports["f1499"]() == 1500
     assert engine.worker_pid != pid

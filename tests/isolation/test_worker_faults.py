@@ -17,7 +17,7 @@ import signal
 import time
 
 import pytest
-from _helpers import descendants, load_backend, report_time, wait_exited
+from _helpers import descendants, kill_process, load_backend, report_time, stop_process, wait_exited
 from proxywasm.conftest import REQUEST, plugin_path
 
 import proxywasm_vm as pw
@@ -92,7 +92,8 @@ def test_worker_signalled_mid_request(name, sig, policy):
     stopped_at: list[float] = []
 
     def fault():
-        os.kill(pid, getattr(signal, sig))  # while the worker waits in request_headers for this callout
+        # while the worker waits in request_headers for this callout
+        (kill_process if sig == "SIGKILL" else stop_process)(pid)
         stopped_at.append(time.monotonic())
 
     up.fault = fault
@@ -179,7 +180,7 @@ def test_a_worker_failing_on_every_stream_is_replaced_with_backoff(name):
     before = descendants()
     for round_, wait in enumerate((1.0, 2.0), start=1):
         pid = engine.worker_pid
-        up.fault = lambda pid=pid: os.kill(pid, signal.SIGKILL)
+        up.fault = lambda pid=pid: kill_process(pid)
         s = p.http_stream()
         _policy_applied(s, s.request_headers(REQUEST), "fail_closed")
         s.close()
@@ -208,7 +209,7 @@ def test_raise_policy_gets_the_worker_failure_as_a_plugin_crash():
     host, up = _host(engine)
     p = _callout_plugin(host, "raise")
     pid = engine.worker_pid
-    up.fault = lambda: os.kill(pid, signal.SIGKILL)
+    up.fault = lambda: kill_process(pid)
     s = p.http_stream()
     with pytest.raises(pw.PluginCrash) as e:
         s.request_headers(REQUEST)
