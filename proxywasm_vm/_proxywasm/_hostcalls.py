@@ -359,14 +359,13 @@ def proxy_set_property(vm, pp, ps, vp, vs):
     props = ctx.properties
     name = normalize_path(path)
     cap = vm.limits.properties_max_bytes
-    if cap is not None:
-        old = props.get(name)
-        size = sum(len(k) + len(v) for k, v in props.items()) + len(value) + (
-            len(name) if old is None else -len(old))
-        if size > cap:
-            vm.limit_hit("properties", f"the properties set on context {ctx.id} would hold {size} bytes (limit "
-                                       f"{cap}: HostLimits.properties_max_bytes)")
-            return BAD_ARGUMENT
+    old = props.get(name)
+    size = ctx.props_bytes + len(value) + (len(name) if old is None else -len(old))  # kept as a running sum
+    if cap is not None and size > cap:
+        vm.limit_hit("properties", f"the properties set on context {ctx.id} would hold {size} bytes (limit "
+                                   f"{cap}: HostLimits.properties_max_bytes)")
+        return BAD_ARGUMENT
+    ctx.props_bytes = size
     props[name] = value
     return OK
 

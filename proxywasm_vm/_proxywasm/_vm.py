@@ -67,8 +67,8 @@ _NO_PROPS: dict = {}
 class _Context:
     """A root (plugin) context or a stream context inside one VM."""
 
-    __slots__ = ("id", "root", "is_root", "maps", "bufs", "properties", "stream", "done_pending", "deleted",
-                 "gen", "live", "tick_ms")
+    __slots__ = ("id", "root", "is_root", "maps", "bufs", "properties", "props_bytes", "stream", "done_pending",
+                 "deleted", "gen", "live", "tick_ms")
 
     def __init__(self, cid: int, root: _Context | None, gen: Any = None, stream: Any = None) -> None:
         self.id = cid
@@ -83,6 +83,7 @@ class _Context:
         self.maps: list = [None, None, None, None]
         self.bufs: list = [None, None, None, None]
         self.properties: dict[str, bytes] = _NO_PROPS  # replaced by a real dict on first set
+        self.props_bytes = 0  # names + values in properties (HostLimits.properties_max_bytes)
         self.stream: Any = stream
         self.done_pending = self.deleted = False
         self.live = self.tick_ms = 0
