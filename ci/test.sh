@@ -22,6 +22,8 @@ status=0
 # pytest exits 5 when it collected nothing: that is a failure here, not a pass.
 if [ "$status" -ne 0 ]; then echo "test suite failed (pytest exit $status)"; exit "$status"; fi
 
-"${PYTEST[@]}" bench -q -p no:cacheprovider --benchmark-columns=median,min,max,rounds \
+# (--capture=sys: what native code writes to stderr, such as a runtime's fatal error message,
+# reaches the log even when it takes the process down)
+"${PYTEST[@]}" bench -q -p no:cacheprovider --capture=sys --benchmark-columns=median,min,max,rounds \
   --benchmark-sort=name || status=$?
 if [ "$status" -ne 0 ]; then echo "the benchmark suite failed (pytest exit $status)"; exit "$status"; fi
