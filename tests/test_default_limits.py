@@ -118,7 +118,10 @@ def test_memory_bomb_stops_at_the_default_cap(engine, backend_name):
 
 
 def test_deep_recursion_is_a_stack_overflow_trap(engine):
-    inst = Instance(Store(engine), Module(engine, WAT))
+    # The default stack bound is what is tested, not the default deadline: wasmer builds a trap's
+    # backtrace of every frame, which on a loaded machine can take longer than the 10 s default
+    # (the call would then end INTERRUPTED), so the deadline here is generous.
+    inst = Instance(Store(engine, limits=StoreLimits(deadline=120.0)), Module(engine, WAT))
     with pytest.raises(pw.Trap) as e:
         inst.exports["rec"](0)
     assert e.value.code is pw.TrapCode.STACK_OVERFLOW
