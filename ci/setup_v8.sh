@@ -117,7 +117,7 @@ fi
 
 build_deps
 # Build the shim now (into the native-module cache) rather than in the first test.
-out="$(cd "$ROOT" && "$PY" backends/v8/_build.py 2>/tmp/pwvm-v8-build.$$.log)" || {
+out="$(cd "$ROOT" && "$PY" proxywasm_vm/backends/v8/_build.py 2>/tmp/pwvm-v8-build.$$.log)" || {
   cat /tmp/pwvm-v8-build.$$.log >&2; rm -f /tmp/pwvm-v8-build.$$.log; exit 1; }
 rm -f /tmp/pwvm-v8-build.$$.log
 log "shim: $out"

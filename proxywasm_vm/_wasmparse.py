@@ -8,7 +8,7 @@ header. Validation is the runtime's job: this reader only raises
 
 It is strict about what it reads, as the spec's binary format is (section order, sizes,
 LEB128 widths, limits flags): the V8 backend rewrites the import, table and memory sections
-before V8 sees them (``backends/v8/_rewrite.py``), and V8 10.2 itself skips unknown section
+before V8 sees them (``proxywasm_vm/backends/v8/_rewrite.py``), and V8 10.2 itself skips unknown section
 ids, so whatever this reader lets through in those places no runtime checks on V8.
 References are to the WebAssembly 2.0 specification (https://webassembly.github.io/spec/
 core/binary/), with the threads and memory64 additions wasmtime accepts by default.

@@ -1,7 +1,7 @@
 """V8 next to wasmtime in one process, V8 stores across threads, and V8 deadlines.
 
 Both runtimes catch out-of-bounds accesses with SIGSEGV handlers; V8's is our
-chaining handler in backends/v8/_shim.cpp. The mixed-trap tests run in child
+chaining handler in proxywasm_vm/backends/v8/_shim.cpp. The mixed-trap tests run in child
 processes, in both orders of engine creation, so a broken handler chain fails
 one test instead of killing the run.
 """

@@ -1,4 +1,4 @@
-"""The C structs declared in backends/wasmtime/_shim.h against the wasmtime wheel's own ctypes layouts.
+"""The C structs declared in proxywasm_vm/backends/wasmtime/_shim.h against the wasmtime wheel's own ctypes layouts.
 
 ``_shim.h`` is written by hand (no registry package ships wasmtime's headers);
 the wheel's ``wasmtime._bindings`` is generated from the real headers of the

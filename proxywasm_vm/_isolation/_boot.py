@@ -1,8 +1,8 @@
 """Entry point of a worker process: ``python .../_boot.py '<json>'``.
 
-The worker runs the parent's own copy of proxywasm_vm (loaded from the paths in
-the JSON), whatever is installed in the worker's interpreter, so both sides
-always speak the same protocol. Only the runtime and its dependencies (wasmer,
+The worker runs the parent's own copy of proxywasm_vm, backends included
+(loaded from the path in the JSON), whatever is installed in the worker's
+interpreter, so both sides always speak the same protocol. Only the runtime and its dependencies (wasmer,
 cffi, wasmtime ...) come from the worker's environment.
 """
 
@@ -33,8 +33,6 @@ def boot() -> None:
     # worker only needs the runtime interface, so it skips it and imports submodules directly
     # (a third of the start-up time).
     _load_package("proxywasm_vm", args["package"], run_init=False)
-    if args.get("backends"):
-        _load_package("proxywasm_vm.backends", args["backends"])
 
     from proxywasm_vm._isolation._channel import Channel, load_helper
 

@@ -77,17 +77,10 @@ def refuse_in_worker(backend: str) -> None:
                                           "in-process runtime")
 
 
-def _package_paths() -> tuple[str, str | None]:
+def _package_path() -> str:
     import proxywasm_vm
 
-    pkg = os.path.dirname(os.path.abspath(proxywasm_vm.__file__))
-    try:
-        import proxywasm_vm.backends as b
-
-        backends = next(iter(b.__path__))
-    except ImportError:
-        backends = None
-    return pkg, backends
+    return os.path.dirname(os.path.abspath(proxywasm_vm.__file__))
 
 
 def _signame(code: int | None) -> str:
@@ -183,8 +176,7 @@ class Connection:
         fd, size = create_shared(lanes, mailbox)
         efds = [os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK) for _ in range(2 * lanes)]  # parent, worker per lane
         death_r, self._death_w = os.pipe()  # the worker's end sees EOF when this process is gone
-        pkg, backends = _package_paths()
-        args = {"package": pkg, "backends": backends, "backend": backend, "fd": fd, "size": size,
+        args = {"package": _package_path(), "backend": backend, "fd": fd, "size": size,
                 "mailbox": mailbox, "efds": efds, "death_fd": death_r, "spin": spin,
                 "config": pickle.dumps(config, PICKLE_PROTOCOL).hex()}
         fds = (fd, death_r, *efds)

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent.parent
+ROOT = HERE.parents[2]  # the source checkout (proxywasm_vm/backends/v8 -> root), where ci/ puts .deps
 MODULE = "proxywasm_vm.backends.v8._native"
 MODULE_NS = "proxywasm_vm.backends.v8._native_ns"
 LIBRARY = "libpwv8.so"

@@ -3,7 +3,7 @@
 The module is *not* linked against libwasmtime: it opens the library itself
 (see ``pwvm_open`` in ``_shim.c``) so that no other runtime's ``wasm_*``
 symbols can be bound by mistake. Built at install time by setuptools through
-``cffi_modules``; ``python backends/wasmtime/_build.py`` builds it in place.
+``cffi_modules``; ``python proxywasm_vm/backends/wasmtime/_build.py`` builds it in place.
 """
 
 from __future__ import annotations
