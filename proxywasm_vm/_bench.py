@@ -17,7 +17,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
-from ._backend import backend_names
 from ._engine import Engine
 from ._errors import BackendUnavailable
 
@@ -244,10 +243,6 @@ def _cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown cpu"
-
-
-def default_runners() -> list[str]:
-    return backend_names()
 
 
 def fmt_value(v: float, unit: str) -> str:
