@@ -821,6 +821,16 @@ int32_t pwv8_store_close(pwv8_store* s) {
     s->sticky = nullptr;
     iso->Exit();
   }
+  // The default platform keeps a foreground task runner per isolate, keyed by the
+  // isolate's address, until it is told the isolate goes ("has to be called for all
+  // Isolates which are deleted", libplatform.h).  Without this, an isolate created
+  // later at the same address inherits the old runner and its pending tasks, which
+  // point into the freed isolate: after many stores were made and closed, the heap
+  // was corrupted ("malloc(): unaligned tcache chunk detected" in a later
+  // Isolate::New).  NotifyIsolateShutdown dereferences the runner without checking
+  // that there is one: asking for it first makes sure.
+  g_platform->GetForegroundTaskRunner(iso);
+  v8::platform::NotifyIsolateShutdown(g_platform, iso);
   iso->Dispose();
   s->iso = nullptr;
   for (auto& t : s->tracked) t->info = {nullptr, 0};  // Python sees an empty memory
