@@ -230,6 +230,19 @@ class AbstractModule(_Contract):
     _wasm: bytes | None = None
     """The module's bytes (``None`` after ``deserialize``)."""
 
+    def _module_info(self) -> ModuleInfo:
+        """Import/export types and custom sections (hook: a backend that can describe a
+        deserialized module, whose bytes are gone, sets ``_info`` and then calls this)."""
+        if self._info is None:
+            from ._errors import CompileError
+            from ._wasmparse import parse_module
+
+            if self._wasm is None:
+                raise CompileError("this module was deserialized without its original bytes; "
+                                   "types are not available")
+            self._info = parse_module(self._wasm)
+        return self._info
+
     @required
     def serialize(self) -> bytes:
         """The compiled code as bytes, for ``Module.deserialize`` (``NotImplementedError`` without
@@ -339,6 +352,15 @@ class AbstractCaller(_Contract):
     def get_export(self, name: str) -> Extern | None:
         """An export of the calling instance by name, or ``None``."""
         raise NotImplementedError
+
+    @property
+    def memory(self) -> Memory | None:
+        """The calling instance's memory export named ``memory``, if any (hook: the default asks
+        :meth:`get_export`; host functions use it on every call, so backends give a faster one)."""
+        from ._memory import Memory
+
+        m = self.get_export("memory")
+        return m if isinstance(m, Memory) else None
 
 
 class AbstractMemory(_Contract):

@@ -8,7 +8,6 @@ from ._contract import AbstractCaller, AbstractFunc
 from ._types import FuncType
 
 if TYPE_CHECKING:
-    from ._memory import Memory
     from ._store import Store
 
 __all__ = ["Func", "Caller"]
@@ -50,11 +49,3 @@ class Caller(AbstractCaller):
     """
 
     __slots__ = ()
-
-    @property
-    def memory(self) -> Memory | None:
-        """The calling instance's memory export named ``memory``, if any."""
-        from ._memory import Memory
-
-        m = self.get_export("memory")
-        return m if isinstance(m, Memory) else None

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Union
 
 from ._contract import AbstractModule
 from ._errors import CompileError
-from ._wasmparse import ModuleInfo, parse_module
+from ._wasmparse import parse_module
 
 if TYPE_CHECKING:
     from ._engine import Engine
@@ -131,14 +131,6 @@ class Module(AbstractModule):
     def deserialize_file(cls, engine: Engine, path: str | os.PathLike[str]) -> Module:
         """Like :meth:`deserialize`, from a file (memory-mapped where the backend can)."""
         return engine._module_deserialize_file(os.fspath(path))
-
-    def _module_info(self) -> ModuleInfo:
-        if self._info is None:
-            if self._wasm is None:
-                raise CompileError("this module was deserialized without its original bytes; "
-                                   "types are not available")
-            self._info = parse_module(self._wasm)
-        return self._info
 
     @property
     def imports(self) -> list[ImportType]:

@@ -82,7 +82,7 @@ class V8Caller(Caller):
         return None
 
     @property
-    def memory(self) -> Any:
+    def memory(self) -> V8Memory | None:
         from ._extern import V8Memory
 
         core = self._binding.memory

@@ -79,7 +79,7 @@ class WasmtimeCaller(Caller):
         return self._store._wrap_extern(ext, None)
 
     @property
-    def memory(self) -> Any:
+    def memory(self) -> WasmtimeMemory | None:
         from ._extern import WasmtimeMemory
 
         store = self._store
