@@ -4,9 +4,10 @@ A backend adapts one WebAssembly runtime to the public classes of this package:
 it implements the contract of :mod:`proxywasm_vm._contract` (subclasses of
 :class:`Engine`, :class:`Store`, :class:`Module`, :class:`Instance`,
 :class:`Func`, :class:`Memory`, :class:`Global`, :class:`Table` and optionally
-:class:`Linker`) and registers a :class:`Backend` object here. The public constructors (``Module(engine, wasm)``, ``Func(store, ty, fn)``
-...) dispatch to the backend's factory methods, so user code never names a
-backend class and every object is an instance of the public class.
+:class:`Linker`) and registers a :class:`Backend` object here. The public
+constructors (``Module(engine, wasm)``, ``Func(store, ty, fn)`` ...) dispatch to
+the backend's factory methods, so user code never names a backend class and
+every object is an instance of the public class.
 
 Backends are imported lazily, on first use, so that no runtime installs its
 signal handlers or loads its library before it is asked for.
