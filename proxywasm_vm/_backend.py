@@ -1,12 +1,13 @@
-"""The backend contract and registry.
+"""The backend registry.
 
-A backend adapts one WebAssembly runtime to the public classes of this package.
-It subclasses the abstract :class:`Engine`, :class:`Store`, :class:`Module`,
-:class:`Instance`, :class:`Func`, :class:`Memory`, :class:`Global`,
-:class:`Table` and :class:`Linker`, and registers a :class:`Backend` object
-here. The public constructors (``Module(engine, wasm)``, ``Func(store, ty, fn)``
-...) dispatch to the backend's factory methods, so user code never names a
-backend class and every object is an instance of the public class.
+A backend adapts one WebAssembly runtime to the public classes of this package:
+it implements the contract of :mod:`proxywasm_vm._contract` (subclasses of
+:class:`Engine`, :class:`Store`, :class:`Module`, :class:`Instance`,
+:class:`Func`, :class:`Memory`, :class:`Global`, :class:`Table` and optionally
+:class:`Linker`) and registers a :class:`Backend` object here. The public
+constructors (``Module(engine, wasm)``, ``Func(store, ty, fn)`` ...) dispatch to
+the backend's factory methods, so user code never names a backend class and
+every object is an instance of the public class.
 
 Backends are imported lazily, on first use, so that no runtime installs its
 signal handlers or loads its library before it is asked for.
@@ -15,56 +16,12 @@ signal handlers or loads its library before it is asked for.
 from __future__ import annotations
 
 import importlib
-from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
+from ._contract import Backend, Capabilities
 from ._errors import BackendUnavailable
 
-if TYPE_CHECKING:
-    from ._engine import Engine, EngineConfig
-
 __all__ = ["Backend", "BackendInfo", "Capabilities", "available_backends", "get_backend", "register_backend"]
-
-
-@dataclass(frozen=True)
-class Capabilities:
-    """What a backend can do. Tests and callers check these instead of names."""
-
-    fuel: bool = False
-    """Deterministic instruction budgets (``StoreLimits.fuel``)."""
-    deadline: bool = False
-    """Wall-clock deadlines that interrupt running wasm (``StoreLimits.deadline``)."""
-    memory_limit: bool = False
-    """A cap on linear-memory bytes per store (``StoreLimits.memory_bytes``)."""
-    exact_memory_limit: bool = True
-    """With ``memory_limit``: ``memory.grow`` returns -1 exactly where it would pass the cap
-    (wasmer in a worker process: within 16 MiB past it, see :mod:`proxywasm_vm._isolation._guard`)."""
-    interrupt_keeps_store: bool = True
-    """With ``deadline``: after ``Trap(INTERRUPTED)`` the store stays usable (wasmer in a worker
-    process: the worker is stopped at the deadline and replaced, its stores are lost)."""
-    max_wasm_stack: bool = False
-    """A configurable wasm stack size (``EngineConfig.max_wasm_stack``)."""
-    serialize: bool = False
-    """Compiled modules can be serialized and loaded again (the module cache)."""
-    table_access: bool = False
-    """Tables support get, set and grow from Python."""
-    reference_values: bool = False
-    """funcref and externref values can cross into and out of wasm."""
-    v128_values: bool = False
-    """v128 values can cross into and out of wasm."""
-    multi_value: bool = True
-    """Functions may return several results."""
-    host_memory_access: bool = True
-    """Host functions can reach the calling instance's memory."""
-    memory_view: bool = True
-    """``Memory.view()`` is a zero-copy view (not across a process boundary)."""
-    threads: bool = True
-    """Stores of one engine can be used from several Python threads (a store per thread)."""
-    concurrent_stores: bool = True
-    """Those threads' calls run at the same time (not one after the other)."""
-    wasm_threads: bool = True
-    """The WebAssembly threads proposal (shared memories, atomic instructions) is enabled."""
 
 
 @dataclass(frozen=True)
@@ -77,36 +34,6 @@ class BackendInfo:
     capabilities: Capabilities | None
     reason: str = ""
     how_to_enable: str = ""
-
-
-class Backend(ABC):
-    """A runtime adapter. Subclass it in ``proxywasm_vm.backends.<name>``."""
-
-    name: str = ""
-    isolation: str = "in-process"
-    """How this backend object runs its runtime: ``"in-process"`` or ``"process"`` (a worker)."""
-
-    def with_isolation(self, mode: str) -> Backend:
-        """This backend's runtime run with isolation ``mode`` (``"in-process"`` or ``"process"``)."""
-        if mode == self.isolation:
-            return self
-        base, _ = parse_backend(self.name)
-        return get_backend(f"{base}@{mode}")
-
-    @abstractmethod
-    def version(self) -> str:
-        """The runtime's own version string."""
-        raise NotImplementedError
-
-    @abstractmethod
-    def capabilities(self) -> Capabilities:
-        """What this backend supports."""
-        raise NotImplementedError
-
-    @abstractmethod
-    def new_engine(self, config: EngineConfig) -> Engine:
-        """Create an engine (an instance of the backend's :class:`Engine` subclass)."""
-        raise NotImplementedError
 
 
 # name -> (module path, one-line "how to enable it")
@@ -216,14 +143,14 @@ def _get_variant(name: str) -> Backend:
         raise ValueError(f"unknown backend {base!r}; known backends: {', '.join(sorted(_REGISTRY))}")
     if mode == "namespace":
         base_backend = get_backend(base)
-        make = getattr(base_backend, "namespace_variant", None)
-        if make is None:
-            raise BackendUnavailable(name, f"{base} cannot be loaded into a linker namespace",
-                                     f"use Engine({base!r}) or isolation='process'")
         try:
-            backend = make()
+            variant = base_backend.namespace_variant()
         except BackendUnavailable as e:
             raise BackendUnavailable(name, e.reason, e.how_to_enable) from e
+        if variant is None:
+            raise BackendUnavailable(name, f"{base} cannot be loaded into a linker namespace",
+                                     f"use Engine({base!r}) or isolation='process'")
+        backend = variant
         _LOADED[name] = backend
         return backend
     if mode == "process":
@@ -233,7 +160,7 @@ def _get_variant(name: str) -> Backend:
     else:
         backend = get_backend(base)
         if backend.isolation != "in-process":
-            reason = getattr(backend, "in_process_reason", "") or "it runs in a worker process here"
+            reason = backend.in_process_reason or "it runs in a worker process here"
             raise BackendUnavailable(name, f"{base} cannot run in this process: {reason}",
                                      f"use Engine({base!r}) or isolation='process'")
     _LOADED[name] = backend

@@ -5,15 +5,11 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ._backend import Backend, Capabilities, get_backend, parse_backend
+from ._backend import get_backend, parse_backend
+from ._contract import AbstractEngine, Capabilities
 from ._store import _DefaultInt
-
-if TYPE_CHECKING:
-    from ._linker import Linker
-    from ._module import Module
-    from ._store import Store, StoreLimits
 
 __all__ = ["Engine", "EngineConfig", "DEFAULT_BACKEND", "DEFAULT_MAX_WASM_STACK"]
 
@@ -65,7 +61,7 @@ class EngineConfig:
         return f"d{int(self.deadlines)}f{int(self.fuel)}s{self.max_wasm_stack}t{int(self.signals_based_traps)}o{sorted(self.options)}"
 
 
-class Engine:
+class Engine(AbstractEngine):
     """A backend with its configuration; compiles modules and creates stores.
 
     ``Engine()`` uses the default backend (wasmtime); ``Engine("v8")`` picks one
@@ -76,10 +72,9 @@ class Engine:
     as ``Engine("wasmtime", isolation="process")``. Engines are thread-safe and
     meant to be long-lived: compile each module once per engine and instantiate
     it in as many stores as needed.
-    """
 
-    backend: Backend
-    config: EngineConfig
+    A backend subclasses it and implements :class:`~proxywasm_vm._contract.AbstractEngine`.
+    """
 
     def __new__(cls, backend: str = DEFAULT_BACKEND, config: EngineConfig | None = None, *,
                 isolation: str | None = None, **options: Any) -> Engine:
@@ -109,23 +104,3 @@ class Engine:
         """The folder of this engine's compiled-module cache."""
         root = self.config.cache_dir or _default_cache_dir()
         return Path(root) / f"{self.backend.name}-{self.backend.version()}"
-
-    # -- backend factory methods (called by the public constructors) --------
-    def _module_new(self, wasm: bytes) -> Module:
-        raise NotImplementedError
-    def _module_validate(self, wasm: bytes) -> bool:
-        raise NotImplementedError
-
-    def _module_deserialize(self, data: bytes) -> Module:
-        raise NotImplementedError(f"the {self.name} backend cannot deserialize modules")
-
-    def _module_deserialize_file(self, path: str) -> Module:
-        with open(path, "rb") as f:
-            return self._module_deserialize(f.read())
-    def _store_new(self, limits: StoreLimits, data: Any) -> Store:
-        raise NotImplementedError
-
-    def _linker_new(self) -> Linker:
-        from ._linker import GenericLinker
-
-        return GenericLinker._create(self)

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable
 
+from ._contract import AbstractCaller, AbstractFunc
 from ._types import FuncType
 
 if TYPE_CHECKING:
-    from ._instance import Extern
-    from ._memory import Memory
     from ._store import Store
 
 __all__ = ["Func", "Caller"]
 
 
-class Func:
+class Func(AbstractFunc):
     """A WebAssembly function: an instance export, or a host function.
 
     ``Func(store, ty, fn)`` wraps a Python callable as a host function of type
@@ -25,10 +24,9 @@ class Func:
 
     Calling a ``Func`` from Python runs it; a trap raises :class:`Trap` and an
     exception raised by a host function along the way is re-raised unchanged.
-    """
 
-    store: Store
-    type: FuncType
+    A backend subclasses it and implements :class:`~proxywasm_vm._contract.AbstractFunc`.
+    """
 
     def __new__(cls, store: Store, ty: FuncType, fn: Callable[..., Any], *, access_caller: bool = False) -> Func:
         if cls is not Func:
@@ -38,34 +36,16 @@ class Func:
         if not callable(fn):
             raise TypeError("host function must be callable")
         return store._func_new(ty, fn, access_caller)
-    def __call__(self, *args: Any) -> Any:
-        """Call the function; returns ``None``, a value, or a tuple of values."""
-        raise NotImplementedError
 
     def __repr__(self) -> str:
         return f"<Func {self.type}>"
 
 
-class Caller:
+class Caller(AbstractCaller):
     """What a host function (``access_caller=True``) knows about its caller.
 
-    Valid only while the host function runs.
+    Valid only while the host function runs. A backend subclasses it and implements
+    :class:`~proxywasm_vm._contract.AbstractCaller`.
     """
 
     __slots__ = ()
-
-    @property
-    def store(self) -> Store:
-        """The store the call runs in."""
-        raise NotImplementedError
-    def get_export(self, name: str) -> Extern | None:
-        """An export of the calling instance by name, or ``None``."""
-        raise NotImplementedError
-
-    @property
-    def memory(self) -> Memory | None:
-        """The calling instance's memory export named ``memory``, if any."""
-        from ._memory import Memory
-
-        m = self.get_export("memory")
-        return m if isinstance(m, Memory) else None

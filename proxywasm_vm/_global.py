@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ._contract import AbstractGlobal
 from ._types import GlobalType
 
 if TYPE_CHECKING:
@@ -12,11 +13,11 @@ if TYPE_CHECKING:
 __all__ = ["Global"]
 
 
-class Global:
-    """A global variable. ``value`` reads it; assigning ``value`` sets a mutable one."""
+class Global(AbstractGlobal):
+    """A global variable. ``value`` reads it; assigning ``value`` sets a mutable one.
 
-    store: Store
-    type: GlobalType
+    A backend subclasses it and implements :class:`~proxywasm_vm._contract.AbstractGlobal`.
+    """
 
     def __new__(cls, store: Store, ty: GlobalType, value: Any) -> Global:
         if cls is not Global:
@@ -24,12 +25,6 @@ class Global:
         if not isinstance(ty, GlobalType):
             raise TypeError(f"expected a GlobalType, got {type(ty).__name__}")
         return store._global_new(ty, value)
-    def get(self) -> Any:
-        """The current value."""
-        raise NotImplementedError
-    def set(self, value: Any) -> None:
-        """Set the value; :class:`AttributeError`-free but raises ``TypeError`` if immutable."""
-        raise NotImplementedError
 
     @property
     def value(self) -> Any:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence, Union
 
+from ._contract import AbstractInstance
 from ._errors import LinkError
 from ._types import FuncType, GlobalType, MemoryType, TableType
 
@@ -131,17 +132,16 @@ class Exports(Mapping[str, "Extern"]):
         return self._typed(name, Table, "table")
 
 
-class Instance:
+class Instance(AbstractInstance):
     """A module instantiated in a store.
 
     ``imports`` is either a mapping ``{"module": {"name": extern}}`` or a
     sequence of externs in the module's import order. A missing or mistyped
     import raises :class:`LinkError`; a trap in the start function raises
     :class:`Trap`.
-    """
 
-    store: Store
-    module: Module
+    A backend subclasses it and implements :class:`~proxywasm_vm._contract.AbstractInstance`.
+    """
 
     def __new__(cls, store: Store, module: Module, imports: ImportMap | None = None) -> Instance:
         if cls is not Instance:
@@ -157,9 +157,6 @@ class Instance:
         if ex is None:
             ex = self.__dict__["_exports"] = Exports(self, [e.name for e in self.module.exports])
         return ex
-    def _export(self, name: str) -> Extern:
-        """Look one export up in the runtime (called once per name)."""
-        raise NotImplementedError
 
     def __repr__(self) -> str:
         return f"<Instance of {self.module!r}>"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import struct
 from typing import TYPE_CHECKING
 
+from ._contract import AbstractMemory
 from ._types import MemoryType
 
 if TYPE_CHECKING:
@@ -17,16 +18,15 @@ _U32 = struct.Struct("<I")
 _U64 = struct.Struct("<Q")
 
 
-class Memory:
+class Memory(AbstractMemory):
     """A linear memory: bytes addressed from 0 to :attr:`data_size` - 1.
 
     Reads and writes are bounds-checked: an out-of-range access raises
     :class:`IndexError` and never touches the host's memory. :meth:`view` gives a
     zero-copy ``memoryview`` that is invalid after the memory grows.
-    """
 
-    store: Store
-    type: MemoryType
+    A backend subclasses it and implements :class:`~proxywasm_vm._contract.AbstractMemory`.
+    """
 
     def __new__(cls, store: Store, ty: MemoryType) -> Memory:
         if cls is not Memory:
@@ -34,31 +34,6 @@ class Memory:
         if not isinstance(ty, MemoryType):
             raise TypeError(f"expected a MemoryType, got {type(ty).__name__}")
         return store._memory_new(ty)
-
-    @property
-    def size(self) -> int:
-        """Current size in 64 KiB pages."""
-        raise NotImplementedError
-
-    @property
-    def data_size(self) -> int:
-        """Current size in bytes."""
-        raise NotImplementedError
-    def grow(self, delta: int) -> int:
-        """Grow by ``delta`` pages; returns the previous size in pages.
-
-        Raises :class:`LimitError` past the memory's maximum or the store's limit.
-        """
-        raise NotImplementedError
-    def read(self, offset: int, length: int) -> bytes:
-        """Copy ``length`` bytes from ``offset``."""
-        raise NotImplementedError
-    def write(self, offset: int, data: bytes | bytearray | memoryview) -> None:
-        """Copy ``data`` to ``offset``."""
-        raise NotImplementedError
-    def view(self) -> memoryview:
-        """A zero-copy writable view of the whole memory (invalid after a grow)."""
-        raise NotImplementedError
 
     def read_u32(self, offset: int) -> int:
         """The little-endian u32 at ``offset``."""

@@ -8,8 +8,9 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Union
 
+from ._contract import AbstractModule
 from ._errors import CompileError
-from ._wasmparse import ModuleInfo, parse_module
+from ._wasmparse import parse_module
 
 if TYPE_CHECKING:
     from ._engine import Engine
@@ -40,17 +41,15 @@ def _as_bytes(wasm: WasmSource) -> bytes:
     return bytes(wasm)
 
 
-class Module:
+class Module(AbstractModule):
     """A compiled WebAssembly module, ready to instantiate in any store of its engine.
 
     ``Module(engine, wasm)`` compiles binary bytes (or WebAssembly text, given as
     ``str``). Bad bytes raise :class:`CompileError`. Modules are immutable and
     can be shared by threads.
-    """
 
-    engine: Engine
-    _info: ModuleInfo | None = None
-    _wasm: bytes | None = None
+    A backend subclasses it and implements :class:`~proxywasm_vm._contract.AbstractModule`.
+    """
 
     def __new__(cls, engine: Engine, wasm: WasmSource) -> Module:
         if cls is not Module:
@@ -132,17 +131,6 @@ class Module:
     def deserialize_file(cls, engine: Engine, path: str | os.PathLike[str]) -> Module:
         """Like :meth:`deserialize`, from a file (memory-mapped where the backend can)."""
         return engine._module_deserialize_file(os.fspath(path))
-    def serialize(self) -> bytes:
-        """The compiled code as bytes, for :meth:`deserialize`."""
-        raise NotImplementedError
-
-    def _module_info(self) -> ModuleInfo:
-        if self._info is None:
-            if self._wasm is None:
-                raise CompileError("this module was deserialized without its original bytes; "
-                                   "types are not available")
-            self._info = parse_module(self._wasm)
-        return self._info
 
     @property
     def imports(self) -> list[ImportType]:

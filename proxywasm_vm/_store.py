@@ -3,17 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from ._contract import AbstractStore
 
 if TYPE_CHECKING:
     from ._engine import Engine
-    from ._func import Func
-    from ._global import Global
-    from ._instance import Instance
-    from ._memory import Memory
-    from ._module import Module
-    from ._table import Table
-    from ._types import FuncType, GlobalType, MemoryType, TableType
 
 __all__ = ["DEFAULT_DEADLINE", "DEFAULT_MEMORY_BYTES", "DEFAULT_TABLE_ELEMENTS", "Store", "StoreLimits",
            "is_default"]
@@ -126,51 +121,18 @@ def effective_limits(limits: StoreLimits, engine: Engine) -> StoreLimits:
     return lim
 
 
-class Store:
+class Store(AbstractStore):
     """The state of one VM: instances, memories, globals, tables, host functions.
 
     A store is used by one thread at a time. Objects from one store cannot be
     used with another. ``data`` is any value the embedder wants to keep with the
     store (host functions reach it as ``caller.store.data``).
-    """
 
-    engine: Engine
-    data: Any
+    A backend subclasses it and implements :class:`~proxywasm_vm._contract.AbstractStore`.
+    """
 
     def __new__(cls, engine: Engine, *, limits: StoreLimits | None = None, data: Any = None) -> Store:
         if cls is not Store:
             return super().__new__(cls)
         lim = effective_limits(limits if limits is not None else StoreLimits(), engine)
         return engine._store_new(lim, data)
-
-    @property
-    def limits(self) -> StoreLimits:
-        """The limits this store enforces."""
-        raise NotImplementedError
-    def set_deadline(self, seconds: float | None) -> None:
-        """Change the per-call wall-clock deadline (``None`` removes it)."""
-        raise NotImplementedError
-
-    def get_fuel(self) -> int:
-        """Fuel left (needs ``EngineConfig(fuel=True)``)."""
-        raise ValueError("fuel is not enabled for this engine")
-
-    def set_fuel(self, fuel: int) -> None:
-        """Set the fuel left (needs ``EngineConfig(fuel=True)``)."""
-        raise ValueError("fuel is not enabled for this engine")
-
-    def close(self) -> None:
-        """Release the runtime's resources now instead of at garbage collection."""
-        return None
-
-    # -- backend factory methods --------------------------------------------
-    def _func_new(self, ty: FuncType, fn: Callable[..., Any], access_caller: bool) -> Func:
-        raise NotImplementedError
-    def _memory_new(self, ty: MemoryType) -> Memory:
-        raise NotImplementedError
-    def _global_new(self, ty: GlobalType, value: Any) -> Global:
-        raise NotImplementedError
-    def _table_new(self, ty: TableType, init: Any) -> Table:
-        raise NotImplementedError
-    def _instantiate(self, module: Module, imports: Sequence[Any]) -> Instance:
-        raise NotImplementedError

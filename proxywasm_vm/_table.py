@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ._contract import AbstractTable
 from ._types import TableType
 
 if TYPE_CHECKING:
@@ -12,11 +13,11 @@ if TYPE_CHECKING:
 __all__ = ["Table"]
 
 
-class Table:
-    """A table of references (``funcref`` or ``externref``)."""
+class Table(AbstractTable):
+    """A table of references (``funcref`` or ``externref``).
 
-    store: Store
-    type: TableType
+    A backend subclasses it and implements :class:`~proxywasm_vm._contract.AbstractTable`.
+    """
 
     def __new__(cls, store: Store, ty: TableType, init: Any = None) -> Table:
         if cls is not Table:
@@ -24,20 +25,6 @@ class Table:
         if not isinstance(ty, TableType):
             raise TypeError(f"expected a TableType, got {type(ty).__name__}")
         return store._table_new(ty, init)
-
-    @property
-    def size(self) -> int:
-        """Number of elements."""
-        raise NotImplementedError
-    def get(self, index: int) -> Any:
-        """The element at ``index`` (a :class:`Func`, an external object, or ``None``)."""
-        raise NotImplementedError
-    def set(self, index: int, value: Any) -> None:
-        """Store ``value`` at ``index``."""
-        raise NotImplementedError
-    def grow(self, delta: int, init: Any = None) -> int:
-        """Add ``delta`` elements set to ``init``; returns the previous size."""
-        raise NotImplementedError
 
     def __repr__(self) -> str:
         return f"<Table {self.type.element} size={self.size}>"

@@ -376,7 +376,7 @@ def rss_per_vm(engine: Engine, count: int = 200) -> float:
     import gc
 
     def measure() -> int:
-        pid = getattr(engine, "worker_pid", None)  # a worker-process engine
+        pid = engine.worker_pid  # the worker running the runtime, or None: this process
         return rss_bytes(pid)
     module = Module(engine, _wasm(INSTANTIATE_WAT))
     linker = Linker(engine)
@@ -515,11 +515,11 @@ def soak(engine: Engine, requests: int, *, plugin: str = "c", warmup: int = 2000
     stem, root = PLUGINS[plugin]
     loaded = load_plugin(engine, plugin_path(stem), root)
     cycle = request_cycle(loaded)
-    worker = getattr(engine, "worker_pid", None)
+    worker = engine.worker_pid
 
     def rss() -> tuple[int, int | None]:
         gc.collect()
-        pid = getattr(engine, "worker_pid", None)
+        pid = engine.worker_pid
         return rss_bytes(), (rss_bytes(pid) if pid else None)
 
     for _ in range(warmup):
@@ -555,7 +555,7 @@ def soak(engine: Engine, requests: int, *, plugin: str = "c", warmup: int = 2000
         raise errors[0]
     after, wafter = rss()
     loaded.close()
-    if worker is not None and getattr(engine, "worker_pid", None) != worker:
+    if worker is not None and engine.worker_pid != worker:
         raise RuntimeError("the worker was replaced during the soak: its memory cannot be compared")
     return SoakResult(engine.name, per * threads, after - before,
                       None if wbefore is None or wafter is None else wafter - wbefore, seconds)

@@ -765,7 +765,7 @@ def _wasm_bytes(wasm: Any) -> bytes | None:
 def _remote_for(plugin: Plugin, gen: _Generation, wasm: Any) -> Any:
     """A plugin on a worker engine runs with its host in the worker (see ``_isolation._plughost``),
     when it can: None keeps the host here."""
-    if not hasattr(gen.code.engine, "_conn_now"):
+    if gen.code.engine.backend.isolation != "process":  # the runtime runs in this process
         return None
     data = _wasm_bytes(wasm)
     if not data:  # a compiled Module without its bytes cannot be sent to the worker

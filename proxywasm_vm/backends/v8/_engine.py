@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from proxywasm_vm._engine import Engine, EngineConfig
 from proxywasm_vm._errors import CompileError
@@ -11,18 +11,26 @@ from proxywasm_vm._store import StoreLimits
 from proxywasm_vm._wasmparse import parse_module
 
 from ._ffi import ffi, last_error, lib, start
-from ._rewrite import Rewritten, rewrite
+from ._rewrite import Rewritten, Synth, rewrite
+
+if TYPE_CHECKING:
+    from . import V8Backend
+    from ._store import V8Store
 
 
 class V8Engine(Engine):
     """A private compile isolate; modules compiled there are shared by every store."""
 
+    # Set by _create (engines are made with object.__new__, not __init__).
+    backend: V8Backend
+    _ptr: Any  # cffi pwv8_engine* (cdata)
+
     @classmethod
-    def _create(cls, backend: Any, config: EngineConfig) -> V8Engine:
+    def _create(cls, backend: V8Backend, config: EngineConfig) -> V8Engine:
         self = object.__new__(cls)
         self.backend = backend
         self.config = config
-        self._signal_traps = start(config.signals_based_traps)
+        start(config.signals_based_traps)  # the first engine of the process decides the trap mode
         ptr = lib.pwv8_engine_new()
         if ptr == ffi.NULL:
             raise CompileError("cannot create a V8 engine")
@@ -55,13 +63,20 @@ class V8Engine(Engine):
         # Module.validate also runs parse_module, so this agrees with _module_new.
         return lib.pwv8_module_validate(self._ptr, ffi.from_buffer("uint8_t[]", wasm), len(wasm)) == 0
 
-    def _store_new(self, limits: StoreLimits, data: Any) -> Any:
+    def _store_new(self, limits: StoreLimits, data: Any) -> V8Store:
         from ._store import V8Store
 
         return V8Store._create(self, limits, data)
 
 
 class V8Module(Module):
+    """A module compiled from the rewritten bytes (see ``_rewrite``)."""
+
+    engine: V8Engine
+    _ptr: Any  # cffi pwv8_module*
+    _synth: tuple[Synth, ...]  # memories and tables the host makes for each instance
+    _memory_export: int | None  # index of the memory exported as "memory", if any
+
     @classmethod
     def _wrap(cls, engine: V8Engine, ptr: Any, rw: Rewritten) -> V8Module:
         m = object.__new__(cls)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from proxywasm_vm._errors import LimitError, WasmError
 from proxywasm_vm._global import Global
@@ -13,6 +13,13 @@ from proxywasm_vm._types import FuncType, GlobalType, MemoryType, TableType
 
 from ._ffi import ffi, last_error, lib
 from ._values import KIND, from_slot, to_slot
+
+if TYPE_CHECKING:
+    from proxywasm_vm._instance import Extern
+    from proxywasm_vm._types import ExternType
+
+    from ._engine import V8Module
+    from ._store import V8Store
 
 _buffer = ffi.buffer
 _from_buffer = ffi.from_buffer
@@ -41,7 +48,7 @@ class _Core:
         self.buf: Any = None
 
 
-def core_of(store: Any, ref: int) -> _Core:
+def core_of(store: V8Store, ref: int) -> _Core:
     out = ffi.new("pwv8_meminfo**")
     rc = lib.pwv8_memory_track(store._sp, ref, out)
     if rc:
@@ -58,16 +65,22 @@ class V8Memory(Memory):
     whenever the size changed (V8 moves a memory only when it grows)."""
 
     __slots__ = ("_buf", "_core", "_ref", "_size", "_sizes", "_type", "store")
-    _is_memory = True
+    store: V8Store
+    _type: MemoryType | None  # None until asked, for a memory reached through a Caller
+    _ref: int  # the memory's id in its store
+    _core: _Core
+    _sizes: memoryview  # the core's (data, size) record; [1] is the size in bytes
+    _size: int  # the size _buf was made for
+    _buf: Any  # cffi buffer (or bytearray) over the bytes
 
     @classmethod
-    def _wrap(cls, store: Any, ref: int, ty: MemoryType | None) -> V8Memory:
+    def _wrap(cls, store: V8Store, ref: int, ty: MemoryType | None) -> V8Memory:
         mem = cls._from_core(store, core_of(store, ref))
         mem._type = ty
         return mem
 
     @classmethod
-    def _from_core(cls, store: Any, core: _Core) -> V8Memory:
+    def _from_core(cls, store: V8Store, core: _Core) -> V8Memory:
         mem = object.__new__(cls)
         mem.store = store
         mem._type = None
@@ -91,7 +104,7 @@ class V8Memory(Memory):
         return self._buf
 
     @property
-    def type(self) -> MemoryType:  # type: ignore[override]
+    def type(self) -> MemoryType:  # type: ignore[override]  # read lazily: a property over the contract's attribute
         if self._type is None:  # not known for a memory reached through a Caller
             from proxywasm_vm._types import Limits
 
@@ -147,9 +160,11 @@ class V8Memory(Memory):
 
 class V8Global(Global):
     __slots__ = ("_ref", "store", "type")
+    store: V8Store
+    _ref: int  # the global's id in its store
 
     @classmethod
-    def _wrap(cls, store: Any, ref: int, ty: GlobalType) -> V8Global:
+    def _wrap(cls, store: V8Store, ref: int, ty: GlobalType) -> V8Global:
         g = object.__new__(cls)
         g.store = store
         g.type = ty
@@ -173,9 +188,11 @@ class V8Global(Global):
 
 class V8Table(Table):
     __slots__ = ("_ref", "store", "type")
+    store: V8Store
+    _ref: int  # the table's id in its store
 
     @classmethod
-    def _wrap(cls, store: Any, ref: int, ty: TableType) -> V8Table:
+    def _wrap(cls, store: V8Store, ref: int, ty: TableType) -> V8Table:
         t = object.__new__(cls)
         t.store = store
         t.type = ty
@@ -220,8 +237,15 @@ class V8Table(Table):
 
 
 class V8Instance(Instance):
+    """An instance of a store (``_ref``: its id there)."""
+
+    store: V8Store
+    module: V8Module
+    _ref: int
+    _types: dict[str, ExternType]  # export types by name
+
     @classmethod
-    def _wrap(cls, store: Any, module: Any, ref: int) -> V8Instance:
+    def _wrap(cls, store: V8Store, module: V8Module, ref: int) -> V8Instance:
         i = object.__new__(cls)
         i.store = store
         i.module = module
@@ -229,7 +253,7 @@ class V8Instance(Instance):
         i._types = {e.name: e.type for e in module.exports}
         return i
 
-    def _export(self, name: str) -> Any:
+    def _export(self, name: str) -> Extern:
         from ._func import wrap_func
 
         kind, ref = ffi.new("int32_t*"), ffi.new("uint32_t*")
@@ -244,13 +268,15 @@ class V8Instance(Instance):
         if k == 0:
             return wrap_func(self.store, ref[0], ty if isinstance(ty, FuncType) else _functype(self.store, ref[0]))
         if k == 1:
+            assert isinstance(ty, GlobalType)  # the module's exports name every global's type
             return V8Global._wrap(self.store, ref[0], ty)
         if k == 2:
+            assert isinstance(ty, TableType)
             return V8Table._wrap(self.store, ref[0], ty)
-        return V8Memory._wrap(self.store, ref[0], ty)
+        return V8Memory._wrap(self.store, ref[0], ty if isinstance(ty, MemoryType) else None)
 
 
-def _functype(store: Any, ref: int) -> FuncType:
+def _functype(store: V8Store, ref: int) -> FuncType:
     from ._func import funcref
 
     return funcref(store, ref).type

@@ -22,9 +22,10 @@ NAMESPACE = __package__ == NAMESPACE_PACKAGE
 """Whether this is the copy in its own linker namespace."""
 NAME = "v8@namespace" if NAMESPACE else "v8"
 
-node = _build.find_libnode()
-if node is None:
+_found = _build.find_libnode()
+if _found is None:
     raise BackendUnavailable(NAME, "libnode (Debian's libnode-dev: V8 10.2/11.3) is not installed", HOW_TO_ENABLE)
+node: _build.Libnode = _found
 try:
     native = _build.load(node, namespace=NAMESPACE)
     _path = str(_build.library(node))

@@ -36,6 +36,13 @@ class V8Func(Func):
     """A function of a V8 store (generic path)."""
 
     __slots__ = ("_binding", "_buf", "_pk", "_ref", "_rk", "_sp", "store", "type")
+    store: V8Store
+    _binding: _Binding | None  # a host function taking a Caller: the instance it is bound to
+    _buf: Any  # cffi pwv8_val[] for the generic path
+    _pk: bytes  # parameter kinds
+    _rk: bytes  # result kinds
+    _ref: int  # the function's id in its store
+    _sp: Any  # cffi pwv8_store* of the store
 
     def __call__(self, *args: Any) -> Any:
         ty = self.type
@@ -91,6 +98,7 @@ _INT_CLASSES = IntSignatureClasses(_IntFunc, _int_call_source,
 
 def wrap_func(store: V8Store, ref: int, ty: FuncType) -> V8Func:
     """A public Func for the function ``ref`` of ``store``."""
+    fn: V8Func
     if is_int_signature(ty):
         fn = object.__new__(_INT_CLASSES.for_type(ty))
         mask = sum(1 << i for i, t in enumerate(ty.params) if t is ValType.I64)
@@ -184,6 +192,7 @@ def _raw_adapter(fn: Callable[..., Any], ty: FuncType, access_caller: bool, bind
 
     def call(sid: int, vals: Any) -> None:
         store = STORES[sid]()
+        assert store is not None  # a host call runs in a live store
         args = [from_slot(store, t, vals[i]) for i, t in enumerate(params)]
         r = fn(V8Caller(store, binding), *args) if access_caller else fn(*args)
         if not results:
@@ -219,9 +228,11 @@ def rebind(f: V8Func) -> V8Func:
     (while an earlier importer is alive) a copy bound to the new instance.
     """
     b = f._binding
+    assert b is not None  # only host functions that take a Caller are rebound
     if b.claimed and b.instance is not None and b.instance() is not None:
         f = new_host_func(f.store, f.type, b.fn, True)
         b = f._binding
+        assert b is not None
     b.claimed = True
     b.instance = None
     return f

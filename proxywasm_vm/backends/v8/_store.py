@@ -17,7 +17,9 @@ from proxywasm_vm._types import FuncType, GlobalType, MemoryType, TableType
 from ._ffi import ffi, last_error, lib
 
 if TYPE_CHECKING:
-    from ._engine import V8Engine
+    from ._engine import V8Engine, V8Module
+    from ._extern import V8Global, V8Instance, V8Memory, V8Table, _Core
+    from ._func import V8Func, _Binding
 
 # pwv8_code -> TrapCode.  V8 reports a null table entry and a signature
 # mismatch with one message ("null function or function signature mismatch").
@@ -40,7 +42,7 @@ RANGE = 15
 CLOSED = 16
 
 #: Python Store objects by the id the shim hands to host trampolines.
-STORES: dict[int, weakref.ref] = {}
+STORES: dict[int, weakref.ref[V8Store]] = {}
 _handles = itertools.count(1)
 
 
@@ -80,7 +82,7 @@ class V8Caller(Caller):
         return None
 
     @property
-    def memory(self) -> Any:
+    def memory(self) -> V8Memory | None:
         from ._extern import V8Memory
 
         core = self._binding.memory
@@ -88,6 +90,21 @@ class V8Caller(Caller):
 
 
 class V8Store(Store):
+    """An isolate of its own (``_sp``), with the engine's compiled modules."""
+
+    # Set by _create (stores are made with object.__new__, not __init__).
+    engine: V8Engine
+    _limits: StoreLimits
+    _handle: int  # this store's key in STORES
+    _sp: Any  # cffi pwv8_store* (cdata)
+    _state: Any  # cffi pwv8_state* (status, host_failed) of the store
+    _pending: BaseException | None  # the exception a host function raised, re-raised after the call
+    _externrefs: dict[int, Any]
+    _cores: dict[int, _Core]  # memory cores by their pwv8_meminfo address
+    _hids: list[int]  # host functions of this store, dropped with it
+    _max_stack: int
+    _closed: bool
+
     @classmethod
     def _create(cls, engine: V8Engine, limits: StoreLimits, data: Any) -> V8Store:
         s = object.__new__(cls)
@@ -100,10 +117,10 @@ class V8Store(Store):
             raise MemoryError("cannot create a V8 isolate")
         s._sp = ffi.gc(sp, lib.pwv8_store_delete)
         s._state = lib.pwv8_store_state(sp)
-        s._pending: BaseException | None = None
-        s._externrefs: dict[int, Any] = {}
-        s._cores: dict[int, Any] = {}  # memory cores by their pwv8_meminfo address
-        s._hids: list[int] = []  # host functions of this store, dropped with it
+        s._pending = None
+        s._externrefs = {}
+        s._cores = {}
+        s._hids = []
         s._max_stack = engine.config.max_wasm_stack or 0
         s._closed = False
         STORES[s._handle] = weakref.ref(s)
@@ -137,7 +154,7 @@ class V8Store(Store):
         self._closed = True
 
     # -- outcomes --------------------------------------------------------------
-    def _raise(self, status: int, *, instantiating: Any = None) -> NoReturn:
+    def _raise(self, status: int, *, instantiating: V8Module | None = None) -> NoReturn:
         """Turn a shim status into the exception it stands for."""
         self._state.status = 0
         pending, self._pending = self._pending, None
@@ -176,7 +193,7 @@ class V8Store(Store):
         self._state.host_failed = 1
 
     # -- factories ------------------------------------------------------------
-    def _func_new(self, ty: FuncType, fn: Callable[..., Any], access_caller: bool) -> Any:
+    def _func_new(self, ty: FuncType, fn: Callable[..., Any], access_caller: bool) -> V8Func:
         from ._func import new_host_func
 
         return new_host_func(self, ty, fn, access_caller)
@@ -214,7 +231,7 @@ class V8Store(Store):
             raise WasmError(last_error())
         return out[0]
 
-    def _memory_new(self, ty: MemoryType) -> Any:
+    def _memory_new(self, ty: MemoryType) -> V8Memory:
         from ._extern import V8Memory
 
         try:
@@ -223,7 +240,7 @@ class V8Store(Store):
             raise LimitError(e.message) from None
         return V8Memory._wrap(self, ref, ty)
 
-    def _global_new(self, ty: GlobalType, value: Any) -> Any:
+    def _global_new(self, ty: GlobalType, value: Any) -> V8Global:
         from ._extern import V8Global
         from ._values import KIND, to_slot
 
@@ -234,7 +251,7 @@ class V8Store(Store):
             raise WasmError(last_error())
         return V8Global._wrap(self, out[0], ty)
 
-    def _table_new(self, ty: TableType, init: Any) -> Any:
+    def _table_new(self, ty: TableType, init: Any) -> V8Table:
         from ._extern import V8Table
 
         try:
@@ -243,18 +260,19 @@ class V8Store(Store):
             raise LimitError(e.message) from None
         return V8Table._wrap(self, ref, ty)
 
-    def _instantiate(self, module: Any, imports: Sequence[Any]) -> Any:
-        from ._extern import V8Instance, core_of
-        from ._func import rebind
+    def _instantiate(self, module: Any, imports: Sequence[Any]) -> V8Instance:
+        from ._extern import V8Instance, V8Memory, core_of
+        from ._func import V8Func, rebind
 
         refs = []
-        hosts = []
+        hosts: list[_Binding] = []  # of the host functions that take a Caller
         for i, item in enumerate(imports):
             if item.store is not self:
                 raise ValueError(f"import #{i} belongs to another store")
-            if getattr(item, "_binding", None) is not None:
+            if isinstance(item, V8Func) and item._binding is not None:
                 item = rebind(item)  # a Caller must see this instance: one function per instance
-                hosts.append(item)
+                assert item._binding is not None
+                hosts.append(item._binding)
             refs.append(item._ref)
         # The module's own memories and tables, made here with the store's limits.
         mem_refs: dict[int, int] = {}
@@ -271,11 +289,11 @@ class V8Store(Store):
             if idx is not None:
                 mem_ref = mem_refs.get(idx)
                 if mem_ref is None:
-                    mems = [it for it in imports if getattr(it, "_is_memory", False)]
+                    mems = [it for it in imports if isinstance(it, V8Memory)]
                     mem_ref = mems[idx]._ref if idx < len(mems) else None
             core = core_of(self, mem_ref) if mem_ref is not None else None
             for h in hosts:
-                h._binding.memory = core
+                h.memory = core
         arr = ffi.new("uint32_t[]", refs or [0])
         out = ffi.new("uint32_t*")
         rc = lib.pwv8_instantiate(self._sp, module._ptr, arr, len(refs), out)
@@ -283,5 +301,5 @@ class V8Store(Store):
             self._raise(rc, instantiating=module)
         inst = V8Instance._wrap(self, module, out[0])
         for h in hosts:
-            h._binding.instance = weakref.ref(inst)
+            h.instance = weakref.ref(inst)
         return inst

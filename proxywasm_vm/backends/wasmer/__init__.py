@@ -13,8 +13,13 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from typing import TYPE_CHECKING
+
 from proxywasm_vm._backend import Backend, Capabilities
 from proxywasm_vm._engine import EngineConfig
+
+if TYPE_CHECKING:
+    from ._adapter import WasmerEngine
 
 __all__ = ["BACKEND", "CAPABILITIES", "WasmerBackend"]
 
@@ -60,7 +65,7 @@ class WasmerBackend(Backend):
                            interrupt_keeps_store=False)
         return CAPABILITIES
 
-    def new_engine(self, config: EngineConfig):  # type: ignore[override]
+    def new_engine(self, config: EngineConfig) -> WasmerEngine:
         from ._adapter import WasmerEngine
 
         return WasmerEngine._create(self, config)

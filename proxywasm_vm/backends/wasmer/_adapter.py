@@ -24,7 +24,7 @@ from __future__ import annotations
 import importlib
 import re
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import wasmer
 
@@ -44,6 +44,12 @@ from proxywasm_vm._values import wrap_i32 as to_i32
 from proxywasm_vm._values import wrap_i64 as to_i64
 from proxywasm_vm._values import wrap_v128 as to_v128
 from proxywasm_vm._wasmparse import ModuleInfo, parse_module, sections
+
+if TYPE_CHECKING:
+    from proxywasm_vm._instance import Extern
+    from proxywasm_vm._types import ExternType
+
+    from . import WasmerBackend
 
 COMPILERS = {"cranelift": "wasmer_compiler_cranelift", "singlepass": "wasmer_compiler_singlepass",
              "llvm": "wasmer_compiler_llvm"}
@@ -151,8 +157,15 @@ def _precheck(wasm: bytes) -> ModuleInfo:
 
 
 class WasmerEngine(Engine):
+    """Compiles with one wasmer compiler (``compiler``) into an engine-wide ``wasmer.Store``."""
+
+    # Set by _create (engines are made with object.__new__, not __init__).
+    backend: WasmerBackend
+    compiler: str  # the compiler's name, a key of COMPILERS
+    _wstore: Any  # wasmer.Store (wasmer-python has no type information)
+
     @classmethod
-    def _create(cls, backend: Any, config: EngineConfig) -> WasmerEngine:
+    def _create(cls, backend: WasmerBackend, config: EngineConfig) -> WasmerEngine:
         if config.max_wasm_stack is not None and not is_default(config.max_wasm_stack):
             # (the default is fine: wasmer keeps its own bound, and deep recursion traps with
             # STACK_OVERFLOW there too)
@@ -216,6 +229,11 @@ class WasmerEngine(Engine):
 
 
 class WasmerModule(Module):
+    """A ``wasmer.Module``."""
+
+    engine: WasmerEngine
+    _w: Any  # wasmer.Module
+
     @classmethod
     def _wrap(cls, engine: WasmerEngine, w: Any) -> WasmerModule:
         m = object.__new__(cls)
@@ -223,7 +241,7 @@ class WasmerModule(Module):
         m._w = w
         return m
 
-    def _module_info(self) -> Any:
+    def _module_info(self) -> ModuleInfo:
         if self._info is None and self._wasm is None:
             info = ModuleInfo()
             info.imports.extend(ImportType(i.module, i.name, externtype(i.type)) for i in self._w.imports)
@@ -240,6 +258,19 @@ class WasmerModule(Module):
 class WasmerStore(Store):
     """A logical store: wasmer-python's own Store is engine-wide, instances own their state."""
 
+    # Set by _create (stores are made with object.__new__, not __init__).
+    engine: WasmerEngine
+    _limits: StoreLimits
+    _w: Any  # the engine's wasmer.Store
+    _closed: bool
+    _active: int  # calls into wasm in progress
+    _host_exc: BaseException | None  # the last exception a host function raised
+    # limits enforced by the worker's guard (None elsewhere: Store() refused or dropped them)
+    _deadline: float | None
+    _cap: int | None
+    _guarded: bool
+    _mems: list[Any]  # the wasmer.Memory objects of this store (made here or exported by its instances)
+
     @classmethod
     def _create(cls, engine: WasmerEngine, limits: StoreLimits, data: Any) -> WasmerStore:
         s = object.__new__(cls)
@@ -248,13 +279,12 @@ class WasmerStore(Store):
         s._limits = limits
         s._w = engine._wstore
         s._closed = False
-        s._active = 0  # calls into wasm in progress
-        s._host_exc: BaseException | None = None  # the last exception a host function raised
-        # limits enforced by the worker's guard (None elsewhere: Store() refused or dropped them)
+        s._active = 0
+        s._host_exc = None
         s._deadline = limits.deadline if _guard.enabled() else None
         s._cap = limits.memory_bytes if _guard.enabled() else None
         s._guarded = s._deadline is not None or s._cap is not None
-        s._mems: list[Any] = []  # the wasmer memories of this store (made here or exported by its instances)
+        s._mems = []
         return s
 
     def _mem_sizes(self) -> list[int]:
@@ -316,7 +346,7 @@ class WasmerStore(Store):
         raise NotImplementedError("wasmer-python 1.1.0 cannot create tables (no null funcref value can be built; "
                                   "Capabilities.table_access)")
 
-    def _instantiate(self, module: Any, imports: Sequence[Any]) -> Instance:
+    def _instantiate(self, module: Any, imports: Sequence[Any]) -> WasmerInstance:
         cell: list[Any] = [None]
         made: dict[int, Any] = {}
         ns: dict[str, dict[str, Any]] = {}
@@ -354,9 +384,9 @@ class WasmerStore(Store):
             self._active -= 1
             self._host_exc = None
         if self._cap is not None:
-            for e in module.exports:
-                if isinstance(e.type, MemoryType):
-                    self._check_cap(getattr(winst.exports, e.name))
+            for exp in module.exports:
+                if isinstance(exp.type, MemoryType):
+                    self._check_cap(getattr(winst.exports, exp.name))
         inst = WasmerInstance._wrap(self, module, winst)
         cell[0] = inst
         return inst
@@ -377,6 +407,11 @@ def _check_results(results: tuple[ValType, ...], r: Any) -> Any:
 class WasmerFunc(Func):
     """An exported wasm function."""
 
+    store: WasmerStore
+    _w: Any  # wasmer.Function
+    _conv: list[Callable[[Any], Any]]  # argument conversions, by parameter
+    _refs: bool  # a funcref/externref parameter: no wasmer.Value can carry it in
+
     @classmethod
     def _wrap(cls, store: WasmerStore, w: Any, ty: FuncType) -> WasmerFunc:
         f = object.__new__(cls)
@@ -384,7 +419,7 @@ class WasmerFunc(Func):
         f.type = ty
         f._w = w
         f._conv = [CONVERT[t] for t in ty.params]
-        f._refs = any(t in _REFS for t in ty.params)  # no wasmer.Value can carry them in
+        f._refs = any(t in _REFS for t in ty.params)
         return f
 
     def __call__(self, *args: Any) -> Any:
@@ -419,6 +454,10 @@ class WasmerFunc(Func):
 
 class WasmerHostFunc(Func):
     """A Python host function; the wasmer.Function is made per instantiation (see module docs)."""
+
+    store: WasmerStore
+    _fn: Callable[..., Any]
+    _access_caller: bool
 
     @classmethod
     def _make(cls, store: WasmerStore, ty: FuncType, fn: Callable[..., Any], access_caller: bool) -> WasmerHostFunc:
@@ -483,6 +522,12 @@ class WasmerCaller(Caller):
 # ---- externs ------------------------------------------------------------------------------------
 
 class WasmerMemory(Memory):
+    """A ``wasmer.Memory``."""
+
+    store: WasmerStore
+    _w: Any  # wasmer.Memory
+    _view: memoryview  # over its buffer, remade when the size changed
+
     @classmethod
     def _wrap(cls, store: WasmerStore, w: Any, ty: MemoryType) -> WasmerMemory:
         m = object.__new__(cls)
@@ -542,6 +587,11 @@ class WasmerMemory(Memory):
 
 
 class WasmerGlobal(Global):
+    """A ``wasmer.Global``."""
+
+    store: WasmerStore
+    _w: Any  # wasmer.Global
+
     @classmethod
     def _wrap(cls, store: WasmerStore, w: Any, ty: GlobalType) -> WasmerGlobal:
         g = object.__new__(cls)
@@ -571,6 +621,11 @@ class WasmerGlobal(Global):
 
 
 class WasmerTable(Table):
+    """A ``wasmer.Table`` (its size only: see ``Capabilities.table_access``)."""
+
+    store: WasmerStore
+    _w: Any  # wasmer.Table
+
     @classmethod
     def _wrap(cls, store: WasmerStore, w: Any, ty: TableType) -> WasmerTable:
         t = object.__new__(cls)
@@ -599,8 +654,15 @@ class WasmerTable(Table):
 
 
 class WasmerInstance(Instance):
+    """A ``wasmer.Instance``."""
+
+    store: WasmerStore
+    module: WasmerModule
+    _w: Any  # wasmer.Instance
+    _types: dict[str, ExternType]  # export types by name
+
     @classmethod
-    def _wrap(cls, store: WasmerStore, module: Any, w: Any) -> WasmerInstance:
+    def _wrap(cls, store: WasmerStore, module: WasmerModule, w: Any) -> WasmerInstance:
         i = object.__new__(cls)
         i.store = store
         i.module = module
@@ -608,19 +670,19 @@ class WasmerInstance(Instance):
         i._types = {e.name: e.type for e in module.exports}
         return i
 
-    def _export(self, name: str) -> Any:
+    def _export(self, name: str) -> Extern:
         try:
             w = getattr(self._w.exports, name)
         except LookupError:
             raise KeyError(f"no export named {name!r}") from None
         ty = self._types.get(name)
         if isinstance(w, wasmer.Function):
-            return WasmerFunc._wrap(self.store, w, ty if ty is not None else functype(w.type))
+            return WasmerFunc._wrap(self.store, w, ty if isinstance(ty, FuncType) else functype(w.type))
         if isinstance(w, wasmer.Memory):
-            return WasmerMemory._wrap(self.store, w, ty if ty is not None else externtype(w.type))
+            return WasmerMemory._wrap(self.store, w, ty if isinstance(ty, MemoryType) else externtype(w.type))
         if isinstance(w, wasmer.Global):
-            return WasmerGlobal._wrap(self.store, w, ty if ty is not None else externtype(w.type))
+            return WasmerGlobal._wrap(self.store, w, ty if isinstance(ty, GlobalType) else externtype(w.type))
         if isinstance(w, wasmer.Table):
-            return WasmerTable._wrap(self.store, w, ty if ty is not None else externtype(w.type))
+            return WasmerTable._wrap(self.store, w, ty if isinstance(ty, TableType) else externtype(w.type))
         raise WasmError(f"unsupported wasmer export {w!r}")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import weakref
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from proxywasm_vm._engine import Engine, EngineConfig
 from proxywasm_vm._errors import CompileError
@@ -16,13 +16,27 @@ from proxywasm_vm._wasmparse import ModuleInfo
 from ._ffi import ffi, lib
 from ._runtime import Runtime
 
+if TYPE_CHECKING:
+    from . import WasmtimeBackend
+    from ._instance import WasmtimeLinker
+    from ._store import WasmtimeStore
+
 #: Epoch tick used for deadlines: deadlines are honoured to about this precision.
 TICK_SECONDS = 0.001
 
 
 class WasmtimeEngine(Engine):
+    """A ``wasm_engine_t`` of one loaded libwasmtime (``_rt``)."""
+
+    # Set by _create (engines are made with object.__new__, not __init__).
+    backend: WasmtimeBackend
+    _rt: Runtime
+    _ptr: Any  # cffi wasm_engine_t* (cdata, untyped)
+    _ticker_lock: threading.Lock
+    _ticker_started: bool
+
     @classmethod
-    def _create(cls, backend: Any, config: EngineConfig, rt: Runtime) -> WasmtimeEngine:
+    def _create(cls, backend: WasmtimeBackend, config: EngineConfig, rt: Runtime) -> WasmtimeEngine:
         api = rt.api
         self = object.__new__(cls)
         self.backend = backend
@@ -90,18 +104,23 @@ class WasmtimeEngine(Engine):
             raise CompileError(rt.take_error_message(err))
         return WasmtimeModule._wrap(self, out[0])
 
-    def _store_new(self, limits: StoreLimits, data: Any) -> Any:
+    def _store_new(self, limits: StoreLimits, data: Any) -> WasmtimeStore:
         from ._store import WasmtimeStore
 
         return WasmtimeStore._create(self, limits, data)
 
-    def _linker_new(self) -> Any:
+    def _linker_new(self) -> WasmtimeLinker:
         from ._instance import WasmtimeLinker
 
         return WasmtimeLinker._create(self)
 
 
 class WasmtimeModule(Module):
+    """A compiled ``wasmtime_module_t``."""
+
+    engine: WasmtimeEngine
+    _ptr: Any  # cffi wasmtime_module_t* (cdata)
+
     @classmethod
     def _wrap(cls, engine: WasmtimeEngine, ptr: Any) -> WasmtimeModule:
         m = object.__new__(cls)
@@ -109,7 +128,7 @@ class WasmtimeModule(Module):
         m._ptr = ffi.gc(ptr, engine._rt.api.wasmtime_module_delete)
         return m
 
-    def _module_info(self) -> Any:
+    def _module_info(self) -> ModuleInfo:
         """Parsed from the bytes when we have them; asked from wasmtime after ``deserialize``."""
         if self._info is None and self._wasm is None:
             self._info = _info_from_runtime(self.engine._rt, self._ptr)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from proxywasm_vm._errors import LimitError, WasmError
 from proxywasm_vm._global import Global
@@ -12,6 +12,9 @@ from proxywasm_vm._types import GlobalType, MemoryType, TableType
 
 from ._ffi import ffi, lib
 from ._values import from_val, to_val
+
+if TYPE_CHECKING:
+    from ._store import WasmtimeStore
 
 _span = lib.pwvm_mem_span
 _write = lib.pwvm_mem_write
@@ -25,9 +28,14 @@ def _oob(offset: int, length: int, size: int) -> IndexError:
 
 class WasmtimeMemory(Memory):
     __slots__ = ("store", "_type", "_sp", "_m", "_keep")
+    store: WasmtimeStore
+    _type: MemoryType | None
+    _sp: Any  # cffi pwvm_store* of the store (cdata)
+    _m: Any  # cffi wasmtime_memory_t*
+    _keep: Any
 
     @classmethod
-    def _wrap(cls, store: Any, m: Any, ty: MemoryType | None, keep: Any = None) -> WasmtimeMemory:
+    def _wrap(cls, store: WasmtimeStore, m: Any, ty: MemoryType | None, keep: Any = None) -> WasmtimeMemory:
         mem = object.__new__(cls)
         mem.store = store
         mem._type = ty
@@ -37,7 +45,7 @@ class WasmtimeMemory(Memory):
         return mem
 
     @property
-    def type(self) -> MemoryType:  # type: ignore[override]
+    def type(self) -> MemoryType:  # type: ignore[override]  # read lazily: a property over the contract's attribute
         rt = self.store._rt
         if self._type is None:
 
@@ -120,9 +128,11 @@ class WasmtimeMemory(Memory):
 
 class WasmtimeGlobal(Global):
     __slots__ = ("store", "type", "_g")
+    store: WasmtimeStore
+    _g: Any  # cffi wasmtime_global_t*
 
     @classmethod
-    def _wrap(cls, store: Any, g: Any, ty: GlobalType) -> WasmtimeGlobal:
+    def _wrap(cls, store: WasmtimeStore, g: Any, ty: GlobalType) -> WasmtimeGlobal:
         glob = object.__new__(cls)
         glob.store = store
         glob.type = ty
@@ -154,9 +164,11 @@ class WasmtimeGlobal(Global):
 
 class WasmtimeTable(Table):
     __slots__ = ("store", "type", "_t")
+    store: WasmtimeStore
+    _t: Any  # cffi wasmtime_table_t*
 
     @classmethod
-    def _wrap(cls, store: Any, t: Any, ty: TableType) -> WasmtimeTable:
+    def _wrap(cls, store: WasmtimeStore, t: Any, ty: TableType) -> WasmtimeTable:
         tab = object.__new__(cls)
         tab.store = store
         tab.type = ty

@@ -34,6 +34,11 @@ class WasmtimeFunc(Func):
     """A function of a wasmtime store (generic path)."""
 
     __slots__ = ("store", "type", "_sp", "_f", "_n", "_buf")
+    store: WasmtimeStore
+    _sp: Any  # cffi pwvm_store* of the store (cdata)
+    _f: Any  # cffi wasmtime_func_t*
+    _n: int  # slots in _buf: max(1, params, results)
+    _buf: Any  # cffi wasmtime_val_raw_t[_n]
 
     def __call__(self, *args: Any) -> Any:
         ty = self.type
@@ -99,6 +104,7 @@ _INT_CLASSES = IntSignatureClasses(_IntFunc, _int_call_source, {"_call_ints": _c
 
 def wrap_func(store: WasmtimeStore, f: Any, ty: FuncType) -> WasmtimeFunc:
     """A public Func for the ``wasmtime_func_t*`` ``f`` of ``store``."""
+    fn: WasmtimeFunc
     if is_int_signature(ty):
         fn = object.__new__(_INT_CLASSES.for_type(ty))
     else:
@@ -123,7 +129,9 @@ def _int_result(r: Any, res: ValType, sid: int) -> int:
     """Check and wrap a host function's integer result (the uncommon shapes)."""
     r = int_result(r, res is ValType.I32, res.value)
     if r == _FAIL:  # an i64 result that happens to equal the failure value: tell the shim it is genuine
-        STORES[sid]()._sp.host_failed = lib.PWVM_HOST_GENUINE_FAIL
+        store = STORES[sid]()
+        assert store is not None  # a host call runs in a live store
+        store._sp.host_failed = lib.PWVM_HOST_GENUINE_FAIL
     return r
 
 
@@ -158,6 +166,7 @@ def _raw_adapter(fn: Callable[..., Any], ty: FuncType, access_caller: bool) -> C
 
     def call(sid: int, vals: Any) -> None:
         store = STORES[sid]()
+        assert store is not None  # a host call runs in a live store
         args = [from_raw(store, t, vals[i]) for i, t in enumerate(params)]
         r = fn(WasmtimeCaller(store), *args) if access_caller else fn(*args)
         if not results:

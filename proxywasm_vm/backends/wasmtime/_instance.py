@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import weakref
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from proxywasm_vm._errors import LinkError
 from proxywasm_vm._instance import Instance
@@ -13,10 +13,24 @@ from proxywasm_vm._types import FuncType
 from ._ffi import ffi, lib
 from ._func import FREE_ENV, TRAMPOLINE, register_host
 
+if TYPE_CHECKING:
+    from proxywasm_vm._instance import Extern
+    from proxywasm_vm._types import ExternType
+
+    from ._engine import WasmtimeEngine, WasmtimeModule
+    from ._store import WasmtimeStore
+
 
 class WasmtimeInstance(Instance):
+    """A ``wasmtime_instance_t`` of a store."""
+
+    store: WasmtimeStore
+    module: WasmtimeModule
+    _inst: Any  # cffi wasmtime_instance_t*
+    _types: dict[str, ExternType]  # export types by name
+
     @classmethod
-    def _wrap(cls, store: Any, module: Any, inst: Any) -> WasmtimeInstance:
+    def _wrap(cls, store: WasmtimeStore, module: WasmtimeModule, inst: Any) -> WasmtimeInstance:
         i = object.__new__(cls)
         i.store = store
         i.module = module
@@ -24,7 +38,7 @@ class WasmtimeInstance(Instance):
         i._types = {e.name: e.type for e in module.exports}
         return i
 
-    def _export(self, name: str) -> Any:
+    def _export(self, name: str) -> Extern:
         rt = self.store._rt
         api = rt.api
         ext = ffi.new("wasmtime_extern_t*")
@@ -39,14 +53,18 @@ class WasmtimeLinker(Linker):
     and each module is pre-linked once (``instance_pre``), so a new VM costs one
     store plus one ``wasmtime_instance_pre_instantiate``."""
 
+    engine: WasmtimeEngine
+    _ptr: Any  # cffi wasmtime_linker_t*
+    _pre: weakref.WeakKeyDictionary[WasmtimeModule, Any]  # cffi wasmtime_instance_pre_t* by module
+
     @classmethod
-    def _create(cls, engine: Any) -> WasmtimeLinker:
+    def _create(cls, engine: WasmtimeEngine) -> WasmtimeLinker:
         api = engine._rt.api
         self = object.__new__(cls)
         self._setup(engine)
         self._ptr = ffi.gc(api.wasmtime_linker_new(engine._ptr), api.wasmtime_linker_delete)
         api.wasmtime_linker_allow_shadowing(self._ptr, True)
-        self._pre: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+        self._pre = weakref.WeakKeyDictionary()
         return self
 
     def define_func(self, module: str, name: str, ty: FuncType, fn: Callable[..., Any], *,

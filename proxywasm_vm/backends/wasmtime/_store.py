@@ -17,6 +17,10 @@ from ._ffi import ffi, lib
 
 if TYPE_CHECKING:
     from ._engine import WasmtimeEngine
+    from ._extern import WasmtimeGlobal, WasmtimeMemory, WasmtimeTable
+    from ._func import WasmtimeFunc
+    from ._instance import WasmtimeInstance
+    from ._runtime import Runtime
 
 # wasmtime_trap_code_t -> TrapCode
 _TRAP_CODES = {
@@ -38,7 +42,7 @@ _TRAP_CODES = {
 _HOST_NOT_RUN = "host function could not be called"
 
 #: Python Store objects by the handle the shim passes to host functions.
-STORES: dict[int, weakref.ref] = {}
+STORES: dict[int, weakref.ref[WasmtimeStore]] = {}
 _handles = itertools.count(1)
 
 
@@ -75,7 +79,7 @@ class WasmtimeCaller(Caller):
         return self._store._wrap_extern(ext, None)
 
     @property
-    def memory(self) -> Any:
+    def memory(self) -> WasmtimeMemory | None:
         from ._extern import WasmtimeMemory
 
         store = self._store
@@ -88,6 +92,18 @@ class WasmtimeCaller(Caller):
 
 
 class WasmtimeStore(Store):
+    """A ``wasmtime_store_t`` owned by the shim's ``pwvm_store`` (``_sp``)."""
+
+    # Set by _create (stores are made with object.__new__, not __init__).
+    engine: WasmtimeEngine
+    _rt: Runtime
+    _limits: StoreLimits
+    _handle: int  # this store's key in STORES
+    _sp: Any  # cffi pwvm_store* (cdata)
+    _pending: BaseException | None  # the exception a host function raised, re-raised after the call
+    _externrefs: dict[int, Any]
+    _keep: list[Any]  # host-function state that must live as long as the store
+
     @classmethod
     def _create(cls, engine: WasmtimeEngine, limits: StoreLimits, data: Any) -> WasmtimeStore:
         rt = engine._rt
@@ -102,9 +118,9 @@ class WasmtimeStore(Store):
         if sp == ffi.NULL:
             raise MemoryError("cannot allocate a wasmtime store")
         s._sp = ffi.gc(sp, lib.pwvm_store_delete)
-        s._pending: BaseException | None = None
-        s._externrefs: dict[int, Any] = {}
-        s._keep: list[Any] = []  # host-function state that must live as long as the store
+        s._pending = None
+        s._externrefs = {}
+        s._keep = []
         STORES[s._handle] = weakref.ref(s)
         weakref.finalize(s, STORES.pop, s._handle, None)
         if limits.memory_bytes is not None or limits.table_elements is not None:
@@ -216,12 +232,12 @@ class WasmtimeStore(Store):
         self._sp.host_failed = 1
 
     # -- factories ------------------------------------------------------------
-    def _func_new(self, ty: FuncType, fn: Callable[..., Any], access_caller: bool) -> Any:
+    def _func_new(self, ty: FuncType, fn: Callable[..., Any], access_caller: bool) -> WasmtimeFunc:
         from ._func import new_host_func
 
         return new_host_func(self, ty, fn, access_caller)
 
-    def _memory_new(self, ty: MemoryType) -> Any:
+    def _memory_new(self, ty: MemoryType) -> WasmtimeMemory:
         rt = self._rt
         api = rt.api
         from ._extern import WasmtimeMemory
@@ -232,7 +248,7 @@ class WasmtimeStore(Store):
             raise WasmError(rt.take_error_message(err))
         return WasmtimeMemory._wrap(self, out, ty)
 
-    def _global_new(self, ty: GlobalType, value: Any) -> Any:
+    def _global_new(self, ty: GlobalType, value: Any) -> WasmtimeGlobal:
         rt = self._rt
         api = rt.api
         from ._extern import WasmtimeGlobal
@@ -246,7 +262,7 @@ class WasmtimeStore(Store):
             raise WasmError(rt.take_error_message(err))
         return WasmtimeGlobal._wrap(self, out, ty)
 
-    def _table_new(self, ty: TableType, init: Any) -> Any:
+    def _table_new(self, ty: TableType, init: Any) -> WasmtimeTable:
         rt = self._rt
         api = rt.api
         from ._extern import WasmtimeTable
@@ -260,7 +276,7 @@ class WasmtimeStore(Store):
             raise WasmError(rt.take_error_message(err))
         return WasmtimeTable._wrap(self, out, ty)
 
-    def _instantiate(self, module: Any, imports: Sequence[Any]) -> Any:
+    def _instantiate(self, module: Any, imports: Sequence[Any]) -> WasmtimeInstance:
         from ._instance import WasmtimeInstance
 
         arr = ffi.new("wasmtime_extern_t[]", max(1, len(imports)))

@@ -16,10 +16,8 @@ if TYPE_CHECKING:
 # wasm.h value kinds (wasm_valtype_new) and wasmtime_val_t kinds
 WASM_KIND = {ValType.I32: 0, ValType.I64: 1, ValType.F32: 2, ValType.F64: 3, ValType.V128: 4,
              ValType.EXTERNREF: 128, ValType.FUNCREF: 129}
-FROM_WASM_KIND = {v: k for k, v in WASM_KIND.items()}
 VAL_KIND = {ValType.I32: 0, ValType.I64: 1, ValType.F32: 2, ValType.F64: 3, ValType.V128: 4,
             ValType.FUNCREF: 5, ValType.EXTERNREF: 6}
-FROM_VAL_KIND = {v: k for k, v in VAL_KIND.items()}
 
 
 # ---- typed values (wasmtime_val_t), for globals and tables -----------------
