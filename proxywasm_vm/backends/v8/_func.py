@@ -85,6 +85,8 @@ class _IntFunc(IntFuncMixin, V8Func):
     __slots__ = ()
 
 
+# One generated class per integer signature, its __call__ from the _int_call_source template
+# (compiled by _fastcall.compile_generated); kept: bench/test_trampolines.py.
 _INT_CLASSES = IntSignatureClasses(_IntFunc, _int_call_source,
                                    lambda params, result: {"_callN": _CALLS[len(params)], "_FAIL": FAIL})
 

@@ -94,6 +94,8 @@ class _IntFunc(IntFuncMixin, WasmtimeFunc):
     __slots__ = ()
 
 
+# One generated class per integer signature, its __call__ from the _int_call_source template
+# (compiled by _fastcall.compile_generated); kept: bench/test_trampolines.py.
 _INT_CLASSES = IntSignatureClasses(_IntFunc, _int_call_source, {"_call_ints": _call_ints, "_FAIL": lib.PWVM_FAIL})
 
 
