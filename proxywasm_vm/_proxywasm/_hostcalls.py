@@ -1,9 +1,9 @@
 """The ``proxy_*`` host functions, and the linker that defines them once per engine.
 
 Every host function receives the VM (:data:`CURRENT`, the VM running on this
-thread) and its integer arguments already masked to u32 (i64 arguments arrive unchanged). Bad guest
-input never escapes as an exception: out-of-range memory gives
-INVALID_MEMORY_ACCESS, anything unexpected INTERNAL_FAILURE (and a log line).
+thread) and its integer arguments already masked to u32 (i64 arguments arrive
+unchanged). Bad guest input never escapes as an exception: out-of-range memory
+gives INVALID_MEMORY_ACCESS, anything unexpected INTERNAL_FAILURE (and a log line).
 Traps of nested calls (the guest allocator) and ``proc_exit`` propagate.
 """
 
