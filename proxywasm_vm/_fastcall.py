@@ -6,19 +6,54 @@ and return at most one. For those signatures a backend generates a
 hands the integers to its native shim as scalars. This module holds what is
 the same for every backend: which signatures qualify, the out-of-range retry,
 and one generated class per signature.
+
+Generated code here and elsewhere (the backends' host-call adapters, the
+Proxy-Wasm host-function guard) is compiled by :func:`compile_generated`: it
+gets a descriptive file name and its source is registered in :mod:`linecache`,
+so a traceback through it shows the generated lines. Each such trampoline is
+kept because ``bench/test_trampolines.py`` measures it against its plain-Python
+equivalent (``*args``) and it pays.
 """
 
 from __future__ import annotations
 
+import linecache
 from typing import Any, Callable
 
 from ._types import FuncType, ValType
 from ._values import wrap_i32, wrap_i64
 
-__all__ = ["is_int_signature", "IntSignatureClasses", "IntFuncMixin"]
+__all__ = ["compile_generated", "is_int_signature", "IntSignatureClasses", "IntFuncMixin"]
 
 _INT = (ValType.I32, ValType.I64)
 Signature = tuple[tuple[ValType, ...], "ValType | None"]
+
+
+_CODE: dict[tuple[str, str], Any] = {}  # (description, source) -> code object
+_NAMES: set[str] = set()  # the file names given so far
+
+
+def compile_generated(source: str, what: str, namespace: dict[str, Any]) -> dict[str, Any]:
+    """Run generated ``source`` in ``namespace`` (its globals) and return the namespace.
+
+    The code is compiled once per (``what``, ``source``) under the file name
+    ``<pwvm-generated WHAT>`` and its text registered in :mod:`linecache` under
+    that name, so tracebacks and debuggers show the generated lines (a breakpoint
+    in the function it calls still fires: nothing of that function is rewritten).
+    """
+    code = _CODE.get((what, source))
+    if code is None:
+        filename = f"<pwvm-generated {what}>"
+        n = 1
+        while filename in _NAMES:  # the same description for another text: keep both readable
+            n += 1
+            filename = f"<pwvm-generated {what} #{n}>"
+        _NAMES.add(filename)
+        code = _CODE[(what, source)] = compile(source, filename, "exec")
+    # (size, mtime None, lines, name): an entry that ``linecache.checkcache`` keeps
+    linecache.cache[code.co_filename] = (len(source), None, source.splitlines(True), code.co_filename)
+    exec(code, namespace)  # noqa: S102 - the callers' fixed templates, filled with names and numbers only
+    return namespace
 
 
 def is_int_signature(ty: FuncType) -> bool:
@@ -61,8 +96,11 @@ class IntSignatureClasses:
         if cls is None:
             params, result = key
             ns = dict(self._namespace(params, result) if callable(self._namespace) else self._namespace)
-            exec(self._source(params, result), ns)  # noqa: S102 - generated from the backend's fixed template
+            sig = FuncType(params, [result] if result else [])
+            # generated from the backend's ``source`` template (its ``_int_call_source``), one per signature
+            compile_generated(self._source(params, result), f"call trampoline ({self._base.__module__}) for {sig}", ns)
             suffix = result.value if result else "void"
             name = f"_IntFunc_{'_'.join(t.value for t in params) or 'none'}__{suffix}"
-            cls = self._classes[key] = type(name, (self._base,), {"__slots__": (), "__call__": ns["__call__"]})
+            cls = self._classes[key] = type(name, (self._base,), {"__slots__": (), "__call__": ns["__call__"],
+                                                                  "__module__": self._base.__module__})
         return cls

@@ -22,14 +22,13 @@ parent host and worker), so the plugin's host calls stay in the worker. What cro
 
 ``per_stream`` isolation, plugin-specific ``foreign_functions`` (they would run in the
 worker) and configurations that cannot be copied keep the parent-side host (every
-host call crosses). ``PWVM_REMOTE_HOST=0`` turns this off.
+host call crosses), as does ``PWVM_REMOTE_HOST=0``; the Proxy-Wasm layer decides
+and logs why (``_proxywasm._plugin._host_stays_here``).
 """
 
 from __future__ import annotations
 
 import itertools
-import os
-import pickle
 import weakref
 from typing import Any, Mapping
 
@@ -42,20 +41,6 @@ from .._proxywasm._services import Scheduler
 from .._proxywasm._streams import HttpMessage, HttpStream, LocalResponse, TcpDirection, TcpStream
 from ._proxy import crossing_timeout
 from ._remote import REMOTE_LANE
-
-
-def eligible(gen: Any) -> bool:
-    """Whether this plugin version can run with its host in the worker."""
-    if os.environ.get("PWVM_REMOTE_HOST", "1") == "0":
-        return False
-    cfg = gen.config
-    if cfg.isolation != "shared" or cfg.foreign_functions:
-        return False
-    try:
-        pickle.dumps(cfg, 5)
-    except Exception:  # noqa: BLE001 - holds something that does not copy
-        return False
-    return True
 
 
 class HostBridge:

@@ -1,9 +1,9 @@
 """The ``proxy_*`` host functions, and the linker that defines them once per engine.
 
-Every host function receives the VM (``caller.store.data``) and its integer
-arguments already masked to u32 (i64 arguments arrive unchanged). Bad guest
-input never escapes as an exception: out-of-range memory gives
-INVALID_MEMORY_ACCESS, anything unexpected INTERNAL_FAILURE (and a log line).
+Every host function receives the VM (:data:`CURRENT`, the VM running on this
+thread) and its integer arguments already masked to u32 (i64 arguments arrive
+unchanged). Bad guest input never escapes as an exception: out-of-range memory
+gives INVALID_MEMORY_ACCESS, anything unexpected INTERNAL_FAILURE (and a log line).
 Traps of nested calls (the guest allocator) and ``proc_exit`` propagate.
 """
 
@@ -12,9 +12,10 @@ from __future__ import annotations
 import struct
 import threading
 import weakref
-from typing import Any, Callable, cast
+from typing import Any, Callable
 
 from .._errors import LinkError, Trap
+from .._fastcall import compile_generated
 from .._linker import Linker
 from .._types import FuncType, ValType
 from ._abi import MetricType
@@ -833,13 +834,20 @@ class _Current(threading.local):
     vm: Any = None
 
 
-#: The VM running on this thread (set by VM.call_in and during start-up); host functions
-#: defined without a caller find their VM here.
+#: The VM running on this thread: the one way a host function finds its VM. Every entry
+#: into a plugin's wasm sets it (VM.call_in, and VM start-up around instantiation and
+#: ``_initialize``) and gives the previous one back after (a call nested in another VM's
+#: host function). One attribute read per host call, no Caller object to build, and right
+#: with several threads (each has its own) and several VMs on one thread (saved, restored).
 CURRENT = _Current()
 
 
+# The guard around every host function: one ``def host`` per signature shape, generated
+# from this template by ``_guard`` (exact arity, i32 masking written out). Kept because it
+# pays against the plain ``*args`` equivalent: see bench/test_trampolines.py.
 _GUARD_SRC = """
 def host({params}):
+    vm = CURRENT.vm
 {head}    try:
         return fn(vm{passed})
     except MEMERR:
@@ -853,85 +861,29 @@ def host({params}):
 
 def _guard(module: str, name: str, ty: FuncType, fn: Callable[..., Any], err: int,
            with_caller: bool) -> Callable[..., Any]:
-    """An exact-arity host function: finds the VM, masks i32 args to u32, maps errors to statuses.
+    """An exact-arity host function: finds the VM (:data:`CURRENT`), masks i32 args to u32,
+    maps errors to statuses, then calls ``fn(vm, ...)`` (the implementation, unchanged).
 
-    ``with_caller``: the VM comes from ``caller.store.data`` and memory from the
-    caller while the instance does not exist yet (modules with a start section);
-    otherwise from :data:`CURRENT` (cheaper). Where the implementation's source
-    is available its body is inlined into the guard, saving a Python frame per call.
+    ``with_caller``: the function also takes the Caller, to reach memory while the
+    instance does not exist yet (modules with a start section).
     """
     ns: dict[str, Any] = {"fn": fn, "ERR": err, "MEMERR": _MEMERR, "PASS": _PASS, "NAME": f"{module}.{name}",
                           "INTERNAL": INTERNAL_FAILURE if module == "env" else 29, "CURRENT": CURRENT}
-    inlined = _inline(fn, ty, err, with_caller, ns)
-    if inlined is not None:
-        return inlined
     args = [f"a{i}" for i in range(len(ty.params))]
     passed = [f"a{i} & 4294967295" if t is I32 else f"a{i}" for i, t in enumerate(ty.params)]
     has_result = bool(ty.results)
     if with_caller:
         params = ", ".join(["caller"] + args)
-        head = "    vm = caller.store.data\n    if vm.memory is None:\n        vm.bind_memory(caller)\n"
+        head = "    if vm.memory is None:\n        vm.bind_memory(caller)\n"
     else:
         params = ", ".join(args)
-        head = "    vm = CURRENT.vm\n"
+        head = ""
     src = _GUARD_SRC.format(params=params, head=head, passed="".join(", " + a for a in passed),
                             ret_err="return ERR" if has_result else "return None",
                             ret="return " if has_result else "")
-    exec(src, ns)  # noqa: S102 - generated from the fixed template above
-    host = ns["host"]
+    what = f"host-function guard for {ty}{' with caller' if with_caller else ''}"
+    host = compile_generated(src, what, ns)["host"]
     host.__name__ = name
-    return host
-
-
-def _inline(fn: Callable[..., Any], ty: FuncType, err: int, with_caller: bool, extra: dict) -> Any:
-    """Rebuild ``fn(vm, a, b, ...)`` as ``host([caller,] a, b, ...)`` with the guard around its body."""
-    import ast
-    import inspect
-    import textwrap
-
-    try:
-        src = textwrap.dedent(inspect.getsource(fn))
-        tree = ast.parse(src)
-    except (OSError, TypeError, SyntaxError):
-        return None
-    fdef = tree.body[0] if tree.body else None
-    if not isinstance(fdef, ast.FunctionDef) or fdef.decorator_list:
-        return None
-    a = fdef.args
-    if a.vararg or a.kwarg or a.kwonlyargs or a.defaults or a.posonlyargs:
-        return None
-    names = [x.arg for x in a.args]
-    if len(names) != len(ty.params) + 1 or names[0] != "vm":
-        return None
-    has_result = bool(ty.results)
-    params = names[1:]
-    lines = []
-    if with_caller:
-        lines += ["vm = caller.store.data", "if vm.memory is None:", "    vm.bind_memory(caller)"]
-    else:
-        lines.append("vm = CURRENT.vm")
-    lines += [f"{p} &= 4294967295" for p, t in zip(params, ty.params) if t is I32]
-    prologue = ast.parse("\n".join(lines)).body
-    guard = ast.parse(_GUARD_SRC.format(
-        params="", head="", passed="", ret_err="return ERR" if has_result else "return None",
-        ret="return " if has_result else "")).body[0]
-    # _GUARD_SRC is ``def host(...): <head> try: ... except ...``: its first statement is the try
-    handlers = cast(ast.Try, cast(ast.FunctionDef, guard).body[0]).handlers
-    body = fdef.body
-    if body and isinstance(body[0], ast.Expr) and isinstance(getattr(body[0], "value", None), ast.Constant):
-        body = body[1:] or [ast.Pass()]
-    fdef.body = prologue + [ast.Try(body=body, handlers=handlers, orelse=[], finalbody=[])]
-    fdef.args.args = ([ast.arg(arg="caller")] if with_caller else []) + [ast.arg(arg=p) for p in params]
-    fdef.name = "host"
-    ast.fix_missing_locations(tree)
-    ns = dict(fn.__globals__)
-    ns.update(extra)
-    try:
-        exec(compile(tree, f"<host {fn.__module__}.{fn.__name__}>", "exec"), ns)  # noqa: S102
-    except SyntaxError:
-        return None
-    host = ns["host"]
-    host.__name__ = fn.__name__
     return host
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import pickle
 import sys
 import threading
 import weakref
@@ -751,29 +752,48 @@ def _root_id_hint(gen: _Generation) -> str | None:
             "nothing; SDKs with a single root context (Rust, Go ...) ignore the name")
 
 
-def _eligible(gen: _Generation) -> bool:
-    from .._isolation._plughost import eligible
-
-    return eligible(gen)
-
-
 def _wasm_bytes(wasm: Any) -> bytes | None:
     """The module's bytes (``None`` for a compiled Module that no longer has them)."""
     return wasm._wasm if isinstance(wasm, Module) else _load_bytes(wasm)
 
 
+def _host_stays_here(gen: _Generation, data: bytes | None) -> str | None:
+    """Why a plugin version on a worker engine keeps its Proxy-Wasm host in this process
+    (every host call is then one round trip to the worker), or None when its host can run
+    in the worker (``_isolation._plughost``)."""
+    if os.environ.get("PWVM_REMOTE_HOST", "1") == "0":
+        return "PWVM_REMOTE_HOST=0 is set"
+    if not data:
+        return "the module was given compiled, without its bytes, which the worker needs"
+    cfg = gen.config
+    if cfg.isolation != "shared":
+        return f"isolation={cfg.isolation!r} (a VM per stream) is served by this process's host only"
+    if cfg.foreign_functions:
+        return "it has plugin-specific foreign_functions, which must run in this process"
+    try:
+        pickle.dumps(cfg, 5)
+    except Exception as e:  # noqa: BLE001 - holds something that does not copy
+        return f"its configuration cannot be copied to the worker ({type(e).__name__}: {e})"
+    return None
+
+
 def _remote_for(plugin: Plugin, gen: _Generation, wasm: Any) -> Any:
     """A plugin on a worker engine runs with its host in the worker (see ``_isolation._plughost``),
-    when it can: None keeps the host here."""
-    if gen.code.engine.backend.isolation != "process":  # the runtime runs in this process
+    when it can: None keeps the host here, and says why in one log record (the slower path
+    is never taken silently)."""
+    engine = gen.code.engine
+    if engine.backend.isolation != "process":  # the runtime runs in this process
         return None
     data = _wasm_bytes(wasm)
-    if not data:  # a compiled Module without its bytes cannot be sent to the worker
+    why = _host_stays_here(gen, data)
+    if why is not None:
+        level = logging.INFO if why.startswith("PWVM_REMOTE_HOST") else logging.WARNING
+        _log.log(level, "plugin %r on %s: its Proxy-Wasm host stays in this process, so each host call is a "
+                 "round trip to the worker process: %s", gen.config.name, engine.name, why)
         return None
-    from .._isolation._plughost import RemotePlugin, eligible
+    from .._isolation._plughost import RemotePlugin
 
-    if not eligible(gen):
-        return None
+    assert data is not None  # (without bytes _host_stays_here has answered)
     return RemotePlugin(plugin, gen, data)
 
 
@@ -937,10 +957,15 @@ class Plugin:
             cfg = replace(cfg, **changes)
         new = self._make_gen(cfg, wasm if wasm is not None else self._wasm)
         if self._remote is not None:
-            if _eligible(new):
-                self._remote.update(new, _wasm_bytes(self._wasm))
+            data = _wasm_bytes(self._wasm)
+            why = _host_stays_here(new, data)
+            if why is None:
+                self._remote.update(new, data)
                 self._gen = new
                 return
+            _log.warning("plugin %r on %s: the update moves its Proxy-Wasm host back to this process, so each "
+                         "host call is a round trip to the worker process: %s", new.config.name,
+                         new.code.engine.name, why)
             self._remote.close()  # the new version needs the host here: move it back
             self._remote = None
         self.host._warm(new)

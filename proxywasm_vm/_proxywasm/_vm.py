@@ -182,7 +182,7 @@ class VM:
         lim = gen.limits
         if gen.start_deadline != lim.deadline:
             lim = replace(lim, deadline=gen.start_deadline)
-        self.store = Store(code.engine, limits=lim, data=self)
+        self.store = Store(code.engine, limits=lim)  # (no data: host functions find the VM in CURRENT)
         self._deadline = gen.start_deadline  # the store's deadline now
         linker = code.linker(gen.denied)
         cur = CURRENT
@@ -482,14 +482,11 @@ class VM:
             self.release()
 
     def release(self) -> None:
-        """Break the store <-> VM cycle so the runtime's memory goes with the last reference."""
+        """Mark the VM closed and stop it being this thread's current VM, so the runtime's
+        memory goes with the last reference."""
         self.closed = True
         if CURRENT.vm is self:  # (the thread's last VM stays current after a call: not a released one)
             CURRENT.vm = None
-        try:
-            self.store.data = None
-        except AttributeError:
-            pass
 
     # -- timers, queues, callouts ----------------------------------------------------------
     def limit_hit(self, name: str, detail: str, level: LogLevel = LogLevel.WARN) -> None:

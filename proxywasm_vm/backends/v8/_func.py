@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from proxywasm_vm._errors import WasmError
-from proxywasm_vm._fastcall import IntFuncMixin, IntSignatureClasses, is_int_signature
+from proxywasm_vm._fastcall import IntFuncMixin, IntSignatureClasses, compile_generated, is_int_signature
 from proxywasm_vm._func import Func
 from proxywasm_vm._types import FuncType, ValType
 from proxywasm_vm._values import host_results, int_result
@@ -92,6 +92,8 @@ class _IntFunc(IntFuncMixin, V8Func):
     __slots__ = ()
 
 
+# One generated class per integer signature, its __call__ from the _int_call_source template
+# (compiled by _fastcall.compile_generated); kept: bench/test_trampolines.py.
 _INT_CLASSES = IntSignatureClasses(_IntFunc, _int_call_source,
                                    lambda params, result: {"_callN": _CALLS[len(params)], "_FAIL": FAIL})
 
@@ -181,8 +183,10 @@ def _ints_adapter(fn: Callable[..., Any], ty: FuncType, access_caller: bool, bin
                     f"        return _int_result(r, res)\n")
         src = f"def make(fn, res, binding, sid):\n    def call({params}):\n{body}    return call\n"
         ns: dict[str, Any] = {"_int_result": _int_result, "_Caller": V8Caller, "_STORES": STORES}
-        exec(src, ns)  # noqa: S102 - generated from the fixed template above
-        make = _ADAPTER_MAKERS[key] = ns["make"]
+        # generated from the template above, per (arity, result, caller); kept: bench/test_trampolines.py
+        what = f"host-call trampoline (v8) for {n} args -> {res.value if res else 'void'}" + (
+            " with caller" if access_caller else "")
+        make = _ADAPTER_MAKERS[key] = compile_generated(src, what, ns)["make"]
     return make(fn, res, binding, sid)
 
 

@@ -17,7 +17,7 @@ import atexit
 import itertools
 from typing import Any, Callable
 
-from proxywasm_vm._fastcall import IntFuncMixin, IntSignatureClasses, is_int_signature
+from proxywasm_vm._fastcall import IntFuncMixin, IntSignatureClasses, compile_generated, is_int_signature
 from proxywasm_vm._func import Func
 from proxywasm_vm._types import FuncType, ValType
 from proxywasm_vm._values import host_results, int_result
@@ -99,6 +99,8 @@ class _IntFunc(IntFuncMixin, WasmtimeFunc):
     __slots__ = ()
 
 
+# One generated class per integer signature, its __call__ from the _int_call_source template
+# (compiled by _fastcall.compile_generated); kept: bench/test_trampolines.py.
 _INT_CLASSES = IntSignatureClasses(_IntFunc, _int_call_source, {"_call_ints": _call_ints, "_FAIL": lib.PWVM_FAIL})
 
 
@@ -156,8 +158,9 @@ def _ints_adapter(fn: Callable[..., Any], ty: FuncType, access_caller: bool) -> 
     src = "def call(sid, a0, a1, a2, a3, a4, a5):\n" + body
     ns: dict[str, Any] = {"fn": fn, "res": res, "_int_result": _int_result, "_Caller": WasmtimeCaller,
                           "_STORES": STORES}
-    exec(src, ns)  # noqa: S102 - generated from the fixed template above
-    return ns["call"]
+    # generated from the template above, per (arity, result, caller); kept: bench/test_trampolines.py
+    what = f"host-call trampoline (wasmtime) for {ty}{' with caller' if access_caller else ''}"
+    return compile_generated(src, what, ns)["call"]
 
 
 def _raw_adapter(fn: Callable[..., Any], ty: FuncType, access_caller: bool) -> Callable[..., Any]:
