@@ -306,13 +306,6 @@ class VM:
             self._cancel_all()
         return err
 
-    def alloc(self, size: int) -> int:
-        """Allocate ``size`` bytes in the guest (0 on failure)."""
-        fn = self.f_allocate
-        if fn is None:
-            return 0
-        return fn(size) & _M32
-
     # -- contexts ------------------------------------------------------------------------
     def _new_id(self) -> int:
         cid = self.next_id
