@@ -49,7 +49,7 @@ def _out(vm: Any, data: bytes, ptr_ptr: int, size_ptr: int) -> int:
     mem = vm.memory
     n = len(data)
     if n:
-        alloc = vm.f_allocate  # VM.alloc, inlined
+        alloc = vm.f_allocate  # the guest's allocator (proxy_on_memory_allocate or malloc)
         p = alloc(n) & 0xFFFFFFFF if alloc is not None else 0
         if not p:
             return INVALID_MEMORY_ACCESS
