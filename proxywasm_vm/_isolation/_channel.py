@@ -68,7 +68,9 @@ def load_helper() -> Any:
     global _HELPER, _HELPER_ERROR
     if _HELPER is not None or _HELPER_ERROR is not None:
         return _HELPER
-    if os.environ.get("PWVM_CHANNEL_NO_HELPER"):
+    from .._settings import channel_helper_disabled
+
+    if channel_helper_disabled():
         _HELPER_ERROR = "disabled by PWVM_CHANNEL_NO_HELPER"
         return None
     src = Path(__file__).with_name("_chan.c")

@@ -7,12 +7,11 @@ replace the Proxy-Wasm suite's ``host`` / ``make_plugin`` / ``http_all``).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from typing import Any
 
 import pytest
-from _helpers import kill_process
+from _helpers import in_ci, kill_process
 from proxywasm.conftest import REQUEST, plugin_path  # tests/proxywasm (tests/ is on sys.path)
 from proxywasm.test_http import (  # noqa: F401 - collected again here, with the fixtures below
     test_abi_0_1_0,
@@ -40,7 +39,7 @@ def _engine(name: str) -> pw.Engine:
         try:
             e = _ENGINES[name] = pw.Engine(name, isolation="process")
         except pw.BackendUnavailable as err:
-            if os.environ.get("CI", "").lower() in ("1", "true"):
+            if in_ci():
                 raise
             pytest.skip(" ".join(str(err).split()))
     return e
