@@ -172,6 +172,8 @@ class Connection:
         self._free_cv = threading.Condition()
         self._waiting = 0
         self.released: list[int] = []
+        #: what the worker reported at start (pid, versions, its backend's capabilities ...)
+        self.info: dict[str, Any] = {}
         t0 = time.perf_counter()
         fd, size = create_shared(lanes, mailbox)
         efds = [os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK) for _ in range(2 * lanes)]  # parent, worker per lane
@@ -216,7 +218,7 @@ class Connection:
                 raise BackendUnavailable(backend, f"in the worker ({python}): {exc.reason}", exc.how_to_enable)
             raise BackendUnavailable(backend, f"the worker ({python}) failed to start: "
                                               f"{type(exc).__name__}: {exc}") from exc
-        self.info: dict[str, Any] = msg[1]
+        self.info = msg[1]
         served = int(self.info.get("lanes", lanes))
         # the worker serves lanes [0, served); with several, lane 0 is kept for remote objects
         self._free = [lane for lane in self._free if lane.index < served and (lane.index or served == 1)]
@@ -470,9 +472,9 @@ class Connection:
             return decode(lane.chan.recv(timeout))
         except PeerGone:
             self._reap()
-            from ._guard import limit_trap  # the worker ended at a limit it enforces around calls?
+            from .._guard import limit_trap  # the worker ended at a limit it enforces around calls?
 
-            raise limit_trap(self.proc.returncode, self.backend) or self.lost(f"it died during {op!r}") from None
+            raise limit_trap(self.proc.returncode, self.info.get("capabilities")) or self.lost(f"it died during {op!r}") from None
         except Timeout:
             raise self._timed_out(op, budget, why) from None
         except BaseException:

@@ -444,10 +444,11 @@ class Worker:
 
 def main(chans: list[Channel], backend: str, config: EngineConfig) -> None:
     """Start the backend, say hello on lane 0 (or why not), then serve every lane until the parent goes."""
-    from . import _conn, _guard
+    from .. import _guard
+    from . import _conn
 
     _conn.IN_WORKER = True  # from now on, asking for a worker here raises (see refuse_in_worker)
-    _guard.enable()  # limits a runtime cannot enforce itself may end this process (wasmer)
+    _guard.enable()  # limits a runtime cannot enforce itself may end this process (see _guard)
     try:
         worker = Worker(backend, config)
         b = worker.backend

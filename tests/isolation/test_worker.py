@@ -405,7 +405,7 @@ def test_wasmer_runs_under_python_310():
     assert info["python"].startswith("3.10.") and info["version"] == "1.1.0"
     caps = engine.capabilities
     assert not (caps.fuel or caps.table_access or caps.reference_values or caps.memory_view)
-    # enforced around each call by the kernel in the worker (proxywasm_vm._isolation._guard)
+    # enforced around each call by the kernel in the worker (proxywasm_vm._guard)
     assert caps.deadline and caps.memory_limit and not caps.exact_memory_limit and not caps.interrupt_keeps_store
     assert caps.serialize and caps.host_memory_access and caps.threads and not caps.concurrent_stores
 
