@@ -26,7 +26,9 @@ How it works (see ``_channel``, ``_conn``, ``_worker``):
   cffi helper (``_chan.c``), or eventfd-only wake-ups without a compiler. A call
   into wasm costs ~4 µs when both sides have a core;
 - a Proxy-Wasm plugin on a worker engine runs with its host *in the worker*
-  (``_plughost``): its host calls stay there, a stream event is one crossing,
+  (the Proxy-Wasm layer's ``_proxywasm._remote_host``, through remote objects,
+  ``_remote``, and requests it registers, ``_extensions``: this package imports
+  nothing of it): its host calls stay there, a stream event is one crossing,
   and the event loop (callout responses, queue events, ticks) stays the parent
   host's. That lane spins ``worker_event_spin`` (100 µs) on both sides;
 - threads: a parent thread takes a free lane for its outermost call (4 by
@@ -59,7 +61,7 @@ How it works (see ``_channel``, ``_conn``, ``_worker``):
                                 no bound (no limit was asked for)
   a stream event of a plugin    ``worker_event_timeout`` (default 5), or ``2 * d + 1``
   whose host runs in the        when the plugin's per-callback deadline ``d`` makes
-  worker (``_plughost``)        that longer (an event makes several wasm calls)
+  worker (``_remote_host``)     that longer (an event makes several wasm calls)
   compiling or loading a        ``worker_compile_timeout`` (default 120)
   module, loading a plugin
   anything else (memory,        ``worker_op_timeout`` (default 10)

@@ -161,7 +161,7 @@ class Channel:
     @property
     def min_spin_ns(self) -> int:
         """Never spin less than this (ns) before blocking: set on a lane whose replies come after
-        a known, short piece of work in the peer (plugin-level events, see _plughost); 0 with one core."""
+        a known, short piece of work in the peer (plugin-level events, see _proxywasm._remote_host); 0 with one core."""
         return self._min_spin
 
     @min_spin_ns.setter

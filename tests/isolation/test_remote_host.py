@@ -1,7 +1,7 @@
 """A whole Proxy-Wasm host in the worker: plugin-level calls cross, host calls stay in the worker.
 
 The HTTP tests of ``tests/proxywasm/test_http.py`` run here again against a
-host made by :func:`proxywasm_vm._isolation.remote_host` (fixtures below
+host made by :func:`proxywasm_vm._proxywasm._remote_host.remote_host` (fixtures below
 replace the Proxy-Wasm suite's ``host`` / ``make_plugin`` / ``http_all``).
 """
 
@@ -28,7 +28,7 @@ from proxywasm.test_http import (  # noqa: F401 - collected again here, with the
 )
 
 import proxywasm_vm as pw
-from proxywasm_vm._isolation import remote_host
+from proxywasm_vm._proxywasm._remote_host import remote_host
 
 _ENGINES: dict[str, pw.Engine] = {}
 
