@@ -108,3 +108,32 @@ def test_worker_crash_reaches_the_remote_objects():
     p2 = h2.load(pw.PluginConfig(name="p", root_id="pwvm_all"), plugin_path("c_http_all"))
     with p2.http_stream() as s:
         assert s.request_headers(REQUEST) is pw.Action.CONTINUE
+
+
+def test_the_proxywasm_layer_registers_its_worker_requests():
+    """Isolation imports nothing of Proxy-Wasm: the Proxy-Wasm layer registers its requests in
+    isolation's hook table, and a worker imports that layer's module only when a host there is
+    asked for (once per connection: a restarted worker is asked again)."""
+    from proxywasm_vm._isolation import _extensions
+    from proxywasm_vm._proxywasm import _remote_host
+
+    assert {"pw_host", "pw_load", "pw_stream", "pw_state"} <= set(_extensions.WORKER_OPS)
+    assert {"pw_load", "pw_stream"} <= _extensions.WASM_OPS and "pw_state" not in _extensions.WASM_OPS
+    assert {"load", "update"} <= _extensions.COMPILING_METHODS
+    engine = pw.Engine("wasmtime@process")
+    conn = engine._conn_now()
+    assert conn.extensions == set()
+    with pytest.raises(Exception, match="pw_host"):  # the worker does not serve it yet
+        conn.request("pw_host", ({},))
+    remote_host(engine)
+    assert conn.extensions == {_remote_host.__name__}
+    remote_host(engine)  # asked once per connection
+    assert conn.extensions == {_remote_host.__name__}
+    engine.restart_worker()
+    conn2 = engine._conn_now()
+    assert conn2 is not conn and conn2.extensions == set()
+    h = remote_host(engine)
+    assert conn2.extensions == {_remote_host.__name__}
+    p = h.load(pw.PluginConfig(name="p", root_id="pwvm_all"), plugin_path("c_http_all"))
+    with p.http_stream() as s:
+        assert s.request_headers(REQUEST) is pw.Action.CONTINUE
