@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 import proxywasm_vm as pw
 from proxywasm_vm import _settings
+
+
+@pytest.fixture(autouse=True)
+def monkeypatch(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """These tests change a copy of the environment (a plain dict in place of ``os.environ``),
+    never the process's own: setenv/unsetenv may free the environment array a libc copy in
+    another linker namespace (``wasmtime@namespace``, ``v8@namespace``) still reads."""
+    monkeypatch.setattr(os, "environ", dict(os.environ))
+    return monkeypatch
 
 
 def test_cache_dir_precedence(monkeypatch, tmp_path):

@@ -485,7 +485,8 @@ class Connection:
             self._reap()
             from .._guard import limit_trap  # the worker ended at a limit it enforces around calls?
 
-            raise limit_trap(self.proc.returncode, self.info.get("capabilities")) or self.lost(f"it died during {op!r}") from None
+            trap = limit_trap(self.proc.returncode, self.info.get("capabilities"))
+            raise trap or self.lost(f"it died during {op!r}") from None
         except Timeout:
             raise self._timed_out(op, budget, why) from None
         except BaseException:

@@ -53,7 +53,8 @@ from ._services import ManualClock, Scheduler, SystemClock
 from ._streams import HttpMessage, HttpStream, LocalResponse, TcpDirection, TcpStream
 
 # How the objects of this layer cross the worker boundary (both sides import this module).
-remote_by_value(ManualClock, SystemClock)  # a clock is copied (a ManualClock shared with the parent is sent by reference)
+# a clock is copied (a host's ManualClock shared with the parent is sent by reference, see _services)
+remote_by_value(ManualClock, SystemClock)
 remote_compiling("load", "update")  # host.load and plugin.update compile the plugin: the compile bound
 
 
