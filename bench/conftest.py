@@ -12,7 +12,6 @@ with ``--check-targets`` (or ``PWVM_BENCH_CHECK=1``); ``bash ci/test.sh`` report
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -21,6 +20,7 @@ import pytest
 
 from proxywasm_vm import BackendUnavailable, Engine, backend_names
 from proxywasm_vm._bench import calibrate
+from proxywasm_vm._settings import bench_check, in_ci, selected_backends
 
 RESULTS: dict[tuple[str, str], float] = {}
 
@@ -50,7 +50,7 @@ def pytest_addoption(parser: Any) -> None:
 
 
 def _checking(config: Any) -> bool:
-    return bool(config.getoption("--check-targets")) or os.environ.get("PWVM_BENCH_CHECK") == "1"
+    return bool(config.getoption("--check-targets")) or bench_check()
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: Any) -> None:
@@ -73,8 +73,7 @@ def pytest_sessionfinish(session: Any, exitstatus: int) -> None:
 
 def backends() -> list[str]:
     """The backends to benchmark: ``$PWVM_BACKENDS`` or every registered one."""
-    chosen = os.environ.get("PWVM_BACKENDS")
-    return chosen.split(",") if chosen else backend_names()
+    return selected_backends() or backend_names()
 
 
 _ENGINES: dict[str, Engine] = {}
@@ -90,7 +89,7 @@ def engine_for(name: str) -> Engine:
         try:
             _ENGINES[name] = Engine(name)
         except BackendUnavailable as e:
-            if os.environ.get("CI") == "true":
+            if in_ci():
                 pytest.fail(f"CI requires every backend: {e}")
             pytest.skip(str(e))
     return _ENGINES[name]

@@ -15,6 +15,8 @@ PWVM_PLUGIN_VENV="$ROOT/.venv" bash ci/build_plugins.sh --check
 
 # The package's public API is typed (py.typed): keep it so.
 .venv/bin/python -m mypy
+# The layers import one way only (pyproject's [tool.importlinter] contracts).
+.venv/bin/lint-imports --no-cache
 
 PYTEST=(.venv/bin/python -m pytest)
 status=0

@@ -11,6 +11,14 @@ every object is an instance of the public class.
 
 Backends are imported lazily, on first use, so that no runtime installs its
 signal handlers or loads its library before it is asked for.
+
+The registry is also how this core layer reaches the layers above it without
+importing them: a backend id ``"<runtime>@<isolation>"`` names an isolation mode,
+and the module that runs a backend that way (``"process"``: the isolation
+package's worker processes) is found in a table of module paths, imported with
+:mod:`importlib` on first use, like the backends themselves. A backend that
+cannot run in this process says so declaratively (:attr:`Backend.default_isolation`,
+:attr:`Backend.in_process_reason`), and the registry applies it.
 """
 
 from __future__ import annotations
@@ -44,10 +52,16 @@ _REGISTRY: dict[str, tuple[str, str]] = {
                "bash ci/setup_wasmer.sh (a Python 3.10 env for wasmer's worker process), "
                "or set PWVM_WORKER_PYTHON to a Python 3.10 with wasmer==1.1.0 and proxywasm-vm installed"),
 }
-_LOADED: dict[str, Backend] = {}
+_LOADED: dict[str, Backend] = {}  # backend id -> its backend (isolation applied)
+_RUNTIMES: dict[str, Backend] = {}  # runtime name -> its module's BACKEND (no isolation applied)
 
-#: Isolation modes a backend id may name after "@": "wasmtime@process" runs wasmtime in a worker.
-ISOLATION_MODES = ("in-process", "namespace", "process")
+#: isolation mode -> ("module:function", one-line "how to enable it"): ``function(base, *, name,
+#: in_process_reason)`` returns the backend ``base`` run that way, registered as ``name``.
+#: ``"in-process"`` (the runtime's own backend) and ``"namespace"`` (the backend's
+#: ``namespace_variant``) are the core's own and need no entry.
+_ISOLATIONS: dict[str, tuple[str, str]] = {
+    "process": ("proxywasm_vm._isolation:process_backend", "the worker-process isolation of proxywasm-vm"),
+}
 #: Isolated variants listed by backend_names() (and so run by the backend-parametrised suites).
 _VARIANTS: list[str] = ["wasmtime@namespace", "wasmtime@process", "v8@namespace", "v8@process"]
 
@@ -67,11 +81,12 @@ def parse_backend(name: str, isolation: str | None = None) -> tuple[str, str | N
     if not base:
         raise ValueError(f"backend {name!r} names no runtime")
     mode = named if at else None
-    if mode is not None and mode not in ISOLATION_MODES:
-        raise ValueError(f"unknown isolation {mode!r} in {name!r}; choose from {', '.join(ISOLATION_MODES)}")
+    modes = isolation_modes()
+    if mode is not None and mode not in modes:
+        raise ValueError(f"unknown isolation {mode!r} in {name!r}; choose from {', '.join(modes)}")
     if isolation is not None:
-        if isolation not in ISOLATION_MODES:
-            raise ValueError(f"unknown isolation {isolation!r}; choose from {', '.join(ISOLATION_MODES)}")
+        if isolation not in modes:
+            raise ValueError(f"unknown isolation {isolation!r}; choose from {', '.join(modes)}")
         if mode is not None and mode != isolation:
             raise ValueError(f"backend {name!r} conflicts with isolation={isolation!r}")
         mode = isolation
@@ -87,14 +102,33 @@ def register_backend(name: str, module: str, how_to_enable: str = "") -> None:
     _REGISTRY[name] = (module, how_to_enable)
 
 
+def isolation_modes() -> tuple[str, ...]:
+    """Every isolation mode a backend id may name after ``"@"``: the core's own
+    (``"in-process"``, ``"namespace"``) and the registered ones (``"process"``)."""
+    return ("in-process", "namespace", *_ISOLATIONS)
+
+
+def register_isolation(mode: str, target: str, how_to_enable: str = "") -> None:
+    """Make isolation ``mode`` selectable (``"<runtime>@<mode>"``, ``Engine(..., isolation=mode)``).
+
+    ``target`` is ``"module:function"``; the module is imported on first use and
+    ``function(base, *, name, in_process_reason)`` returns the :class:`Backend` running
+    runtime ``base`` that way, registered under the backend id ``name``.
+    """
+    if mode in ("in-process", "namespace"):
+        raise ValueError(f"isolation {mode!r} is the core's own")
+    _ISOLATIONS[mode] = (target, how_to_enable)
+
+
 def backend_names() -> list[str]:
     """Every registered backend name, available or not, then the listed isolated variants (``"wasmtime@process"``)."""
     return list(_REGISTRY) + [v for v in _VARIANTS if v.split("@", 1)[0] in _REGISTRY]
 
 
 def get_backend(name: str) -> Backend:
-    """Load and return the backend called ``name``.
+    """Load and return the backend called ``name`` (``"<runtime>[@<isolation>]"``).
 
+    A bare runtime name runs with the runtime's :attr:`~Backend.default_isolation`.
     Raises :class:`BackendUnavailable` (with how to enable it) when the backend
     cannot run here, and :class:`ValueError` for an unknown name.
     """
@@ -102,23 +136,66 @@ def get_backend(name: str) -> Backend:
         return _LOADED[name]
     except KeyError:
         pass
-    if "@" in name:
-        return _get_variant(name)
-    if not name:
-        parse_backend(name)  # the error
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown backend {name!r}; known backends: {', '.join(sorted(_REGISTRY))}")
-    module, how = _REGISTRY[name]
+    base, mode = parse_backend(name)
+    runtime = load_runtime(base)
+    if mode is None:
+        mode = runtime.default_isolation
+    if mode == "in-process":
+        if runtime.in_process_reason:
+            raise BackendUnavailable(name, f"{base} cannot run in this process: {runtime.in_process_reason}",
+                                     f"use Engine({base!r}) or isolation='process'")
+        backend = runtime
+    elif mode == "namespace":
+        try:
+            variant = runtime.namespace_variant()
+        except BackendUnavailable as e:
+            raise BackendUnavailable(name, e.reason, e.how_to_enable) from e
+        if variant is None:
+            raise BackendUnavailable(name, f"{base} cannot be loaded into a linker namespace",
+                                     f"use Engine({base!r}) or isolation='process'")
+        backend = variant
+    else:
+        backend = _isolated(mode, base, name, runtime)
+    _LOADED[name] = backend
+    return backend
+
+
+def load_runtime(base: str) -> Backend:
+    """The backend object runtime ``base``'s module defines (``BACKEND``), with no isolation
+    applied: what runs in-process, or in a worker. Imported on first use.
+
+    Raises :class:`ValueError` for an unknown runtime and :class:`BackendUnavailable`
+    when its module cannot be imported here.
+    """
+    try:
+        return _RUNTIMES[base]
+    except KeyError:
+        pass
+    if base not in _REGISTRY:
+        raise ValueError(f"unknown backend {base!r}; known backends: {', '.join(sorted(_REGISTRY))}")
+    module, how = _REGISTRY[base]
     try:
         mod = importlib.import_module(module)
     except BackendUnavailable:
         raise
     except ImportError as e:
-        raise BackendUnavailable(name, f"cannot import {module}: {e}", how) from e
+        raise BackendUnavailable(base, f"cannot import {module}: {e}", how) from e
     backend = getattr(mod, "BACKEND", None)
     if not isinstance(backend, Backend):
-        raise BackendUnavailable(name, f"{module} defines no BACKEND", how)
-    _LOADED[name] = backend
+        raise BackendUnavailable(base, f"{module} defines no BACKEND", how)
+    _RUNTIMES[base] = backend
+    return backend
+
+
+def _isolated(mode: str, base: str, name: str, runtime: Backend) -> Backend:
+    """Runtime ``base`` run with the registered isolation ``mode``, as backend id ``name``."""
+    target, how = _ISOLATIONS[mode]
+    module, _, func = target.partition(":")
+    try:
+        make = getattr(importlib.import_module(module), func)
+    except (ImportError, AttributeError) as e:
+        raise BackendUnavailable(name, f"cannot load isolation {mode!r} from {target}: {e}", how) from e
+    backend: Backend = make(base, name=name, in_process_reason=runtime.in_process_reason)
     return backend
 
 
@@ -134,34 +211,3 @@ def available_backends() -> list[BackendInfo]:
             continue
         rows.append(BackendInfo(name, True, b.version(), b.capabilities()))
     return rows
-
-
-def _get_variant(name: str) -> Backend:
-    """``"<backend>@<isolation>"``: the backend run in-process or in a worker process."""
-    base, mode = parse_backend(name)
-    if base not in _REGISTRY:
-        raise ValueError(f"unknown backend {base!r}; known backends: {', '.join(sorted(_REGISTRY))}")
-    if mode == "namespace":
-        base_backend = get_backend(base)
-        try:
-            variant = base_backend.namespace_variant()
-        except BackendUnavailable as e:
-            raise BackendUnavailable(name, e.reason, e.how_to_enable) from e
-        if variant is None:
-            raise BackendUnavailable(name, f"{base} cannot be loaded into a linker namespace",
-                                     f"use Engine({base!r}) or isolation='process'")
-        backend = variant
-        _LOADED[name] = backend
-        return backend
-    if mode == "process":
-        from ._isolation import process_backend
-
-        backend = process_backend(base, name=name)
-    else:
-        backend = get_backend(base)
-        if backend.isolation != "in-process":
-            reason = backend.in_process_reason or "it runs in a worker process here"
-            raise BackendUnavailable(name, f"{base} cannot run in this process: {reason}",
-                                     f"use Engine({base!r}) or isolation='process'")
-    _LOADED[name] = backend
-    return backend

@@ -157,11 +157,11 @@ def _isolation_of(runner: str) -> str:
 def _select_isolation(runners: list[str], modes: list[str], *, explicit: bool) -> list[str]:
     """The runners that run with one of ``modes``; a plain backend name given explicitly
     also brings its variants (``--backends wasmtime --isolation process`` -> wasmtime@process)."""
-    from ._backend import ISOLATION_MODES
+    from ._backend import isolation_modes
 
     for m in modes:
-        if m not in ISOLATION_MODES:
-            raise UsageError(f"unknown isolation {m!r}; choose from {', '.join(ISOLATION_MODES)}")
+        if m not in isolation_modes():
+            raise UsageError(f"unknown isolation {m!r}; choose from {', '.join(isolation_modes())}")
     names = backend_names()
     chosen: list[str] = []
     for r in runners:

@@ -142,18 +142,20 @@ class Backend(ABC):
     isolation: str = "in-process"
     """How this backend object runs its runtime: ``"in-process"``, ``"namespace"`` (its own linker
     namespace in this process) or ``"process"`` (a worker process)."""
+    default_isolation: str = "in-process"
+    """The isolation the bare backend id (``"wasmer"``) runs with: ``"in-process"`` (this object),
+    or a registered isolation mode (``"process"``: the registry runs the runtime in worker
+    processes, as it does for ``"<name>@process"``). A runtime that cannot run here sets it."""
     in_process_reason: str = ""
-    """With ``isolation == "process"``: why the runtime cannot run in this process (shown when
-    ``"<name>@in-process"`` is asked for); empty otherwise."""
+    """Why this runtime cannot run in this process (``""``: it can). The registry then refuses
+    ``"<name>@in-process"`` with this reason."""
 
-    def with_isolation(self, mode: str) -> Backend:
-        """This backend's runtime run with isolation ``mode`` (``"in-process"`` or ``"process"``)."""
-        if mode == self.isolation:
-            return self
-        from ._backend import get_backend, parse_backend
-
-        base, _ = parse_backend(self.name)
-        return get_backend(f"{base}@{mode}")
+    def worker_python(self) -> str | None:
+        """The interpreter a worker process running this runtime needs, or ``None`` for this
+        process's own (``sys.executable``). Asked only when neither the engine option
+        ``worker_python`` nor ``$PWVM_WORKER_PYTHON`` names one; may raise
+        :class:`~proxywasm_vm.BackendUnavailable` when no suitable interpreter is found."""
+        return None
 
     @abstractmethod
     def version(self) -> str:

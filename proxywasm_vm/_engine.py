@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import _settings
 from ._backend import get_backend, parse_backend
 from ._contract import AbstractEngine, Capabilities
 from ._store import _DefaultInt
@@ -19,10 +19,7 @@ DEFAULT_MAX_WASM_STACK = _DefaultInt(1 << 20)
 
 
 def _default_cache_dir() -> Path:
-    base = os.environ.get("PWVM_CACHE_DIR") or os.environ.get("XDG_CACHE_HOME")
-    if os.environ.get("PWVM_CACHE_DIR"):
-        return Path(base)  # type: ignore[arg-type]
-    return Path(base or Path.home() / ".cache") / "proxywasm-vm"
+    return _settings.cache_dir()
 
 
 @dataclass(frozen=True)

@@ -27,9 +27,9 @@ __all__ = ["build_library", "load_extension", "native_cache_dir"]
 
 def native_cache_dir() -> Path:
     """Where built extension modules are kept."""
-    env = os.environ.get("PWVM_CACHE_DIR")
-    base = Path(env) if env else Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "proxywasm-vm"
-    return base / "native"
+    from ._settings import cache_dir
+
+    return cache_dir() / "native"
 
 
 def _key(sources: list[Path], extra: str) -> str:

@@ -7,12 +7,12 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import textwrap
 
 import pytest
 
 import proxywasm_vm as pw
+from proxywasm_vm import _settings
 
 
 #: Seconds after which a call that should have been stopped counts as hung. Tests assert that
@@ -24,8 +24,7 @@ HANG_GUARD = 30.0
 
 #: Where tests append the latencies they measure but never assert (time to a failure policy, ...),
 #: one line each, for the issue notes and bench reports.
-TIMINGS_FILE = os.path.join(os.environ.get("PWVM_TIMINGS_DIR") or os.path.join(tempfile.gettempdir(), "pwvm_timings"),
-                            "timings.txt")
+TIMINGS_FILE = str(_settings.timings_dir() / "timings.txt")
 
 
 def report_time(backend: str, what: str, seconds: float) -> None:
@@ -38,7 +37,7 @@ def report_time(backend: str, what: str, seconds: float) -> None:
 
 
 def in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() in ("true", "1")
+    return _settings.in_ci()
 
 
 def load_backend(name: str) -> pw.Backend:
@@ -105,6 +104,7 @@ TRAP_ROUNDS = """
 import faulthandler
 faulthandler.enable()
 import proxywasm_vm as pw
+from proxywasm_vm import _settings
 from proxywasm_vm import FuncType, TrapCode, ValType
 TRAP_WAT = """ + repr(TRAP_WAT) + """
 CASES = [("oob", (), TrapCode.MEMORY_OUT_OF_BOUNDS), ("unreachable", (), TrapCode.UNREACHABLE),

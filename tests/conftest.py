@@ -21,7 +21,6 @@ handlers must be installed after it, not before.
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -29,12 +28,13 @@ import pytest
 from hypothesis import settings
 
 import proxywasm_vm as pw
+from proxywasm_vm import _settings
 from _helpers import load_backend
 
 # Property tests: CI runs a derandomized profile (the same examples every run: a red CI is
 # reproducible, and no run depends on luck); locally hypothesis explores as usual.
 settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
-if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+if _settings.in_ci():
     settings.load_profile("ci")
 
 CAPABILITIES = frozenset(f.name for f in dataclasses.fields(pw.Capabilities))
@@ -43,10 +43,7 @@ CAPABILITIES = frozenset(f.name for f in dataclasses.fields(pw.Capabilities))
 def _selected_backends() -> list[str]:
     """Backend names only: nothing is loaded here."""
     registered = pw.backend_names()
-    raw = os.environ.get("PWVM_BACKENDS", "").strip()
-    if not raw:
-        return registered
-    return [n.strip() for n in raw.split(",") if n.strip()]
+    return _settings.selected_backends() or registered
 
 
 BACKENDS = _selected_backends()
@@ -73,7 +70,7 @@ def require_backend() -> Callable[[str], pw.Backend]:
 
     def load(name: str) -> pw.Backend:
         if name not in BACKENDS:
-            pytest.skip(f"backend {name} not selected (PWVM_BACKENDS={os.environ.get('PWVM_BACKENDS', '')})")
+            pytest.skip(f"backend {name} not selected (PWVM_BACKENDS={','.join(BACKENDS)})")
         return load_backend(name)
 
     return load

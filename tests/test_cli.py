@@ -9,6 +9,7 @@ import sys
 import pytest
 
 import proxywasm_vm as pw
+from proxywasm_vm._settings import in_ci
 
 
 def pwvm(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -47,12 +48,10 @@ def test_bench_quick_writes_samples(tmp_path):
 
 def test_bench_every_backend_and_isolation_gives_json_and_png(tmp_path):
     """The issue's end-to-end check: one sample set per backend x isolation x workload, plus a chart."""
-    import os
-
     from proxywasm_vm import available_backends
 
     rows = available_backends()
-    if os.environ.get("CI") == "true":
+    if in_ci():
         missing = [r.name for r in rows if not r.available]
         assert not missing, f"CI requires every backend: {missing} unavailable"
     runners = [r.name for r in rows if r.available]

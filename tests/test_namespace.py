@@ -8,7 +8,7 @@ import pytest
 import proxywasm_vm as pw
 from proxywasm_vm import FuncType, Trap, TrapCode, ValType
 
-from _helpers import engine_or_skip, loaded_copies
+from _helpers import engine_or_skip, in_ci, loaded_copies
 
 I32 = ValType.I32
 
@@ -46,9 +46,7 @@ def test_runtimes_trap_and_call_back_interleaved(rounds):
     try:
         engines.append(pw.Engine("v8"))
     except pw.BackendUnavailable:
-        import os
-
-        if os.environ.get("CI") == "true":
+        if in_ci():
             raise
     instances = [_instance(e) for e in engines]
     expected = {"unreachable": TrapCode.UNREACHABLE, "oob": TrapCode.MEMORY_OUT_OF_BOUNDS,

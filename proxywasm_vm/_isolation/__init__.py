@@ -10,9 +10,8 @@ The worker interpreter, in order of precedence:
 
 1. the engine option ``worker_python``: ``EngineConfig(options=(("worker_python", path),))``;
 2. ``$PWVM_WORKER_PYTHON``;
-3. for wasmer: this interpreter if it can import wasmer, else ``.venv310/bin/python``
-   at the checkout's root, else the path ``ci/setup_wasmer.sh`` recorded in the
-   cache folder (``<cache>/wasmer-worker-python``);
+3. the one the runtime's backend asks for (``Backend.worker_python``; wasmer: this
+   interpreter if it can import wasmer, else a Python 3.10 with wasmer installed);
 4. otherwise this interpreter (``sys.executable``).
 
 The worker runs *this* copy of proxywasm_vm (loaded from its path), so only the
@@ -27,7 +26,9 @@ How it works (see ``_channel``, ``_conn``, ``_worker``):
   cffi helper (``_chan.c``), or eventfd-only wake-ups without a compiler. A call
   into wasm costs ~4 µs when both sides have a core;
 - a Proxy-Wasm plugin on a worker engine runs with its host *in the worker*
-  (``_plughost``): its host calls stay there, a stream event is one crossing,
+  (the Proxy-Wasm layer's ``_proxywasm._remote_host``, through remote objects,
+  ``_remote``, and requests it registers, ``_extensions``: this package imports
+  nothing of it): its host calls stay there, a stream event is one crossing,
   and the event loop (callout responses, queue events, ticks) stays the parent
   host's. That lane spins ``worker_event_spin`` (100 µs) on both sides;
 - threads: a parent thread takes a free lane for its outermost call (4 by
@@ -60,7 +61,7 @@ How it works (see ``_channel``, ``_conn``, ``_worker``):
                                 no bound (no limit was asked for)
   a stream event of a plugin    ``worker_event_timeout`` (default 5), or ``2 * d + 1``
   whose host runs in the        when the plugin's per-callback deadline ``d`` makes
-  worker (``_plughost``)        that longer (an event makes several wasm calls)
+  worker (``_remote_host``)     that longer (an event makes several wasm calls)
   compiling or loading a        ``worker_compile_timeout`` (default 120)
   module, loading a plugin
   anything else (memory,        ``worker_op_timeout`` (default 10)
@@ -100,54 +101,24 @@ from __future__ import annotations
 import os
 import sys
 import threading
-from pathlib import Path
 
+from .._backend import load_runtime
 from .._engine import EngineConfig
 from .._errors import BackendUnavailable
+from .._settings import worker_python
 from ._proxy import ProcessBackend, ProcessEngine
 
-__all__ = ["ProcessBackend", "ProcessEngine", "process_backend", "remote_host", "resolve_worker_python"]
+__all__ = ["ProcessBackend", "ProcessEngine", "process_backend", "resolve_worker_python"]
 
 _BACKENDS: dict[str, ProcessBackend] = {}
 _LOCK = threading.Lock()
 
 
-def _cache_root() -> Path:
-    env = os.environ.get("PWVM_CACHE_DIR")
-    if env:
-        return Path(env)
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "proxywasm-vm"
-
-
-def _wasmer_python() -> str:
-    from .._backend import _REGISTRY
-
-    how = _REGISTRY["wasmer"][1]
-    if sys.version_info < (3, 11):
-        try:
-            import wasmer  # noqa: F401
-
-            return sys.executable
-        except Exception:  # noqa: BLE001, S110 - the stub wheel raises at import
-            pass
-    root = Path(__file__).resolve().parents[2]
-    for cand in (root / ".venv310" / "bin" / "python",):
-        if cand.exists():
-            return str(cand)
-    recorded = _cache_root() / "wasmer-worker-python"
-    if recorded.exists():
-        path = recorded.read_text().strip()
-        if path and os.path.exists(path):
-            return path
-    raise BackendUnavailable("wasmer", "wasmer-python 1.1.0 has no wheels for Python >= 3.11 and no Python 3.10 "
-                                       "worker environment was found", how)
-
-
 def resolve_worker_python(base: str, option: str | None = None) -> str:
     """The interpreter a worker for backend ``base`` runs under (see the module docs)."""
-    path = option or os.environ.get("PWVM_WORKER_PYTHON")
+    path = option or worker_python()
     if not path:
-        path = _wasmer_python() if base == "wasmer" else sys.executable
+        path = load_runtime(base).worker_python() or sys.executable
     if not os.path.exists(path):
         raise BackendUnavailable(base, f"the worker interpreter {path!r} does not exist",
                                  "set PWVM_WORKER_PYTHON or the engine option worker_python to an interpreter")
@@ -156,6 +127,10 @@ def resolve_worker_python(base: str, option: str | None = None) -> str:
 
 def process_backend(base: str, *, name: str | None = None, in_process_reason: str = "") -> ProcessBackend:
     """The backend ``base`` run in worker processes, registered as ``name`` (``"<base>@process"``).
+
+    The core registry's entry for isolation ``"process"`` (see ``_backend._ISOLATIONS``): it
+    calls this for ``"<base>@process"``, and for ``"<base>"`` when the runtime's
+    ``default_isolation`` is ``"process"`` (wasmer where it cannot be imported).
 
     Starts one worker to learn the runtime's version and capabilities (it is
     kept for the first engine with the default configuration). Raises
@@ -177,21 +152,3 @@ def process_backend(base: str, *, name: str | None = None, in_process_reason: st
         b._spare = conn
         _BACKENDS[name] = b
         return b
-
-
-def remote_host(engine: ProcessEngine, **kwargs: object) -> object:
-    """A Proxy-Wasm host (``ProxyWasmHost(engine=..., **kwargs)``) living in ``engine``'s worker.
-
-    Its VMs and host calls stay in the worker; what it returns (plugins,
-    streams, header maps) are proxies whose calls cross once each; the objects
-    passed in ``kwargs`` cross by reference (a ``MemoryLogger``, ``SharedData``,
-    ``Metrics`` of this process stay here and are shared with in-process
-    plugins) or by value (clocks, configs, plain data). See ``_remote``.
-    Objects from a worker that died raise :class:`~proxywasm_vm.WorkerCrashed`.
-    """
-    if not isinstance(engine, ProcessEngine):
-        raise TypeError("remote_host needs an engine with isolation='process'")
-    from ._remote import REMOTE_LANE
-
-    conn = engine._conn_now()
-    return conn.remote.decode(conn.request("remote_host", (conn.remote.encode(kwargs),), lane=REMOTE_LANE))

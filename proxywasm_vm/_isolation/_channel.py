@@ -68,7 +68,9 @@ def load_helper() -> Any:
     global _HELPER, _HELPER_ERROR
     if _HELPER is not None or _HELPER_ERROR is not None:
         return _HELPER
-    if os.environ.get("PWVM_CHANNEL_NO_HELPER"):
+    from .._settings import channel_helper_disabled
+
+    if channel_helper_disabled():
         _HELPER_ERROR = "disabled by PWVM_CHANNEL_NO_HELPER"
         return None
     src = Path(__file__).with_name("_chan.c")
@@ -159,7 +161,7 @@ class Channel:
     @property
     def min_spin_ns(self) -> int:
         """Never spin less than this (ns) before blocking: set on a lane whose replies come after
-        a known, short piece of work in the peer (plugin-level events, see _plughost); 0 with one core."""
+        a known, short piece of work in the peer (plugin-level events, see _proxywasm._remote_host); 0 with one core."""
         return self._min_spin
 
     @min_spin_ns.setter

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from .._engine import EngineConfig
 from .._errors import BackendUnavailable, Trap, TrapCode, WorkerCrashed
+from . import _extensions
 from ._channel import (
     DEFAULT_MAILBOX,
     DEFAULT_SPIN,
@@ -62,8 +63,9 @@ DEFAULT_LANES = 4
 #: operation, ``Connection.op_timeout`` (see ``_proxy.crossing_timeout``).
 OP_BUDGET: Any = object()
 #: Requests that run wasm: a timeout there is the wasm running too long (Trap(INTERRUPTED));
-#: elsewhere it is a worker that does not answer (WorkerCrashed).
-WASM_OPS = frozenset({"call", "call_refs", "instantiate", "linker_instantiate", "pw_stream", "pw_load", "obj_call"})
+#: elsewhere it is a worker that does not answer (WorkerCrashed). Layers above add theirs
+#: (``_extensions.WASM_OPS``).
+WASM_OPS = frozenset({"call", "call_refs", "instantiate", "linker_instantiate", "obj_call"})
 #: True in a worker process (set by ``_worker.main``): code there uses its in-process runtime,
 #: and a worker never starts a worker (that would chain processes without end).
 IN_WORKER = False
@@ -78,9 +80,8 @@ def refuse_in_worker(backend: str) -> None:
 
 
 def _package_path() -> str:
-    import proxywasm_vm
-
-    return os.path.dirname(os.path.abspath(proxywasm_vm.__file__))
+    """The folder of this copy of the package (the worker loads the same copy from there)."""
+    return str(Path(__file__).resolve().parents[1])
 
 
 def _signame(code: int | None) -> str:
@@ -172,6 +173,8 @@ class Connection:
         self._free_cv = threading.Condition()
         self._waiting = 0
         self.released: list[int] = []
+        #: what the worker reported at start (pid, versions, its backend's capabilities ...)
+        self.info: dict[str, Any] = {}
         t0 = time.perf_counter()
         fd, size = create_shared(lanes, mailbox)
         efds = [os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK) for _ in range(2 * lanes)]  # parent, worker per lane
@@ -202,6 +205,7 @@ class Connection:
 
         self.remote = parent_table(self)  # parent objects sent by reference, proxies of worker objects
         self.remote_released: list[int] = []
+        self.extensions: set[str] = set()  # modules the worker imported to serve their requests
         _LIVE.add(self)
         try:
             msg = decode(self.lanes[0].chan.recv(startup_timeout))
@@ -216,7 +220,7 @@ class Connection:
                 raise BackendUnavailable(backend, f"in the worker ({python}): {exc.reason}", exc.how_to_enable)
             raise BackendUnavailable(backend, f"the worker ({python}) failed to start: "
                                               f"{type(exc).__name__}: {exc}") from exc
-        self.info: dict[str, Any] = msg[1]
+        self.info = msg[1]
         served = int(self.info.get("lanes", lanes))
         # the worker serves lanes [0, served); with several, lane 0 is kept for remote objects
         self._free = [lane for lane in self._free if lane.index < served and (lane.index or served == 1)]
@@ -328,6 +332,15 @@ class Connection:
                 self._free_cv.notify()
 
     # -- requests ---------------------------------------------------------------------------
+    def use_extension(self, module: str) -> None:
+        """Have the worker import ``module``, a layer's module registering the worker-side
+        handlers of its requests (see :mod:`._extensions`), before this connection sends them.
+        Once per connection and module (a restarted worker is a new connection)."""
+        if module in self.extensions:
+            return
+        self.request("import", (module,))
+        self.extensions.add(module)
+
     def _take_lane0(self) -> Lane:
         if self._shared_lane0:
             return self._take_lane()
@@ -458,7 +471,7 @@ class Connection:
         self.kill()
         # (no reason given: the request had the connection's op bound)
         why = why or f"the worker did not answer {op!r} within the engine's worker_op_timeout of {budget:g}s"
-        if op in WASM_OPS:
+        if op in WASM_OPS or op in _extensions.WASM_OPS:
             return Trap(TrapCode.INTERRUPTED, f"{why}; the worker was killed and will be restarted, every store of "
                                               f"this engine is lost")
         return WorkerCrashed(f"{why}; the worker {self.pid} was killed and will be restarted, every store of "
@@ -470,9 +483,10 @@ class Connection:
             return decode(lane.chan.recv(timeout))
         except PeerGone:
             self._reap()
-            from ._guard import limit_trap  # the worker ended at a limit it enforces around calls?
+            from .._guard import limit_trap  # the worker ended at a limit it enforces around calls?
 
-            raise limit_trap(self.proc.returncode, self.backend) or self.lost(f"it died during {op!r}") from None
+            trap = limit_trap(self.proc.returncode, self.info.get("capabilities"))
+            raise trap or self.lost(f"it died during {op!r}") from None
         except Timeout:
             raise self._timed_out(op, budget, why) from None
         except BaseException:

@@ -13,7 +13,6 @@ import hashlib
 import itertools
 import os
 import threading
-import time
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
@@ -161,10 +160,6 @@ class ProcessBackend(Backend):
 
     def capabilities(self) -> Capabilities:
         return self._caps
-
-    def worker_capabilities(self) -> Capabilities:
-        """The backend's own capabilities, as its worker reports them."""
-        return self.info["capabilities"]
 
     def new_engine(self, config: EngineConfig) -> ProcessEngine:
         return ProcessEngine._create(self, config)
@@ -736,15 +731,3 @@ def _linker_gone(hosts_ref: weakref.ref, hid_of: dict[tuple[str, str], int]) -> 
     if hosts is not None:
         for hid in hid_of.values():
             hosts.pop(hid, None)
-
-
-def time_crossing(engine: ProcessEngine, n: int = 10000) -> float:
-    """Median-ish cost of one empty request to the worker, in seconds (for benchmarks)."""
-    conn = engine._conn_now()
-    best = []
-    for _ in range(5):
-        t0 = time.perf_counter()
-        for _ in range(n // 5):
-            conn.request("ping", ())
-        best.append((time.perf_counter() - t0) / (n // 5))
-    return sorted(best)[2]

@@ -1,25 +1,29 @@
 """Objects by reference across the worker boundary, in both directions.
 
-This is what lets a whole Proxy-Wasm host run *inside* the worker, next to its
-VMs, so the plugin's host calls never cross: only plugin-level events (a
-stream's headers, its actions) and the shared services cross::
+This is what lets a higher layer run a whole object graph *inside* the worker,
+next to its runtime, so that its calls into wasm never cross: only the calls a
+caller makes on those objects cross, and the objects they are handed back. The
+Proxy-Wasm layer runs a plugin host there this way (its plugins' host calls stay
+in the worker; see ``proxywasm_vm._proxywasm._remote_host``, which makes the
+worker-side host through a request of its own, registered in :mod:`._extensions`)::
 
-    host = remote_host(Engine("wasmer"), logger=MemoryLogger(), shared_data=shared)
-    plugin = host.load(PluginConfig(name="p"), "plugin.wasm")   # a proxy of a worker Plugin
-    with plugin.http_stream() as s:                              # a proxy of a worker HttpStream
-        s.request_headers([(":path", "/")])                      # one crossing
+    host = remote_host(Engine("wasmer"), logger=MemoryLogger())  # a proxy of a worker object
+    plugin = host.load(config, "plugin.wasm")                     # its result: a proxy too
+    with plugin.http_stream() as s:                               # ... and so on
+        s.request_headers([(":path", "/")])                       # one crossing
 
 How a value crosses (both directions, containers element by element):
 
 - plain data (None, bool, int, float, str, bytes, and tuples/lists/dicts of them),
-  enums, dataclass instances, paths, clocks and exceptions: *by value* (a copy);
+  enums, dataclass instances, paths, exceptions and the types registered with
+  :func:`._extensions.remote_by_value` (clocks): *by value* (a copy);
 - a proxy of an object of the other side: that object itself;
 - anything else (services, callables, streams, plugins ...): *by reference*: the
   receiver gets a proxy whose attribute reads and method calls cross back.
 
 All remote-object traffic of an engine goes through one lane (one worker
-thread, see ``_conn``): the Proxy-Wasm host keeps its VMs per thread, and so
-sees a single thread, whichever parent thread calls.
+thread, see ``_conn``): objects that keep state per thread (the Proxy-Wasm host
+keeps its VMs per thread) see a single thread, whichever parent thread calls.
 """
 
 from __future__ import annotations
@@ -35,6 +39,8 @@ import pickle
 import types
 from collections.abc import Callable
 from typing import Any
+
+from ._extensions import BY_VALUE, COMPILING_METHODS
 
 #: The lane of remote-object traffic.
 REMOTE_LANE = 0
@@ -81,20 +87,12 @@ class Back:
         return (Back, (self.key,))
 
 
-_CLOCKS: tuple[type, ...] | None = None
-
-
 def _by_value(v: Any) -> bool:
-    global _CLOCKS
     if isinstance(v, (enum.Enum, os.PathLike, BaseException, type)):
         return True
     if dataclasses.is_dataclass(v) and not isinstance(v, type):
         return True
-    if _CLOCKS is None:
-        from .._proxywasm._services import ManualClock, SystemClock
-
-        _CLOCKS = (ManualClock, SystemClock)
-    return isinstance(v, _CLOCKS)
+    return bool(BY_VALUE) and isinstance(v, tuple(BY_VALUE))
 
 
 class Table:
@@ -173,7 +171,7 @@ class RemoteProxy:
     """An object of the other side: attribute reads and method calls cross.
 
     ``_call(key, name, args, kwargs)`` and ``_get(key, name)`` are the side's
-    transport; dunder methods the Proxy-Wasm API uses are forwarded too.
+    transport; the common dunder methods (context manager, container, call) are forwarded too.
     """
 
     __slots__ = ("__weakref__", "_key", "_kind", "_methods", "_table", "_transport")
@@ -289,10 +287,6 @@ def serve_list(table: Table, key: int) -> list:
     return table.encode(list(table.get(key)))
 
 
-#: Methods of worker objects that compile (a host's ``load``, a plugin's ``update``).
-_COMPILING = frozenset({"load", "update"})
-
-
 class ParentTransport:
     """How a parent proxy reaches its worker object (on the remote-object lane)."""
 
@@ -300,11 +294,11 @@ class ParentTransport:
         self.conn = conn
 
     def remote_call(self, key: int, name: str, args: Any, kwargs: Any) -> Any:
-        # a method of a worker object: loading a plugin compiles it (the compile bound); anything
-        # else (a stream event, a callout's deliver callback ...) is bounded as a stream event
+        # a method of a worker object: one registered as compiling (the Proxy-Wasm layer's
+        # host.load, plugin.update) has the compile bound; anything else is bounded as an event
         from ._proxy import crossing_timeout
 
-        budget, why = crossing_timeout(self.conn.bounds, "compile" if name in _COMPILING else "event")
+        budget, why = crossing_timeout(self.conn.bounds, "compile" if name in COMPILING_METHODS else "event")
         return self.conn.request("obj_call", (key, name, args, kwargs), budget, why, lane=REMOTE_LANE)
 
     def remote_get(self, key: int, name: str) -> tuple[str, Any]:

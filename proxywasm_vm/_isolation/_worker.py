@@ -9,6 +9,8 @@ return its answer; while waiting, the worker serves whatever the parent asks
 
 from __future__ import annotations
 
+import functools
+import importlib
 import itertools
 import os
 import sys
@@ -26,10 +28,10 @@ from .._instance import Instance
 from .._linker import Linker
 from .._memory import Memory
 from .._module import Module
-from .._proxywasm._abi import Action
 from .._store import Store, StoreLimits
 from .._table import Table
 from .._types import FuncType, ValType
+from . import _extensions
 from ._channel import Channel, PeerGone
 from ._protocol import (
     ERR,
@@ -71,6 +73,19 @@ class Worker:
         }
 
     # -- the conversation -------------------------------------------------------------
+    def channel(self) -> Channel:
+        """The channel (lane) the calling worker thread serves."""
+        chan: Channel = self._tl.chan
+        return chan
+
+    def op_import(self, module: str) -> None:
+        """Import a higher layer's module, which registers the handlers of its own requests
+        (:func:`._extensions.worker_op`); serve them from now on."""
+        importlib.import_module(module)
+        for name, fn in list(_extensions.WORKER_OPS.items()):
+            if name not in self.ops:
+                self.ops[name] = functools.partial(fn, self)
+
     def _send(self, msg: tuple) -> None:
         self._tl.chan.send(encode(msg))
 
@@ -383,17 +398,7 @@ class Worker:
         return self.add(self.get(lid).instantiate(self.get(sid), self.get(mid)))
 
 
-    # -- objects by reference (a Proxy-Wasm host living here, see _remote) -------------------
-    def op_remote_host(self, kwargs: dict) -> Any:
-        kw = self.remote.decode(kwargs)
-        if "bridge" in kw:  # the twin of a parent host (see _plughost)
-            from ._plughost import WorkerHost
-
-            return self.remote.encode(WorkerHost(engine=self.engine, **kw))
-        from ._plughost import PinnedHost
-
-        return self.remote.encode(PinnedHost(engine=self.engine, **kw))
-
+    # -- objects by reference (see _remote) ------------------------------------------------
     def op_obj_call(self, key: int, name: str, args: Any, kwargs: Any) -> Any:
         from ._remote import serve_call
 
@@ -417,37 +422,14 @@ class Worker:
     def op_obj_release(self, keys: list[int]) -> None:
         self.remote.release(keys)
 
-    # -- plugin-level events of a Plugin whose host runs here (see _plughost) -------------------
-    def op_pw_load(self, hkey: int, config: Any, wasm: bytes, spin_ns: int) -> int:
-        chan = self._tl.chan  # the parent's next event follows soon after a reply: spin for it
-        chan.min_spin_ns = max(chan.min_spin_ns, spin_ns)
-        return self.remote.export(self.remote.get(hkey).load(config, wasm)).key
-
-    def op_pw_stream(self, pkey: int, skey: int, kind: str, props: Any, ev: str, args: tuple) -> tuple:
-        """One event of stream ``skey`` (a key the parent chose; the first event creates the
-        ``kind`` stream under it): (result, closed)."""
-        t = self.remote
-        s = t.objs.get(skey)
-        if s is None:
-            p = t.get(pkey)
-            s = p.http_stream(props) if kind == "http" else p.tcp_stream(props)
-            t.objs[skey] = s  # kept even when this event raises: the stream goes on, as in-process
-        r = getattr(s, ev)(*args) if ev else None
-        # an Action as its int (the reply stays marshal-able: pickling an enum costs µs); whether
-        # the stream is over (it completes by itself once both directions ended)
-        return (int(r) if r.__class__ is Action else r), s.closed
-
-    def op_pw_state(self, skey: int, names: tuple[str, ...]) -> tuple:
-        s = self.remote.get(skey)
-        return tuple(getattr(s, n) for n in names)
-
 
 def main(chans: list[Channel], backend: str, config: EngineConfig) -> None:
     """Start the backend, say hello on lane 0 (or why not), then serve every lane until the parent goes."""
-    from . import _conn, _guard
+    from .. import _guard
+    from . import _conn
 
     _conn.IN_WORKER = True  # from now on, asking for a worker here raises (see refuse_in_worker)
-    _guard.enable()  # limits a runtime cannot enforce itself may end this process (wasmer)
+    _guard.enable()  # limits a runtime cannot enforce itself may end this process (see _guard)
     try:
         worker = Worker(backend, config)
         b = worker.backend

@@ -9,7 +9,8 @@ import pickle
 import sys
 import threading
 import weakref
-from dataclasses import dataclass, field, replace
+import warnings
+from dataclasses import InitVar, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Literal, Mapping
 
@@ -17,6 +18,7 @@ from .._backend import get_backend, parse_backend
 from .._engine import DEFAULT_BACKEND, Engine
 from .._errors import CompileError
 from .._module import Module
+from .._settings import remote_host_enabled
 from .._store import StoreLimits, _DefaultFloat, _DefaultInt
 from .._wasmparse import Reader, parse_module, sections, uleb128
 from ._abi import CALLBACK_SIGNATURES, AbiVersion, LogLevel, MetricType, callback_signature_error, detect_abi
@@ -33,7 +35,6 @@ from ._vm import VM, _Context
 
 __all__ = ["PluginConfig", "Plugin", "ProxyWasmHost", "STAT_COUNTERS"]
 
-Isolation = Literal["shared", "per_stream"]
 FailurePolicy = Literal["fail_closed", "fail_open", "fail_reload", "raise"]
 _POLICIES = ("fail_closed", "fail_open", "fail_reload", "raise")
 
@@ -81,8 +82,10 @@ class PluginConfig:
     - ``configuration`` / ``vm_config``: the bytes read in ``proxy_on_configure``
       / ``proxy_on_vm_start``;
     - ``backend``: runtime name (``None``: the host's default);
-    - ``isolation``: ``"shared"`` (one VM per thread for every stream) or
-      ``"per_stream"`` (a fresh VM for each stream);
+    - ``vm_per_stream``: ``False`` (the default: one VM per thread serves every stream
+      of the plugin) or ``True`` (a fresh VM for each stream). The keyword ``isolation``
+      (``"shared"`` / ``"per_stream"``) still works, with a :class:`DeprecationWarning`:
+      "isolation" names the engine's isolation only (in-process, namespace, process);
     - ``limits``: :class:`StoreLimits` of each VM (memory, per-call deadline, fuel).
       ``None`` (the default) is :data:`DEFAULT_PLUGIN_LIMITS`: each callback may run
       0.5 s and each VM's memory may grow to 512 MiB; a plugin that passes them
@@ -120,7 +123,7 @@ class PluginConfig:
     configuration: bytes | str = b""
     vm_config: bytes | str = b""
     backend: str | None = None
-    isolation: Isolation = "shared"
+    vm_per_stream: bool = False
     limits: StoreLimits | None = None
     start_deadline: float | None = 5.0
     allowed_capabilities: frozenset[str] | None = None
@@ -132,12 +135,23 @@ class PluginConfig:
     environment: Mapping[str, str] = field(default_factory=dict)
     args: tuple[str, ...] = ()
     foreign_functions: Mapping[str, Callable[[bytes], Any]] = field(default_factory=dict)
+    isolation: InitVar[str | None] = None
+    """Deprecated spelling of ``vm_per_stream``: ``"per_stream"`` or ``"shared"``."""
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, isolation: str | None = None) -> None:
         if self.backend is not None:
             parse_backend(self.backend)  # a malformed "runtime@isolation" fails here, not at load
-        if self.isolation not in ("shared", "per_stream"):
-            raise ValueError(f"isolation must be 'shared' or 'per_stream', not {self.isolation!r}")
+        if isolation is not None:
+            warnings.warn("PluginConfig(isolation=...) is deprecated: use vm_per_stream=True for 'per_stream' "
+                          "(False for 'shared'); isolation names the engine's isolation (in-process, namespace, "
+                          "process)", DeprecationWarning, stacklevel=3)
+            if isolation not in ("shared", "per_stream"):
+                raise ValueError(f"isolation must be 'shared' or 'per_stream', not {isolation!r}")
+            if self.vm_per_stream and isolation == "shared":
+                raise ValueError("isolation='shared' contradicts vm_per_stream=True")
+            object.__setattr__(self, "vm_per_stream", isolation == "per_stream")
+        if not isinstance(self.vm_per_stream, bool):
+            raise TypeError(f"vm_per_stream is True or False, not {self.vm_per_stream!r}")
         if self.failure_policy not in _POLICIES:
             raise ValueError(f"failure_policy must be one of {', '.join(map(repr, _POLICIES))}, "
                              f"not {self.failure_policy!r}")
@@ -264,7 +278,7 @@ class _Generation:
         self.config = config
         self.code = code
         self.retired = False
-        self.per_stream = config.isolation == "per_stream"
+        self.per_stream = config.vm_per_stream
         self.configuration = _bytes(config.configuration)
         self.vm_config = _bytes(config.vm_config)
         self.limits = config.limits if config.limits is not None else DEFAULT_PLUGIN_LIMITS
@@ -560,7 +574,7 @@ class ProxyWasmHost:
         cfg = gen.config
         if getattr(self._tls, "loading", False):
             then = "the plugin does not load"
-        elif cfg.isolation == "per_stream":
+        elif cfg.vm_per_stream:
             then = "the stream's VM is discarded"
         elif not cfg.reload_on_failure:
             then = f"the VM stays failed: streams get {cfg.failure_policy} (reload_on_failure=False)"
@@ -571,7 +585,7 @@ class ProxyWasmHost:
         self._log_failure(cfg, err, context_id, then)
 
     def _log_failure(self, cfg: PluginConfig, err: PluginCrash, context_id: int, then: str) -> None:
-        """Emit the one record of a failure (also for a plugin whose worker failed, see ``_plughost``)."""
+        """Emit the one record of a failure (also for a plugin whose worker failed, see ``_remote_host``)."""
         msg = f"plugin {cfg.name!r} failed in {err.callback or 'start-up'}: {err}; {then}"
         self.logger.emit(LogRecord(LogLevel.ERROR, msg, cfg.name, cfg.root_id, cfg.vm_id, context_id))
         # A MemoryLogger forwards to Python logging itself; a worker's host logs in the parent's.
@@ -584,7 +598,7 @@ class ProxyWasmHost:
         ts = self._tls
         ts.loading = True
         try:
-            if gen.config.isolation == "per_stream":
+            if gen.config.vm_per_stream:
                 vm = self._new_vm(gen)
                 vm.start_root(gen)
                 ts.spares.setdefault(gen, []).append(vm)
@@ -662,7 +676,7 @@ class ProxyWasmHost:
         self._event.set()
 
     def _remote_wake(self) -> None:
-        """Work was posted in a worker running plugins of this host (``_isolation._plughost``)."""
+        """Work was posted in a worker running plugins of this host (``_remote_host``)."""
         self._remote_pending = True
         self._event.set()
 
@@ -683,7 +697,7 @@ class ProxyWasmHost:
                     n += vm.drain()
             if self._remote_pending:
                 self._remote_pending = False
-                from .._isolation._plughost import poll_workers
+                from ._remote_host import poll_workers
 
                 n += poll_workers(self)
             n += self.scheduler.run_due()
@@ -711,7 +725,7 @@ class ProxyWasmHost:
 
         deadline = _time.monotonic() + timeout
         n = self.poll()
-        from .._isolation._plughost import workers_busy
+        from ._remote_host import workers_busy
 
         while (any(vm.calls or vm.inbox for vm in list(self._tls.all)) or workers_busy(self)) \
                 and _time.monotonic() < deadline:
@@ -760,14 +774,14 @@ def _wasm_bytes(wasm: Any) -> bytes | None:
 def _host_stays_here(gen: _Generation, data: bytes | None) -> str | None:
     """Why a plugin version on a worker engine keeps its Proxy-Wasm host in this process
     (every host call is then one round trip to the worker), or None when its host can run
-    in the worker (``_isolation._plughost``)."""
-    if os.environ.get("PWVM_REMOTE_HOST", "1") == "0":
+    in the worker (``_remote_host``)."""
+    if not remote_host_enabled():
         return "PWVM_REMOTE_HOST=0 is set"
     if not data:
         return "the module was given compiled, without its bytes, which the worker needs"
     cfg = gen.config
-    if cfg.isolation != "shared":
-        return f"isolation={cfg.isolation!r} (a VM per stream) is served by this process's host only"
+    if cfg.vm_per_stream:
+        return "vm_per_stream=True (a VM per stream) is served by this process's host only"
     if cfg.foreign_functions:
         return "it has plugin-specific foreign_functions, which must run in this process"
     try:
@@ -778,7 +792,7 @@ def _host_stays_here(gen: _Generation, data: bytes | None) -> str | None:
 
 
 def _remote_for(plugin: Plugin, gen: _Generation, wasm: Any) -> Any:
-    """A plugin on a worker engine runs with its host in the worker (see ``_isolation._plughost``),
+    """A plugin on a worker engine runs with its host in the worker (see ``_remote_host``),
     when it can: None keeps the host here, and says why in one log record (the slower path
     is never taken silently)."""
     engine = gen.code.engine
@@ -791,7 +805,7 @@ def _remote_for(plugin: Plugin, gen: _Generation, wasm: Any) -> Any:
         _log.log(level, "plugin %r on %s: its Proxy-Wasm host stays in this process, so each host call is a "
                  "round trip to the worker process: %s", gen.config.name, engine.name, why)
         return None
-    from .._isolation._plughost import RemotePlugin
+    from ._remote_host import RemotePlugin
 
     assert data is not None  # (without bytes _host_stays_here has answered)
     return RemotePlugin(plugin, gen, data)
@@ -898,7 +912,7 @@ class Plugin:
 
     def _vm_here(self) -> VM | None:
         gen = self._gen
-        if gen.config.isolation == "per_stream":
+        if gen.config.vm_per_stream:
             spares = self.host._tls.spares.get(gen)
             return spares[-1] if spares else None
         return self.host._tls.vms.get(gen.vm_key)

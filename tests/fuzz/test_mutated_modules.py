@@ -18,7 +18,6 @@ together); ``PWVM_FUZZ_SCALE=20`` runs twenty times as many, ``PWVM_FUZZ_SEED=N`
 from __future__ import annotations
 
 import functools
-import os
 from collections import Counter
 import shutil
 import subprocess
@@ -32,11 +31,12 @@ from hypothesis import HealthCheck, assume, given, seed, settings
 from hypothesis import strategies as st
 
 import proxywasm_vm as pw
+from proxywasm_vm._settings import fuzz_scale, fuzz_seed
 
 from ._mutate import CORPUS, KINDS, SEED_PLUGINS, mutate, seed_modules
 
 REFERENCE = "wasmtime"
-SCALE = max(1, int(os.environ.get("PWVM_FUZZ_SCALE", "1")))
+SCALE = fuzz_scale()
 #: examples per test on each backend: in-process compiles are cheap, worker ones cross a pipe
 EXAMPLES = {"wasmtime": 150, "wasmtime@namespace": 60, "v8": 80, "v8@namespace": 40,
             "wasmtime@process": 40, "v8@process": 40, "wasmer": 40}
@@ -47,7 +47,7 @@ def _settings(backend_name: str, share: float = 1.0) -> Callable[[Any], Any]:
     ``PWVM_FUZZ_SEED`` asks for other ones)."""
     chosen = settings(max_examples=max(5, int(EXAMPLES.get(backend_name, 40) * share * SCALE)), deadline=None,
                       suppress_health_check=list(HealthCheck), database=None)
-    other = os.environ.get("PWVM_FUZZ_SEED")
+    other = fuzz_seed()
     return lambda test: seed(int(other))(chosen(test)) if other else chosen(test)
 
 

@@ -10,7 +10,7 @@ import pytest
 from proxywasm.conftest import REQUEST, plugin_path
 
 import proxywasm_vm as pw
-from proxywasm_vm._isolation import _plughost
+from proxywasm_vm._proxywasm import _remote_host
 
 _WHY = "its Proxy-Wasm host stays in this process"
 
@@ -39,7 +39,7 @@ def _request_passes(p: pw.Plugin) -> None:
 
 
 @pytest.mark.parametrize("config, reason", [
-    ({"isolation": "per_stream"}, "isolation='per_stream'"),
+    ({"vm_per_stream": True}, "vm_per_stream=True"),
     ({"foreign_functions": {"echo": lambda b: b}}, "foreign_functions"),
 ])
 def test_a_plugin_kept_here_says_why_once(worker_engine, caplog, config, reason):
@@ -70,7 +70,7 @@ def test_switched_off_by_environment_is_logged_at_info(worker_engine, caplog, mo
 def test_a_plugin_whose_host_runs_in_the_worker_logs_nothing(worker_engine, caplog):
     caplog.set_level(logging.INFO, logger="proxywasm_vm")
     p = _solo(worker_engine)
-    assert isinstance(p._remote, _plughost.RemotePlugin)
+    assert isinstance(p._remote, _remote_host.RemotePlugin)
     _request_passes(p)
     assert _records(caplog) == []
     p.close()
@@ -79,19 +79,19 @@ def test_a_plugin_whose_host_runs_in_the_worker_logs_nothing(worker_engine, capl
 def test_an_update_that_moves_the_host_back_says_why(worker_engine, caplog):
     caplog.set_level(logging.INFO, logger="proxywasm_vm")
     p = _solo(worker_engine, name="moved")
-    assert isinstance(p._remote, _plughost.RemotePlugin)
-    p.update(isolation="per_stream")
+    assert isinstance(p._remote, _remote_host.RemotePlugin)
+    p.update(vm_per_stream=True)
     assert p._remote is None
     _request_passes(p)
     recs = _records(caplog)
     assert len(recs) == 1 and recs[0].levelno == logging.WARNING
-    assert "'moved'" in recs[0].getMessage() and "isolation='per_stream'" in recs[0].getMessage()
+    assert "'moved'" in recs[0].getMessage() and "vm_per_stream=True" in recs[0].getMessage()
     p.close()
 
 
 def test_an_in_process_engine_has_no_worker_to_explain(caplog):
     caplog.set_level(logging.INFO, logger="proxywasm_vm")
-    p = _solo(pw.Engine("wasmtime"), isolation="per_stream")
+    p = _solo(pw.Engine("wasmtime"), vm_per_stream=True)
     _request_passes(p)
     assert _records(caplog) == []
     p.close()

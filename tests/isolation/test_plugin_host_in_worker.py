@@ -10,7 +10,7 @@ from _helpers import descendants, kill_process, wait_exited
 from proxywasm.conftest import REQUEST, plugin_path
 
 import proxywasm_vm as pw
-from proxywasm_vm._isolation import _plughost
+from proxywasm_vm._proxywasm import _remote_host
 
 
 @pytest.fixture
@@ -21,7 +21,7 @@ def wt_process() -> pw.Engine:
 def test_simple_plugin_runs_its_host_in_the_worker(wt_process):
     host = pw.ProxyWasmHost(engine=wt_process, clock=pw.ManualClock(), logger=pw.MemoryLogger(level=pw.LogLevel.TRACE))
     p = pw.Plugin(pw.PluginConfig(name="solo", root_id="pwvm_solo_headers"), plugin_path("as_solo_headers"), host=host)
-    assert isinstance(p._remote, _plughost.RemotePlugin)
+    assert isinstance(p._remote, _remote_host.RemotePlugin)
     with p.http_stream() as s:
         assert s.request_headers(REQUEST) is pw.Action.CONTINUE
         assert s.request.headers["x-pwvm-sdk"] == "solo" and s.context_id > 1 and not s.closed
@@ -44,7 +44,7 @@ def test_callouts_run_from_the_worker_through_this_process(wt_process):
 
     host = pw.ProxyWasmHost(engine=wt_process, http=pw.CallbackHttpDispatcher(handler, {"pwvm_upstream"}))
     p = _all(host, configuration="test=callout")
-    assert isinstance(p._remote, _plughost.RemotePlugin)  # ticks, callouts, queues: still in the worker
+    assert isinstance(p._remote, _remote_host.RemotePlugin)  # ticks, callouts, queues: still in the worker
     with p.http_stream() as s:
         assert s.request_headers(REQUEST) is pw.Action.PAUSE
         assert s.wait(5)

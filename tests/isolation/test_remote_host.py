@@ -1,18 +1,17 @@
 """A whole Proxy-Wasm host in the worker: plugin-level calls cross, host calls stay in the worker.
 
 The HTTP tests of ``tests/proxywasm/test_http.py`` run here again against a
-host made by :func:`proxywasm_vm._isolation.remote_host` (fixtures below
+host made by :func:`proxywasm_vm._proxywasm._remote_host.remote_host` (fixtures below
 replace the Proxy-Wasm suite's ``host`` / ``make_plugin`` / ``http_all``).
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from typing import Any
 
 import pytest
-from _helpers import kill_process
+from _helpers import in_ci, kill_process
 from proxywasm.conftest import REQUEST, plugin_path  # tests/proxywasm (tests/ is on sys.path)
 from proxywasm.test_http import (  # noqa: F401 - collected again here, with the fixtures below
     test_abi_0_1_0,
@@ -29,7 +28,7 @@ from proxywasm.test_http import (  # noqa: F401 - collected again here, with the
 )
 
 import proxywasm_vm as pw
-from proxywasm_vm._isolation import remote_host
+from proxywasm_vm._proxywasm._remote_host import remote_host
 
 _ENGINES: dict[str, pw.Engine] = {}
 
@@ -40,7 +39,7 @@ def _engine(name: str) -> pw.Engine:
         try:
             e = _ENGINES[name] = pw.Engine(name, isolation="process")
         except pw.BackendUnavailable as err:
-            if os.environ.get("CI", "").lower() in ("1", "true"):
+            if in_ci():
                 raise
             pytest.skip(" ".join(str(err).split()))
     return e
@@ -108,4 +107,33 @@ def test_worker_crash_reaches_the_remote_objects():
     h2 = remote_host(engine)
     p2 = h2.load(pw.PluginConfig(name="p", root_id="pwvm_all"), plugin_path("c_http_all"))
     with p2.http_stream() as s:
+        assert s.request_headers(REQUEST) is pw.Action.CONTINUE
+
+
+def test_the_proxywasm_layer_registers_its_worker_requests():
+    """Isolation imports nothing of Proxy-Wasm: the Proxy-Wasm layer registers its requests in
+    isolation's hook table, and a worker imports that layer's module only when a host there is
+    asked for (once per connection: a restarted worker is asked again)."""
+    from proxywasm_vm._isolation import _extensions
+    from proxywasm_vm._proxywasm import _remote_host
+
+    assert {"pw_host", "pw_load", "pw_stream", "pw_state"} <= set(_extensions.WORKER_OPS)
+    assert {"pw_load", "pw_stream"} <= _extensions.WASM_OPS and "pw_state" not in _extensions.WASM_OPS
+    assert {"load", "update"} <= _extensions.COMPILING_METHODS
+    engine = pw.Engine("wasmtime@process")
+    conn = engine._conn_now()
+    assert conn.extensions == set()
+    with pytest.raises(Exception, match="pw_host"):  # the worker does not serve it yet
+        conn.request("pw_host", ({},))
+    remote_host(engine)
+    assert conn.extensions == {_remote_host.__name__}
+    remote_host(engine)  # asked once per connection
+    assert conn.extensions == {_remote_host.__name__}
+    engine.restart_worker()
+    conn2 = engine._conn_now()
+    assert conn2 is not conn and conn2.extensions == set()
+    h = remote_host(engine)
+    assert conn2.extensions == {_remote_host.__name__}
+    p = h.load(pw.PluginConfig(name="p", root_id="pwvm_all"), plugin_path("c_http_all"))
+    with p.http_stream() as s:
         assert s.request_headers(REQUEST) is pw.Action.CONTINUE

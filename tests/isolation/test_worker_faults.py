@@ -1,6 +1,6 @@
 """Fault injection into the worker of each worker backend, at the Proxy-Wasm level.
 
-A plugin whose host runs in the worker (``_isolation._plughost``) meets a worker that is
+A plugin whose host runs in the worker (``_proxywasm._remote_host``) meets a worker that is
 SIGKILLed or SIGSTOPped in the middle of a request (from inside the plugin's HTTP callout,
 which this process serves), SIGKILLed while idle, or wedged in a loop. Each time: the stream
 gets its failure policy (fail_closed: a local 503; fail_open: it goes on), the next stream is

@@ -3,6 +3,7 @@ VM sharing, isolation, threads and live updates."""
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 
 import pytest
@@ -144,7 +145,7 @@ def test_plugins_share_a_vm_by_vm_id(host):
 
 
 def test_per_stream_isolation(make_plugin, host):
-    p = make_plugin("c_http_all", isolation="per_stream", configuration="test=shared")
+    p = make_plugin("c_http_all", vm_per_stream=True, configuration="test=shared")
     s1, s2 = p.http_stream(), p.http_stream()
     assert s1._vm is not s2._vm
     s1.request_headers(REQUEST)
@@ -155,6 +156,23 @@ def test_per_stream_isolation(make_plugin, host):
         s3.request_headers(REQUEST)
         s3.response_headers({":status": "200"})
         assert s3.response.headers["x-pwvm-shared-value"] == "2"
+
+
+def test_isolation_keyword_is_deprecated_for_vm_per_stream():
+    """``PluginConfig(isolation=...)`` still works, warns, and means ``vm_per_stream``."""
+    with pytest.warns(DeprecationWarning, match="vm_per_stream"):
+        cfg = pw.PluginConfig(name="p", isolation="per_stream")
+    assert cfg.vm_per_stream is True
+    with pytest.warns(DeprecationWarning):
+        assert pw.PluginConfig(isolation="shared").vm_per_stream is False
+    assert pw.PluginConfig().vm_per_stream is False
+    assert dataclasses.replace(cfg, name="q").vm_per_stream is True  # replace() keeps it, without a warning
+    with pytest.warns(DeprecationWarning), pytest.raises(ValueError, match="'shared' or 'per_stream'"):
+        pw.PluginConfig(isolation="process")
+    with pytest.warns(DeprecationWarning), pytest.raises(ValueError, match="contradicts"):
+        pw.PluginConfig(isolation="shared", vm_per_stream=True)
+    with pytest.raises(TypeError, match="vm_per_stream"):
+        pw.PluginConfig(vm_per_stream="per_stream")  # type: ignore[arg-type]
 
 
 @pytest.mark.capability("threads")

@@ -65,7 +65,9 @@ def find_libnode() -> Libnode | None:
     (NodeSource's nodejs also installs /usr/include/node, without the library).
     """
     cands: list[tuple[str, str]] = []
-    env = os.environ.get("PWVM_LIBNODE_PREFIX")
+    from proxywasm_vm._settings import libnode_prefix
+
+    env = libnode_prefix()
     if env:
         cands.append((env, "env"))
     cands += [("/usr", "system"), (str(ROOT / ".deps" / "libnode" / "usr"), "local")]

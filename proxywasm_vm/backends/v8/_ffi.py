@@ -9,10 +9,10 @@ new linker namespace.  Everything below is per copy.
 
 from __future__ import annotations
 
-import os
 import threading
 
 from proxywasm_vm._errors import BackendUnavailable
+from proxywasm_vm._settings import v8_flags
 
 from . import _build
 
@@ -65,7 +65,7 @@ def start(signals_based_traps: bool) -> bool:
     """
     with _init_lock:
         if "signals" not in _started:
-            flags = (DEFAULT_FLAGS + os.environ.get("PWVM_V8_FLAGS", "")).encode()
+            flags = (DEFAULT_FLAGS + v8_flags()).encode()
             if lib.pwv8_init(flags, 1 if signals_based_traps else 0) != 0:
                 raise BackendUnavailable(NAME, last_error(), HOW_TO_ENABLE)
             from ._func import install_trampolines

@@ -2,21 +2,27 @@
 
 wasmer-python has no wheels for Python >= 3.11. Where ``import wasmer`` works
 (Python <= 3.10 with ``pip install wasmer==1.1.0 wasmer-compiler-cranelift==1.1.0``)
-``BACKEND`` runs it in-process; elsewhere ``BACKEND`` runs it in a worker process
+``Engine("wasmer")`` runs it in-process; elsewhere ``BACKEND`` declares
+``default_isolation = "process"`` and the registry runs it in a worker process
 under a Python 3.10 interpreter (``bash ci/setup_wasmer.sh`` makes one, or point
-``PWVM_WORKER_PYTHON`` at yours); see :mod:`proxywasm_vm._isolation`.
+``PWVM_WORKER_PYTHON`` at yours: :meth:`WasmerBackend.worker_python`).
 
 Pick a compiler with ``Engine("wasmer", EngineConfig(options=(("compiler", "llvm"),)))``.
 """
 
 from __future__ import annotations
 
+import os
+import sys
 from dataclasses import replace
+from pathlib import Path
 
 from typing import TYPE_CHECKING
 
-from proxywasm_vm._backend import Backend, Capabilities
+from proxywasm_vm import _guard, _settings
+from proxywasm_vm._backend import _REGISTRY, Backend, Capabilities
 from proxywasm_vm._engine import EngineConfig
+from proxywasm_vm._errors import BackendUnavailable
 
 if TYPE_CHECKING:
     from ._adapter import WasmerEngine
@@ -50,16 +56,34 @@ except BaseException as _e:  # noqa: BLE001 - the >= 3.11 stub raises at import;
 
 
 class WasmerBackend(Backend):
-    """wasmer-python run in this process."""
+    """wasmer-python run in this process (where it cannot be imported: in worker processes)."""
 
     name = "wasmer"
+    default_isolation = "process" if _REASON else "in-process"
+    in_process_reason = _REASON
 
     def version(self) -> str:
         return str(getattr(_wasmer, "__version__", "1.1.0"))
 
-    def capabilities(self) -> Capabilities:
-        from proxywasm_vm._isolation import _guard
+    def worker_python(self) -> str | None:
+        """A Python 3.10 with wasmer-python: this interpreter if it can import wasmer, else
+        ``.venv310/bin/python`` at the checkout's root, else the path ``ci/setup_wasmer.sh``
+        recorded in the cache folder (``<cache>/wasmer-worker-python``)."""
+        if not _REASON:
+            return sys.executable
+        root = Path(__file__).resolve().parents[3]
+        cand = root / ".venv310" / "bin" / "python"
+        if cand.exists():
+            return str(cand)
+        recorded = _settings.cache_dir() / "wasmer-worker-python"
+        if recorded.exists():
+            path = recorded.read_text().strip()
+            if path and os.path.exists(path):
+                return path
+        raise BackendUnavailable("wasmer", "wasmer-python 1.1.0 has no wheels for Python >= 3.11 and no Python "
+                                           "3.10 worker environment was found", _REGISTRY["wasmer"][1])
 
+    def capabilities(self) -> Capabilities:
         if _guard.enabled():  # in a worker process: deadlines and memory caps enforced around each call
             return replace(CAPABILITIES, deadline=True, memory_limit=True, exact_memory_limit=False,
                            interrupt_keeps_store=False)
@@ -71,9 +95,4 @@ class WasmerBackend(Backend):
         return WasmerEngine._create(self, config)
 
 
-if not _REASON:
-    BACKEND: Backend = WasmerBackend()
-else:
-    from proxywasm_vm._isolation import process_backend
-
-    BACKEND = process_backend("wasmer", name="wasmer", in_process_reason=_REASON)
+BACKEND: Backend = WasmerBackend()

@@ -13,7 +13,7 @@ process, see proxywasm_vm._isolation). How its gaps are covered:
   or grown from Python (no null funcref value can be built);
 - no fuel, epoch, interrupt or memory limiter: in a worker process (the only way on
   Python >= 3.11) ``StoreLimits.deadline`` and ``memory_bytes`` are enforced around
-  each outermost call by the kernel (:mod:`proxywasm_vm._isolation._guard`); in a
+  each outermost call by the kernel (:mod:`proxywasm_vm._guard`); in a
   user's own process they cannot be;
 - argument and result conversions are done here (wasmer refuses ints for
   floats, does not check host results' arity).
@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import wasmer
 
 from proxywasm_vm._engine import Engine, EngineConfig
-from proxywasm_vm._isolation import _guard
+from proxywasm_vm import _guard
 from proxywasm_vm._errors import CompileError, LimitError, LinkError, Trap, TrapCode, WasmError
 from proxywasm_vm._func import Caller, Func
 from proxywasm_vm._global import Global

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import importlib.util
-import os
 from pathlib import Path
 from typing import Any
 
 from proxywasm_vm._errors import BackendUnavailable
 from proxywasm_vm._native import load_extension
+from proxywasm_vm._settings import wasmtime_library
 
 HOW_TO_ENABLE = "pip install 'wasmtime==50.0.1' (and a C compiler for the one-time shim build)"
 HERE = Path(__file__).resolve().parent
@@ -16,7 +16,7 @@ HERE = Path(__file__).resolve().parent
 
 def library_path() -> str:
     """The ``_libwasmtime.so`` bundled in the ``wasmtime`` wheel (found without importing it)."""
-    override = os.environ.get("PWVM_WASMTIME_LIBRARY")
+    override = wasmtime_library()
     if override:
         return override
     spec = importlib.util.find_spec("wasmtime")

@@ -1,5 +1,12 @@
 """A :class:`~proxywasm_vm.Plugin` on a worker engine whose Proxy-Wasm host runs in the worker.
 
+The Proxy-Wasm layer's use of the isolation layer (which knows nothing of
+Proxy-Wasm): the worker-side host is a remote object (``_isolation._remote``), and
+the requests this module adds to the worker protocol (``pw_host``, ``pw_load``,
+``pw_stream``, ``pw_state``) are registered with ``_isolation._extensions`` when it
+is imported; the parent has the worker import it once per connection
+(``Connection.use_extension``) before its first request.
+
 ``Plugin(config, wasm, host=h)`` on an engine with ``isolation="process"`` loads
 the plugin into a host living in the worker (a :class:`WorkerHost`, one per
 parent host and worker), so the plugin's host calls stay in the worker. What crosses:
@@ -20,10 +27,10 @@ parent host and worker), so the plugin's host calls stay in the worker. What cro
   ``advance()`` with a :class:`~proxywasm_vm.ManualClock` fires the ticks of
   both sides in one order. A callback into a worker that died is dropped.
 
-``per_stream`` isolation, plugin-specific ``foreign_functions`` (they would run in the
-worker) and configurations that cannot be copied keep the parent-side host (every
-host call crosses), as does ``PWVM_REMOTE_HOST=0``; the Proxy-Wasm layer decides
-and logs why (``_proxywasm._plugin._host_stays_here``).
+Per-stream VMs (``PluginConfig.vm_per_stream``), plugin-specific ``foreign_functions``
+(they would run in the worker) and configurations that cannot be copied keep the
+parent-side host (every host call crosses), as does ``PWVM_REMOTE_HOST=0``; the
+Proxy-Wasm plugin decides and logs why (``_plugin._host_stays_here``).
 """
 
 from __future__ import annotations
@@ -33,14 +40,22 @@ import weakref
 from typing import Any, Mapping
 
 from .._errors import Trap, WorkerCrashed
-from .._proxywasm._abi import Action
-from .._proxywasm._errors import PluginCrash, PluginStartError
-from .._proxywasm._pairs import HeaderMap
-from .._proxywasm._plugin import ProxyWasmHost
-from .._proxywasm._services import Scheduler
-from .._proxywasm._streams import HttpMessage, HttpStream, LocalResponse, TcpDirection, TcpStream
-from ._proxy import crossing_timeout
-from ._remote import REMOTE_LANE
+from .._isolation import ProcessEngine
+from .._isolation._extensions import remote_by_value, remote_compiling, worker_op
+from .._isolation._proxy import crossing_timeout
+from .._isolation._remote import REMOTE_LANE, Packed
+from .._settings import remote_host_enabled
+from ._abi import Action
+from ._errors import PluginCrash, PluginStartError
+from ._pairs import HeaderMap
+from ._plugin import ProxyWasmHost, reload_delay
+from ._services import ManualClock, Scheduler, SystemClock
+from ._streams import HttpMessage, HttpStream, LocalResponse, TcpDirection, TcpStream
+
+# How the objects of this layer cross the worker boundary (both sides import this module).
+# a clock is copied (a host's ManualClock shared with the parent is sent by reference, see _services)
+remote_by_value(ManualClock, SystemClock)
+remote_compiling("load", "update")  # host.load and plugin.update compile the plugin: the compile bound
 
 
 class HostBridge:
@@ -70,8 +85,6 @@ class HostBridge:
         conn_ref = self._conn
 
         def tick() -> None:
-            from .._errors import WorkerCrashed
-
             conn = conn_ref()
             if conn is None or conn.dead:  # the worker died: its timers go with it
                 sched.cancel(k)
@@ -97,12 +110,8 @@ def _services(host: Any, conn: Any) -> Any:
     kw["limits"] = host.limits  # a frozen dataclass: crosses by value
     enc = t.encode(kw)
     clock = host.clock
-    from .._proxywasm._services import SystemClock
-
     # a SystemClock is the same clock there; any other (a ManualClock) stays here, by reference
     enc_clock = clock if type(clock) is SystemClock else t.export(clock)
-    from ._remote import Packed
-
     if isinstance(enc, Packed):
         enc.value["clock"] = enc_clock
     else:
@@ -143,7 +152,8 @@ def _worker_host(host: Any, conn: Any) -> int:
     hosts = host.__dict__.setdefault("_pwvm_remote_hosts", weakref.WeakKeyDictionary())
     key = hosts.get(conn)
     if key is None:
-        ref = conn.request("remote_host", (_services(host, conn),), lane=REMOTE_LANE)
+        conn.use_extension(__name__)
+        ref = conn.request("pw_host", (_services(host, conn),), lane=REMOTE_LANE)
         key = hosts[conn] = ref.key
     return key
 
@@ -215,9 +225,7 @@ class RemotePlugin:
 
     def worker_failed(self, err: Any, context_id: int) -> None:
         """The worker failed under one of this plugin's streams: one record, one count, and the
-        next replacement waits its backoff (see :func:`~.._proxywasm._plugin.reload_delay`)."""
-        from .._proxywasm._plugin import reload_delay
-
+        next replacement waits its backoff (see :func:`~._plugin.reload_delay`)."""
         plugin = self.plugin_ref()
         if plugin is None:
             return
@@ -608,3 +616,63 @@ class WorkerHost(PinnedHost):
     def pending(self) -> bool:
         """Whether a VM here waits for a callout or has events to run."""
         return any(vm.calls or vm.inbox for vm in list(self._tls.all))
+
+
+def remote_host(engine: ProcessEngine, **kwargs: object) -> object:
+    """A Proxy-Wasm host (``ProxyWasmHost(engine=..., **kwargs)``) living in ``engine``'s worker.
+
+    Its VMs and host calls stay in the worker; what it returns (plugins,
+    streams, header maps) are proxies whose calls cross once each; the objects
+    passed in ``kwargs`` cross by reference (a ``MemoryLogger``, ``SharedData``,
+    ``Metrics`` of this process stay here and are shared with in-process
+    plugins) or by value (clocks, configs, plain data). See ``_isolation._remote``.
+    Objects from a worker that died raise :class:`~proxywasm_vm.WorkerCrashed`.
+    """
+    if not isinstance(engine, ProcessEngine):
+        raise TypeError("remote_host needs an engine with isolation='process'")
+    conn = engine._conn_now()
+    conn.use_extension(__name__)
+    return conn.remote.decode(conn.request("pw_host", (conn.remote.encode(kwargs),), lane=REMOTE_LANE))
+
+
+# -- the worker's requests (served by _isolation._worker.Worker once this module is imported there) -----
+
+@worker_op("pw_host")
+def _op_host(worker: Any, kwargs: dict) -> Any:
+    """A host in the worker, on its in-process engine: the twin of a parent host, or a free-standing one."""
+    kw = worker.remote.decode(kwargs)
+    if "bridge" in kw:  # the twin of a parent host (see HostBridge)
+        return worker.remote.encode(WorkerHost(engine=worker.engine, **kw))
+    return worker.remote.encode(PinnedHost(engine=worker.engine, **kw))
+
+
+@worker_op("pw_load", runs_wasm=True)
+def _op_load(worker: Any, hkey: int, config: Any, wasm: bytes, spin_ns: int) -> int:
+    """Load a plugin into the worker host ``hkey``: the plugin's key."""
+    chan = worker.channel()  # the parent's next event follows soon after a reply: spin for it
+    chan.min_spin_ns = max(chan.min_spin_ns, spin_ns)
+    key: int = worker.remote.export(worker.remote.get(hkey).load(config, wasm)).key
+    return key
+
+
+@worker_op("pw_stream", runs_wasm=True)
+def _op_stream(worker: Any, pkey: int, skey: int, kind: str, props: Any, ev: str, args: tuple) -> tuple:
+    """One event of stream ``skey`` (a key the parent chose; the first event creates the
+    ``kind`` stream under it): (result, closed)."""
+    t = worker.remote
+    s = t.objs.get(skey)
+    if s is None:
+        p = t.get(pkey)
+        s = p.http_stream(props) if kind == "http" else p.tcp_stream(props)
+        t.objs[skey] = s  # kept even when this event raises: the stream goes on, as in-process
+    r = getattr(s, ev)(*args) if ev else None
+    # an Action as its int (the reply stays marshal-able: pickling an enum costs µs); whether
+    # the stream is over (it completes by itself once both directions ended)
+    return (int(r) if r.__class__ is Action else r), s.closed
+
+
+@worker_op("pw_state")
+def _op_state(worker: Any, skey: int, names: tuple[str, ...]) -> tuple:
+    """The named attributes of stream ``skey``."""
+    s = worker.remote.get(skey)
+    return tuple(getattr(s, n) for n in names)

@@ -1,9 +1,14 @@
 """Limits a runtime cannot enforce itself, enforced around its calls by the kernel, in its worker process.
 
-wasmer-python can neither interrupt running wasm nor refuse a ``memory.grow``,
-and it holds the GIL while wasm runs, so no Python thread can watch it. In a
-worker process (and only there: the deadline ends the process) each outermost
-call into wasm is bracketed instead:
+A backend support module of the core layer: backends arm it around their calls,
+the isolation layer enables it in a worker and reads a worker's exit status with
+it; it imports nothing but the errors, so both may use it (it lives here, not in
+the isolation package, because backends must not import isolation).
+
+Some runtimes can neither interrupt running wasm nor refuse a ``memory.grow``
+(wasmer-python), and hold the GIL while wasm runs, so no Python thread can watch
+them. In a worker process (and only there: the deadline ends the process) each
+outermost call into wasm of such a backend is bracketed instead:
 
 - deadline: ``setitimer(ITIMER_REAL)``, with SIGALRM left at its default action:
   at the deadline the kernel ends the worker, whatever wasm is doing. The
@@ -19,10 +24,15 @@ call into wasm is bracketed instead:
   a grow from Python (:meth:`Memory.grow`) is checked exactly. With several
   memories in a store, the smallest room counts. Only memories the store can
   see are counted: its own and those its instances export (a module's start
-  function runs before its memories are known, so instantiation has no memory cap). wasmer aborts the process when
-  one of its own allocations fails (a trap's backtrace after deep recursion can
+  function runs before its memories are known, so instantiation has no memory cap). A runtime may abort the
+  process when one of its own allocations fails (wasmer: a trap's backtrace after deep recursion can
   take tens of MiB): a guarded worker that aborts is reported as
   ``Trap(MEMORY_LIMIT)``, and replaced like any dead worker.
+
+A guarded backend says so in its capabilities, which is how the parent knows what a
+worker's death by SIGALRM or SIGABRT means (:func:`limit_trap`): ``deadline`` with
+``interrupt_keeps_store=False`` (the deadline ends the worker), ``memory_limit`` with
+``exact_memory_limit=False`` (the cap is the process's, :data:`SLACK` past the memories').
 
 Both cost a few syscalls per outermost call (~2 µs), and nothing when no limit is set.
 """
@@ -34,7 +44,12 @@ import resource
 import signal
 from typing import Any
 
-from .._errors import Trap, TrapCode
+from typing import TYPE_CHECKING
+
+from ._errors import Trap, TrapCode
+
+if TYPE_CHECKING:
+    from ._backend import Capabilities
 
 _enabled = False
 _depth = 0  # outermost calls only: nested calls (host -> wasm) run under the outer call's limits
@@ -94,15 +109,19 @@ def leave() -> None:
     resource.setrlimit(resource.RLIMIT_DATA, (_INF, _INF))
 
 
-def limit_trap(returncode: int | None, backend: str) -> Trap | None:
-    """In the parent: the trap a worker's exit status stands for, if a guarded limit ended it."""
-    if backend != "wasmer":  # the only runtime guarded here (see wasmer's capabilities())
+def limit_trap(returncode: int | None, capabilities: Capabilities | None) -> Trap | None:
+    """In the parent: the trap a worker's exit status stands for, if a guarded limit ended it.
+
+    ``capabilities``: what the worker's backend reported at start (``None``: not known yet);
+    only a backend whose capabilities say it is guarded (see the module docs) is ended by it.
+    """
+    if capabilities is None:
         return None
-    if returncode == -signal.SIGABRT:
+    if returncode == -signal.SIGABRT and capabilities.memory_limit and not capabilities.exact_memory_limit:
         return Trap(TrapCode.MEMORY_LIMIT, "the worker aborted: an allocation failed under its memory limit "
                                            "(StoreLimits.memory_bytes); it will be restarted, every store of "
                                            "this engine is lost")
-    if returncode == -signal.SIGALRM:
+    if returncode == -signal.SIGALRM and capabilities.deadline and not capabilities.interrupt_keeps_store:
         return Trap(TrapCode.INTERRUPTED, "the call ran past its deadline; its worker was stopped and will be "
                                           "restarted, every store of this engine is lost")
     return None
