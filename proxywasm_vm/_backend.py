@@ -51,6 +51,9 @@ class Capabilities:
     """Tables support get, set and grow from Python."""
     reference_values: bool = False
     """funcref and externref values can cross into and out of wasm."""
+    reference_types: bool = True
+    """Modules using the reference-types proposal in their code compile (funcref/externref
+    params, results and locals, ``table.get``, ``ref.null`` ...; wasm3 0.5.0 refuses them)."""
     v128_values: bool = False
     """v128 values can cross into and out of wasm."""
     multi_value: bool = True
@@ -65,6 +68,9 @@ class Capabilities:
     """Those threads' calls run at the same time (not one after the other)."""
     wasm_threads: bool = True
     """The WebAssembly threads proposal (shared memories, atomic instructions) is enabled."""
+    shared_externs: bool = True
+    """A memory or global can be imported by several instances at once, which then share it
+    (wasm3: each instance has its own memory and globals, so one made in Python goes to one instance)."""
 
 
 @dataclass(frozen=True)
@@ -116,6 +122,7 @@ _REGISTRY: dict[str, tuple[str, str]] = {
     "wasmer": ("proxywasm_vm.backends.wasmer",
                "bash ci/setup_wasmer.sh (a Python 3.10 env for wasmer's worker process), "
                "or set PWVM_WORKER_PYTHON to a Python 3.10 with wasmer==1.1.0 and proxywasm-vm installed"),
+    "wasm3": ("proxywasm_vm.backends.wasm3", "pip install 'pywasm3==0.5.0' (builds from source: needs gcc)"),
 }
 _LOADED: dict[str, Backend] = {}
 

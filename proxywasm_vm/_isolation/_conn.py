@@ -472,7 +472,9 @@ class Connection:
             self._reap()
             from ._guard import limit_trap  # the worker ended at a limit it enforces around calls?
 
-            raise limit_trap(self.proc.returncode, self.backend) or self.lost(f"it died during {op!r}") from None
+            caps = getattr(self, "info", {}).get("capabilities")  # (none before the hello)
+            guarded = caps is not None and caps.deadline and not caps.interrupt_keeps_store
+            raise limit_trap(self.proc.returncode, guarded) or self.lost(f"it died during {op!r}") from None
         except Timeout:
             raise self._timed_out(op, budget, why) from None
         except BaseException:

@@ -94,9 +94,12 @@ def leave() -> None:
     resource.setrlimit(resource.RLIMIT_DATA, (_INF, _INF))
 
 
-def limit_trap(returncode: int | None, backend: str) -> Trap | None:
-    """In the parent: the trap a worker's exit status stands for, if a guarded limit ended it."""
-    if backend != "wasmer":  # the only runtime guarded here (see wasmer's capabilities())
+def limit_trap(returncode: int | None, guarded: bool) -> Trap | None:
+    """In the parent: the trap a worker's exit status stands for, if a guarded limit ended it.
+
+    ``guarded``: the worker's runtime has its limits enforced here (its capabilities say
+    ``deadline`` without ``interrupt_keeps_store``: the worker is ended at the deadline)."""
+    if not guarded:
         return None
     if returncode == -signal.SIGABRT:
         return Trap(TrapCode.MEMORY_LIMIT, "the worker aborted: an allocation failed under its memory limit "
