@@ -130,6 +130,8 @@ def _prepare_imported_memory(rt: int, ty: MemoryType, pages: int) -> None:
 # ---- engine and modules ----------------------------------------------------------------
 
 class Wasm3Engine(Engine):
+    _stack: int
+
     @classmethod
     def _create(cls, backend: Any, config: EngineConfig) -> Wasm3Engine:
         stack = DEFAULT_STACK
@@ -188,6 +190,10 @@ class Wasm3Engine(Engine):
 
 
 class Wasm3Module(Module):
+    engine: Wasm3Engine
+    _bytes: bytes
+    _findex: dict[str, int] | None = None
+
     @classmethod
     def _wrap(cls, engine: Wasm3Engine, wasm: bytes) -> Wasm3Module:
         m = object.__new__(cls)
@@ -197,7 +203,7 @@ class Wasm3Module(Module):
 
     def _func_exports(self) -> dict[str, int]:
         """Exported function name -> function index (wasm3 keeps only three names per function)."""
-        got: dict[str, int] | None = getattr(self, "_findex", None)
+        got = self._findex
         if got is None:
             got = {}
             for sid, _, body, end in sections(self._bytes):
@@ -225,6 +231,20 @@ def _free(env: int, runtimes: list[int]) -> None:
 
 
 class Wasm3Store(Store):
+    engine: Wasm3Engine
+    _limits: StoreLimits
+    _env: int
+    _runtimes: list[int]
+    _instances: dict[int, Wasm3Instance]
+    _closed: bool
+    _active: int
+    _host_exc: BaseException | None
+    _deadline: float | None
+    _cap: int | None
+    _guarded: bool
+    _mems: list[Wasm3Memory]
+    _finalizer: weakref.finalize
+
     @classmethod
     def _create(cls, engine: Wasm3Engine, limits: StoreLimits, data: Any) -> Wasm3Store:
         s = object.__new__(cls)
@@ -232,15 +252,15 @@ class Wasm3Store(Store):
         s.data = data
         s._limits = limits
         s._env = LIB.m3_NewEnvironment()
-        s._runtimes: list[int] = []
-        s._instances: dict[int, Wasm3Instance] = {}  # runtime address -> instance
+        s._runtimes = []
+        s._instances = {}  # runtime address -> instance
         s._closed = False
         s._active = 0
-        s._host_exc: BaseException | None = None
+        s._host_exc = None
         s._deadline = limits.deadline if _guard.enabled() else None
         s._cap = limits.memory_bytes if _guard.enabled() else None
         s._guarded = s._deadline is not None or s._cap is not None
-        s._mems: list[Wasm3Memory] = []
+        s._mems = []
         s._finalizer = weakref.finalize(s, _free, s._env, s._runtimes)
         return s
 
@@ -426,6 +446,13 @@ def _call_raw(store: Wasm3Store, inst: Wasm3Instance, f: int, ty: FuncType, pack
 
 class Wasm3Func(Func):
     """An exported wasm function."""
+    store: Wasm3Store
+    _inst: Wasm3Instance
+    _f: int
+    _conv: list[Callable[[Any], Any]]
+    _packer: struct.Struct
+    _unpacker: struct.Struct
+
 
     @classmethod
     def _wrap(cls, inst: Wasm3Instance, f: int, ty: FuncType) -> Wasm3Func:
@@ -464,6 +491,10 @@ def _check_results(results: tuple[ValType, ...], r: Any) -> tuple:
 
 class Wasm3HostFunc(Func):
     """A Python host function."""
+    store: Wasm3Store
+    _fn: Callable[..., Any]
+    _access_caller: bool
+
 
     @classmethod
     def _make(cls, store: Wasm3Store, ty: FuncType, fn: Callable[..., Any], access_caller: bool) -> Wasm3HostFunc:
@@ -509,6 +540,10 @@ class Wasm3Caller(Caller):
 
 class Wasm3Memory(Memory):
     """A memory made in Python (bytes here until an instance imports it) or an instance's memory."""
+    store: Wasm3Store
+    _inst: Wasm3Instance | None
+    _buf: bytearray
+
 
     @classmethod
     def _standalone(cls, store: Wasm3Store, ty: MemoryType) -> Wasm3Memory:
@@ -610,6 +645,11 @@ class Wasm3Memory(Memory):
 
 class Wasm3Global(Global):
     """A global made in Python (its value here until an instance imports it) or an instance's global."""
+    store: Wasm3Store
+    _inst: Wasm3Instance | None
+    _g: int
+    _value: Any
+
 
     @classmethod
     def _standalone(cls, store: Wasm3Store, ty: GlobalType, value: Any) -> Wasm3Global:
@@ -670,6 +710,8 @@ class Wasm3Global(Global):
 
 class Wasm3Table(Table):
     """An exported table: wasm3 gives no access to it from Python."""
+    store: Wasm3Store
+
 
     @classmethod
     def _wrap(cls, store: Wasm3Store, ty: TableType) -> Wasm3Table:
@@ -696,6 +738,17 @@ class Wasm3Table(Table):
 
 
 class Wasm3Instance(Instance):
+    store: Wasm3Store
+    module: Wasm3Module
+    _rt: int
+    _mod: int
+    _types: dict[str, Any]
+    _frames: list[int]
+    _targets: list[Any]
+    _memory: Wasm3Memory | None
+    _cache: dict[str, Any]
+    _raw: Any
+
     @classmethod
     def _wrap(cls, store: Wasm3Store, module: Any, rt: int, mod: int) -> Wasm3Instance:
         i = object.__new__(cls)
@@ -704,10 +757,10 @@ class Wasm3Instance(Instance):
         i._rt = rt
         i._mod = mod
         i._types = {e.name: e.type for e in module.exports}
-        i._frames: list[int] = []  # stack tops of host functions running now (for nested calls)
-        i._targets: list[Any] = []
+        i._frames = []  # stack tops of host functions running now (for nested calls)
+        i._targets = []
         i._memory = None
-        i._cache: dict[str, Any] = {}
+        i._cache = {}
         i._raw = RAW_CALL(i._host_call)  # kept alive with the instance
         return i
 
