@@ -66,6 +66,7 @@ _NO_SHARING = ("wasm3 gives each instance its own memory and globals: a {} made 
 _HOST_TRAP = ctypes.create_string_buffer(b"[trap] host function raised")
 _HOST_TRAP_ADDR = ctypes.addressof(_HOST_TRAP)
 #: The stand-in linked for imported functions while a module is only being compiled.
+_m3_call = LIB.m3_Call
 _UNLINKED = RAW_CALL(lambda rt, ctx, sp, mem: _HOST_TRAP_ADDR)
 
 # (prefix of wasm3's trap message, code)
@@ -372,9 +373,14 @@ class Wasm3Store(Store):
             self._mems.append(m)
         # imports: functions through one raw callback, globals copied in and bound
         inst._targets = list(imports)
+        inst._links = [None] * len(imports)
         for n, (imp, item) in enumerate(zip(module.imports, imports)):
             if isinstance(imp.type, FuncType):
                 _numbers_only(imp.type)
+                ty = imp.type
+                host = isinstance(item, Wasm3HostFunc)
+                inst._links[n] = (item._fn if host else item, host and item._access_caller, len(ty.results),
+                                  len(ty.params), _slots(ty.params).unpack, _slots(ty.results).pack, ty.results)
                 res = LIB.m3_LinkRawFunctionEx(mod, imp.module.encode(), imp.name.encode(), None, inst._raw, n)
                 if res and _capi.message(res) != "function lookup failed":
                     raise LinkError(_capi.error_text(rt, res), module=imp.module, name=imp.name)
@@ -406,53 +412,19 @@ class Wasm3Store(Store):
 
 # ---- functions --------------------------------------------------------------------------------
 
-def _call_raw(store: Wasm3Store, inst: Wasm3Instance, f: int, ty: FuncType, packer: struct.Struct,
-              unpacker: struct.Struct, args: tuple) -> Any:
-    """``m3_Call`` with ``args`` (converted already), above the running frame when nested."""
-    n = len(args)
-    buf = (c_uint64 * max(n, 1))()
-    if n:
-        packer.pack_into(buf, 0, *args)
-    addr = ctypes.addressof(buf)
-    ptrs = (c_void_p * max(n, 1))(*[addr + 8 * i for i in range(n)])
-    rt = inst._rt
-    base = _capi.stack_base(rt)
-    old = base.value
-    frames = inst._frames
-    if frames:
-        base.value = frames[-1]
-    store._active += 1
-    armed = store._guarded and _guard.enter(store._deadline, store._cap, store._mem_sizes)
-    try:
-        res = LIB.m3_Call(f, n, ptrs)
-        if not res:
-            nres = len(ty.results)
-            if not nres:
-                return None
-            vals = unpacker.unpack(ctypes.string_at(base.value, 8 * nres))
-            return vals[0] if nres == 1 else vals
-    finally:
-        if armed:
-            _guard.leave()
-        store._active -= 1
-        base.value = old
-    exc = store._host_exc
-    if not store._active:
-        store._host_exc = None
-    if res == _HOST_TRAP_ADDR and exc is not None:
-        raise exc
-    raise _trap(_capi.error_text(rt, res))
-
-
 class Wasm3Func(Func):
     """An exported wasm function."""
+
     store: Wasm3Store
     _inst: Wasm3Instance
     _f: int
     _conv: list[Callable[[Any], Any]]
     _packer: struct.Struct
     _unpacker: struct.Struct
-
+    _n: int
+    _nres: int
+    _buf: Any
+    _ptrs: Any
 
     @classmethod
     def _wrap(cls, inst: Wasm3Instance, f: int, ty: FuncType) -> Wasm3Func:
@@ -464,6 +436,13 @@ class Wasm3Func(Func):
         fn._conv = [_CONVERT[t] for t in ty.params]
         fn._packer = _slots(ty.params)
         fn._unpacker = _slots(ty.results)
+        fn._n = n = len(ty.params)
+        fn._nres = len(ty.results)
+        # one argument buffer per function: m3_Call copies the arguments onto the wasm stack
+        # before it runs anything, so a nested call of the same function may reuse it
+        fn._buf = (c_uint64 * max(n, 1))()
+        addr = ctypes.addressof(fn._buf)
+        fn._ptrs = (c_void_p * max(n, 1))(*[addr + 8 * i for i in range(n)])
         return fn
 
     def __call__(self, *args: Any) -> Any:
@@ -473,13 +452,45 @@ class Wasm3Func(Func):
         store = self.store
         if store._closed:
             raise WasmError("this store is closed")
-        vals = tuple(c(a) for c, a in zip(conv, args))
-        return _call_raw(store, self._inst, self._f, self.type, self._packer, self._unpacker, vals)
+        if conv:
+            self._packer.pack_into(self._buf, 0, *[c(a) for c, a in zip(conv, args)])
+        inst = self._inst
+        base = inst._base
+        frames = inst._frames
+        nested = bool(frames)
+        old = 0
+        if nested:  # a host function of this instance is running: start above its frame
+            old = base.value
+            base.value = frames[-1]
+        store._active += 1
+        armed = store._guarded and _guard.enter(store._deadline, store._cap, store._mem_sizes)
+        try:
+            res = _m3_call(self._f, self._n, self._ptrs)
+            if not res:
+                nres = self._nres
+                if not nres:
+                    return None
+                vals = self._unpacker.unpack(ctypes.string_at(base.value, 8 * nres))
+                return vals[0] if nres == 1 else vals
+        finally:
+            if armed:
+                _guard.leave()
+            store._active -= 1
+            if nested:
+                base.value = old
+        exc = store._host_exc
+        if not store._active:
+            store._host_exc = None
+        if res == _HOST_TRAP_ADDR and exc is not None:
+            raise exc
+        raise _trap(_capi.error_text(inst._rt, res))
 
 
 def _check_results(results: tuple[ValType, ...], r: Any) -> tuple:
     if not results:
         return ()
+    if len(results) == 1 and r.__class__ is int and results[0] in (ValType.I32, ValType.I64):
+        return (_CONVERT[results[0]](r),)
     r = host_results(len(results), r)
     out = []
     for t, v in zip(results, r):
@@ -748,6 +759,8 @@ class Wasm3Instance(Instance):
     _memory: Wasm3Memory | None
     _cache: dict[str, Any]
     _raw: Any
+    _base: c_uint64
+    _links: list[Any]
 
     @classmethod
     def _wrap(cls, store: Wasm3Store, module: Any, rt: int, mod: int) -> Wasm3Instance:
@@ -762,31 +775,26 @@ class Wasm3Instance(Instance):
         i._memory = None
         i._cache = {}
         i._raw = RAW_CALL(i._host_call)  # kept alive with the instance
+        i._base = _capi.stack_base(rt)  # rt->stack
+        i._links = []
         return i
 
     def _host_call(self, rt: int, ctx: int, sp: int, mem: int) -> int:
         """wasm called import number ``ctx->userdata``: run it with the arguments on the stack."""
-        store = self.store
         try:
-            target = self._targets[c_void_p.from_address(ctx).value or 0]
-            ty = target.type
-            nres, nargs = len(ty.results), len(ty.params)
-            args = _slots(ty.params).unpack(ctypes.string_at(sp + 8 * nres, 8 * nargs)) if nargs else ()
-            self._frames.append(sp + 8 * (nres + nargs))
+            fn, with_caller, nres, nargs, unpack, pack, results = self._links[c_void_p.from_address(ctx).value or 0]
+            args = unpack(ctypes.string_at(sp + 8 * nres, 8 * nargs)) if nargs else ()
+            frames = self._frames
+            frames.append(sp + 8 * (nres + nargs))
             try:
-                if isinstance(target, Wasm3HostFunc):
-                    fn = target._fn
-                    r = fn(Wasm3Caller(store, self), *args) if target._access_caller else fn(*args)
-                else:
-                    r = target(*args)
+                r = fn(Wasm3Caller(self.store, self), *args) if with_caller else fn(*args)
             finally:
-                self._frames.pop()
+                frames.pop()
             if nres:
-                out = _check_results(ty.results, r)
-                _slots(ty.results).pack_into((ctypes.c_char * (8 * nres)).from_address(sp), 0, *out)
+                ctypes.memmove(sp, pack(*_check_results(results, r)), 8 * nres)
             return 0
         except BaseException as e:  # noqa: BLE001 - re-raised unchanged by the outer call
-            store._host_exc = e
+            self.store._host_exc = e
             return _HOST_TRAP_ADDR
 
     def _export(self, name: str) -> Any:
