@@ -68,6 +68,10 @@ class Capabilities:
     """Those threads' calls run at the same time (not one after the other)."""
     wasm_threads: bool = True
     """The WebAssembly threads proposal (shared memories, atomic instructions) is enabled."""
+    lazy_memory_growth: bool = True
+    """``memory.grow`` only reserves the new pages (the kernel zeroes each when first touched).
+    wasm3 reallocates and zeroes every grown page: growing to hundreds of MiB takes a sizeable
+    fraction of a second, so a memory bomb may meet a short deadline before the memory cap."""
     shared_externs: bool = True
     """A memory or global can be imported by several instances at once, which then share it
     (wasm3: each instance has its own memory and globals, so one made in Python goes to one instance)."""
