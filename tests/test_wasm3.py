@@ -81,7 +81,8 @@ def test_host_and_wasm_call_each_other_deeply(engine):
         """(module (import "env" "down" (func $down (param i32) (result i32)))
              (func (export "f") (param i32) (result i32) (local i32)
                (local.set 1 (i32.mul (local.get 0) (i32.const 3)))
-               (i32.add (call $down (local.get 0)) (i32.sub (local.get 1) (i32.mul (local.get 0) (i32.const 3))))))""")),
+               (i32.add (call $down (local.get 0))
+                        (i32.sub (local.get 1) (i32.mul (local.get 0) (i32.const 3))))))""")),
         {"env": {"down": pw.Func(store, FuncType([I32], [I32]), down)}})
     holder["f"] = inst.exports["f"]
     assert inst.exports["f"](40) == 40  # the locals of every outer frame survived the inner calls
@@ -143,3 +144,21 @@ def test_memory_cap_makes_memory_grow_fail(engine):
     assert cap // PAGE_SIZE - 1 - slack <= grown <= cap // PAGE_SIZE + slack
     with pytest.raises(pw.LimitError):
         ex["memory"].grow(cap // PAGE_SIZE + slack)
+
+
+def test_a_function_exported_under_many_names(engine):
+    """wasm3 keeps three names per function; exports are found by index (AssemblyScript SDKs
+    export one no-op function under many proxy_on_* names)."""
+    names = [f"alias{i}" for i in range(6)]
+    exports = " ".join(f'(export "{n}" (func $f))' for n in names)
+    ex = pw.Instance(pw.Store(engine), pw.Module(engine, pw.wat2wasm(
+        f"(module (func $f (param i32) (result i32) local.get 0 i32.const 1 i32.add) {exports})"))).exports
+    assert [ex[n](i) for i, n in enumerate(names)] == [1, 2, 3, 4, 5, 6]
+
+
+def test_invalid_code_is_refused_before_wasm3_sees_it(engine):
+    """wasm3 0.5.0 alone compiles this function, which adds an f32 to an i32 (invalid)."""
+    bad = bytes.fromhex("0061736d0100000001060160017f017f03020100070501016600000a0c010a002000430000803f6a0b")
+    assert not pw.Module.validate(engine, bad)
+    with pytest.raises(pw.CompileError):
+        pw.Module(engine, bad)

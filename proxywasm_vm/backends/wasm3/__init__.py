@@ -36,7 +36,7 @@ CAPABILITIES = Capabilities(
     v128_values=False,        # nor SIMD
     multi_value=True,
     host_memory_access=True,
-    memory_view=True,         # valid until the memory grows (wasm3 reallocates it)
+    memory_view=False,        # wasm3 reallocates a memory that grows: a view kept would dangle
     threads=True,             # a store per thread: each store has its own wasm3 environment
     concurrent_stores=True,   # ctypes releases the GIL while wasm runs
     wasm_threads=False,
@@ -75,7 +75,8 @@ class Wasm3Backend(Backend):
 if _REASON:
     from proxywasm_vm._errors import BackendUnavailable
 
-    raise BackendUnavailable("wasm3", _REASON, "pip install pywasm3==0.5.0 (needs a C compiler), or reinstall proxywasm-vm")
+    raise BackendUnavailable("wasm3", _REASON,
+                             "pip install pywasm3==0.5.0 (needs a C compiler), or reinstall proxywasm-vm")
 if _guard.enabled():
     BACKEND: Backend = Wasm3Backend()
 else:

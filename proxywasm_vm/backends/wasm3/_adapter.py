@@ -664,12 +664,8 @@ class Wasm3Memory(Memory):
         ctypes.memmove(addr + offset, raw, n)
 
     def view(self) -> memoryview:
-        """A zero-copy view, valid until the memory next grows (wasm3 then moves it)."""
-        self.store._check_open()
-        if self._inst is None:
-            return memoryview(self._buf)
-        addr, size = self._span()
-        return memoryview((ctypes.c_char * size).from_address(addr)).cast("B")
+        raise NotImplementedError("wasm3 moves a memory when it grows, so a zero-copy view could outlive it "
+                                  "(Capabilities.memory_view is False): use read() and write()")
 
 
 class Wasm3Global(Global):
