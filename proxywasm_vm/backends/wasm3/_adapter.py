@@ -23,6 +23,7 @@ memory, a value stack and the module's globals. How its model maps onto this pac
 
 from __future__ import annotations
 
+import atexit
 import ctypes
 import struct
 import weakref
@@ -126,6 +127,7 @@ def _validate(wasm: bytes) -> None:
 
     if not _VALIDATOR:
         _VALIDATOR.append(wasmtime.Engine())
+        atexit.register(_VALIDATOR.clear)  # before wasmtime-py's module is torn down at exit
     try:
         wasmtime.Module.validate(_VALIDATOR[0], wasm)
     except wasmtime.WasmtimeError as e:
