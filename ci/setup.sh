@@ -6,6 +6,8 @@
 #   bash ci/setup.sh            base: system packages, .venv, the wasmtime shim
 #   bash ci/setup.sh --all      also V8 (libnode + shim) and wasmer (a Python 3.10 worker env)
 #
+# The base install has the wasm3 backend's pywasm3 (the "wasm3" extra, built from source with gcc).
+#
 # PYTHON picks the interpreter for .venv (default: python3, must be >= 3.10).
 set -euo pipefail
 
@@ -47,7 +49,7 @@ STAMP="$VENV/.pwvm-installed"
 if [ ! -f "$STAMP" ] || [ "$ROOT/pyproject.toml" -nt "$STAMP" ]; then
   log "installing proxywasm-vm and its test dependencies into .venv"
   "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
-  "$VENV/bin/python" -m pip install -q -e "$ROOT[test,plot]"
+  "$VENV/bin/python" -m pip install -q -e "$ROOT[test,plot,wasm3]"
   touch "$STAMP"
 fi
 
@@ -60,7 +62,7 @@ if [ -n "$ALL" ]; then
   "$VENV/bin/pwvm" setup v8 --require v8 >&2
   # 5. wasmer: a Python 3.10 environment (.venv310) for its worker process.
   bash "$ROOT/ci/setup_wasmer.sh"
-  "$VENV/bin/pwvm" setup wasmer wasmtime@namespace wasmtime@process v8@namespace v8@process --require wasmer \
+  "$VENV/bin/pwvm" setup wasmer wasm3 wasmtime@namespace wasmtime@process v8@namespace v8@process --require wasmer --require wasm3 \
     --require wasmtime@namespace --require wasmtime@process --require v8@namespace --require v8@process >&2
 fi
 log "ready"

@@ -51,6 +51,7 @@ _REGISTRY: dict[str, tuple[str, str]] = {
     "wasmer": ("proxywasm_vm.backends.wasmer",
                "bash ci/setup_wasmer.sh (a Python 3.10 env for wasmer's worker process), "
                "or set PWVM_WORKER_PYTHON to a Python 3.10 with wasmer==1.1.0 and proxywasm-vm installed"),
+    "wasm3": ("proxywasm_vm.backends.wasm3", "pip install 'pywasm3==0.5.0' (builds from source: needs gcc)"),
 }
 _LOADED: dict[str, Backend] = {}  # backend id -> its backend (isolation applied)
 _RUNTIMES: dict[str, Backend] = {}  # runtime name -> its module's BACKEND (no isolation applied)

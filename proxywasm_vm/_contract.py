@@ -118,6 +118,9 @@ class Capabilities:
     """Tables support get, set and grow from Python."""
     reference_values: bool = False
     """funcref and externref values can cross into and out of wasm."""
+    reference_types: bool = True
+    """Modules using the reference-types proposal in their code compile (funcref/externref
+    params, results and locals, ``table.get``, ``ref.null`` ...; wasm3 0.5.0 refuses them)."""
     v128_values: bool = False
     """v128 values can cross into and out of wasm."""
     multi_value: bool = True
@@ -132,6 +135,13 @@ class Capabilities:
     """Those threads' calls run at the same time (not one after the other)."""
     wasm_threads: bool = True
     """The WebAssembly threads proposal (shared memories, atomic instructions) is enabled."""
+    lazy_memory_growth: bool = True
+    """``memory.grow`` only reserves the new pages (the kernel zeroes each when first touched).
+    wasm3 reallocates and zeroes every grown page: growing to hundreds of MiB takes a sizeable
+    fraction of a second, so a memory bomb may meet a short deadline before the memory cap."""
+    shared_externs: bool = True
+    """A memory or global can be imported by several instances at once, which then share it
+    (wasm3: each instance has its own memory and globals, so one made in Python goes to one instance)."""
 
 
 class Backend(ABC):

@@ -83,6 +83,7 @@ def test_imported_globals(instantiate, store):
     assert ex["get"]() == 7
 
 
+@pytest.mark.capability("shared_externs")
 def test_one_global_shared_by_two_instances(instantiate, store):
     g = pw.Global(store, GlobalType(ValType.I64, True), 0)
     k = pw.Global(store, GlobalType(ValType.F64, False), 0.0)

@@ -87,6 +87,7 @@ def traps(instantiate):
     return instantiate(TRAPS).exports
 
 
+@pytest.mark.capability("reference_types")  # TRAPS uses table.get and funcref results
 @pytest.mark.parametrize("name,args,code,also", CASES, ids=[c[0] for c in CASES])
 def test_trap_code_and_recovery(traps, name, args, code, also):
     assert traps["ok"]() == 42
@@ -106,6 +107,7 @@ def test_trap_code_and_recovery(traps, name, args, code, also):
     assert again.value.code is e.value.code
 
 
+@pytest.mark.capability("reference_types")  # TRAPS uses table.get and funcref results
 def test_stack_overflow_happens_deep_and_is_recoverable(traps):
     with pytest.raises(pw.Trap) as e:
         traps["recurse"](0)
@@ -117,6 +119,7 @@ def test_stack_overflow_happens_deep_and_is_recoverable(traps):
     assert traps["ok"]() == 42
 
 
+@pytest.mark.capability("reference_types")  # TRAPS uses table.get and funcref results
 @pytest.mark.capability("max_wasm_stack")
 def test_max_wasm_stack_bounds_recursion(make_engine, wat_module):
     depths = {}
@@ -131,6 +134,7 @@ def test_max_wasm_stack_bounds_recursion(make_engine, wat_module):
     assert depths[256 * 1024] > depths[64 * 1024] * 2
 
 
+@pytest.mark.capability("reference_types")  # TRAPS uses table.get and funcref results
 def test_traps_in_many_stores_and_the_process_survives(engine, wat_module):
     module = wat_module(TRAPS)
     for name, args, code, also in CASES:
