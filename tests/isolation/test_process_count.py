@@ -3,7 +3,8 @@
 Each backend id runs in a fresh interpreter (the process-wide backend cache keeps a probe
 worker for the first engine, which would make counts in this one ambiguous), which counts
 its own direct and indirect children in /proc: none for in-process and namespace runtimes,
-exactly one worker for ``@process`` and wasmer, and none again once everything is closed.
+exactly one worker for ``@process`` and for runtimes that run in a worker by default (wasmer,
+wasm3: ``Backend.default_isolation``), and none again once everything is closed.
 A worker that started a worker (the chain this guards against) shows up as two or more.
 """
 
@@ -15,7 +16,9 @@ import pytest
 from _helpers import DESCENDANTS, in_ci, run_python
 from proxywasm.conftest import plugin_path
 
-NAMES = ["wasmtime", "v8", "wasmer", "wasmtime@namespace", "v8@namespace", "wasmtime@process", "v8@process"]
+import proxywasm_vm as pw
+
+NAMES = pw.backend_names()  # every registered backend id (loaded only in the children)
 FORMS = ["Engine(name)", "Engine(base, isolation=mode)", "PluginConfig(backend=name)",
          "Plugin(engine=Engine(name))", "ProxyWasmHost(backend=name)"]
 
@@ -25,7 +28,7 @@ import proxywasm_vm as pw
 
 name, wasm = sys.argv[1], sys.argv[2]
 base, _, mode = name.partition("@")
-mode = mode or ("process" if base == "wasmer" else "in-process")
+mode = mode or pw._backend.load_runtime(base).default_isolation  # what the bare name runs with
 REQUEST = [(":method", "GET"), (":path", "/"), (":authority", "a.test")]
 ADD = pw.wat2wasm('(module (func (export "add") (param i32 i32) (result i32) local.get 0 local.get 1 i32.add))')
 
@@ -106,7 +109,7 @@ for form in json.loads(sys.argv[3]):
         counts = {"unavailable": " ".join(str(e).split())}
         break
 if "unavailable" not in counts:
-    counts["isolation"] = pw.get_backend(name).isolation  # "process": runs in a worker (wasmer on Python >= 3.11)
+    counts["isolation"] = pw.get_backend(name).isolation  # "process": runs in a worker
 print(json.dumps(counts))
 print("ok")
 """
@@ -122,9 +125,9 @@ def test_processes_per_backend_string(name):
         pytest.skip(counts["unavailable"])
     if name.endswith("@process"):
         assert counts["isolation"] == "process"
-    elif name != "wasmer":
+    elif "@" in name:
         assert counts["isolation"] in ("in-process", "namespace")
-    workers = 1 if counts["isolation"] == "process" else 0  # wasmer: a worker where it cannot load here
+    workers = 1 if counts["isolation"] == "process" else 0  # a bare name: as its runtime declares
     for form in FORMS:
         before, during, after = counts[form]
         assert (before, during, after) == (0, workers, 0), f"{name} as {form}: {counts[form]}"
