@@ -30,6 +30,7 @@ which is also a full barrier).
 
 from __future__ import annotations
 
+import logging
 import mmap
 import os
 import select
@@ -72,6 +73,7 @@ def load_helper() -> Any:
 
     if channel_helper_disabled():
         _HELPER_ERROR = "disabled by PWVM_CHANNEL_NO_HELPER"
+        _log_fallback(logging.INFO)
         return None
     src = Path(__file__).with_name("_chan.c")
 
@@ -100,7 +102,15 @@ def load_helper() -> Any:
         _HELPER = mod
     except Exception as e:  # noqa: BLE001 - no compiler, no cffi: fall back to eventfd-only wake-ups
         _HELPER_ERROR = f"{type(e).__name__}: {e}"
+        _log_fallback(logging.WARNING)
     return _HELPER
+
+
+def _log_fallback(level: int) -> None:
+    """The slower path is never taken silently: one record per process says why."""
+    logging.getLogger("proxywasm_vm").log(
+        level, "worker channels wake their peer with eventfd only (every crossing then costs a system call "
+        "and a wake-up more): the wake-up helper _chan.c is not used: %s", _HELPER_ERROR)
 
 
 def lane_size(mailbox: int) -> int:

@@ -367,10 +367,19 @@ def test_worker_exits_when_its_parent_is_killed(tmp_path):
 
 def test_channel_without_the_compiled_helper():
     script = textwrap.dedent("""
+        import logging
         import proxywasm_vm as pw
         from proxywasm_vm import FuncType, ValType
+        records = []
+        handler = logging.Handler()
+        handler.emit = records.append
+        logging.getLogger("proxywasm_vm").addHandler(handler)
+        logging.getLogger("proxywasm_vm").setLevel(logging.INFO)
         e = pw.Engine("wasmtime@process")
         assert e.worker_info["channel_helper"] is False
+        # the slower path is taken with a logged reason, once
+        why = [r for r in records if "eventfd only" in r.getMessage()]
+        assert len(why) == 1 and "PWVM_CHANNEL_NO_HELPER" in why[0].getMessage(), [r.getMessage() for r in records]
         s = pw.Store(e)
         holder = {}
         f = pw.Func(s, FuncType([ValType.I32], [ValType.I32]), lambda x: holder["g"](x - 1) * 2 if x else 1)
