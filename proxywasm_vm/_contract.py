@@ -106,7 +106,7 @@ class Capabilities:
     """A cap on linear-memory bytes per store (``StoreLimits.memory_bytes``)."""
     exact_memory_limit: bool = True
     """With ``memory_limit``: ``memory.grow`` returns -1 exactly where it would pass the cap
-    (wasmer in a worker process: within 16 MiB past it, see :mod:`proxywasm_vm._isolation._guard`)."""
+    (wasmer in a worker process: within 16 MiB past it, see :mod:`proxywasm_vm._guard`)."""
     interrupt_keeps_store: bool = True
     """With ``deadline``: after ``Trap(INTERRUPTED)`` the store stays usable (wasmer in a worker
     process: the worker is stopped at the deadline and replaced, its stores are lost)."""
