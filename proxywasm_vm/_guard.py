@@ -42,14 +42,13 @@ from __future__ import annotations
 import os
 import resource
 import signal
-from typing import Any
-
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ._errors import Trap, TrapCode
 
 if TYPE_CHECKING:
-    from ._backend import Capabilities
+    from ._contract import Capabilities
+    from ._store import StoreLimits
 
 _enabled = False
 _depth = 0  # outermost calls only: nested calls (host -> wasm) run under the outer call's limits
@@ -125,3 +124,54 @@ def limit_trap(returncode: int | None, capabilities: Capabilities | None) -> Tra
         return Trap(TrapCode.INTERRUPTED, "the call ran past its deadline; its worker was stopped and will be "
                                           "restarted, every store of this engine is lost")
     return None
+
+
+class GuardedStore:
+    """The limits part of a store of a guarded runtime (wasmer, wasm3): mixed in before ``Store``.
+
+    Holds the limits the guard enforces around each outermost call (only in a worker, where
+    :func:`enabled`: elsewhere ``Store()`` refused them or they were dropped) and the memories
+    whose room they count (``_mems``: objects with a ``data_size``). A call into wasm does::
+
+        armed = store._arm()
+        try: ...
+        finally:
+            if armed: leave()
+    """
+
+    #: the runtime's name, for error messages
+    runtime_name = "this runtime"
+    _limits: StoreLimits
+    _deadline: float | None
+    _cap: int | None
+    _guarded: bool
+    _mems: list[Any]
+
+    def _init_guard(self, limits: StoreLimits) -> None:
+        self._limits = limits
+        self._deadline = limits.deadline if _enabled else None
+        self._cap = limits.memory_bytes if _enabled else None
+        self._guarded = self._deadline is not None or self._cap is not None
+        self._mems = []
+
+    @property
+    def limits(self) -> StoreLimits:
+        """The limits this store was made with."""
+        return self._limits
+
+    def set_deadline(self, seconds: float | None) -> None:
+        """Change the per-call deadline (``None`` removes it); only a worker can enforce one."""
+        if seconds is not None and not _enabled:
+            raise ValueError(f"{self.runtime_name} cannot interrupt running wasm in this process "
+                             "(Capabilities.deadline); run it in a worker process (isolation='process')")
+        if seconds is not None and not seconds > 0:
+            raise ValueError("deadline must be > 0 seconds")
+        self._deadline = seconds
+        self._guarded = self._deadline is not None or self._cap is not None
+
+    def _mem_sizes(self) -> list[int]:
+        return [m.data_size for m in self._mems]
+
+    def _arm(self) -> bool:
+        """Arm the guard for a call starting now; True: call :func:`leave` once it returned."""
+        return self._guarded and enter(self._deadline, self._cap, self._mem_sizes)

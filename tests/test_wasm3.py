@@ -69,6 +69,36 @@ def test_stack_size_bounds_recursion():
     assert depths[64 * 1024] > 1000 and depths[256 * 1024] > depths[64 * 1024] * 2
 
 
+#: Recursion whose frames hold the least value stack for the most native stack (found by the
+#: corrupted-module property test: a call turned into a self-call, then a global read).
+SELF_CALLS = {
+    "no params, a global read": '(module (global $g (mut i32) (i32.const 3))'
+                                ' (func $f (export "f") call $f global.get $g drop))',
+    "no params": '(module (func $f (export "f") call $f))',
+    "a param, a global read": '(module (global $g (mut i32) (i32.const 3)) (func $f (export "f") (param i32)'
+                              ' (result i32) local.get 0 call $f global.get $g i32.add))',
+}
+
+
+@pytest.mark.parametrize("size", [None, 2 << 20])  # the default (1 MiB) and the largest value stack
+@pytest.mark.parametrize("wat", list(SELF_CALLS.values()), ids=list(SELF_CALLS))
+def test_deepest_recursion_is_a_trap_not_a_crash(size, wat):
+    # each wasm call is also a C call in wasm3: the worker's native stack must outlast the value stack
+    eng = pw.Engine("wasm3", pw.EngineConfig(max_wasm_stack=size) if size else None)
+    inst = pw.Instance(pw.Store(eng), pw.Module(eng, pw.wat2wasm(wat)))
+    f = inst.exports["f"]
+    with pytest.raises(pw.Trap) as e:
+        f(*([1] * len(f.type.params)))
+    assert e.value.code is TrapCode.STACK_OVERFLOW
+    with pytest.raises(pw.Trap):  # the same worker and store, again
+        f(*([1] * len(f.type.params)))
+
+
+def test_a_value_stack_larger_than_the_native_stack_allows_is_refused():
+    with pytest.raises(ValueError, match="max_wasm_stack"):
+        pw.Engine("wasm3", pw.EngineConfig(max_wasm_stack=4 << 20))
+
+
 def test_host_and_wasm_call_each_other_deeply(engine):
     """Every call into wasm made by a host function starts above the running frames."""
     store = pw.Store(engine)

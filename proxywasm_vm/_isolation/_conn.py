@@ -218,6 +218,8 @@ class Connection:
             self.close()
             if isinstance(exc, BackendUnavailable):
                 raise BackendUnavailable(backend, f"in the worker ({python}): {exc.reason}", exc.how_to_enable)
+            if type(exc) in (ValueError, TypeError):  # the engine refused its configuration: as in-process
+                raise exc
             raise BackendUnavailable(backend, f"the worker ({python}) failed to start: "
                                               f"{type(exc).__name__}: {exc}") from exc
         self.info = msg[1]

@@ -51,6 +51,30 @@ from ._capi import LIB, RAW_CALL, TaggedValue
 PAGE = 65536
 #: The value stack of each instance's runtime, in bytes, unless ``EngineConfig.max_wasm_stack`` says.
 DEFAULT_STACK = 1 << 20
+#: The largest value stack allowed. wasm3 runs each wasm call as a C call: deep recursion uses the
+#: native stack too, up to ~21 bytes of it per byte of value stack measured here (a frame of no
+#: params and no locals), so a value stack past 1/32 of the native stack could crash the process
+#: (SIGSEGV) before wasm3 reports its own stack overflow.
+MAX_STACK = 2 << 20
+#: The native stack the worker's thread may grow to (see _grow_native_stack): 32x MAX_STACK.
+NATIVE_STACK = 64 << 20
+
+
+def _grow_native_stack() -> None:
+    """Let the worker's main thread (which serves wasm3's calls: one lane, see the worker) grow
+    its stack to :data:`NATIVE_STACK`. The kernel checks RLIMIT_STACK when the main thread's
+    stack grows, and leaves at least 128 MiB below it free for that (the gap above mmap_base),
+    so raising the soft limit now is enough. Only in a worker: a user's process keeps its own."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_STACK)
+    want = NATIVE_STACK if hard == resource.RLIM_INFINITY else min(NATIVE_STACK, hard)
+    if soft != resource.RLIM_INFINITY and soft < want:
+        resource.setrlimit(resource.RLIMIT_STACK, (want, hard))
+
+
+if _guard.enabled():
+    _grow_native_stack()
 _MAX_PAGES = 32768  # d_m3MaxLinearMemoryPages in pywasm3's build: 2 GiB
 
 _NUMBERS = (ValType.I32, ValType.I64, ValType.F32, ValType.F64)
@@ -157,8 +181,10 @@ class Wasm3Engine(Engine):
         stack = DEFAULT_STACK
         if config.max_wasm_stack is not None and not is_default(config.max_wasm_stack):
             stack = int(config.max_wasm_stack)
-            if not 4096 <= stack <= 1 << 30:
-                raise ValueError("max_wasm_stack must be between 4 KiB and 1 GiB for wasm3")
+            if not 4096 <= stack <= MAX_STACK:
+                raise ValueError(f"max_wasm_stack must be between 4 KiB and {MAX_STACK >> 20} MiB for wasm3 "
+                                 "(its recursion also uses the native stack, which a larger value stack "
+                                 "would exhaust first)")
         self = object.__new__(cls)
         self.backend = backend
         self.config = config
@@ -251,18 +277,15 @@ def _free(env: int, runtimes: list[int]) -> None:
         LIB.m3_FreeEnvironment(env)
 
 
-class Wasm3Store(Store):
+class Wasm3Store(_guard.GuardedStore, Store):
+    runtime_name = "wasm3"
     engine: Wasm3Engine
-    _limits: StoreLimits
     _env: int
     _runtimes: list[int]
     _instances: dict[int, Wasm3Instance]
     _closed: bool
     _active: int
     _host_exc: BaseException | None
-    _deadline: float | None
-    _cap: int | None
-    _guarded: bool
     _mems: list[Wasm3Memory]
     _finalizer: weakref.finalize
 
@@ -271,22 +294,15 @@ class Wasm3Store(Store):
         s = object.__new__(cls)
         s.engine = engine
         s.data = data
-        s._limits = limits
+        s._init_guard(limits)  # the limits the worker's guard enforces (and _mems, the memories they count)
         s._env = LIB.m3_NewEnvironment()
         s._runtimes = []
         s._instances = {}  # runtime address -> instance
         s._closed = False
         s._active = 0
         s._host_exc = None
-        s._deadline = limits.deadline if _guard.enabled() else None
-        s._cap = limits.memory_bytes if _guard.enabled() else None
-        s._guarded = s._deadline is not None or s._cap is not None
-        s._mems = []
         s._finalizer = weakref.finalize(s, _free, s._env, s._runtimes)
         return s
-
-    def _mem_sizes(self) -> list[int]:
-        return [m.data_size for m in self._mems]
 
     def _check_cap(self, nbytes: int) -> None:
         if self._cap is not None and nbytes > self._cap:
@@ -304,19 +320,6 @@ class Wasm3Store(Store):
             self._closed = True
             self._instances.clear()
             self._finalizer()
-
-    @property
-    def limits(self) -> StoreLimits:
-        return self._limits
-
-    def set_deadline(self, seconds: float | None) -> None:
-        if seconds is not None and not _guard.enabled():
-            raise ValueError("wasm3 cannot interrupt running wasm in this process (Capabilities.deadline); "
-                             "run it in a worker process (isolation='process')")
-        if seconds is not None and not seconds > 0:
-            raise ValueError("deadline must be > 0 seconds")
-        self._deadline = seconds
-        self._guarded = self._deadline is not None or self._cap is not None
 
     def _func_new(self, ty: FuncType, fn: Callable[..., Any], access_caller: bool) -> Func:
         self._check_open()
@@ -415,7 +418,7 @@ class Wasm3Store(Store):
         self._instances[rt] = inst
         # the start function
         self._active += 1
-        armed = self._guarded and _guard.enter(self._deadline, self._cap, self._mem_sizes)
+        armed = self._arm()
         try:
             res = LIB.m3_RunStart(mod)
         finally:
@@ -483,7 +486,7 @@ class Wasm3Func(Func):
             old = base.value
             base.value = frames[-1]
         store._active += 1
-        armed = store._guarded and _guard.enter(store._deadline, store._cap, store._mem_sizes)
+        armed = store._arm()
         try:
             res = _m3_call(self._f, self._n, self._ptrs)
             if not res:

@@ -255,20 +255,16 @@ class WasmerModule(Module):
 
 # ---- stores ---------------------------------------------------------------------------------
 
-class WasmerStore(Store):
+class WasmerStore(_guard.GuardedStore, Store):
     """A logical store: wasmer-python's own Store is engine-wide, instances own their state."""
 
     # Set by _create (stores are made with object.__new__, not __init__).
+    runtime_name = "wasmer"
     engine: WasmerEngine
-    _limits: StoreLimits
     _w: Any  # the engine's wasmer.Store
     _closed: bool
     _active: int  # calls into wasm in progress
     _host_exc: BaseException | None  # the last exception a host function raised
-    # limits enforced by the worker's guard (None elsewhere: Store() refused or dropped them)
-    _deadline: float | None
-    _cap: int | None
-    _guarded: bool
     _mems: list[Any]  # the wasmer.Memory objects of this store (made here or exported by its instances)
 
     @classmethod
@@ -276,19 +272,12 @@ class WasmerStore(Store):
         s = object.__new__(cls)
         s.engine = engine
         s.data = data
-        s._limits = limits
+        s._init_guard(limits)  # the limits the worker's guard enforces (and _mems, the memories they count)
         s._w = engine._wstore
         s._closed = False
         s._active = 0
         s._host_exc = None
-        s._deadline = limits.deadline if _guard.enabled() else None
-        s._cap = limits.memory_bytes if _guard.enabled() else None
-        s._guarded = s._deadline is not None or s._cap is not None
-        s._mems = []
         return s
-
-    def _mem_sizes(self) -> list[int]:
-        return [m.data_size for m in self._mems]
 
     def _check_cap(self, w: Any) -> None:
         """Keep ``w`` under the store's memory cap (a memory larger from the start is a trap)."""
@@ -308,19 +297,6 @@ class WasmerStore(Store):
         if self._active:
             raise WasmError("cannot close a store while a call into it is running")
         self._closed = True
-
-    @property
-    def limits(self) -> StoreLimits:
-        return self._limits
-
-    def set_deadline(self, seconds: float | None) -> None:
-        if seconds is not None and not _guard.enabled():
-            raise ValueError("wasmer cannot interrupt running wasm in this process (Capabilities.deadline); "
-                             "run it in a worker process (isolation='process')")
-        if seconds is not None and not seconds > 0:
-            raise ValueError("deadline must be > 0 seconds")
-        self._deadline = seconds
-        self._guarded = self._deadline is not None or self._cap is not None
 
     def _func_new(self, ty: FuncType, fn: Callable[..., Any], access_caller: bool) -> Func:
         self._check_open()
@@ -367,7 +343,7 @@ class WasmerStore(Store):
                     raise Trap(TrapCode.MEMORY_LIMIT, f"memory minimum size {mt.limits.min} pages exceeds the "
                                                       f"store limit of {self._cap} bytes")
         self._active += 1
-        armed = self._guarded and _guard.enter(self._deadline, self._cap, self._mem_sizes)
+        armed = self._arm()
         try:
             winst = wasmer.Instance(module._w, ns)
         except RuntimeError as e:
@@ -433,7 +409,7 @@ class WasmerFunc(Func):
             raise WasmError("this store is closed")
         vals = [c(a) for c, a in zip(conv, args)]
         store._active += 1
-        armed = store._guarded and _guard.enter(store._deadline, store._cap, store._mem_sizes)
+        armed = store._arm()
         try:
             return self._w(*vals)
         except RuntimeError as e:
