@@ -847,7 +847,11 @@ pwv8_state* pwv8_store_state(pwv8_store* s) { return &s->state; }
 
 void pwv8_store_delete(pwv8_store* s) {
   if (!s) return;
-  pwv8_store_close(s);
+  // Inside a call into this store on this thread (the Python side holds a store while
+  // it calls into it, so this is not expected), close refuses: freeing the struct would
+  // pull it from under that call, whose exit still writes to it, and leave it on the
+  // watchdog's list.  Leak it instead.
+  if (pwv8_store_close(s) != 0) return;
   delete s;
 }
 
