@@ -51,6 +51,20 @@ def load_backend(name: str) -> pw.Backend:
         pytest.skip(reason)
 
 
+class StubBackend(pw.Backend):
+    """A backend declaring only what the contract requires, for registry and contract tests:
+    subclass it and set the attributes under test (``isolation``, ``default_isolation`` ...)."""
+
+    def version(self) -> str:
+        return "0"
+
+    def capabilities(self) -> pw.Capabilities:
+        return pw.Capabilities()
+
+    def new_engine(self, config: pw.EngineConfig) -> pw.Engine:
+        raise NotImplementedError
+
+
 def engine_or_skip(name: str) -> pw.Engine:
     """``Engine(name)`` under the same rule as :func:`load_backend`."""
     load_backend(name)

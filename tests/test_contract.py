@@ -14,6 +14,7 @@ import types
 from typing import Any
 
 import pytest
+from _helpers import StubBackend
 
 import proxywasm_vm as pw
 from proxywasm_vm import _backend, _contract
@@ -172,21 +173,12 @@ def test_the_public_classes_are_constructible_and_concrete_to_users() -> None:
     assert engine.worker_pid is None
 
 
-class _FakeBackend(_contract.Backend):
+class _FakeBackend(StubBackend):
     """A backend declaring only what the contract requires (no namespace variant)."""
 
     name = "fake"
     isolation = "process"
     in_process_reason = "it is made up"
-
-    def version(self) -> str:
-        return "0"
-
-    def capabilities(self) -> pw.Capabilities:
-        return pw.Capabilities()
-
-    def new_engine(self, config: pw.EngineConfig) -> pw.Engine:
-        raise NotImplementedError
 
 
 def test_backend_hooks_have_defaults_and_are_used() -> None:

@@ -6,6 +6,7 @@ import inspect
 import sys
 
 import pytest
+from _helpers import StubBackend
 
 import proxywasm_vm as pw
 from proxywasm_vm import BackendUnavailable, Engine, get_backend, register_backend
@@ -44,21 +45,12 @@ def test_engine_is_the_public_class_and_reports_its_backend():
     assert e.capabilities.deadline and e.capabilities.serialize
 
 
-class _Runtime(pw.Backend):
+class _Runtime(StubBackend):
     """A runtime that cannot run in this process, and says so declaratively."""
 
     name = "pwvm-test-runtime"
     default_isolation = "pwvm-test-mode"
     in_process_reason = "it needs another process (test)"
-
-    def version(self) -> str:
-        return "0"
-
-    def capabilities(self) -> pw.Capabilities:
-        return pw.Capabilities()
-
-    def new_engine(self, config: pw.EngineConfig) -> pw.Engine:
-        raise NotImplementedError
 
 
 def test_registry_applies_a_backends_default_isolation_through_the_isolation_table(monkeypatch):
