@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from .._engine import EngineConfig
 from .._errors import BackendUnavailable, Trap, TrapCode, WorkerCrashed
+from .._lifetime import store_collected
 from . import _extensions
 from ._channel import (
     DEFAULT_MAILBOX,
@@ -516,7 +517,8 @@ class Connection:
             if entry.access_caller:
                 from ._proxy import ProcessCaller
 
-                # the store is alive: the call into the worker that led here came through it
+                if store is None:  # alive, but being collected (see _lifetime.store_collected)
+                    store_collected()
                 caller = ProcessCaller(cast("ProcessStore", store), self, cid)
                 try:
                     r = entry.fn(caller, *vals)

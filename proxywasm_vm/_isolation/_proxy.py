@@ -24,6 +24,7 @@ from .._errors import CompileError, LinkError
 from .._func import Caller, Func
 from .._global import Global
 from .._instance import Instance
+from .._lifetime import release_after_finalizers
 from .._linker import Linker
 from .._memory import Memory
 from .._module import Module
@@ -245,7 +246,7 @@ class ProcessEngine(Engine):
         # do): it holds only a box with the current worker's reaper (its Popen and pipe).
         self._reaper_box = [None]
         self._conn_now()  # start (or check) the worker now: fail early, not at the first call
-        weakref.finalize(self, _close_engine, self._reaper_box)
+        release_after_finalizers(self, _close_engine, self._reaper_box)
         return self
 
     # -- the worker -----------------------------------------------------------------------
@@ -422,7 +423,7 @@ class ProcessStore(Store):
         s._closed = False
         conn.stores[s._sid] = weakref.ref(s)
         # weak references only: host functions often capture their store
-        weakref.finalize(s, _store_gone, weakref.ref(conn), s._sid, weakref.ref(engine._hosts), s._hids)
+        release_after_finalizers(s, _store_gone, weakref.ref(conn), s._sid, weakref.ref(engine._hosts), s._hids)
         return s
 
     @property
@@ -522,7 +523,7 @@ class _InWorker:
         obj.type = ty
         obj._conn = store._conn
         obj._oid = oid
-        weakref.finalize(obj, _release, weakref.ref(obj._conn), oid)
+        release_after_finalizers(obj, _release, weakref.ref(obj._conn), oid)
         obj._init()
         return obj
 
@@ -646,7 +647,7 @@ class ProcessInstance(Instance):
         i.module = module
         i._conn = store._conn
         i._oid = iid
-        weakref.finalize(i, _release, weakref.ref(i._conn), iid)
+        release_after_finalizers(i, _release, weakref.ref(i._conn), iid)
         return i
 
     def _export(self, name: str) -> Any:
@@ -670,7 +671,7 @@ class ProcessLinker(Linker):
         self._setup(engine)
         self._lids = {}
         self._hid_of = {}
-        weakref.finalize(self, _linker_gone, weakref.ref(engine._hosts), self._hid_of)
+        release_after_finalizers(self, _linker_gone, weakref.ref(engine._hosts), self._hid_of)
         return self
 
     def _live_lid(self) -> tuple[Connection, int] | None:

@@ -40,6 +40,7 @@ import types
 from collections.abc import Callable
 from typing import Any
 
+from .._lifetime import release_after_finalizers
 from ._extensions import BY_VALUE, COMPILING_METHODS
 
 #: The lane of remote-object traffic.
@@ -174,7 +175,7 @@ class RemoteProxy:
     transport; the common dunder methods (context manager, container, call) are forwarded too.
     """
 
-    __slots__ = ("__weakref__", "_key", "_kind", "_methods", "_table", "_transport")
+    __slots__ = ("__weakref__", "_key", "_kind", "_methods", "_release", "_table", "_transport")
 
     def __init__(self, key: int, table: Table, transport: Any, kind: str = "") -> None:
         object.__setattr__(self, "_key", key)
@@ -339,7 +340,7 @@ def parent_table(conn: Any) -> Table:
 
     def make(key: int, kind: str) -> RemoteProxy:
         p = (RemoteCallback if kind in _CALLBACK_KINDS else RemoteProxy)(key, table, transport, kind)
-        weakref.finalize(p, _release_remote, conn_ref, key)
+        release_after_finalizers(p, _release_remote, conn_ref, key)
         return p
 
     table = Table(make)

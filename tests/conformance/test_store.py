@@ -99,6 +99,73 @@ def test_close_from_inside_a_call_is_refused(backend_name):
     run_child(backend_name, CLOSE_INSIDE_CALL, MOD)
 
 
+# A store, its instance and an object whose __del__ calls into them, in one reference cycle
+# (what a Proxy-Wasm Plugin dropped without close() is: its __del__ ends its root contexts).
+# The collector runs every finalizer of a cycle before tearing it down, in no set order: the
+# store must still be there for the __del__, whatever ran first. Several finalizers per cycle
+# and many cycles, so a lucky order does not hide a use-after-free. Host functions without a
+# Caller work there, and their exceptions still reach the call; one that takes a Caller gets a
+# WasmError saying why (see proxywasm_vm._lifetime), never a crash or a made-up result.
+FINALIZER_IN_A_CYCLE = """
+import gc
+results = []
+
+class Owner:
+    def __init__(self, store, inst):
+        self.store, self.inst = store, inst
+        store.data = self  # the cycle: store -> owner -> store
+
+    def __del__(self):
+        out = []
+        for name in ("call_h", "call_raise", "call_caller"):
+            try:
+                out.append(self.inst.exports[name]())
+            except Exception as e:  # noqa: BLE001 - compared below
+                out.append(type(e).__name__ + ": " + str(e)[:35])
+        out.append(self.inst.exports["memory"].read(0, 1))
+        results.append(out)
+
+def boom():
+    raise KeyError("from the host")
+
+module = pw.Module(engine, pw.wat2wasm(sys.argv[2]))
+gc.disable()
+for i in range(20):
+    store = pw.Store(engine)
+    i32 = FuncType([], [ValType.I32])
+    inst = pw.Instance(store, module, {"env": {
+        "h": pw.Func(store, i32, lambda i=i: i),
+        "boom": pw.Func(store, i32, boom),
+        "hc": pw.Func(store, i32, lambda caller: caller.memory.read(0, 1)[0], access_caller=True),
+    }})
+    owners = [Owner(store, inst) for _ in range(3)]
+    owners[0].others = owners  # one cycle holding all three
+    del store, inst, owners
+gc.collect()
+caller_error = "WasmError: a host function that takes a Caller"[:46]
+want = [[i, "KeyError: 'from the host'", caller_error, b"\\x00"] for i in range(20) for _ in range(3)]
+assert results == want, results[:3]
+print("ok")
+"""
+
+
+def test_a_finalizer_in_a_reference_cycle_may_still_call_into_its_store(backend_name):
+    run_child(backend_name, FINALIZER_IN_A_CYCLE, CYCLE_MOD)
+
+
+CYCLE_MOD = """
+(module
+  (import "env" "h" (func $h (result i32)))
+  (import "env" "boom" (func $boom (result i32)))
+  (import "env" "hc" (func $hc (result i32)))
+  (memory (export "memory") 1)
+  (func (export "call_h") (result i32) call $h)
+  (func (export "call_raise") (result i32) call $boom)
+  (func (export "call_caller") (result i32) call $hc)
+)
+"""
+
+
 def test_many_short_lived_stores(engine, wat_module):
     for i in range(200):
         store = pw.Store(engine)

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from proxywasm_vm._engine import Engine, EngineConfig
 from proxywasm_vm._errors import CompileError
+from proxywasm_vm._lifetime import release_after_finalizers
 from proxywasm_vm._module import Module
 from proxywasm_vm._store import StoreLimits
 from proxywasm_vm._wasmparse import parse_module
@@ -34,7 +35,8 @@ class V8Engine(Engine):
         ptr = lib.pwv8_engine_new()
         if ptr == ffi.NULL:
             raise CompileError("cannot create a V8 engine")
-        self._ptr = ffi.gc(ptr, lib.pwv8_engine_delete)
+        self._ptr = ptr
+        release_after_finalizers(self, lib.pwv8_engine_delete, ptr)
         return self
 
     def _module_new(self, wasm: bytes) -> Module:
@@ -81,7 +83,8 @@ class V8Module(Module):
     def _wrap(cls, engine: V8Engine, ptr: Any, rw: Rewritten) -> V8Module:
         m = object.__new__(cls)
         m.engine = engine
-        m._ptr = ffi.gc(ptr, lib.pwv8_module_delete)
+        m._ptr = ptr
+        release_after_finalizers(m, lib.pwv8_module_delete, ptr)
         m._synth = rw.synth
         # The export named "memory", if it is a memory: host functions' Caller
         # can reach it even while the start function runs.

@@ -20,11 +20,12 @@ from typing import Any
 from proxywasm_vm._errors import WasmError
 from proxywasm_vm._fastcall import IntFuncMixin, IntSignatureClasses, compile_generated, is_int_signature
 from proxywasm_vm._func import Func
+from proxywasm_vm._lifetime import store_collected
 from proxywasm_vm._types import FuncType, ValType
 from proxywasm_vm._values import host_results, int_result
 
 from ._ffi import FAIL, ffi, last_error, lib
-from ._store import STORES, V8Caller, V8Store
+from ._store import STATES, STORES, V8Caller, V8Store, park
 from ._values import FROM_KIND, from_slot, kinds, new_slots, to_slot
 
 _CALLS = (lib.pwv8_call0, lib.pwv8_call1, lib.pwv8_call2, lib.pwv8_call3, lib.pwv8_call4, lib.pwv8_call5,
@@ -171,7 +172,7 @@ def _ints_adapter(fn: Callable[..., Any], ty: FuncType, access_caller: bool, bin
     if make is None:
         args = ", ".join(f"a{i}" for i in range(n))
         params = args if n <= 3 else "a0, a1, a2, a3, a4, a5"
-        target = (f"fn(_Caller(_STORES[sid](), binding){', ' if n else ''}{args})" if access_caller
+        target = (f"fn(_Caller(_STORES[sid]() or _collected(), binding){', ' if n else ''}{args})" if access_caller
                   else f"fn({args})")
         if res is None:
             body = f"        {target}\n        return 0\n"
@@ -182,7 +183,8 @@ def _ints_adapter(fn: Callable[..., Any], ty: FuncType, access_caller: bool, bin
                     f"            return r\n"
                     f"        return _int_result(r, res)\n")
         src = f"def make(fn, res, binding, sid):\n    def call({params}):\n{body}    return call\n"
-        ns: dict[str, Any] = {"_int_result": _int_result, "_Caller": V8Caller, "_STORES": STORES}
+        ns: dict[str, Any] = {"_int_result": _int_result, "_Caller": V8Caller, "_STORES": STORES,
+                                "_collected": store_collected}
         # generated from the template above, per (arity, result, caller); kept: bench/test_trampolines.py
         what = f"host-call trampoline (v8) for {n} args -> {res.value if res else 'void'}" + (
             " with caller" if access_caller else "")
@@ -195,8 +197,7 @@ def _raw_adapter(fn: Callable[..., Any], ty: FuncType, access_caller: bool, bind
     params, results = ty.params, ty.results
 
     def call(sid: int, vals: Any) -> None:
-        store = STORES[sid]()
-        assert store is not None  # a host call runs in a live store
+        store = STORES[sid]() or store_collected()
         args = [from_slot(store, t, vals[i]) for i, t in enumerate(params)]
         r = fn(V8Caller(store, binding), *args) if access_caller else fn(*args)
         if not results:
@@ -243,10 +244,8 @@ def rebind(f: V8Func) -> V8Func:
 
 
 def _park(sid: int, e: BaseException) -> None:
-    ref = STORES.get(sid)
-    store = ref() if ref is not None else None
-    if store is not None:
-        store._fail(e)
+    if sid in STATES:
+        park(sid, e)
 
 
 def _fail(hid: int, e: BaseException) -> int:
@@ -256,10 +255,9 @@ def _fail(hid: int, e: BaseException) -> int:
 
 def _genuine(hid: int) -> None:
     """A result equal to FAIL (cffi's error value) that the host function really returned."""
-    ref = STORES.get(HOST_STORE.get(hid, 0))
-    store = ref() if ref is not None else None
-    if store is not None:
-        store._state.host_failed = lib.PWV8_HOST_GENUINE_FAIL
+    state = STATES.get(HOST_STORE.get(hid, 0))
+    if state is not None:
+        state.host_failed = lib.PWV8_HOST_GENUINE_FAIL
 
 
 def _unraisable(exc_type: Any, exc: Any, tb: Any) -> None:

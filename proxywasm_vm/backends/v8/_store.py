@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from proxywasm_vm._errors import LimitError, LinkError, Trap, TrapCode, WasmError
 from proxywasm_vm._func import Caller
+from proxywasm_vm._lifetime import release_after_finalizers
 from proxywasm_vm._memory import PAGE_SIZE
 from proxywasm_vm._store import Store, StoreLimits
 from proxywasm_vm._types import FuncType, GlobalType, MemoryType, TableType
@@ -43,15 +44,31 @@ CLOSED = 16
 
 #: Python Store objects by the id the shim hands to host trampolines.
 STORES: dict[int, weakref.ref[V8Store]] = {}
+#: By the same id: the store's outcome slots (where a host function's failure is flagged) and
+#: the exception it raised, re-raised by the call into wasm. Not through the Store object: a
+#: call made from a finalizer of the store's reference cycle runs after the collector cleared
+#: the weak references to the store (see :mod:`proxywasm_vm._lifetime`), and must fail the same.
+STATES: dict[int, Any] = {}
+PENDING: dict[int, BaseException] = {}
 _handles = itertools.count(1)
 
 
-def _cleanup(handle: int, hids: list[int]) -> None:
+def park(handle: int, exc: BaseException) -> None:
+    """Called by a host-function adapter that raised: the call into wasm re-raises ``exc``."""
+    PENDING[handle] = exc
+    STATES[handle].host_failed = 1
+
+
+def _cleanup(handle: int, hids: list[int], sp: Any) -> None:
+    """The store's release, when it is deallocated (see :mod:`proxywasm_vm._lifetime`)."""
     from ._func import HOSTS
 
     STORES.pop(handle, None)
+    STATES.pop(handle, None)
+    PENDING.pop(handle, None)
     for h in hids:
         HOSTS.pop(h, None)
+    lib.pwv8_store_delete(sp)
 
 
 class V8Caller(Caller):
@@ -98,7 +115,6 @@ class V8Store(Store):
     _handle: int  # this store's key in STORES
     _sp: Any  # cffi pwv8_store* (cdata)
     _state: Any  # cffi pwv8_state* (status, host_failed) of the store
-    _pending: BaseException | None  # the exception a host function raised, re-raised after the call
     _externrefs: dict[int, Any]
     _cores: dict[int, _Core]  # memory cores by their pwv8_meminfo address
     _hids: list[int]  # host functions of this store, dropped with it
@@ -115,16 +131,16 @@ class V8Store(Store):
         sp = lib.pwv8_store_new(engine._ptr, s._handle)
         if sp == ffi.NULL:
             raise MemoryError("cannot create a V8 isolate")
-        s._sp = ffi.gc(sp, lib.pwv8_store_delete)
+        s._sp = sp  # freed by _cleanup, never by an ffi.gc destructor (see _lifetime)
         s._state = lib.pwv8_store_state(sp)
-        s._pending = None
         s._externrefs = {}
         s._cores = {}
         s._hids = []
         s._max_stack = engine.config.max_wasm_stack or 0
         s._closed = False
         STORES[s._handle] = weakref.ref(s)
-        weakref.finalize(s, _cleanup, s._handle, s._hids)
+        STATES[s._handle] = s._state
+        release_after_finalizers(s, _cleanup, s._handle, s._hids, sp)
         if limits.deadline is not None or s._max_stack:
             s.set_deadline(limits.deadline)
         return s
@@ -157,7 +173,7 @@ class V8Store(Store):
     def _raise(self, status: int, *, instantiating: V8Module | None = None) -> NoReturn:
         """Turn a shim status into the exception it stands for."""
         self._state.status = 0
-        pending, self._pending = self._pending, None
+        pending = PENDING.pop(self._handle, None) if PENDING else None
         msg = last_error()
         if status == RANGE:
             raise OverflowError(msg)
@@ -186,11 +202,6 @@ class V8Store(Store):
 
     def _raise_last(self) -> NoReturn:
         self._raise(self._state.status)
-
-    def _fail(self, exc: BaseException) -> None:
-        """Called by a host-function adapter that raised: park the exception."""
-        self._pending = exc
-        self._state.host_failed = 1
 
     # -- factories ------------------------------------------------------------
     def _func_new(self, ty: FuncType, fn: Callable[..., Any], access_caller: bool) -> V8Func:

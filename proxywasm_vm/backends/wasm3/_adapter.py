@@ -26,7 +26,6 @@ from __future__ import annotations
 import atexit
 import ctypes
 import struct
-import weakref
 from collections.abc import Callable, Sequence
 from ctypes import c_uint32, c_uint64, c_void_p
 from typing import Any
@@ -37,6 +36,7 @@ from proxywasm_vm._errors import CompileError, LimitError, LinkError, Trap, Trap
 from proxywasm_vm._func import Caller, Func
 from proxywasm_vm._global import Global
 from proxywasm_vm._instance import Instance
+from proxywasm_vm._lifetime import Release, release_after_finalizers
 from proxywasm_vm._memory import Memory
 from proxywasm_vm._module import Module
 from proxywasm_vm._store import Store, StoreLimits, is_default
@@ -287,7 +287,7 @@ class Wasm3Store(_guard.GuardedStore, Store):
     _active: int
     _host_exc: BaseException | None
     _mems: list[Wasm3Memory]
-    _finalizer: weakref.finalize
+    _release: Release  # frees the environment and runtimes (at close, or after finalizers)
 
     @classmethod
     def _create(cls, engine: Wasm3Engine, limits: StoreLimits, data: Any) -> Wasm3Store:
@@ -301,7 +301,7 @@ class Wasm3Store(_guard.GuardedStore, Store):
         s._closed = False
         s._active = 0
         s._host_exc = None
-        s._finalizer = weakref.finalize(s, _free, s._env, s._runtimes)
+        release_after_finalizers(s, _free, s._env, s._runtimes)
         return s
 
     def _check_cap(self, nbytes: int) -> None:
@@ -319,7 +319,7 @@ class Wasm3Store(_guard.GuardedStore, Store):
         if not self._closed:
             self._closed = True
             self._instances.clear()
-            self._finalizer()
+            self._release()
 
     def _func_new(self, ty: FuncType, fn: Callable[..., Any], access_caller: bool) -> Func:
         self._check_open()

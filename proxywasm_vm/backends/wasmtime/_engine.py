@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from proxywasm_vm._engine import Engine, EngineConfig
 from proxywasm_vm._errors import CompileError
+from proxywasm_vm._lifetime import release_after_finalizers
 from proxywasm_vm._module import Module
 from proxywasm_vm._store import StoreLimits
 from proxywasm_vm._types import ExportType, ImportType
@@ -51,7 +52,8 @@ class WasmtimeEngine(Engine):
         ptr = api.wasm_engine_new_with_config(cfg)  # takes ownership of cfg
         if ptr == ffi.NULL:
             raise CompileError("wasmtime rejected the engine configuration")
-        self._ptr = ffi.gc(ptr, api.wasm_engine_delete)
+        self._ptr = ptr
+        release_after_finalizers(self, api.wasm_engine_delete, ptr)
         self._ticker_lock = threading.Lock()
         self._ticker_started = False
         return self
@@ -125,7 +127,8 @@ class WasmtimeModule(Module):
     def _wrap(cls, engine: WasmtimeEngine, ptr: Any) -> WasmtimeModule:
         m = object.__new__(cls)
         m.engine = engine
-        m._ptr = ffi.gc(ptr, engine._rt.api.wasmtime_module_delete)
+        m._ptr = ptr
+        release_after_finalizers(m, engine._rt.api.wasmtime_module_delete, ptr)
         return m
 
     def _module_info(self) -> ModuleInfo:

@@ -19,11 +19,12 @@ from typing import Any, Callable
 
 from proxywasm_vm._fastcall import IntFuncMixin, IntSignatureClasses, compile_generated, is_int_signature
 from proxywasm_vm._func import Func
+from proxywasm_vm._lifetime import store_collected
 from proxywasm_vm._types import FuncType, ValType
 from proxywasm_vm._values import host_results, int_result
 
 from ._ffi import ffi, lib
-from ._store import STORES, WasmtimeCaller, WasmtimeStore
+from ._store import NATIVE, STORES, WasmtimeCaller, WasmtimeStore, park
 from ._values import VAL_KIND, from_raw, to_raw
 
 _call_ints = lib.pwvm_call_ints
@@ -131,9 +132,7 @@ def _int_result(r: Any, res: ValType, sid: int) -> int:
     """Check and wrap a host function's integer result (the uncommon shapes)."""
     r = int_result(r, res is ValType.I32, res.value)
     if r == _FAIL:  # an i64 result that happens to equal the failure value: tell the shim it is genuine
-        store = STORES[sid]()
-        assert store is not None  # a host call runs in a live store
-        store._sp.host_failed = lib.PWVM_HOST_GENUINE_FAIL
+        NATIVE[sid].host_failed = lib.PWVM_HOST_GENUINE_FAIL
     return r
 
 
@@ -146,7 +145,7 @@ def _ints_adapter(fn: Callable[..., Any], ty: FuncType, access_caller: bool) -> 
     n = len(ty.params)
     res = ty.results[0] if ty.results else None
     args = ", ".join(f"a{i}" for i in range(n))
-    target = f"fn(_Caller(_STORES[sid]()){', ' if n else ''}{args})" if access_caller else f"fn({args})"
+    target = f"fn(_Caller(_STORES[sid]() or _collected()){', ' if n else ''}{args})" if access_caller else f"fn({args})"
     if res is None:
         body = f"    {target}\n    return 0\n"
     else:
@@ -157,7 +156,7 @@ def _ints_adapter(fn: Callable[..., Any], ty: FuncType, access_caller: bool) -> 
                 f"    return _int_result(r, res, sid)\n")
     src = "def call(sid, a0, a1, a2, a3, a4, a5):\n" + body
     ns: dict[str, Any] = {"fn": fn, "res": res, "_int_result": _int_result, "_Caller": WasmtimeCaller,
-                          "_STORES": STORES}
+                          "_STORES": STORES, "_collected": store_collected}
     # generated from the template above, per (arity, result, caller); kept: bench/test_trampolines.py
     what = f"host-call trampoline (wasmtime) for {ty}{' with caller' if access_caller else ''}"
     return compile_generated(src, what, ns)["call"]
@@ -168,8 +167,7 @@ def _raw_adapter(fn: Callable[..., Any], ty: FuncType, access_caller: bool) -> C
     params, results = ty.params, ty.results
 
     def call(sid: int, vals: Any) -> None:
-        store = STORES[sid]()
-        assert store is not None  # a host call runs in a live store
+        store = STORES[sid]() or store_collected()
         args = [from_raw(store, t, vals[i]) for i, t in enumerate(params)]
         r = fn(WasmtimeCaller(store), *args) if access_caller else fn(*args)
         if not results:
@@ -239,7 +237,5 @@ def pwvm_py_host_drop(hid: int) -> None:
 
 
 def _park(sid: int, e: BaseException) -> None:
-    ref = STORES.get(sid)
-    store = ref() if ref is not None else None
-    if store is not None:
-        store._fail(e)
+    if sid in NATIVE:
+        park(sid, e)

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Callable, NoReturn, Sequence
 
 from proxywasm_vm._errors import LinkError, Trap, TrapCode, WasmError
 from proxywasm_vm._func import Caller
+from proxywasm_vm._lifetime import release_after_finalizers
 from proxywasm_vm._store import Store, StoreLimits
 from proxywasm_vm._types import FuncType, GlobalType, MemoryType, TableType
 
@@ -43,7 +44,27 @@ _HOST_NOT_RUN = "host function could not be called"
 
 #: Python Store objects by the handle the shim passes to host functions.
 STORES: dict[int, weakref.ref[WasmtimeStore]] = {}
+#: By the same handle: the shim's store (where a host function's failure is flagged) and the
+#: exception it raised, re-raised by the call into wasm. Not through the Store object: a call
+#: made from a finalizer of the store's reference cycle runs after the collector cleared the
+#: weak references to the store (see :mod:`proxywasm_vm._lifetime`), and must fail the same.
+NATIVE: dict[int, Any] = {}
+PENDING: dict[int, BaseException] = {}
 _handles = itertools.count(1)
+
+
+def _store_gone(handle: int, sp: Any) -> None:
+    """The store's release, when it is deallocated (see :mod:`proxywasm_vm._lifetime`)."""
+    STORES.pop(handle, None)
+    NATIVE.pop(handle, None)
+    PENDING.pop(handle, None)
+    lib.pwvm_store_delete(sp)
+
+
+def park(handle: int, exc: BaseException) -> None:
+    """Called by a host-function adapter that raised: the call into wasm re-raises ``exc``."""
+    PENDING[handle] = exc
+    NATIVE[handle].host_failed = 1
 
 
 class WasmtimeCaller(Caller):
@@ -100,7 +121,6 @@ class WasmtimeStore(Store):
     _limits: StoreLimits
     _handle: int  # this store's key in STORES
     _sp: Any  # cffi pwvm_store* (cdata)
-    _pending: BaseException | None  # the exception a host function raised, re-raised after the call
     _externrefs: dict[int, Any]
     _keep: list[Any]  # host-function state that must live as long as the store
 
@@ -117,12 +137,12 @@ class WasmtimeStore(Store):
         sp = lib.pwvm_store_new(api, engine._ptr, s._handle)
         if sp == ffi.NULL:
             raise MemoryError("cannot allocate a wasmtime store")
-        s._sp = ffi.gc(sp, lib.pwvm_store_delete)
-        s._pending = None
+        s._sp = sp  # freed by _store_gone, never by an ffi.gc destructor (see _lifetime)
         s._externrefs = {}
         s._keep = []
         STORES[s._handle] = weakref.ref(s)
-        weakref.finalize(s, STORES.pop, s._handle, None)
+        NATIVE[s._handle] = sp
+        release_after_finalizers(s, _store_gone, s._handle, sp)
         if limits.memory_bytes is not None or limits.table_elements is not None:
             api.wasmtime_store_limiter(
                 sp.store,
@@ -190,7 +210,7 @@ class WasmtimeStore(Store):
         rt = self._rt
         api = rt.api
         sp = self._sp
-        pending, self._pending = self._pending, None
+        pending = PENDING.pop(self._handle, None) if PENDING else None
         status = sp.status
         sp.status = 0
         if status == 4:  # PWVM_CLOSED
@@ -225,11 +245,6 @@ class WasmtimeStore(Store):
                 named = re.search(r"`([^`]*)::([^`]*)`", msg)  # "incompatible import type for `env::mem`"
                 raise LinkError(msg, module=named.group(1) if named else None, name=named.group(2) if named else None)
         raise WasmError(msg)
-
-    def _fail(self, exc: BaseException) -> None:
-        """Called by a host-function adapter that raised: park the exception."""
-        self._pending = exc
-        self._sp.host_failed = 1
 
     # -- factories ------------------------------------------------------------
     def _func_new(self, ty: FuncType, fn: Callable[..., Any], access_caller: bool) -> WasmtimeFunc:
