@@ -111,8 +111,8 @@ import gc
 results = []
 
 class Owner:
-    def __init__(self, store, inst):
-        self.store, self.inst = store, inst
+    def __init__(self, store, inst, linker):
+        self.store, self.inst, self.linker = store, inst, linker
         store.data = self  # the cycle: store -> owner -> store
 
     def __del__(self):
@@ -123,6 +123,8 @@ class Owner:
             except Exception as e:  # noqa: BLE001 - compared below
                 out.append(type(e).__name__ + ": " + str(e)[:35])
         out.append(self.inst.exports["memory"].read(0, 1))
+        # a new instance through the cycle's linker (wasmtime caches a pre-instantiation there)
+        out.append(self.linker.instantiate(self.store, module).exports["call_h"]())
         results.append(out)
 
 def boom():
@@ -133,17 +135,17 @@ gc.disable()
 for i in range(20):
     store = pw.Store(engine)
     i32 = FuncType([], [ValType.I32])
-    inst = pw.Instance(store, module, {"env": {
-        "h": pw.Func(store, i32, lambda i=i: i),
-        "boom": pw.Func(store, i32, boom),
-        "hc": pw.Func(store, i32, lambda caller: caller.memory.read(0, 1)[0], access_caller=True),
-    }})
-    owners = [Owner(store, inst) for _ in range(3)]
+    linker = pw.Linker(engine)
+    linker.define_func("env", "h", i32, lambda i=i: i)
+    linker.define_func("env", "boom", i32, boom)
+    linker.define_func("env", "hc", i32, lambda caller: caller.memory.read(0, 1)[0], access_caller=True)
+    inst = linker.instantiate(store, module)
+    owners = [Owner(store, inst, linker) for _ in range(3)]
     owners[0].others = owners  # one cycle holding all three
-    del store, inst, owners
+    del store, inst, owners, linker
 gc.collect()
 caller_error = "WasmError: a host function that takes a Caller"[:46]
-want = [[i, "KeyError: 'from the host'", caller_error, b"\\x00"] for i in range(20) for _ in range(3)]
+want = [[i, "KeyError: 'from the host'", caller_error, b"\\x00", i] for i in range(20) for _ in range(3)]
 assert results == want, results[:3]
 print("ok")
 """

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from proxywasm_vm._errors import LinkError
 from proxywasm_vm._instance import Instance
+from proxywasm_vm._lifetime import release_after_finalizers
 from proxywasm_vm._linker import Linker
 from proxywasm_vm._types import FuncType
 
@@ -48,6 +49,10 @@ class WasmtimeInstance(Instance):
         return self.store._wrap_extern(ext, self._types.get(name))
 
 
+def _free_linker(api: Any, ptr: Any, pres: Any) -> None:
+    api.wasmtime_linker_delete(ptr)
+
+
 class WasmtimeLinker(Linker):
     """wasmtime's native linker: host functions are defined once for every store,
     and each module is pre-linked once (``instance_pre``), so a new VM costs one
@@ -62,9 +67,12 @@ class WasmtimeLinker(Linker):
         api = engine._rt.api
         self = object.__new__(cls)
         self._setup(engine)
-        self._ptr = ffi.gc(api.wasmtime_linker_new(engine._ptr), api.wasmtime_linker_delete)
+        self._ptr = api.wasmtime_linker_new(engine._ptr)
         api.wasmtime_linker_allow_shadowing(self._ptr, True)
         self._pre = weakref.WeakKeyDictionary()
+        # The pre-instantiations (ffi.gc cdata, each freed when its module goes) ride with the
+        # release, so a finalizer of the linker's cycle never finds one already freed.
+        release_after_finalizers(self, _free_linker, api, self._ptr, self._pre)
         return self
 
     def define_func(self, module: str, name: str, ty: FuncType, fn: Callable[..., Any], *,
