@@ -58,6 +58,15 @@ STAT_COUNTERS = ("vm_created", "vm_failed", "vm_reload", "vm_reload_backoff", "v
 DEFAULT_PLUGIN_LIMITS = StoreLimits(memory_bytes=_DefaultInt(512 << 20), deadline=_DefaultFloat(0.5))
 
 
+def plugin_limits(config: PluginConfig) -> StoreLimits:
+    """The limits a plugin's VMs run with: its own, or :data:`DEFAULT_PLUGIN_LIMITS`.
+
+    Decided once, in the process that loads the plugin: a worker that hosts it gets them in the
+    configuration it is sent, so both sides always agree.
+    """
+    return config.limits if config.limits is not None else DEFAULT_PLUGIN_LIMITS
+
+
 def reload_delay(cfg: PluginConfig, crashes: int) -> float:
     """Seconds before a plugin that failed ``crashes`` times in a row is started again: Envoy's
     reload backoff, ``reload_backoff * 2**(crashes-1)``, at most ``reload_backoff_max``."""
@@ -281,7 +290,7 @@ class _Generation:
         self.per_stream = config.vm_per_stream
         self.configuration = _bytes(config.configuration)
         self.vm_config = _bytes(config.vm_config)
-        self.limits = config.limits if config.limits is not None else DEFAULT_PLUGIN_LIMITS
+        self.limits = plugin_limits(config)
         d = self.limits.deadline
         #: the deadline of each call of the start phase (PluginConfig.start_deadline)
         self.start_deadline = d if d is None or config.start_deadline is None else max(d, config.start_deadline)

@@ -35,6 +35,7 @@ Proxy-Wasm plugin decides and logs why (``_plugin._host_stays_here``).
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import weakref
 from typing import Any, Mapping
@@ -48,7 +49,7 @@ from .._settings import remote_host_enabled
 from ._abi import Action
 from ._errors import PluginCrash, PluginStartError
 from ._pairs import HeaderMap
-from ._plugin import ProxyWasmHost, reload_delay
+from ._plugin import ProxyWasmHost, plugin_limits, reload_delay
 from ._services import ManualClock, Scheduler, SystemClock
 from ._streams import HttpMessage, HttpStream, LocalResponse, TcpDirection, TcpStream
 
@@ -193,7 +194,8 @@ class RemotePlugin:
         limits = self.config.limits
         self.event_budget = self.engine._bound("event", limits.deadline if limits is not None else None)
         try:
-            self.key = conn.request("pw_load", (hkey, self.config, self.wasm, spin_ns), *self.engine._bound("compile"),
+            sent = dataclasses.replace(self.config, limits=plugin_limits(self.config))
+            self.key = conn.request("pw_load", (hkey, sent, self.wasm, spin_ns), *self.engine._bound("compile"),
                                     lane=REMOTE_LANE)
         except Trap as e:  # its worker was stopped at a limit during the start phase (wasmer: see _guard)
             raise PluginStartError(f"plugin {self.config.name!r} failed to start: {e}", phase="start",
@@ -264,7 +266,7 @@ class RemotePlugin:
         return s
 
     def update(self, gen: Any, wasm: bytes) -> None:
-        self.call("update", wasm, gen.config)
+        self.call("update", wasm, dataclasses.replace(gen.config, limits=plugin_limits(gen.config)))
         self.config = gen.config
         self.wasm = wasm
         limits = gen.config.limits

@@ -171,3 +171,20 @@ def test_failure_in_tick(traps_survive, make_plugin, host):
     host.advance(1)  # the reload backoff
     with p.http_stream() as s:  # reloaded
         assert s.request_headers(REQUEST) is Action.CONTINUE
+
+
+@pytest.mark.capability("memory_limit", "exact_memory_limit")
+def test_the_default_limits_are_decided_where_the_plugin_is_loaded(make_plugin, monkeypatch):
+    # With no PluginConfig.limits, the process that loads the plugin resolves the default once and
+    # a worker hosting the plugin gets it in the configuration, instead of a default of its own
+    # (a worker never sees this process's DEFAULT_PLUGIN_LIMITS: the tests patch it, a user may not).
+    from proxywasm_vm._proxywasm import _plugin
+
+    small = pw.StoreLimits(memory_bytes=type(_plugin.DEFAULT_PLUGIN_LIMITS.memory_bytes)(4 << 20),
+                           deadline=_plugin.DEFAULT_PLUGIN_LIMITS.deadline)
+    monkeypatch.setattr(_plugin, "DEFAULT_PLUGIN_LIMITS", small)
+    p = bad(make_plugin)
+    with p.http_stream() as s:
+        assert s.request_headers(REQUEST + [("x-pwvm-bad", "grow")]) is Action.CONTINUE
+    grown = [m for m in p.logs if "memory.grow failed" in m]
+    assert grown and int(grown[0].split("memory now ")[1].split()[0]) <= 64

@@ -16,6 +16,8 @@ from proxywasm_vm import Action
 
 from .conftest import REQUEST
 
+pytestmark = pytest.mark.default_limits
+
 
 def _bad(make_plugin, **config):
     return make_plugin("c_bad_guest", vm_id="bad_defaults", root_id="bad_root", **config)
