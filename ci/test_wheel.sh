@@ -3,7 +3,8 @@
 # environments on Python 3.11 and a newer Python, run with no C compiler reachable (PATH holds
 # only the environment's bin/, CC and CXX name a missing command), must run the README's first
 # example on wasmtime from the shim prebuilt in the wheel, start a wasmtime@process worker with
-# its prebuilt channel helper, and list the backends (`pwvm backends`).
+# its prebuilt channel helper, and list the backends (`pwvm backends`); in the newest one,
+# `pwvm setup wasmer` must make wasmer's Python 3.10 worker environment (it needs a Python 3.10).
 #
 #   bash ci/test_wheel.sh            (ci/test.sh runs it; so does tests/test_packaging.py)
 #
@@ -114,5 +115,27 @@ rows = {r["name"]: r for r in json.load(sys.stdin)}
 sys.exit(0 if rows["wasmtime"]["available"] else "pwvm backends: wasmtime unavailable: " + rows["wasmtime"]["reason"])' \
     || { log "Python $ver: pwvm backends --json does not show wasmtime available"; status=1; }
 done
+
+# `pwvm setup wasmer` from the newest environment: a Python 3.10 worker environment, into which the
+# same wheel is installed (an abi3 wheel: its prebuilt shims serve 3.10 too), then wasmer runs there.
+# (HOME and the PIP_* settings stay: pip installs from its usual index and cache; no compiler still.)
+if py310="$(find_python 3.10)"; then
+  log "Python $ver: pwvm setup wasmer --python $py310"
+  pip_env=()
+  while IFS= read -r kv; do pip_env+=("$kv"); done < <(env | grep '^PIP_' || true)
+  if env -i HOME="$HOME" PATH="$venv/bin" CC=pwvm-no-compiler CXX=pwvm-no-compiler "${pip_env[@]}" \
+       PWVM_CACHE_DIR="$WORK/cache-$ver" LANG=C.UTF-8 "$venv/bin/pwvm" setup wasmer --python "$py310" >&2 \
+     && out="$(run "$venv/bin/python" -c '
+from proxywasm_vm import Engine, Instance, Module, Store
+engine = Engine("wasmer")
+print(Instance(Store(engine), Module(engine, "(module (func (export \"f\") (result i32) i32.const 7))")).exports["f"]())
+' 2>&1)" && [ "$out" = "7" ]; then
+    log "Python $ver: wasmer example after pwvm setup wasmer: $out"
+  else
+    log "Python $ver: pwvm setup wasmer, or wasmer after it, failed: ${out:-}"; status=1
+  fi
+else
+  log "no Python 3.10 found: pwvm setup wasmer not checked"; status=1
+fi
 [ "$status" -eq 0 ] && log "ok: ${#PYTHONS[@]} interpreters" || log "FAILED"
 exit "$status"

@@ -62,7 +62,8 @@ def test_native_shims_are_built_into_the_wheel():
 def test_installed_wheel_runs_wasmtime_without_a_compiler():
     """ci/test_wheel.sh builds the wheel, installs it into fresh environments on Python 3.11 and a
     newer one, and runs the README's first example, a wasmtime@process worker and ``pwvm backends``
-    there with no C compiler reachable. (ci/test.sh runs the script itself and leaves this test out.)"""
+    there with no C compiler reachable, then ``pwvm setup wasmer`` and wasmer in its worker.
+    (ci/test.sh runs the script itself and leaves this test out.)"""
     proc = subprocess.run(["bash", str(ROOT / "ci" / "test_wheel.sh")], capture_output=True, text=True,
                           env={**os.environ, "PYTHON": sys.executable}, timeout=900, check=False)
     log = proc.stdout + proc.stderr
@@ -70,6 +71,7 @@ def test_installed_wheel_runs_wasmtime_without_a_compiler():
     interpreters = len(os.environ.get("PWVM_WHEEL_PYTHONS", "").split()) or 2  # 3.11 and a newer one
     assert log.count("README example on wasmtime: b'hello'") == interpreters, log[-6000:]
     assert log.count("prebuilt shim and helper in") == interpreters, log[-6000:]
+    assert "wasmer example after pwvm setup wasmer: 7" in log, log[-6000:]
 
 
 # ---- loading a prebuilt native module, or building it -------------------------------------------

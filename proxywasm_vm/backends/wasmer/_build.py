@@ -96,7 +96,8 @@ def setup(step: Callable[[str], None], python: str | None = None) -> str:
     if sys.version_info[:2] == (3, 10):  # wasmer-python installs right here
         _run([sys.executable, "-m", "pip", "install", "-q", *WHEELS], "pip install " + " ".join(WHEELS))
         return sys.executable
-    step("looking for a Python 3.10")
+    if python is None:
+        step("looking for a Python 3.10")
     py310 = python or find_python310()
     if py310 is None:
         raise BackendUnavailable("wasmer", "no Python 3.10 was found (wasmer-python 1.1.0 has wheels only up to "
