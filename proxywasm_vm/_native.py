@@ -34,7 +34,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Callable
 
-__all__ = ["KEY_CDEF", "BuildError", "build_library", "key_source", "load_extension", "native_cache_dir", "source_key"]
+__all__ = ["KEY_CDEF", "BuildError", "build_library", "key_source", "library_path", "load_extension",
+           "native_cache_dir", "source_key"]
 
 #: The declaration a stamped module's cdef carries (see :func:`key_source`).
 KEY_CDEF = "const char *pwvm_build_key(void);"
@@ -142,7 +143,7 @@ def build_library(filename: str, build: Callable[[str], None], sources: list[Pat
     ``build(output)`` compiles it to the path ``output``; ``sources`` (and
     ``extra_key``) decide when to rebuild, as for :func:`load_extension`.
     """
-    target = native_cache_dir() / f"{filename.replace('.', '-')}-{_cache_key(sources, extra_key)}" / filename
+    target = library_path(filename, sources, extra_key)
 
     def make(tmp: str) -> str:
         out = os.path.join(tmp, filename)
@@ -151,6 +152,11 @@ def build_library(filename: str, build: Callable[[str], None], sources: list[Pat
 
     _build_once(target, make)
     return target
+
+
+def library_path(filename: str, sources: list[Path], extra_key: str = "") -> Path:
+    """Where :func:`build_library` keeps ``filename`` built from ``sources`` (it may not be built yet)."""
+    return native_cache_dir() / f"{filename.replace('.', '-')}-{_cache_key(sources, extra_key)}" / filename
 
 
 def _build_once(target: Path, build: Callable[[str], str]) -> None:

@@ -247,12 +247,15 @@ def _compile_library(node: Libnode, output: str) -> None:
         raise RuntimeError(f"{cxx} failed: {proc.stderr[-2000:]}")
 
 
+def _library_key(node: Libnode) -> str:
+    return f"{node.include}|{node.libdir}|{node.abi}"
+
+
 def library(node: Libnode) -> Path:
     """The shim library (built first if needed: a few seconds, once)."""
     from proxywasm_vm._native import build_library
 
-    return build_library(LIBRARY, lambda out: _compile_library(node, out), SOURCES,
-                         extra_key=f"{node.include}|{node.libdir}|{node.abi}")
+    return build_library(LIBRARY, lambda out: _compile_library(node, out), SOURCES, extra_key=_library_key(node))
 
 
 def load(node: Libnode, namespace: bool = False) -> Any:
@@ -293,23 +296,30 @@ def setup(step: Callable[[str], None]) -> str:
     if node is None:
         raise BackendUnavailable("v8", "libnode (V8 10.2 or 11.3, with its headers) was not found",
                                  HOW_TO_GET_LIBNODE)
+    from proxywasm_vm._native import library_path
+
     where = f"libnode {node.abi} from {node.libdir} ({node.origin})"
-    missing = missing_build_tools()
+    built = library_path(LIBRARY, SOURCES, _library_key(node)).exists()
+    missing = [] if built else missing_build_tools()
     if missing:
         apt = [how.removeprefix("apt install ") for _, how in missing if how.startswith("apt install ")]
-        hows = ([f"apt install {' '.join(apt)}"] if apt else []) + [h for _, h in missing if not h.startswith("apt")]
+        hows = [f"apt install {' '.join(apt)}"] if apt else []
+        hows += [h for _, h in missing if not h.startswith("apt")]
         raise BackendUnavailable("v8", f"building the V8 shim against {where} needs "
-                                 + ", ".join(what for what, _ in missing), "; ".join(hows) + "; then run `pwvm setup v8`")
+                                 + ", ".join(what for what, _ in missing),
+                                 "; ".join(hows) + "; then run `pwvm setup v8`")
     try:
-        step(f"compiling the V8 shim against {where} (a minute or so, once)")
+        step(f"the V8 shim is built already, for {where}" if built
+             else f"compiling the V8 shim against {where} (a minute or so, once)")
         library(node)
-        step("compiling its Python bindings")
+        step("loading it (its Python bindings are compiled the first time)")
         for namespace in (False, True):
             load(node, namespace=namespace)
     except Exception as e:  # a compile error: the compiler's own words
         raise BackendUnavailable("v8", f"building the V8 shim against {where} failed: "
                                  + " ".join(str(e).split())[-600:],
-                                 "check that libnode-dev matches the installed libnode, then run `pwvm setup v8`") from e
+                                 "check that libnode-dev matches the installed libnode, "
+                                 "then run `pwvm setup v8`") from e
     return where
 
 
