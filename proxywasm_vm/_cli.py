@@ -319,7 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "when a backend named (or --require'd) cannot be set up.")
     s.add_argument("backends", nargs="*", help="backends to set up, e.g. v8 wasmer (default: all)")
     s.add_argument("--require", action="append", metavar="BACKEND",
-                   help="with no backend named: exit 1 if this one is unavailable")
+                   help="exit 1 if this backend is unavailable (a backend named is required anyway)")
     s.add_argument("--python", metavar="PATH", help="the Python 3.10 for wasmer's worker environment "
                                                     "(default: $PYTHON310, python3.10 on PATH, or pyenv's)")
     s.add_argument("--json", action="store_true", help="print the result as JSON")
