@@ -44,14 +44,19 @@ class BackendInfo:
     how_to_enable: str = ""
 
 
+#: pywasm3 has no wheels: pip builds it from source.
+WASM3_HOW_TO_ENABLE = ("pip install 'proxywasm-vm[wasm3]' (builds pywasm3 0.5.0 from source: needs gcc and "
+                       "Python's headers, apt install gcc python3-dev)")
+
 # name -> (module path, one-line "how to enable it")
 _REGISTRY: dict[str, tuple[str, str]] = {
-    "wasmtime": ("proxywasm_vm.backends.wasmtime", "pip install 'wasmtime==50.0.1' and reinstall proxywasm-vm"),
-    "v8": ("proxywasm_vm.backends.v8", "bash ci/setup_v8.sh (installs libnode and builds the V8 shim)"),
+    # (what a user who installed proxywasm-vm with pip can do; the backends' own errors say more)
+    "wasmtime": ("proxywasm_vm.backends.wasmtime", "pip install --force-reinstall proxywasm-vm"),
+    "v8": ("proxywasm_vm.backends.v8", "run `pwvm setup v8` (it needs libnode: apt install libnode-dev g++)"),
     "wasmer": ("proxywasm_vm.backends.wasmer",
-               "bash ci/setup_wasmer.sh (a Python 3.10 env for wasmer's worker process), "
+               "run `pwvm setup wasmer` (it makes a Python 3.10 environment for wasmer's worker process), "
                "or set PWVM_WORKER_PYTHON to a Python 3.10 with wasmer==1.1.0 and proxywasm-vm installed"),
-    "wasm3": ("proxywasm_vm.backends.wasm3", "pip install 'pywasm3==0.5.0' (builds from source: needs gcc)"),
+    "wasm3": ("proxywasm_vm.backends.wasm3", WASM3_HOW_TO_ENABLE),
 }
 _LOADED: dict[str, Backend] = {}  # backend id -> its backend (isolation applied)
 _RUNTIMES: dict[str, Backend] = {}  # runtime name -> its module's BACKEND (no isolation applied)

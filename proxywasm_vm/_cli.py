@@ -8,7 +8,7 @@ import sys
 from dataclasses import asdict
 from typing import Any, NoReturn, Sequence
 
-from ._backend import BackendInfo, available_backends, backend_names
+from ._backend import BackendInfo, available_backends, backend_names, parse_backend
 from ._engine import Engine
 from ._errors import BackendUnavailable
 
@@ -53,17 +53,92 @@ def _info_dict(r: BackendInfo) -> dict[str, Any]:
 
 # ---- pwvm setup ------------------------------------------------------------------
 
+#: Runtimes whose set-up is more than loading them (``backends/<runtime>/_build.py``'s ``setup``):
+#: the V8 shim is compiled against the machine's libnode; wasmer needs a Python 3.10 worker environment.
+_SET_UP = ("v8", "wasmer")
+
+
+def _setup_module(base: str) -> Any:
+    """``backends/<base>/_build.py``, loaded by path: the backend's package raises on import
+    while the backend is unavailable, which is exactly when it needs setting up."""
+    import importlib.util
+    from pathlib import Path
+
+    from . import backends
+
+    spec = importlib.util.spec_from_file_location(f"_pwvm_setup_{base}",
+                                                  Path(backends.__file__).parent / base / "_build.py")
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
 def cmd_setup(args: argparse.Namespace) -> int:
-    """Load (and so build, once) every available backend's native shim."""
-    ok = True
-    for name in args.backends or backend_names():
+    """Set up and load the named backends (default: every one): build the V8 shim against the
+    machine's libnode, make wasmer's Python 3.10 worker environment, load the others."""
+    names = list(args.backends or backend_names())
+    required = set(args.require or []) | set(args.backends or [])  # a backend named is a backend wanted
+    for name in [*names, *(args.require or [])]:
+        try:
+            base, _ = parse_backend(name)
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+        if base not in backend_names():
+            raise UsageError(f"unknown backend {name!r}; choose from {', '.join(backend_names())}")
+    if args.python and not any(parse_backend(n)[0] == "wasmer" for n in names):
+        raise UsageError("--python is the Python 3.10 of wasmer's worker environment: name the backend wasmer")
+    failed: dict[str, BackendUnavailable | None] = {}  # runtime -> why its set-up failed (None: it did not)
+    rows = []
+    for name in names:
+        base, _ = parse_backend(name)
+        if base in _SET_UP and base not in failed:
+            failed[base] = _set_up(base, name, args.python)
+        try:
+            why = failed.get(base)
+            if why is not None:
+                raise why
+            Engine(name)
+            rows.append({"name": name, "ready": True, "reason": "", "how_to_enable": ""})
+        except BackendUnavailable as e:
+            rows.append({"name": name, "ready": False, "reason": e.reason, "how_to_enable": e.how_to_enable})
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    for r in rows if not args.json else []:
+        if r["ready"]:
+            print(f"{r['name']}: ready")
+        else:
+            print(f"{r['name']}: unavailable: {r['reason']}" + (f"\n  to enable it: {r['how_to_enable']}"
+                                                                  if r["how_to_enable"] else ""))
+    return 0 if all(r["ready"] or r["name"] not in required for r in rows) else 1
+
+
+def _set_up(base: str, name: str, python: str | None) -> BackendUnavailable | None:
+    """Run runtime ``base``'s set-up, showing its steps (a spinner on a terminal, else lines
+    on stderr); returns why it failed, or None."""
+    if base == "wasmer" and not python:
         try:
             Engine(name)
-            print(f"{name}: ready")
+            return None  # a worker environment is there already (made before, or a checkout's .venv310)
+        except BackendUnavailable:
+            pass
+    from rich.console import Console
+
+    err = Console(stderr=True, highlight=False)
+    with err.status(f"{base}: setting up") as status:
+        def step(msg: str) -> None:
+            status.update(f"{base}: {msg}")
+            if not err.is_terminal:
+                print(f"{base}: {msg}", file=sys.stderr, flush=True)
+
+        try:
+            if base == "wasmer":
+                _setup_module(base).setup(step, python=python)
+            else:
+                _setup_module(base).setup(step)
         except BackendUnavailable as e:
-            print(f"{name}: {e}")
-            ok = ok and name not in (args.require or [])
-    return 0 if ok else 1
+            return e
+    return None
 
 
 # ---- pwvm bench -------------------------------------------------------------------
@@ -237,9 +312,17 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--json", action="store_true", help="print JSON instead of a table")
     b.set_defaults(fn=cmd_backends)
 
-    s = sub.add_parser("setup", help="build the native shims of the available backends")
-    s.add_argument("backends", nargs="*", help="backends to prepare (default: all)")
-    s.add_argument("--require", action="append", help="fail if this backend is unavailable")
+    s = sub.add_parser("setup", help="set up backends: build the V8 shim, make wasmer's worker environment",
+                       description="Set up and load backends (default: every one). v8: compile the V8 shim "
+                                   "against this machine's libnode (apt install libnode-dev g++). wasmer: make a "
+                                   "Python 3.10 environment with wasmer-python for its worker process. Exits 1 "
+                                   "when a backend named (or --require'd) cannot be set up.")
+    s.add_argument("backends", nargs="*", help="backends to set up, e.g. v8 wasmer (default: all)")
+    s.add_argument("--require", action="append", metavar="BACKEND",
+                   help="exit 1 if this backend is unavailable (a backend named is required anyway)")
+    s.add_argument("--python", metavar="PATH", help="the Python 3.10 for wasmer's worker environment "
+                                                    "(default: $PYTHON310, python3.10 on PATH, or pyenv's)")
+    s.add_argument("--json", action="store_true", help="print the result as JSON")
     s.set_defaults(fn=cmd_setup)
 
     be = sub.add_parser("bench", help="compare the backends side by side")

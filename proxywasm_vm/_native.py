@@ -1,10 +1,22 @@
 """Building and loading the backends' cffi extension modules.
 
-Native shims are compiled on first use (a few seconds, once per source
-version and Python ABI) into the cache folder and imported from there. The
-set-up scripts run this ahead of time (``pwvm setup``), so tests and
-benchmarks never pay for it. Builds are serialised with a file lock, so
-several processes starting at once build once.
+Two ways a native shim gets here, one loader (:func:`load_extension`):
+
+- **prebuilt**: the shims that need only Python and cffi (the wasmtime backend's,
+  the worker channel's wake-up helper) are compiled when the wheel is built
+  (``setup.py``'s ``cffi_modules``) and ship inside the package. Each is stamped with
+  the key of the sources it was built from (:func:`key_source`); it is used only
+  when that key is the key of the sources next to it, so an editable checkout
+  whose sources changed never runs a stale module.
+- **built on first use**: otherwise (a changed checkout, the V8 shim, which needs
+  libnode) the module is compiled (a few seconds, once per source version and
+  Python ABI) into the cache folder and imported from there. ``pwvm setup`` does
+  this ahead of time. Builds are serialised with a file lock, so several
+  processes starting at once build once.
+
+This file imports only the standard library at module level: the builders
+(``_build.py``) also load it by path at wheel-build time, where the package
+itself cannot be imported.
 """
 
 from __future__ import annotations
@@ -22,7 +34,11 @@ from pathlib import Path
 from types import ModuleType
 from typing import Callable
 
-__all__ = ["build_library", "load_extension", "native_cache_dir"]
+__all__ = ["KEY_CDEF", "BuildError", "build_library", "key_source", "library_path", "load_extension",
+           "native_cache_dir", "source_key"]
+
+#: The declaration a stamped module's cdef carries (see :func:`key_source`).
+KEY_CDEF = "const char *pwvm_build_key(void);"
 
 
 def native_cache_dir() -> Path:
@@ -32,35 +48,92 @@ def native_cache_dir() -> Path:
     return cache_dir() / "native"
 
 
-def _key(sources: list[Path], extra: str) -> str:
-    import cffi
-
+def source_key(sources: list[Path], extra: str = "") -> str:
+    """The key of a module's sources: their content (in order) and ``extra``."""
     h = hashlib.sha256()
     for p in sources:
-        h.update(p.read_bytes())
-    h.update(f"{sys.implementation.cache_tag}|{sysconfig.get_platform()}|{cffi.__version__}|{extra}".encode())
+        data = Path(p).read_bytes()
+        h.update(len(data).to_bytes(8, "little") + data)
+    h.update(extra.encode())
     return h.hexdigest()[:20]
+
+
+def key_source(key: str) -> str:
+    """C source to append to a builder's ``set_source`` (with :data:`KEY_CDEF` in its cdef):
+    ``lib.pwvm_build_key()`` then returns ``key``, what :func:`load_extension` checks a
+    prebuilt module against."""
+    return f'\nconst char *pwvm_build_key(void) {{ return "{key}"; }}\n'
+
+
+def _cache_key(sources: list[Path], extra: str) -> str:
+    """The cache folder's key: the sources and what the built file depends on (Python ABI, platform, cffi)."""
+    import cffi
+
+    return source_key(sources, f"{sys.implementation.cache_tag}|{sysconfig.get_platform()}|{cffi.__version__}|{extra}")
+
+
+class BuildError(RuntimeError):
+    """A native module could not be built (no compiler, no Python headers, a compile error ...)."""
 
 
 def load_extension(module_name: str, make_builder: Callable[[], object], sources: list[Path],
                    extra_key: str = "") -> ModuleType:
-    """Import the cffi extension ``module_name``, building it first if needed.
+    """Import the cffi extension ``module_name``: the prebuilt one shipped in the package
+    when it was built from exactly ``sources``, else one built (first, if needed) in the
+    cache folder.
 
     ``make_builder`` returns the ``cffi.FFI`` builder (called only to build);
-    ``sources`` are the files whose content decides when to rebuild.
+    ``sources`` (and ``extra_key``) are what decide when to rebuild. Raises
+    :class:`BuildError` when the module has to be built and cannot be.
     """
     if module_name in sys.modules:
         return sys.modules[module_name]
+    key = source_key(sources, extra_key)
+    prebuilt = _prebuilt(module_name, key)
+    if isinstance(prebuilt, ModuleType):
+        return prebuilt
     short = module_name.rsplit(".", 1)[-1]
-    folder = native_cache_dir() / f"{module_name.replace('.', '-')}-{_key(sources, extra_key)}"
+    folder = native_cache_dir() / f"{module_name.replace('.', '-')}-{_cache_key(sources, extra_key)}"
     suffix = importlib.machinery.EXTENSION_SUFFIXES[0]
     target = folder / f"{short}{suffix}"
-    _build_once(target, lambda tmp: make_builder().compile(tmpdir=tmp, verbose=False))  # type: ignore[attr-defined]
-    spec = importlib.util.spec_from_file_location(module_name, target)
+    try:
+        _build_once(target, lambda tmp: make_builder().compile(tmpdir=tmp, verbose=False))  # type: ignore[attr-defined]
+    except Exception as e:  # cffi's VerificationError, setuptools missing (Python >= 3.12), ...
+        why = " ".join(f"{type(e).__name__}: {e}".split())[:400]
+        raise BuildError(f"{prebuilt}, and building it here failed ({why})") from e
+    return _import_file(module_name, target)
+
+
+def _prebuilt(module_name: str, key: str) -> ModuleType | str:
+    """The prebuilt ``module_name`` of the package if it is stamped with ``key``; else why not."""
+    try:
+        spec = importlib.util.find_spec(module_name)
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None or not spec.origin or not spec.origin.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES)):
+        return f"{module_name} is not prebuilt in this installation"
+    try:
+        mod = _import_file(module_name, Path(spec.origin))
+    except ImportError as e:  # a cffi too old for the module, ...
+        return f"the prebuilt {Path(spec.origin).name} does not load ({e})"
+    got = getattr(mod.lib, "pwvm_build_key", None)  # type: ignore[attr-defined]
+    if got is not None and mod.ffi.string(got()).decode() == key:  # type: ignore[attr-defined]
+        return mod
+    # An editable checkout whose sources changed since: build the current ones instead.
+    del sys.modules[module_name]
+    return f"the prebuilt {Path(spec.origin).name} was built from other sources"
+
+
+def _import_file(module_name: str, path: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(module_name, path)
     assert spec is not None and spec.loader is not None
     mod = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = mod
-    spec.loader.exec_module(mod)
+    try:
+        spec.loader.exec_module(mod)
+    except BaseException:
+        del sys.modules[module_name]
+        raise
     return mod
 
 
@@ -70,7 +143,7 @@ def build_library(filename: str, build: Callable[[str], None], sources: list[Pat
     ``build(output)`` compiles it to the path ``output``; ``sources`` (and
     ``extra_key``) decide when to rebuild, as for :func:`load_extension`.
     """
-    target = native_cache_dir() / f"{filename.replace('.', '-')}-{_key(sources, extra_key)}" / filename
+    target = library_path(filename, sources, extra_key)
 
     def make(tmp: str) -> str:
         out = os.path.join(tmp, filename)
@@ -79,6 +152,11 @@ def build_library(filename: str, build: Callable[[str], None], sources: list[Pat
 
     _build_once(target, make)
     return target
+
+
+def library_path(filename: str, sources: list[Path], extra_key: str = "") -> Path:
+    """Where :func:`build_library` keeps ``filename`` built from ``sources`` (it may not be built yet)."""
+    return native_cache_dir() / f"{filename.replace('.', '-')}-{_cache_key(sources, extra_key)}" / filename
 
 
 def _build_once(target: Path, build: Callable[[str], str]) -> None:

@@ -35,7 +35,6 @@ import mmap
 import os
 import select
 import struct
-from pathlib import Path
 from typing import Any
 
 __all__ = ["Channel", "PeerGone", "Timeout", "close_shared", "create_shared", "load_helper", "map_shared"]
@@ -75,31 +74,11 @@ def load_helper() -> Any:
         _HELPER_ERROR = "disabled by PWVM_CHANNEL_NO_HELPER"
         _log_fallback(logging.INFO)
         return None
-    src = Path(__file__).with_name("_chan.c")
-
-    def builder() -> Any:
-        import cffi
-
-        ffi = cffi.FFI()
-        ffi.cdef("""
-            void pwvm_chan_post(uint32_t *seq, uint32_t *peer_sleeping, int peer_efd);
-            void pwvm_chan_send(uint8_t *box, const uint8_t *data, uint32_t len, uint32_t *seq,
-                                uint32_t *peer_sleeping, int peer_efd);
-            uint32_t pwvm_chan_load(uint32_t *word);
-            void pwvm_chan_store(uint32_t *word, uint32_t value);
-            int pwvm_chan_wait(uint32_t *seq, uint32_t last, uint32_t *sleeping, int efd, int death_fd,
-                               int64_t spin_ns, int64_t timeout_ns);
-            int pwvm_chan_watch_parent(int fd);
-        """)
-        ffi.set_source("proxywasm_vm._isolation._chan_ext", src.read_text(), extra_compile_args=["-O2"],
-                       libraries=["pthread"])
-        return ffi
-
     try:
         from .._native import load_extension
+        from . import _build
 
-        mod = load_extension("proxywasm_vm._isolation._chan_ext", builder, [src])
-        _HELPER = mod
+        _HELPER = load_extension(_build.MODULE, _build.make_builder, _build.SOURCES)
     except Exception as e:  # noqa: BLE001 - no compiler, no cffi: fall back to eventfd-only wake-ups
         _HELPER_ERROR = f"{type(e).__name__}: {e}"
         _log_fallback(logging.WARNING)

@@ -6,7 +6,7 @@ package adapts it to the public classes. Import and export types come from
 the module bytes (V8 does not expose them). Memory and table limits work by
 having the host create the module's memories and tables (see ``_rewrite``).
 
-Unavailable (with the command that enables it, ``bash ci/setup_v8.sh``) when
+Unavailable (with the command that enables it, ``pwvm setup v8``) when
 libnode is missing or the shim cannot be built.
 
 Isolation: in-process, in its own linker namespace (``v8@namespace``), or in

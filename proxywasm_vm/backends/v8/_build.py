@@ -13,8 +13,8 @@ Two pieces, both built on first use into the cache folder (see
   module has its own pointer table, reaching its own copy of the shim,
   libnode and V8.
 
-``bash ci/setup_v8.sh`` makes libnode available and runs this file to build
-ahead of time.
+``pwvm setup v8`` builds both ahead of time (:func:`setup`); ``bash ci/setup_v8.sh``
+also makes libnode available on a CI machine.
 
 libnode is looked for in this order: ``$PWVM_LIBNODE_PREFIX`` (a ``usr``-style
 prefix), the system (``libnode-dev``), the project-local prefix
@@ -24,13 +24,16 @@ libnode-dev (a newer Node.js from another repository blocks it).
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
+import shlex
+import shutil
 import subprocess
 import sys
 import sysconfig
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[2]  # the source checkout (proxywasm_vm/backends/v8 -> root), where ci/ puts .deps
@@ -38,6 +41,10 @@ MODULE = "proxywasm_vm.backends.v8._native"
 MODULE_NS = "proxywasm_vm.backends.v8._native_ns"
 LIBRARY = "libpwv8.so"
 SOURCES = [HERE / "_shim.h", HERE / "_shim.cpp", HERE / "_build.py"]
+#: What to do when libnode is missing (told to someone who installed proxywasm-vm with pip).
+HOW_TO_GET_LIBNODE = ("install libnode (Debian 12/13, Ubuntu 22.04+: apt install libnode-dev g++), or set "
+                      "PWVM_LIBNODE_PREFIX to a prefix holding include/node/v8.h and lib/libnode.so.N; "
+                      "then run `pwvm setup v8`")
 
 
 class Libnode(NamedTuple):
@@ -232,17 +239,23 @@ def _compile_library(node: Libnode, output: str) -> None:
            "-Wl,--as-needed", "-Wl,-z,now"]
     if node.origin != "system":  # an rpath for a project-local libnode: nothing goes on a global path
         cmd.append(f"-Wl,-rpath,{node.libdir}")
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    except FileNotFoundError:
+        raise RuntimeError(f"the C++ compiler {cxx!r} was not found (apt install g++, or set CXX)") from None
     if proc.returncode != 0:
         raise RuntimeError(f"{cxx} failed: {proc.stderr[-2000:]}")
+
+
+def _library_key(node: Libnode) -> str:
+    return f"{node.include}|{node.libdir}|{node.abi}"
 
 
 def library(node: Libnode) -> Path:
     """The shim library (built first if needed: a few seconds, once)."""
     from proxywasm_vm._native import build_library
 
-    return build_library(LIBRARY, lambda out: _compile_library(node, out), SOURCES,
-                         extra_key=f"{node.include}|{node.libdir}|{node.abi}")
+    return build_library(LIBRARY, lambda out: _compile_library(node, out), SOURCES, extra_key=_library_key(node))
 
 
 def load(node: Libnode, namespace: bool = False) -> Any:
@@ -255,10 +268,65 @@ def load(node: Libnode, namespace: bool = False) -> Any:
     return load_extension(name, lambda: make_builder(name), SOURCES)
 
 
+def missing_build_tools() -> list[tuple[str, str]]:
+    """What building the shim needs and this machine lacks: (what, how to get it) pairs."""
+    missing = []
+    cxx = os.environ.get("CXX", "g++")
+    if shutil.which(shlex.split(cxx)[0] if cxx.strip() else "g++") is None:
+        missing.append((f"a C++ compiler ({cxx})", "apt install g++"))
+    cc = os.environ.get("CC", "cc")
+    if shutil.which(shlex.split(cc)[0] if cc.strip() else "cc") is None:
+        missing.append((f"a C compiler ({cc})", "apt install gcc"))
+    if not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")):
+        ver = f"{sys.version_info[0]}.{sys.version_info[1]}"
+        missing.append((f"Python {ver}'s headers (Python.h)", f"apt install python{ver}-dev (or python3-dev)"))
+    if importlib.util.find_spec("setuptools") is None:  # cffi compiles through setuptools (not bundled from 3.12)
+        missing.append(("setuptools (cffi compiles with it)", "pip install setuptools"))
+    return missing
+
+
+def setup(step: Callable[[str], None]) -> str:
+    """``pwvm setup v8``: find libnode and build the shim library and both cffi modules (once;
+    a no-op when they are built). ``step`` is told what is being done. Returns what is in use;
+    raises :class:`~proxywasm_vm.BackendUnavailable` saying what is missing and how to get it."""
+    from proxywasm_vm._errors import BackendUnavailable
+
+    step("looking for libnode")
+    node = find_libnode()
+    if node is None:
+        raise BackendUnavailable("v8", "libnode (V8 10.2 or 11.3, with its headers) was not found",
+                                 HOW_TO_GET_LIBNODE)
+    from proxywasm_vm._native import library_path
+
+    where = f"libnode {node.abi} from {node.libdir} ({node.origin})"
+    built = library_path(LIBRARY, SOURCES, _library_key(node)).exists()
+    missing = [] if built else missing_build_tools()
+    if missing:
+        apt = [how.removeprefix("apt install ") for _, how in missing if how.startswith("apt install ")]
+        hows = [f"apt install {' '.join(apt)}"] if apt else []
+        hows += [h for _, h in missing if not h.startswith("apt")]
+        raise BackendUnavailable("v8", f"building the V8 shim against {where} needs "
+                                 + ", ".join(what for what, _ in missing),
+                                 "; ".join(hows) + "; then run `pwvm setup v8`")
+    try:
+        step(f"the V8 shim is built already, for {where}" if built
+             else f"compiling the V8 shim against {where} (a minute or so, once)")
+        library(node)
+        step("loading it (its Python bindings are compiled the first time)")
+        for namespace in (False, True):
+            load(node, namespace=namespace)
+    except Exception as e:  # a compile error: the compiler's own words
+        raise BackendUnavailable("v8", f"building the V8 shim against {where} failed: "
+                                 + " ".join(str(e).split())[-600:],
+                                 "check that libnode-dev matches the installed libnode, "
+                                 "then run `pwvm setup v8`") from e
+    return where
+
+
 if __name__ == "__main__":
     sys.path.insert(0, str(ROOT))
     found = find_libnode()
     if found is None:
-        raise SystemExit("libnode not found: run `bash ci/setup_v8.sh`")
+        raise SystemExit(f"libnode not found: {HOW_TO_GET_LIBNODE}")
     # the library, then the in-process and the namespace copy's modules
     print(library(found), *(load(found, namespace=ns).__file__ for ns in (False, True)))

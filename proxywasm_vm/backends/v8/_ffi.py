@@ -16,7 +16,7 @@ from proxywasm_vm._settings import v8_flags
 
 from . import _build
 
-HOW_TO_ENABLE = "bash ci/setup_v8.sh (installs libnode and builds the V8 shim)"
+HOW_TO_ENABLE = "run `pwvm setup v8` (it needs libnode: apt install libnode-dev g++)"
 NAMESPACE_PACKAGE = "proxywasm_vm.backends._v8_namespace"
 NAMESPACE = __package__ == NAMESPACE_PACKAGE
 """Whether this is the copy in its own linker namespace."""
@@ -24,7 +24,7 @@ NAME = "v8@namespace" if NAMESPACE else "v8"
 
 _found = _build.find_libnode()
 if _found is None:
-    raise BackendUnavailable(NAME, "libnode (Debian's libnode-dev: V8 10.2/11.3) is not installed", HOW_TO_ENABLE)
+    raise BackendUnavailable(NAME, "libnode (V8 10.2 or 11.3, with its headers) was not found", _build.HOW_TO_GET_LIBNODE)
 node: _build.Libnode = _found
 try:
     native = _build.load(node, namespace=NAMESPACE)

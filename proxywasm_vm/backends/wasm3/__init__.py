@@ -49,7 +49,7 @@ try:
 
     _REASON = ""
 except ImportError as _e:
-    _REASON = f"cannot load wasm3 ({_e}); pip install pywasm3==0.5.0"
+    _REASON = f"cannot load wasm3: {_e}"
 
 
 #: Why wasm3 does not run in a process without the guard (the parent of its workers).
@@ -84,8 +84,8 @@ class Wasm3Backend(Backend):
 
 
 if _REASON:
+    from proxywasm_vm._backend import WASM3_HOW_TO_ENABLE
     from proxywasm_vm._errors import BackendUnavailable
 
-    raise BackendUnavailable("wasm3", _REASON,
-                             "pip install pywasm3==0.5.0 (needs a C compiler), or reinstall proxywasm-vm")
+    raise BackendUnavailable("wasm3", _REASON, WASM3_HOW_TO_ENABLE)
 BACKEND: Backend = Wasm3Backend()

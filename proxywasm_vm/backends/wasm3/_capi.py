@@ -22,7 +22,7 @@ T_NONE, T_I32, T_I64, T_F32, T_F64 = 0, 1, 2, 3, 4
 
 _spec = importlib.util.find_spec("wasm3")
 if _spec is None or not _spec.origin:
-    raise ImportError("pywasm3 is not installed (pip install pywasm3==0.5.0)")
+    raise ImportError("pywasm3 0.5.0 is not installed")
 import wasm3 as _wasm3  # noqa: E402  (loads the library once; ctypes then opens the same handle)
 
 VERSION = str(getattr(_wasm3, "M3_VERSION", "0.5.0"))

@@ -4,8 +4,9 @@ wasmer-python has no wheels for Python >= 3.11. Where ``import wasmer`` works
 (Python <= 3.10 with ``pip install wasmer==1.1.0 wasmer-compiler-cranelift==1.1.0``)
 ``Engine("wasmer")`` runs it in-process; elsewhere ``BACKEND`` declares
 ``default_isolation = "process"`` and the registry runs it in a worker process
-under a Python 3.10 interpreter (``bash ci/setup_wasmer.sh`` makes one, or point
-``PWVM_WORKER_PYTHON`` at yours: :meth:`WasmerBackend.worker_python`).
+under a Python 3.10 interpreter (``pwvm setup wasmer`` makes one, see ``_build``; a
+checkout's ``bash ci/setup_wasmer.sh`` too; or point ``PWVM_WORKER_PYTHON`` at yours:
+:meth:`WasmerBackend.worker_python`).
 
 Pick a compiler with ``Engine("wasmer", EngineConfig(options=(("compiler", "llvm"),)))``.
 """
@@ -67,8 +68,8 @@ class WasmerBackend(Backend):
 
     def worker_python(self) -> str | None:
         """A Python 3.10 with wasmer-python: this interpreter if it can import wasmer, else
-        ``.venv310/bin/python`` at the checkout's root, else the path ``ci/setup_wasmer.sh``
-        recorded in the cache folder (``<cache>/wasmer-worker-python``)."""
+        ``.venv310/bin/python`` at the checkout's root, else the path ``pwvm setup wasmer`` (or
+        ``ci/setup_wasmer.sh``) recorded in the cache folder (``<cache>/wasmer-worker-python``)."""
         if not _REASON:
             return sys.executable
         root = Path(__file__).resolve().parents[3]
@@ -81,7 +82,7 @@ class WasmerBackend(Backend):
             if path and os.path.exists(path):
                 return path
         raise BackendUnavailable("wasmer", "wasmer-python 1.1.0 has no wheels for Python >= 3.11 and no Python "
-                                           "3.10 worker environment was found", _REGISTRY["wasmer"][1])
+                                           "3.10 worker environment was set up", _REGISTRY["wasmer"][1])
 
     def capabilities(self) -> Capabilities:
         if _guard.enabled():  # in a worker process: deadlines and memory caps enforced around each call

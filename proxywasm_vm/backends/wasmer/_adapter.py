@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import importlib
 import re
+import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -177,8 +178,8 @@ class WasmerEngine(Engine):
         try:
             compiler = importlib.import_module(COMPILERS[name]).Compiler
         except ImportError as e:
-            raise ValueError(f"the wasmer {name} compiler is not installed: pip install "
-                             f"{COMPILERS[name].replace('_', '-')}==1.1.0") from e
+            raise ValueError(f"the wasmer {name} compiler is not installed in {sys.prefix}: {sys.executable} -m pip "
+                             f"install {COMPILERS[name].replace('_', '-')}==1.1.0") from e
         self = object.__new__(cls)
         self.backend = backend
         self.config = config

@@ -7,11 +7,15 @@ from pathlib import Path
 from typing import Any
 
 from proxywasm_vm._errors import BackendUnavailable
-from proxywasm_vm._native import load_extension
+from proxywasm_vm._native import BuildError, load_extension
 from proxywasm_vm._settings import wasmtime_library
 
-HOW_TO_ENABLE = "pip install 'wasmtime==50.0.1' (and a C compiler for the one-time shim build)"
-HERE = Path(__file__).resolve().parent
+from . import _build
+
+HOW_TO_ENABLE = "pip install --force-reinstall proxywasm-vm (it depends on wasmtime==50.0.1)"
+#: When the prebuilt shim does not match its sources (an edited checkout), it is compiled on first use.
+HOW_TO_BUILD = ("install a C compiler and Python's headers (Debian/Ubuntu: apt install gcc python3-dev), "
+                "or reinstall proxywasm-vm from its wheel (pip install --force-reinstall proxywasm-vm)")
 
 
 def library_path() -> str:
@@ -38,26 +42,12 @@ def wasmtime_version() -> str:
         return "unknown"
 
 
-def _builder() -> Any:
-    spec = importlib.util.spec_from_file_location("_pwvm_wasmtime_build", HERE / "_build.py")
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod.ffibuilder
-
-
 def load_native() -> Any:
-    """The compiled cffi module (built on first use)."""
+    """The cffi module: the one prebuilt in the wheel, or built on first use in a changed checkout."""
     try:
-        return load_extension(
-            "proxywasm_vm.backends.wasmtime._native",
-            _builder,
-            [HERE / "_shim.h", HERE / "_shim.c", HERE / "_build.py"],
-        )
-    except BackendUnavailable:
-        raise
-    except Exception as e:  # compiler missing, headers missing, ...
-        raise BackendUnavailable("wasmtime", f"cannot build the native shim: {e}", HOW_TO_ENABLE) from e
+        return load_extension(_build.MODULE, _build.make_builder, _build.SOURCES)
+    except BuildError as e:  # a checkout without a compiler, ...
+        raise BackendUnavailable("wasmtime", f"no usable native shim: {e}", HOW_TO_BUILD) from e
 
 
 native = load_native()
