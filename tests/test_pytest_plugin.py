@@ -30,7 +30,7 @@ RUNTIMES = [n for n in pw.backend_names() if "@" not in n]
 HEAD = '''
 import pytest
 from proxywasm_vm import Action, LogLevel
-from proxywasm_vm.testing import FakeHttpDispatcher
+from proxywasm_vm.testing import FakeGrpcDispatcher, FakeHttpDispatcher
 
 REQ = {":method": "GET", ":path": "/p", ":authority": "example.test"}
 ALL = "build/c_http_all.wasm"
@@ -67,13 +67,17 @@ def project(pytester: pytest.Pytester) -> pytest.Pytester:
     """A plugin author's project: an ini file (the rootdir) and the built plugins in ``build/``."""
     pytester.makeini("[pytest]\n")
     (pytester.path / "build").mkdir()
-    for name in ("c_http_all", "c_tcp"):
+    for name in ("c_http_all", "c_tcp", "wat_trap_in"):
         shutil.copy(BUILD / f"{name}.wasm", pytester.path / "build" / f"{name}.wasm")
     return pytester
 
 
 def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
-    return pytester.runpytest("-p", "no:cacheprovider", "-rA", *args)
+    # -p no:faulthandler: pytest re-enables faulthandler when an inner run ends, installing its
+    # handlers over those the runtimes already loaded in this process catch their wasm traps with
+    # (a trap in a later test would then end the process). A user's single session enables it
+    # first, and the engines are made later, in the fixtures.
+    return pytester.runpytest("-p", "no:cacheprovider", "-p", "no:faulthandler", "-rA", *args)
 
 
 def run_on(pytester: pytest.Pytester, backend: str, source: str, *args: str) -> pytest.RunResult:
@@ -253,6 +257,16 @@ def test_local_response(proxywasm):
     assert p.request({**REQ, "authorization": "Bearer nope"}).local_response.status == 403
     ok = p.request({**REQ, "authorization": "Bearer s3cret"})
     assert ok.local_response is None and ok.request.headers["x-pwvm-auth"] == "ok"
+
+def test_a_trap_raises_in_the_test_unless_a_policy_is_asked_for(proxywasm):
+    from proxywasm_vm import PluginCrash
+
+    p = proxywasm("build/wat_trap_in.wasm", configuration="h")  # traps in proxy_on_request_headers
+    with pytest.raises(PluginCrash, match="proxy_on_request_headers"):
+        p.request(REQ)
+    assert p.stats()["vm_failed"] == 1 and p.logs.error
+    proxy_like = proxywasm("build/wat_trap_in.wasm", configuration="h", failure_policy="fail_closed")
+    assert proxy_like.request(REQ).local_response.status == 503
 ''')
 
 
@@ -340,6 +354,11 @@ def test_grpc_cancelled_by_the_plugin(proxywasm):
     assert call.state == "cancelled" and s.request.headers["x-pwvm-grpc-cancel"] == "0"
     with pytest.raises(RuntimeError, match="cancelled"):
         call.respond(b"late")
+
+def test_grpc_unknown_upstream(proxywasm):
+    p = proxywasm(ALL, configuration="test=grpc", grpc=FakeGrpcDispatcher(upstreams={"other"}))
+    s = p.request(REQ)
+    assert s.request.headers["x-pwvm-grpc-dispatch"] == "4" and p.grpc_calls == []  # PARSE_FAILURE
 ''')
 
 
@@ -448,11 +467,16 @@ def test_the_readme_example_passes(project, backend_name):
 def test_harness_error_paths(engine):
     with pytest.raises(FileNotFoundError, match="no Proxy-Wasm module at"):
         PluginHarness("no/such/filter.wasm", engine=engine)
-    with PluginHarness(BUILD / "c_http_all.wasm", engine=engine, configuration="test=callout",
-                       http=pw.CallbackHttpDispatcher(lambda r: (200, {}, b"auto"))) as h:
+    with PluginHarness(BUILD / "c_http_all.wasm", backend=engine.name, configuration="test=headers") as h:
+        assert h.backend == engine.name  # by backend id, as the README shows it without pytest
+        assert h.request({":method": "GET", ":path": "/", ":authority": "a"}).request.headers["x-pwvm-added"] == "1"
+    httpx = pytest.importorskip("httpx")
+    real = pw.HttpxDispatcher({"pwvm_upstream": "http://auth.test"}, background=False,
+                              transport=httpx.MockTransport(lambda r: httpx.Response(200, content=b"real")))
+    with PluginHarness(BUILD / "c_http_all.wasm", engine=engine, configuration="test=callout", http=real) as h:
         s = h.request({":method": "GET", ":path": "/", ":authority": "a"})
         h.poll()
-        assert s.request.headers["x-pwvm-callout-body"] == "auto"  # any dispatcher works ...
+        assert s.request.headers["x-pwvm-callout-body"] == "real"  # any dispatcher works ...
         with pytest.raises(TypeError, match="does not record calls"):
             h.http_calls  # ... but only the fake records calls
     with PluginHarness(BUILD / "c_http_all.wasm", engine=engine) as h:
