@@ -495,3 +495,11 @@ def test_log_view():
     assert logs.at_least(pw.LogLevel.ERROR) == ["m4", "m5"]
     assert logs.text().splitlines()[3] == "WARN     [ctx 1] m3"
     assert isinstance(FakeHttpDispatcher().pending, list)
+
+
+def test_docstring_examples():
+    import doctest
+
+    from proxywasm_vm.testing import _harness
+
+    assert doctest.testmod(_harness).failed == 0

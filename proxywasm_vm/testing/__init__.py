@@ -17,12 +17,13 @@
 
 With pytest, the plugin :mod:`proxywasm_vm.testing.pytest_plugin` (registered by
 installing the package) gives the ``proxywasm`` fixture, which builds a harness
-once per selected backend::
+once per selected backend (README: "Testing your plugin with pytest")::
 
-    def test_adds_header(proxywasm):
-        plugin = proxywasm("build/filter.wasm", root_id="my_root", configuration=b"{}")
-        stream = plugin.request({":path": "/"})
-        assert stream.request.headers["x-filtered"] == "1"
+    def test_callout(proxywasm):
+        plugin = proxywasm("build/filter.wasm", configuration="test=callout")
+        stream = plugin.request({":method": "GET", ":path": "/", ":authority": "example.com"})
+        plugin.next_http_call().respond(200, {"x-pwvm-callout-value": "ok"}, b"pong")
+        assert stream.request.headers["x-pwvm-callout-value"] == "ok"
 """
 
 from ._harness import (FakeGrpcDispatcher, FakeHttpDispatcher, LogView, NoPendingCall, PendingGrpcCall,
