@@ -95,3 +95,29 @@ def test_namespace_cap_is_a_clear_error_and_harms_nothing():
     word, loaded, value, message = out.stdout.split(" ", 3)
     assert word == "CAP" and int(loaded) >= 4 and value == "7"
     assert "linker namespace" in message and "isolation='process'" in message
+
+
+@pytest.mark.parametrize("name", ["wasmtime@namespace", "v8@namespace"])
+def test_a_namespace_copy_survives_this_process_growing_its_environment(name):
+    # The copy's libc started with this process's environ array; setenv() here moves and frees
+    # it when it grows (pytest and monkeypatch add variables after a runtime was loaded), and the
+    # copy's next getenv() (Rust's std reads RUST_MIN_STACK when wasmtime spawns its first
+    # compile thread) read freed memory. Each copy now keeps an array of its own.
+    from _helpers import load_backend, run_python
+
+    load_backend(name)
+    out = run_python(f"""
+import os
+import proxywasm_vm as pw
+os.environ["PWVM_BEFORE_LOAD"] = "1"     # this process's environ is now a heap array
+engine = pw.Engine({name!r})
+for i in range(300):                     # grown (moved, the old array freed) ...
+    os.environ[f"PWVM_GROWN_{{i}}"] = "x" * 64
+junk = [bytes([i % 251]) * 24 for i in range(20000)]  # ... and its memory reused
+module = pw.Module(engine, {WAT!r})      # the copy's first compile
+store = pw.Store(engine)
+cb = pw.Func(store, pw.FuncType([pw.ValType.I32], [pw.ValType.I32]), lambda x: x + 1)
+assert pw.Instance(store, module, {{"env": {{"cb": cb}}}}).exports["call"](41) == 42
+print("ok")
+""")
+    assert out.strip().splitlines()[-1] == "ok"

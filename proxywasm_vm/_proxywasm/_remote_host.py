@@ -59,6 +59,12 @@ remote_by_value(ManualClock, SystemClock)
 remote_compiling("load", "update")  # host.load and plugin.update compile the plugin: the compile bound
 
 
+#: Bumped whenever work may have run in a worker (a stream event, a poll, a tick): the state a
+#: remote stream fetched before then is stale (a callout answer run by ``poll()`` resumes a
+#: paused stream, a tick may send a local response ...).
+_WORK_EPOCH = [0]
+
+
 class HostBridge:
     """What a worker's host asks of its parent host (it reaches this object by reference).
 
@@ -90,6 +96,7 @@ class HostBridge:
             if conn is None or conn.dead:  # the worker died: its timers go with it
                 sched.cancel(k)
                 return
+            _WORK_EPOCH[0] += 1
             try:
                 fn()
             except WorkerCrashed:  # ... also when this tick is what finds out
@@ -128,6 +135,7 @@ def _twins(host: Any) -> list[tuple[Any, int]]:
 
 def poll_workers(host: Any) -> int:
     """Run the pending work of ``host``'s twins in the workers (callout responses, queue events)."""
+    _WORK_EPOCH[0] += 1
     n = 0
     for conn, key in _twins(host):
         try:
@@ -310,6 +318,7 @@ class _RemoteStream:
         self._sent = False
         self._stream_props = dict(properties) if properties else None
         self._state: tuple | None = None
+        self._state_epoch = 0  # _WORK_EPOCH when _state was fetched
         self._closed = False
         self._lost: Any = None  # the local stand-in once the worker failed under this stream (see _failed)
         self._backoff_err: Any = None  # the worker is down and waits its backoff: the policy from the start
@@ -334,6 +343,7 @@ class _RemoteStream:
             self._lost = self._local_stand_in(self._backoff_err)
             return self._lost_event(ev, args)
         self._state = None
+        _WORK_EPOCH[0] += 1
         self._sent = True
         budget, why = self._rp.event_budget
         conn = self._conn
@@ -376,12 +386,15 @@ class _RemoteStream:
         if self._lost is not None:
             return getattr(self._lost, name)
         st = self._state
+        if st is not None and self._state_epoch != _WORK_EPOCH[0]:
+            st = None  # work ran in the worker since it was fetched
         if st is None:
             if not self._sent:
                 self._event("")
                 if self._lost is not None:
                     return getattr(self._lost, name)
             try:
+                self._state_epoch = _WORK_EPOCH[0]
                 st = self._state = self._conn.request("pw_state", (self._key, self._state_names), lane=REMOTE_LANE)
             except WorkerCrashed as e:
                 if self._rp.config.failure_policy == "raise":

@@ -236,3 +236,24 @@ def test_worker_killed_in_the_middle_of_a_stream_event(wt_process):
         assert s2.request.headers["x-pwvm-callout-body"] == "pong"
     assert wt_process.worker_pid != pid
     host.close()
+
+
+def test_stream_state_read_after_poll_is_fresh(wt_process):
+    # A stream's state read before a callout answer must not be served from the cache after
+    # host.poll() ran that answer in the worker (it resumed the stream there).
+    pending = []
+
+    class Later(pw.HttpDispatcher):
+        def dispatch(self, request, deliver):
+            pending.append(deliver)
+            return 1
+
+    host = pw.ProxyWasmHost(engine=wt_process, http=Later())
+    p = _all(host, configuration="test=callout")
+    with p.http_stream() as s:
+        assert s.request_headers(REQUEST) is pw.Action.PAUSE
+        assert s.request.paused  # (fetched and cached here)
+        pending.pop()(pw.HttpCallResponse(200, {}, b"later"))
+        host.poll()
+        assert not s.request.paused and s.request.headers["x-pwvm-callout-body"] == "later"
+    host.close()

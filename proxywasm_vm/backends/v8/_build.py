@@ -126,7 +126,8 @@ def _wrappers() -> str:
     """The cffi module's C source: pointer-calling wrappers of the shim's functions, and pwv8_open."""
     protos = _prototypes()
     out = ["#ifndef _GNU_SOURCE", "#define _GNU_SOURCE", "#endif", "#include <dlfcn.h>", "#include <gnu/lib-names.h>",
-           "#include <link.h>", "#include <pthread.h>", "#include <stdio.h>", '#include "_shim.h"', ""]
+           "#include <link.h>", "#include <pthread.h>", "#include <stdio.h>", "#include <stdlib.h>",
+           "#include <string.h>", "#include <unistd.h>", '#include "_shim.h"', ""]
     for res, name, params, args in protos:
         out.append(f"static __typeof__({name}) *p_{name};")
         ret = "" if res == "void" else "return "
@@ -182,6 +183,20 @@ const char *pwv8_open(const char *path, int namespace_) {{
         keys_held = 1;
       }}
       void *c = dlmopen(LM_ID_NEWLM, LIBC_SO, RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE);
+      /* That libc starts with this process's environ pointer (the array, not a copy), which
+       * this process's setenv() moves and frees when it grows it: give it an array of its
+       * own, the environment as it is now, never freed (else its next getenv reads freed
+       * memory; the same in the wasmtime shim). */
+      char ***ns_environ = c ? (char ***)dlsym(c, "environ") : NULL;
+      if (ns_environ != NULL && ns_environ != &environ && *ns_environ == environ && environ != NULL) {{
+        size_t n = 0;
+        while (environ[n]) n++;
+        char **copy = calloc(n + 1, sizeof *copy);
+        if (copy != NULL) {{
+          for (size_t i = 0; i < n; i++) copy[i] = strdup(environ[i]);
+          *ns_environ = copy;
+        }}
+      }}
       int (*key_create)(pthread_key_t *, void (*)(void *)) = c ? dlsym(c, "pthread_key_create") : NULL;
       if (key_create == NULL || dlinfo(c, RTLD_DI_LMID, &lm) != 0) {{
         const char *why = dlerror();

@@ -32,6 +32,28 @@ static void pwvm_py_host_drop(int64_t id);
 
 /* ---- loading ------------------------------------------------------------ */
 
+extern char **environ;
+
+/* A linker namespace's libc starts with this process's environ *pointer* (the array, not a
+ * copy). This process's setenv() moves that array when it grows it (pytest, monkeypatch and
+ * embedders add variables after a runtime was loaded) and frees the old one, so the copy's
+ * next getenv() read freed memory: a crash at its next compile (Rust's std reads RUST_MIN_STACK
+ * when wasmtime spawns its first thread). Give the namespace's libc (found through h, the first
+ * object loaded there) an array of its own: the environment as it is now, never freed. */
+static void pwvm_private_environ(void *h) {
+    char ***ns_environ = (char ***)dlsym(h, "environ");
+    if (ns_environ == NULL || ns_environ == &environ || *ns_environ != environ || environ == NULL)
+        return;
+    size_t n = 0;
+    while (environ[n]) n++;
+    char **copy = calloc(n + 1, sizeof *copy);
+    if (copy == NULL)
+        return;
+    for (size_t i = 0; i < n; i++)
+        copy[i] = strdup(environ[i]) ? : "";
+    *ns_environ = copy;
+}
+
 const pwvm_api *pwvm_open(const char *path, int namespace_, char *err) {
     /* RTLD_LOCAL: our symbols never satisfy anyone else's lookups.
      * RTLD_DEEPBIND: the library prefers its own symbols over any same-named
@@ -55,6 +77,8 @@ const pwvm_api *pwvm_open(const char *path, int namespace_, char *err) {
             snprintf(err, 256, "%s", why ? why : "dlopen failed");
         return NULL;
     }
+    if (namespace_)
+        pwvm_private_environ(h);
     pwvm_api *api = calloc(1, sizeof *api);
     if (!api) {
         snprintf(err, 256, "out of memory");
