@@ -9,10 +9,11 @@ answered from a file. The outcome is plain JSON data, so :func:`compare` can dif
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from ._errors import WasmError
+from ._errors import TrapCode, WasmError
 from ._proxywasm._abi import LogLevel
 from ._proxywasm._errors import ProxyWasmError
 from ._proxywasm._grpc import GrpcDispatcher, GrpcEvents, GrpcHandle
@@ -20,7 +21,7 @@ from ._proxywasm._http import HttpCallRequest, HttpCallResponse, HttpDispatcher
 from ._proxywasm._plugin import Plugin, PluginConfig, ProxyWasmHost
 from ._proxywasm._services import ManualClock, MemoryLogger
 
-__all__ = ["Request", "drive", "compare", "parse_requests", "parse_callouts", "STATE_KEYS"]
+__all__ = ["Request", "drive", "compare", "comparable", "parse_requests", "parse_callouts"]
 
 # How long a stream waits for answered callouts to be delivered (wall clock; the answers are
 # already queued, so this is only a "did not hang" bound).
@@ -217,6 +218,8 @@ def _one_request(plugin: Plugin, req: Request, http: _Callouts, grpc: _GrpcCalls
         answered = any(not c["state"].startswith("pending") for c in http.calls[first_call:])
         if go and s.request.paused and answered:
             s.wait(timeout=_WAIT_S)  # deliver the answered callouts (proxy_on_http_call_response)
+            steps.append({"callback": "http_call_response",
+                          "action": "failed" if s.error else ("still paused" if s.request.paused else "resumed")})
             go = s.error is None and s.local_response is None
         # The upstream sees the request only if the plugin let it through (as Envoy forwards it).
         forwarded = go and not s.request.paused
@@ -275,22 +278,61 @@ def drive(wasm: bytes, requests: list[Request], *, backend: str, name: str = "pl
     return out
 
 
-#: The parts of an outcome that ``diff`` compares (all but the backend's name).
-STATE_KEYS = ("loaded", "load_error", "abi", "requests", "logs", "metrics")
+# A trap's text is "wasm trap: <code>: <the runtime's own words>"; the words (a wasmtime backtrace,
+# V8's "RuntimeError: unreachable", wasm3's "[trap] ...") differ by runtime for the same trap, so
+# diff compares the code only. The full text stays in each outcome.
+_TRAP_WORDS = re.compile(r"(wasm trap: (?:%s))(?:: .*?)?(?=; the |\Z)" % "|".join(re.escape(c.value) for c in TrapCode),
+                         re.S)
+
+
+def _same_trap(value: Any) -> Any:
+    return _TRAP_WORDS.sub(r"\1", value) if isinstance(value, str) else value
+
+
+def _hdrs(pairs: Any) -> list[str] | None:
+    return None if pairs is None else [f"{k}: {v}" for k, v in pairs]
+
+
+def comparable(outcome: dict[str, Any]) -> dict[str, Any]:
+    """What ``diff`` compares of an outcome (everything but the backend's name), keyed by readable
+    names: per request the actions, headers and bodies as the plugin left them, the local response,
+    callouts and errors; the logs and metrics of the whole run."""
+    requests = {}
+    for n, r in enumerate(outcome["requests"], 1):
+        req, resp, lr = r["request"], r["response"], r["local_response"]
+        requests[f"request {n}"] = {
+            "actions": [f"{s['callback']}: {s['action']}" for s in r["steps"]],
+            "request headers": _hdrs(req["final"]), "request body": req["body"],
+            "request body held back": req["buffered"], "request paused": req["paused"],
+            "forwarded upstream": req["forwarded"],
+            "response headers": _hdrs(resp["final"]) if resp else None, "response body": resp["body"] if resp else None,
+            "local response": None if lr is None else {**lr, "headers": _hdrs(lr["headers"])},
+            "plugin failure": _same_trap(r["error"]),
+            "HTTP callouts": [{**c, "headers": _hdrs(c["headers"])} for c in r["callouts"]],
+            "gRPC calls": r["grpc_calls"],
+        }
+    return {"load error": _same_trap(outcome["load_error"]), "ABI": outcome["abi"], **requests,
+            "logs": [_same_trap(f"{rec['level']}: {rec['message']}") for rec in outcome.get("logs", [])],
+            "metrics": outcome.get("metrics", {})}
 
 
 def compare(a: Any, b: Any, path: str = "") -> list[tuple[str, Any, Any]]:
-    """Where two outcomes differ: ``[(path, a's value, b's value)]``, at the deepest differing level."""
+    """Where two values differ: ``[(path, a's part, b's part)]``, at the deepest differing level.
+    Lists of equal length are compared item by item; of different lengths, by the items only
+    one of them holds."""
+    if a == b:
+        return []
     if isinstance(a, dict) and isinstance(b, dict):
         out = []
         for k in list(a) + [k for k in b if k not in a]:
-            if k == "backend" and not path:
-                continue
-            out += compare(a.get(k), b.get(k), f"{path}.{k}" if path else str(k))
+            out += compare(a.get(k), b.get(k), f"{path} / {k}" if path else str(k))
         return out
-    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b) and a != b:
-        out = []
-        for i, (x, y) in enumerate(zip(a, b)):
-            out += compare(x, y, f"{path}[{i}]")
-        return out
-    return [] if a == b else [(path, a, b)]
+    if isinstance(a, list) and isinstance(b, list):
+        if len(a) == len(b):
+            out = []
+            for i, (x, y) in enumerate(zip(a, b)):
+                out += compare(x, y, f"{path}[{i}]")
+            return out
+        return [(f"{path} ({len(a)} vs {len(b)} items; the items only one side has)",
+                 [x for x in a if x not in b], [y for y in b if y not in a])]
+    return [(path, a, b)]

@@ -50,11 +50,14 @@ def _json_file(path: str, what: str) -> Any:
 
 def _wasm(path: str) -> bytes:
     from ._inspect import read_wasm_file
+    from ._wasmparse import parse_module
 
     if os.path.isdir(path):
         raise UsageError(f"{path} is a directory, not a WebAssembly module")
     try:
-        return read_wasm_file(path)
+        data = read_wasm_file(path)
+        parse_module(data)  # a truncated or malformed module is a bad file (exit 2), not a plugin failure
+        return data
     except OSError as e:
         raise UsageError(f"cannot read {path}: {e.strerror or e}") from None
     except CompileError as e:
@@ -178,6 +181,12 @@ def _header(text: str, opt: str) -> tuple[str, str]:
 
 def _plugin_inputs(args: argparse.Namespace) -> dict[str, Any]:
     """The plugin file, its configuration and the requests, from the options (exit 2 when bad)."""
+    import logging
+
+    # Plugin log records are in the report: keep the MemoryLogger's copy on Python logging quiet.
+    plugin_log = logging.getLogger("proxywasm_vm.plugin")
+    plugin_log.addHandler(logging.NullHandler())
+    plugin_log.propagate = False
     from ._drive import Request, parse_callouts, parse_requests
     from ._proxywasm._abi import LogLevel
 
@@ -287,7 +296,7 @@ def _print_run(path: str, out: dict[str, Any]) -> None:
         req = r["request"]
         c.print(f"[bold]request {n}[/]")
         for s in r["steps"]:
-            colour = {"continue": "green", "pause": "yellow"}.get(s["action"], "red")
+            colour = {"continue": "green", "resumed": "green", "pause": "yellow"}.get(s["action"], "red")
             c.print(f"  {s['callback']:<18} [{colour}]{s['action']}[/]")
         if r["error"]:
             c.print(f"  [red]plugin failed[/]: {_esc(r['error'])}")
@@ -327,7 +336,7 @@ def _print_run(path: str, out: dict[str, Any]) -> None:
 # ---- pwvm diff --------------------------------------------------------------------------------
 
 def cmd_diff(args: argparse.Namespace) -> int:
-    from ._drive import compare, drive
+    from ._drive import comparable, compare, drive
 
     inputs = _plugin_inputs(args)
     wanted = _backend_list(args.backends)
@@ -344,7 +353,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
             outcomes[name] = drive(backend=name, **inputs)
             progress.advance(task)
     ref = backends[0]
-    diffs = {name: compare(outcomes[ref], outcomes[name]) for name in backends[1:]}
+    diffs = {name: compare(comparable(outcomes[ref]), comparable(outcomes[name])) for name in backends[1:]}
     differ = any(diffs.values())
     if args.json:
         print(json.dumps({"file": args.file, "reference": ref, "equal": not differ, "skipped": skipped,
@@ -365,6 +374,8 @@ def _print_diff(path: str, ref: str, diffs: dict[str, list], outcomes: dict[str,
     n_req = len(outcomes[ref]["requests"])
     c.print(f"[bold]{_esc(os.path.basename(path))}[/]: {n_req} request(s) on {len(outcomes)} backends, "
             f"compared with {ref}")
+    if not outcomes[ref]["loaded"]:
+        c.print(f"  the plugin did not load on {ref}: {_esc(outcomes[ref]['load_error'])}")
     for name, d in diffs.items():
         if not d:
             c.print(f"  [green]same[/]     {name}")
@@ -377,7 +388,8 @@ def _print_diff(path: str, ref: str, diffs: dict[str, list], outcomes: dict[str,
     for name, why in skipped.items():
         c.print(f"  [yellow]skipped[/]  {name}: {_esc(why)}")
     if not any(diffs.values()):
-        c.print("[green]all backends agree[/] (actions, headers, bodies, local responses, callouts, logs, metrics)")
+        c.print("[green]all backends agree[/] (actions, headers, bodies, local responses, callouts, logs, metrics; "
+                "a trap's wording by the runtime is not compared, its kind is)")
 
 
 # ---- registration ---------------------------------------------------------------------------
