@@ -67,6 +67,7 @@ class ModuleReport:
     startup: list[str]
     imports: list[ImportReport]
     callbacks: list[str]
+    uncalled_callbacks: list[str]
     bad_callbacks: list[str]
     other_exports: list[str]
     features: list[str]
@@ -86,7 +87,7 @@ class ModuleReport:
             "imports": {g: [{"module": i.module, "name": i.name, "type": i.type, "provided": i.missing is None,
                              **({"missing": i.missing} if i.missing else {})}
                             for i in self.imports if i.group == g] for g in ("proxy-wasm", "wasi", "other")},
-            "callbacks": self.callbacks, "bad_callbacks": self.bad_callbacks, "other_exports": self.other_exports,
+            "callbacks": self.callbacks, "uncalled_callbacks": self.uncalled_callbacks, "bad_callbacks": self.bad_callbacks, "other_exports": self.other_exports,
             "features": self.features, "sections": self.sections, "memory": self.memory,
             "producers": self.producers, "compile": self.compile,
         }
@@ -272,13 +273,15 @@ def inspect_wasm(data: bytes) -> ModuleReport:
     language, sdk, evidence = _identify(data, info.custom_sections, producers, info.imports, info.exports)
     imports = [ImportReport(i.module, i.name, _type_str(i.type), _group(i.module, i.name), _missing(i))
                for i in info.imports]
-    callbacks, bad, other = [], [], []
+    callbacks, bad, other, uncalled = [], [], [], []
     for e in info.exports:
-        if e.name in CALLBACK_SIGNATURES and e.name not in ALLOCATORS:
+        if (e.name in CALLBACK_SIGNATURES or e.name.startswith("proxy_on_")) and e.name not in ALLOCATORS:
             callbacks.append(e.name)
             why = callback_signature_error(e.name, e.type)
             if why:
                 bad.append(why)
+            if e.name not in CALLBACK_SIGNATURES:  # e.g. 0.1.0's proxy_on_request_metadata, which Envoy never calls
+                uncalled.append(e.name)
         elif not e.name.startswith("proxy_abi_version_"):
             other.append(f"{e.name}: {_type_str(e.type)}")
     startup = [f"export {n}" for n in START_EXPORTS if n in names]
@@ -296,7 +299,7 @@ def inspect_wasm(data: bytes) -> ModuleReport:
     memory = "; ".join(_limits(m) for m in info.memories) or "none"
     return ModuleReport(size=len(data), abi=abi.value if abi else None, abi_markers=markers, language=language,
                         sdk=sdk, evidence=evidence, startup=startup, imports=imports, callbacks=callbacks,
-                        bad_callbacks=bad, other_exports=other, features=_features(data, info, secs),
+                        uncalled_callbacks=uncalled, bad_callbacks=bad, other_exports=other, features=_features(data, info, secs),
                         sections=sizes, memory=memory, producers=producers)
 
 

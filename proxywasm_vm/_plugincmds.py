@@ -70,7 +70,7 @@ def _backend_list(text: str | None) -> list[str]:
 
     if not text:
         return [b.name for b in available_backends() if b.available]
-    names = [n.strip() for n in text.split(",") if n.strip()]
+    names = list(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))  # (duplicates once)
     if not names:
         raise UsageError("--backends: no backend named")
     for n in names:
@@ -113,11 +113,9 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         backends = _backend_list(args.backends)
         progress, task = _progress(len(backends), "compiling")
         with progress:
-            def step(name: str) -> None:
-                progress.update(task, description=f"compiling on {name}", advance=0 if step.first else 1)
-                step.first = False
+            def step(name: str) -> None:  # called before each backend: the bar counts those done
+                progress.update(task, description=f"compiling on {name}", completed=backends.index(name))
 
-            step.first = True  # type: ignore[attr-defined]
             report.compile = compile_times(data, backends, progress=step)
     elif args.backends:
         raise UsageError("--backends needs --compile")
@@ -155,6 +153,8 @@ def _print_inspect(path: str, r: Any) -> None:
             if i.missing:
                 c.print(f"      {_esc(i.missing)}")
     c.print(f"[bold]callbacks[/] ({len(r.callbacks)}): {_esc(', '.join(r.callbacks) or 'none')}")
+    if r.uncalled_callbacks:
+        c.print(f"  [yellow]never called by this host[/]: {_esc(', '.join(r.uncalled_callbacks))}")
     for why in r.bad_callbacks:
         c.print(f"  [red]refused at load:[/] {_esc(why)}")
     if r.other_exports:
