@@ -246,10 +246,45 @@ def _one_request(plugin: Plugin, req: Request, http: _Callouts, grpc: _GrpcCalls
     return out
 
 
+def _one_connection(plugin: Plugin, req: Request, http: _Callouts, grpc: _GrpcCalls) -> dict[str, Any]:
+    """A TCP connection through a network filter: the request body is the client's data, the
+    response body the upstream's; then both sides close (the client first)."""
+    steps: list[dict[str, Any]] = []
+    first_call, first_grpc = len(http.calls), len(grpc.calls)
+
+    def step(callback: str, action: Any) -> bool:
+        failed = s.error is not None
+        steps.append({"callback": callback, "action": "failed" if failed else action.name.lower()})
+        return not failed and not s.connection_closed_by_plugin
+
+    with plugin.tcp_stream() as s:
+        go = step("new_connection", s.new_connection())
+        if go and req.body:
+            go = step("downstream_data", s.downstream_data(req.body, end_of_stream=False))
+        if go and req.response_body:
+            go = step("upstream_data", s.upstream_data(req.response_body, end_of_stream=False))
+        if go:
+            s.downstream_close()
+            s.upstream_close()
+        out: dict[str, Any] = {
+            "kind": "tcp", "steps": steps,
+            "downstream": {"data": _show(s.downstream.data), "buffered": _show(s.downstream.buffered),
+                           "paused": s.downstream.paused},
+            "upstream": {"data": _show(s.upstream.data), "buffered": _show(s.upstream.buffered),
+                         "paused": s.upstream.paused},
+            "closed_by_plugin": s.connection_closed_by_plugin,
+            "error": None if s.error is None else f"{type(s.error).__name__}: {s.error}",
+        }
+    out["callouts"] = http.calls[first_call:]
+    out["grpc_calls"] = grpc.calls[first_grpc:]
+    return out
+
+
 def drive(wasm: bytes, requests: list[Request], *, backend: str, name: str = "plugin", root_id: str = "",
           configuration: bytes = b"", vm_config: bytes = b"", callouts: Mapping[str, HttpCallResponse] | None = None,
-          log_level: LogLevel = LogLevel.INFO) -> dict[str, Any]:
-    """Send ``requests`` through the plugin ``wasm`` on ``backend``; the outcome as JSON data."""
+          log_level: LogLevel = LogLevel.INFO, tcp: bool = False) -> dict[str, Any]:
+    """Send ``requests`` through the plugin ``wasm`` on ``backend`` (``tcp``: each as a TCP
+    connection through a network filter); the outcome as JSON data."""
     http = _Callouts(callouts or {})
     grpc = _GrpcCalls()
     logger = MemoryLogger(level=log_level)
@@ -267,8 +302,9 @@ def drive(wasm: bytes, requests: list[Request], *, backend: str, name: str = "pl
             out["loaded"] = True
             out["abi"] = plugin.abi.value
             try:
+                one = _one_connection if tcp else _one_request
                 for req in requests:
-                    out["requests"].append(_one_request(plugin, req, http, grpc))
+                    out["requests"].append(one(plugin, req, http, grpc))
             finally:
                 plugin.close()
         out["logs"] = [{"level": r.level.name.lower(), "message": r.message} for r in logger.records]
@@ -297,8 +333,17 @@ def comparable(outcome: dict[str, Any]) -> dict[str, Any]:
     """What ``diff`` compares of an outcome (everything but the backend's name), keyed by readable
     names: per request the actions, headers and bodies as the plugin left them, the local response,
     callouts and errors; the logs and metrics of the whole run."""
-    requests = {}
+    requests: dict[str, Any] = {}
     for n, r in enumerate(outcome["requests"], 1):
+        if r.get("kind") == "tcp":
+            requests[f"connection {n}"] = {
+                "actions": [f"{s['callback']}: {s['action']}" for s in r["steps"]],
+                "downstream": r["downstream"], "upstream": r["upstream"],
+                "closed by the plugin": r["closed_by_plugin"], "plugin failure": _same_trap(r["error"]),
+                "HTTP callouts": [{**c, "headers": _hdrs(c["headers"])} for c in r["callouts"]],
+                "gRPC calls": r["grpc_calls"],
+            }
+            continue
         req, resp, lr = r["request"], r["response"], r["local_response"]
         requests[f"request {n}"] = {
             "actions": [f"{s['callback']}: {s['action']}" for s in r["steps"]],

@@ -218,7 +218,7 @@ def _plugin_inputs(args: argparse.Namespace) -> dict[str, Any]:
         "wasm": data, "requests": requests, "name": name, "root_id": args.root_id,
         "configuration": _read(args.config, "--config") if args.config else b"",
         "vm_config": _read(args.vm_config, "--vm-config") if args.vm_config else b"",
-        "callouts": callouts, "log_level": LogLevel[args.log_level.upper()],
+        "callouts": callouts, "log_level": LogLevel[args.log_level.upper()], "tcp": args.tcp,
     }
 
 
@@ -245,15 +245,23 @@ def _add_request_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--callouts", metavar="FILE",
                    help="answers to HTTP callouts, JSON {upstream: {status, headers, body}} ('*' for any upstream, "
                         "null for a failed call); without it callouts stay pending: nothing goes to the network")
+    g.add_argument("--tcp", action="store_true",
+                   help="a TCP connection through a network filter instead: the request body is the client's "
+                        "data, the response body the upstream's")
     g.add_argument("--log-level", choices=_LEVELS, default="info", help="lowest plugin log level kept (default info)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a report")
 
 
 # ---- pwvm run ---------------------------------------------------------------------------------
 
+_HTTP_CALLBACKS = {"proxy_on_request_headers", "proxy_on_request_body", "proxy_on_response_headers",
+                   "proxy_on_response_body"}
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from ._backend import backend_names
     from ._drive import drive
+    from ._wasmparse import parse_module
 
     inputs = _plugin_inputs(args)
     if args.backend not in backend_names():
@@ -267,6 +275,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(json.dumps({"file": args.file, **out}, indent=2))
     else:
         _print_run(args.file, out)
+        exports = {e.name for e in parse_module(inputs["wasm"]).exports}
+        if not args.tcp and "proxy_on_new_connection" in exports and not exports & _HTTP_CALLBACKS:
+            _console().print("[yellow]note[/]: this plugin has network (TCP) callbacks and no HTTP ones: try --tcp")
     return 1 if failed else 0
 
 
@@ -293,13 +304,21 @@ def _print_run(path: str, out: dict[str, Any]) -> None:
     else:
         c.print(f"{head}, ABI {out['abi']}")
     for n, r in enumerate(out["requests"], 1):
-        req = r["request"]
-        c.print(f"[bold]request {n}[/]")
+        c.print(f"[bold]{'connection' if r.get('kind') == 'tcp' else 'request'} {n}[/]")
         for s in r["steps"]:
             colour = {"continue": "green", "resumed": "green", "pause": "yellow"}.get(s["action"], "red")
             c.print(f"  {s['callback']:<18} [{colour}]{s['action']}[/]")
         if r["error"]:
             c.print(f"  [red]plugin failed[/]: {_esc(r['error'])}")
+        if r.get("kind") == "tcp":
+            for side, what in (("downstream", "client -> upstream"), ("upstream", "upstream -> client")):
+                d = r[side]
+                c.print(f"  {side} ({what}): forwarded {_esc(repr(d['data']))}"
+                        + (f", held back {_esc(repr(d['buffered']))}" if d["buffered"] else ""))
+            if r["closed_by_plugin"]:
+                c.print("  [yellow]the plugin closed the connection[/]")
+            continue
+        req = r["request"]
         lr = r["local_response"]
         if lr is not None:
             c.print(f"  [bold]local response {lr['status']}[/] ({_esc(lr['details'] or 'no details')}), "

@@ -175,8 +175,11 @@ def test_run_header_and_body_changes(capsys, tmp_path):
     assert out["requests"][0]["request"]["body"] == "HELLO WORLD"
 
 
-def test_run_callouts_pending_answered_failed(capsys, tmp_path):
-    rc, out = run_json(capsys, "c_http_all", "-H", "x-pwvm-test: callout")
+def test_run_callouts_pending_answered_failed(capsys, tmp_path, backend_name):
+    """README of c_http_all, test=callout: the plugin pauses on an HTTP call; answered, it adds the
+    answer's status, value and body to the request; failed, it answers 503 itself."""
+    b = ["--backend", backend_name]
+    rc, out = run_json(capsys, "c_http_all", "-H", "x-pwvm-test: callout", *b)
     assert rc == 0
     (r,) = out["requests"]
     (call,) = r["callouts"]
@@ -187,7 +190,7 @@ def test_run_callouts_pending_answered_failed(capsys, tmp_path):
     answers = tmp_path / "callouts.json"
     answers.write_text(json.dumps({"pwvm_upstream": {"status": 201, "headers": {"x-pwvm-callout-value": "v"},
                                                      "body": "pong"}}))
-    rc, out = run_json(capsys, "c_http_all", "-H", "x-pwvm-test: callout", "--callouts", answers)
+    rc, out = run_json(capsys, "c_http_all", "-H", "x-pwvm-test: callout", "--callouts", answers, *b)
     (r,) = out["requests"]
     assert r["steps"][-2:] == [{"callback": "http_call_response", "action": "resumed"},
                                {"callback": "response_headers", "action": "continue"}]
@@ -195,9 +198,16 @@ def test_run_callouts_pending_answered_failed(capsys, tmp_path):
     assert (got["x-pwvm-callout-status"], got["x-pwvm-callout-value"], got["x-pwvm-callout-body"]) == ("201", "v", "pong")
 
     answers.write_text(json.dumps({"*": None}))
-    rc, out = run_json(capsys, "c_http_all", "-H", "x-pwvm-test: callout", "--callouts", answers)
+    rc, out = run_json(capsys, "c_http_all", "-H", "x-pwvm-test: callout", "--callouts", answers, *b)
     lr = out["requests"][0]["local_response"]
     assert (lr["status"], lr["body"]) == (503, "callout failed")
+
+    # test=grpc: a unary call to pwvm_grpc pwvm.test.Echo/Say with message "ping", left pending
+    rc, out = run_json(capsys, "c_http_all", "-H", "x-pwvm-test: grpc", *b)
+    (r,) = out["requests"]
+    assert r["grpc_calls"] == [{"kind": "call", "upstream": "pwvm_grpc", "service": "pwvm.test.Echo", "method": "Say",
+                                "message": "ping", "state": "pending"}]
+    assert added(r) == {"x-pwvm-grpc-dispatch": "0"} and r["request"]["paused"]
 
 
 def test_run_requests_file_and_configuration(capsys, tmp_path):
@@ -274,10 +284,27 @@ def test_run_every_plugin(capsys, tmp_path, name):
         assert all(s["action"] == "continue" for s in r["steps"]) and added(r) == {}
 
 
+def test_run_tcp_network_filter(capsys, backend_name):
+    """c_tcp (README): upper-cases the client's data, prefixes the upstream's with "up:", and closes
+    the connection when the client sends the close marker QUIT."""
+    rc, out = run_json(capsys, "c_tcp", "--tcp", "--body", "hello world", "--response-body", "pong",
+                       "--backend", backend_name)
+    assert rc == 0
+    (c,) = out["requests"]
+    assert [s["callback"] for s in c["steps"]] == ["new_connection", "downstream_data", "upstream_data"]
+    assert (c["downstream"]["data"], c["upstream"]["data"]) == ("HELLO WORLD", "up:pong")
+    assert "c_tcp: downstream close context=2 peer=2 down_bytes=11" in [x["message"] for x in out["logs"]]
+    rc, out = run_json(capsys, "c_tcp", "--tcp", "--body", "QUIT now", "--backend", backend_name)
+    (c,) = out["requests"]
+    assert c["closed_by_plugin"] and c["downstream"]["data"] == "" and c["steps"][-1]["action"] == "pause"
+    rc, text, _ = pwvm(capsys, "run", BUILD / "c_tcp.wasm")  # an HTTP request: the report says to use --tcp
+    assert rc == 0 and "try --tcp" in text
+
+
 # ---- diff ---------------------------------------------------------------------------------------------
 
 DIFF_ARGS = {"as_solo_headers": ["--root-id", "pwvm_solo_headers"], "c_http_all": ["-H", "x-pwvm-test: headers"],
-             "go_http": ["--path", "/go-local"]}
+             "go_http": ["--path", "/go-local"], "c_tcp": ["--tcp", "--response-body", "pong"]}
 
 
 @pytest.mark.parametrize("name", PLUGINS)
