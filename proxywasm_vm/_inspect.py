@@ -26,6 +26,12 @@ WASI_MODULES = ("wasi_snapshot_preview1", "wasi_unstable")
 # The start-up exports a host calls before the root context (reactor / command).
 START_EXPORTS = ("_initialize", "_start")
 ALLOCATORS = ("proxy_on_memory_allocate", "malloc")
+# What a plugin filters, by the stream callbacks it exports (Envoy: an HTTP or a network filter).
+_KINDS = {
+    "http": ("proxy_on_request_headers", "proxy_on_request_body", "proxy_on_request_trailers",
+             "proxy_on_response_headers", "proxy_on_response_body", "proxy_on_response_trailers"),
+    "network": ("proxy_on_new_connection", "proxy_on_downstream_data", "proxy_on_upstream_data"),
+}
 
 
 def read_wasm_file(path: str) -> bytes:
@@ -67,6 +73,7 @@ class ModuleReport:
     startup: list[str]
     imports: list[ImportReport]
     callbacks: list[str]
+    filter_kinds: list[str]  # "http" and/or "network", from the callbacks exported
     uncalled_callbacks: list[str]
     bad_callbacks: list[str]
     other_exports: list[str]
@@ -87,7 +94,7 @@ class ModuleReport:
             "imports": {g: [{"module": i.module, "name": i.name, "type": i.type, "provided": i.missing is None,
                              **({"missing": i.missing} if i.missing else {})}
                             for i in self.imports if i.group == g] for g in ("proxy-wasm", "wasi", "other")},
-            "callbacks": self.callbacks, "uncalled_callbacks": self.uncalled_callbacks, "bad_callbacks": self.bad_callbacks, "other_exports": self.other_exports,
+            "callbacks": self.callbacks, "filter_kinds": self.filter_kinds, "uncalled_callbacks": self.uncalled_callbacks, "bad_callbacks": self.bad_callbacks, "other_exports": self.other_exports,
             "features": self.features, "sections": self.sections, "memory": self.memory,
             "producers": self.producers, "compile": self.compile,
         }
@@ -299,6 +306,7 @@ def inspect_wasm(data: bytes) -> ModuleReport:
     memory = "; ".join(_limits(m) for m in info.memories) or "none"
     return ModuleReport(size=len(data), abi=abi.value if abi else None, abi_markers=markers, language=language,
                         sdk=sdk, evidence=evidence, startup=startup, imports=imports, callbacks=callbacks,
+                        filter_kinds=[k for k, cbs in _KINDS.items() if set(cbs) & set(callbacks)],
                         uncalled_callbacks=uncalled, bad_callbacks=bad, other_exports=other, features=_features(data, info, secs),
                         sections=sizes, memory=memory, producers=producers)
 

@@ -137,6 +137,8 @@ def _print_inspect(path: str, r: Any) -> None:
     c.print(f"  SDK        {_esc(r.sdk or 'none recognised')}")
     for e in r.evidence:
         c.print(f"             [dim]{_esc(e)}[/]")
+    kinds = {"http": "HTTP filter", "network": "network (TCP) filter"}
+    c.print(f"  filters    {' and '.join(kinds[k] for k in r.filter_kinds) or 'no stream callbacks'}")
     c.print(f"  start-up   {_esc(', '.join(r.startup) or 'none')}")
     c.print(f"  memory     {_esc(r.memory)}")
     c.print(f"  features   {_esc(', '.join(r.features) or 'MVP only (as far as types and sections show)')}")

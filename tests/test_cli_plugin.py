@@ -94,6 +94,13 @@ def test_inspect_reads_every_plugin(capsys, name):
     exported = [n for n, _ in facts["exports"]]
     assert r["callbacks"] == [n for n in exported if n.startswith("proxy_on_") and n != "proxy_on_memory_allocate"]
     assert bool(r["bad_callbacks"]) == (name == "wat_bad_signature")
+    kinds = []
+    if any(n.startswith(("proxy_on_request_", "proxy_on_response_")) and not n.endswith("_metadata") for n in exported):
+        kinds.append("http")
+    if "proxy_on_new_connection" in exported:
+        kinds.append("network")
+    assert r["filter_kinds"] == kinds
+    assert ("network" in kinds) == (name in ("c_tcp", "as_gcore_headers", "wat_trap_in"))  # README: TCP callbacks
     # the ABI 0.1.0 metadata callbacks both AssemblyScript SDKs still export: no host calls them
     assert r["uncalled_callbacks"] == [n for n in exported if n.endswith("_metadata") and "grpc" not in n]
     assert bool(r["uncalled_callbacks"]) == name.startswith("as_")
@@ -412,6 +419,7 @@ def test_help_of_each_command(capsys):
     (["run", "{text}"], "not a WebAssembly module"),
     (["run", "{truncated}"], "past the end of the module"),
     (["inspect", "{dir}"], "is a directory"),
+    (["diff", "{badwat}"], "not valid WebAssembly text"),
     (["run", "{wasm}", "--backend", "nosuch"], "unknown backend 'nosuch'"),
     (["diff", "{wasm}", "--backends", "wasmtime,nosuch"], "unknown backend 'nosuch'"),
     (["diff", "{wasm}", "--backends", "wasmtime"], "diff needs two available backends"),
@@ -430,9 +438,11 @@ def test_bad_arguments_exit_2_with_one_line(capsys, tmp_path, args, message):
     text.write_text("hello, not wasm")
     truncated = tmp_path / "cut.wasm"
     truncated.write_bytes((BUILD / "c_http_all.wasm").read_bytes()[:200])
+    badwat = tmp_path / "bad.wat"
+    badwat.write_text("(module (func")
     badreq = tmp_path / "bad.json"
     badreq.write_text(json.dumps({"bogus": 1}))
-    subs = {"{text}": text, "{truncated}": truncated, "{dir}": tmp_path, "{badreq}": badreq,
+    subs = {"{text}": text, "{truncated}": truncated, "{dir}": tmp_path, "{badreq}": badreq, "{badwat}": badwat,
             "{wasm}": BUILD / "wat_minimal.wasm"}
     rc, out, err = pwvm(capsys, *[subs.get(a, a) for a in args])
     assert rc == 2
