@@ -311,7 +311,7 @@ def test_run_tcp_network_filter(capsys, backend_name):
 # ---- diff ---------------------------------------------------------------------------------------------
 
 DIFF_ARGS = {"as_solo_headers": ["--root-id", "pwvm_solo_headers"], "c_http_all": ["-H", "x-pwvm-test: headers"],
-             "go_http": ["--path", "/go-local"], "c_tcp": ["--tcp", "--response-body", "pong"]}
+             "go_http": ["--path", "/x"], "c_tcp": ["--tcp", "--response-body", "pong"]}
 
 
 @pytest.mark.parametrize("name", PLUGINS)
