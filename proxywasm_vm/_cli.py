@@ -1,4 +1,5 @@
-"""The ``pwvm`` command: ``pwvm backends``, ``pwvm bench``, ``pwvm setup``."""
+"""The ``pwvm`` command: ``pwvm backends``, ``pwvm bench``, ``pwvm setup``; ``inspect``, ``run``, ``diff``
+(in ``_plugincmds``)."""
 
 from __future__ import annotations
 
@@ -341,6 +342,10 @@ def build_parser() -> argparse.ArgumentParser:
     be.add_argument("--check", action="store_true",
                     help="exit 1 when a speed target is missed, a cell fails or a backend is unavailable")
     be.set_defaults(fn=cmd_bench)
+
+    from ._plugincmds import add_commands  # pwvm inspect, run, diff
+
+    add_commands(sub)
     return p
 
 
