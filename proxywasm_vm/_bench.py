@@ -313,12 +313,18 @@ def fmt_value(v: float, unit: str) -> str:
     if unit.startswith("B"):
         for u, scale in (("MiB", 1 << 20), ("KiB", 1 << 10)):
             if v >= scale:
-                return f"{v / scale:.3g} {u}"
+                return f"{_num(v / scale)} {u}"
         return f"{v:.0f} B"
     for u, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6)):
         if v >= scale:
-            return f"{v / scale:.3g} {u}"
+            return f"{_num(v / scale)} {u}"
     return f"{v * 1e9:.0f} ns"
+
+
+def _num(x: float) -> str:
+    """Three significant digits, never an exponent (``1023.9`` -> ``"1024"``)."""
+    text = f"{x:.3g}"
+    return f"{x:.0f}" if "e" in text else text
 
 
 def fmt_range(lo: float, hi: float, unit: str) -> str:
@@ -330,44 +336,75 @@ def fmt_range(lo: float, hi: float, unit: str) -> str:
     return f"{a}–{b}"
 
 
-def plot(result: BenchResult, path: str) -> None:
-    """A chart per workload: median per runner with min..max whiskers, log scale, fastest marked."""
-    try:
-        import matplotlib
+def _tick_formatter(unit: str) -> Any:
+    """Axis labels in the units people read: ``100 ns``, ``10 µs``, ``1 ms``; ``8 KiB``."""
+    from matplotlib.ticker import FuncFormatter
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as e:
-        raise RuntimeError("--plot needs matplotlib: pip install 'proxywasm-vm[plot]'") from e
+    return FuncFormatter(lambda v, _pos: fmt_value(v, unit) if v > 0 else "")
+
+
+def figure(result: BenchResult) -> Any:
+    """The chart of :func:`plot` as a matplotlib ``Figure``: a panel per measured workload, a
+    bar per runner (median, min..max whiskers) on a log axis labelled in ns/µs/ms (or B/KiB/MiB),
+    runner names on the left, the median and its ratio to the fastest on the right. Laid out by
+    matplotlib's constrained layout, so no label overlaps another or leaves the figure."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import LogLocator, NullFormatter
+
     shown = [w for w in result.workloads if any(c.samples for c in result.cells if c.workload == w)]
-    cols = 3
+    cols = min(3, max(1, len(shown)))
     rows = max(1, (len(shown) + cols - 1) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 2.6 * rows + 0.8), squeeze=False)
+    bars = max([sum(1 for c in result.cells if c.workload == w) for w in shown] or [1])
+    fig, axes = plt.subplots(rows, cols, figsize=(5.6 * cols, (0.28 * bars + 1.3) * rows + 0.5), squeeze=False,
+                             layout="constrained")
     palette = plt.get_cmap("tab10")
     colors = {r: palette(i % 10) for i, r in enumerate(result.runners)}
     for ax, w in zip(axes.flat, shown):
         cells = [c for c in result.cells if c.workload == w and c.samples]
+        unit = cells[0].unit
+        memory = unit.startswith("B")
         # A log axis cannot show 0 (a memory workload can measure nothing new): floor it.
-        floor = 1.0 if cells[0].unit.startswith("B") else 1e-10
+        floor = 1.0 if memory else 1e-10
         meds = [max(c.median, floor) for c in cells]
         best = min(meds)
-        y = range(len(cells))
+        y = list(range(len(cells)))
         lo = [max(0.0, m - max(min(c.samples), floor)) for c, m in zip(cells, meds)]
         hi = [max(0.0, max(max(c.samples), floor) - m) for c, m in zip(cells, meds)]
-        ax.barh(list(y), meds, xerr=[lo, hi], color=[colors[c.runner] for c in cells], capsize=3)
-        ax.set_yticks(list(y), [c.runner for c in cells])
+        ax.barh(y, meds, xerr=[lo, hi], color=[colors[c.runner] for c in cells], capsize=3)
+        ax.set_yticks(y, [c.runner for c in cells], fontsize=8)
         ax.invert_yaxis()
         ax.set_xscale("log")
-        unit = cells[0].unit
-        ax.set_title(f"{w} ({unit}, lower is better)", fontsize=10)
-        for i, (c, m) in enumerate(zip(cells, meds)):
-            label = fmt_value(m, unit) + ("  fastest" if m == best else f"  {m / best:.1f}×")
-            ax.text(max(max(c.samples), floor) * 1.08, i, label, va="center", fontsize=8)
-        ax.margins(x=0.6)
+        # At most ~5 labelled ticks: decades for time; powers of 4 for bytes (8 KiB, 32 KiB, ...).
+        ax.xaxis.set_major_locator(LogLocator(base=4.0 if memory else 10.0, numticks=6))
+        ax.xaxis.set_major_formatter(_tick_formatter(unit))
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.tick_params(axis="x", labelsize=8)
+        # The numbers go on a right-hand axis of their own: tick labels, which the layout keeps clear.
+        right = ax.secondary_yaxis("right")
+        right.set_yticks(y, [fmt_value(m, unit) + ("  fastest" if m == best else f"  {m / best:.1f}×")
+                             for m in meds], fontsize=8)
+        right.tick_params(length=0)
+        ax.set_title(f"{w} (per {unit.split('/', 1)[1]})", fontsize=10)
+        failed = [c.runner for c in result.cells if c.workload == w and not c.samples]
+        if failed:
+            ax.set_xlabel("not measured: " + ", ".join(failed), fontsize=8, wrap=True)
     for ax in list(axes.flat)[len(shown):]:
         ax.axis("off")
     h = result.header
-    fig.suptitle(f"pwvm bench — {h['machine']}, Python {h['python']}", fontsize=11)
-    fig.tight_layout()
+    fig.suptitle(f"pwvm bench: {h.get('machine', '')}, Python {h.get('python', '')} (lower is better)",
+                 fontsize=11)
+    return fig
+
+
+def plot(result: BenchResult, path: str) -> None:
+    """Draw :func:`figure` into ``path`` (the file type follows the extension: .png, .svg ...)."""
+    try:
+        import matplotlib.pyplot as plt
+    except ImportError as e:
+        raise RuntimeError("--plot needs matplotlib: pip install 'proxywasm-vm[plot]'") from e
+    fig = figure(result)
     fig.savefig(path, dpi=110)
     plt.close(fig)

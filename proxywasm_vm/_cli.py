@@ -29,23 +29,56 @@ def _console() -> Any:
 # ---- pwvm backends -------------------------------------------------------------
 
 def cmd_backends(args: argparse.Namespace) -> int:
-    from rich.table import Table
+    """List the backends: a table that fits 80 columns (``--json``: every field, for scripts)."""
+    from rich.console import Console
 
-    rows = available_backends()
+    status = Console(stderr=True, highlight=False)
+    if status.is_terminal:
+        with status.status("checking the backends (the first use of one builds its native shim)"):
+            rows = available_backends()
+    else:
+        rows = available_backends()
     if args.json:
         print(json.dumps([_info_dict(r) for r in rows], indent=2))
         return 0
-    table = Table(title="proxywasm-vm backends")
-    for col in ("backend", "status", "runtime version", "capabilities"):
-        table.add_column(col)
+    _print_backends(rows, _console())
+    return 0
+
+
+def _print_backends(rows: list[BackendInfo], console: Any) -> None:
+    from rich import box
+    from rich.table import Table
+
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, title="proxywasm-vm backends", title_justify="left")
+    for col in ("backend", "status", "runs", "runtime version"):
+        table.add_column(col, no_wrap=True)
+    for r in rows:
+        if r.available:
+            table.add_row(r.name, "[green]available[/]", _isolation_of(r.name), r.version)
+        else:
+            table.add_row(r.name, "[yellow]unavailable[/]", "-", "-")
+    console.print(table)
+    # Capabilities: backends with the same set share one paragraph (wasmtime and wasmtime@namespace ...).
+    groups: dict[tuple[str, ...], list[str]] = {}
     for r in rows:
         if r.available and r.capabilities is not None:
-            caps = ", ".join(k for k, v in asdict(r.capabilities).items() if v)
-            table.add_row(r.name, "[green]available[/]", r.version, caps)
-        else:
-            table.add_row(r.name, "[yellow]unavailable[/]", "-", f"{r.reason}; enable: {r.how_to_enable}")
-    _console().print(table)
-    return 0
+            caps = tuple(k for k, v in asdict(r.capabilities).items() if v)
+            groups.setdefault(caps, []).append(r.name)
+    if groups:
+        caps_table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
+        caps_table.add_column("backends", no_wrap=True)
+        caps_table.add_column("capabilities")
+        for caps, names in groups.items():
+            caps_table.add_row("\n".join(names), ", ".join(caps) or "none")
+        console.print(caps_table)
+    off = [r for r in rows if not r.available]
+    if off:
+        why = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
+        why.add_column("unavailable", no_wrap=True)
+        why.add_column("why, and how to enable it")
+        for r in off:
+            why.add_row(f"[yellow]{r.name}[/]", f"{r.reason}\n[dim]enable:[/] {r.how_to_enable}")
+        console.print(why)
 
 
 def _info_dict(r: BackendInfo) -> dict[str, Any]:
@@ -478,8 +511,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="pwvm", description="Run and compare WebAssembly runtimes and Proxy-Wasm plugins.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    b = sub.add_parser("backends", help="list the backends, their versions and capabilities")
-    b.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    b = sub.add_parser("backends", help="list the backends, their versions and capabilities",
+                       description="List every registered backend: available or not (and how to enable it), "
+                                   "where it runs, its runtime version and capabilities. Exit status 0.")
+    b.add_argument("--json", action="store_true", help="print JSON (every field) instead of a table")
     b.set_defaults(fn=cmd_backends)
 
     s = sub.add_parser("setup", help="build the native shims of the available backends")
