@@ -129,7 +129,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     runners = _names(args.backends, "--backends") if args.backends is not None else backend_names()
     for r in runners + (args.require or []):
         _check_backend_id(r)
-    if args.isolation:
+    if args.isolation is not None:
         runners = _select_isolation(runners, _names(args.isolation, "--isolation"), explicit=args.backends is not None)
     for r in args.require or []:
         if r not in runners:
@@ -536,8 +536,9 @@ def build_parser() -> argparse.ArgumentParser:
     be.add_argument("--list", action="store_true", help="list the workloads and exit")
     be.add_argument("--repeats", type=_count(1, 1000), help="timed repeats per cell, 1..1000 (default 7; 3 with --quick)")
     be.add_argument("--quick", action="store_true", help="few, short repeats: a smoke run")
-    be.add_argument("--json", metavar="FILE", help="write every raw sample to FILE ('-': to stdout, instead of the "
-                                                   "table); its folder must exist")
+    be.add_argument("--json", metavar="FILE", nargs="?", const="-",
+                    help="write every raw sample to FILE (its folder must exist); without FILE or with '-': "
+                         "print the JSON to stdout instead of the table")
     be.add_argument("--plot", metavar="FILE.png", help="draw the results (needs matplotlib; .png, .svg, .pdf ...)")
     be.add_argument("--plugin", metavar="FILE", help="benchmark your own Proxy-Wasm plugin (.wasm)")
     be.add_argument("--config", metavar="FILE", help="the plugin configuration given to proxy_on_configure")
