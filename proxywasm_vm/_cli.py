@@ -409,6 +409,34 @@ def _select_isolation(runners: list[str], modes: list[str], *, explicit: bool) -
     return chosen
 
 
+def _fitted_table(console: Any, columns: list[str], rows: list[list[str] | None], *, optional: list[str],
+                  title: str | None = None, caption: str | None = None) -> Any:
+    """A table of ``rows`` (``None``: a section break) that fits the console: columns named in
+    ``optional`` are left out, in that order, while it is wider (a narrow terminal). A column
+    name ending in ``:r`` is right-aligned. Cells never wrap: a row is one line."""
+    from rich import box
+    from rich.table import Table
+
+    names = [c.split(":")[0] for c in columns]
+    keep = list(names)
+    while True:
+        table = Table(box=box.SIMPLE_HEAD, pad_edge=False, title=title, title_justify="left", caption=caption,
+                      caption_justify="left")
+        for col, name in zip(columns, names):
+            if name in keep:
+                table.add_column(name, justify="right" if col.endswith(":r") else "left", no_wrap=True)
+        for row in rows:
+            if row is None:
+                table.add_section()
+            else:
+                table.add_row(*[v for v, name in zip(row, names) if name in keep])
+        drop = [n for n in optional if n in keep]
+        if not drop or console.measure(table, options=console.options.update_width(1 << 16)).maximum \
+                <= console.width:
+            return table
+        keep.remove(drop[0])
+
+
 def _print_table(result: Any, console: Any) -> None:
     """The results, readable in 80 columns: one line per cell (the workload's name on its first
     line, what one unit is on the second); values carry their own units; why a cell has no
@@ -427,56 +455,46 @@ def _print_table(result: Any, console: Any) -> None:
         notes.append(text)
         return f"note {len(notes)}"
 
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, caption="lower is better; ×: times the fastest median",
-                  caption_justify="left")
-    table.add_column("workload", no_wrap=True)
-    table.add_column("runner", no_wrap=True)
-    table.add_column("median", justify="right", no_wrap=True)
-    table.add_column("min–max", justify="right", no_wrap=True)
-    table.add_column("vs best", justify="right", no_wrap=True)
+    rows: list[list[str] | None] = []  # None: a section break
     for w in result.workloads:
         cells = [c for c in result.cells if c.workload == w]
         if not cells:
             continue
         best = min((c.median for c in cells if c.samples), default=float("nan"))
         per = "per " + cells[0].unit.split("/", 1)[1]
-        labels = [w, f"[dim]{per}[/]"]
+        labels = [w, f"[dim]{per}[/]"] if len(cells) > 1 else [f"{w}\n[dim]{per}[/]"]
         for i, c in enumerate(cells):
             label = labels[i] if i < len(labels) else ""
-            if len(cells) == 1:
-                label = f"{w}\n[dim]{per}[/]"
             if c.summary:
                 shown = "not timed" if not c.timed and not c.error else "error"
-                table.add_row(label, c.runner, f"[red]{shown}[/]", note(f"{w} on {c.runner}: {c.summary}"), "")
+                rows.append([label, c.runner, f"[red]{shown}[/]", "", note(f"{w} on {c.runner}: {c.summary}")])
                 continue
             if c.median <= best:
                 versus = "[green]fastest[/]"
             else:
                 versus = f"{c.median / best:.1f}×" if best > 0 else "-"
-            rng = fmt_range(min(c.samples), max(c.samples), c.unit)
             median = fmt_value(c.median, c.unit)
             if c.not_passed:  # timed on request (--time-stopped): say what was timed
-                rng = note(f"{w} on {c.runner}: timed although the plugin {c.not_passed}")
+                note(f"{w} on {c.runner}: timed although the plugin {c.not_passed}")
                 median += "*"
-            table.add_row(label, c.runner, median, rng, versus)
-        table.add_section()
-    if result.missing:
-        for name in result.missing:
-            table.add_row("", name, "[yellow]absent[/]", note(f"{name}: {result.missing[name]}"), "")
-    console.print(table)
+            rows.append([label, c.runner, median, fmt_range(min(c.samples), max(c.samples), c.unit), versus])
+        rows.append(None)
+    for name in result.missing:
+        rows.append(["", name, "[yellow]absent[/]", "", note(f"{name}: {result.missing[name]}")])
+    console.print(_fitted_table(console, ["workload", "runner", "median:r", "min–max:r", "vs best:r"], rows,
+                                optional=["min–max"], caption="lower is better; ×: times the fastest median; "
+                                                              "*: see the notes"))
     requests = [c for c in result.cells if c.latencies and not c.error]
     if requests:
-        lat = Table(box=box.SIMPLE_HEAD, pad_edge=False, title="single requests: latency, one-thread throughput",
-                    title_justify="left")
-        for col in ("workload", "runner", "p50", "p90", "p99", "req/s"):
-            lat.add_column(col, justify="left" if col in ("workload", "runner") else "right", no_wrap=True)
+        lat_rows: list[list[str] | None] = []
         last = ""
         for c in requests:
-            lat.add_row(c.workload if c.workload != last else "", c.runner, fmt_value(c.percentile(50), "s"),
-                        fmt_value(c.percentile(90), "s"), fmt_value(c.percentile(99), "s"),
-                        f"{c.requests_per_second:,.0f}")
+            lat_rows.append([c.workload if c.workload != last else "", c.runner, fmt_value(c.percentile(50), "s"),
+                             fmt_value(c.percentile(90), "s"), fmt_value(c.percentile(99), "s"),
+                             f"{c.requests_per_second:,.0f}"])
             last = c.workload
-        console.print(lat)
+        console.print(_fitted_table(console, ["workload", "runner", "p50:r", "p90:r", "p99:r", "req/s:r"], lat_rows,
+                                    optional=["p90", "p50"], title="single requests: latency, one-thread throughput"))
     if result.request:
         console.print(f"request sent: {result.request}", overflow="fold")
     for i, text in enumerate(notes, 1):

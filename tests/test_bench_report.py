@@ -181,6 +181,15 @@ def test_the_table_fits_80_columns_with_one_line_per_cell() -> None:
             assert any(r in line for r in RUNNERS + [BASELINE, "wasmtime@elsewhere"]) or "per " in line, line
 
 
+def test_a_narrower_terminal_drops_the_range_column_instead_of_cutting_values() -> None:
+    text = _render(_result(), width=66)
+    assert max(len(line.rstrip()) for line in text.splitlines()) <= 66
+    table = text[:text.index("lower is better")]
+    assert "min–max" not in table and "median" in table and "…" not in table
+    assert "1.02 ms" in table and "fastest" in table
+    assert "min–max" in _render(_result(), width=80)
+
+
 def test_the_table_says_why_a_cell_has_no_numbers() -> None:
     text = " ".join(_render(_result()).split())  # notes may wrap: compare with spaces collapsed
     assert "compile_500k on wasmer: RuntimeError: a long error message" in text

@@ -354,3 +354,23 @@ def test_every_bench_form_the_readme_shows_runs(tmp_path):
             assert json.loads(out.stdout)["results"]
     assert json.loads((tmp_path / "out.json").read_text())["results"]
     assert (tmp_path / "out.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_progress_and_colour_on_a_terminal():
+    """On a terminal (FORCE_COLOR makes rich treat the streams as one) the long work shows progress on
+    stderr, and the table is coloured; the JSON on stdout stays plain."""
+    import os
+
+    env = {**os.environ, "FORCE_COLOR": "1"}
+    bench = subprocess.run([sys.executable, "-m", "proxywasm_vm", "bench", "--quick", "--backends", "wasmtime",
+                            "--workloads", "call", "--no-baseline"], capture_output=True, text=True, timeout=120,
+                           env=env)
+    assert bench.returncode == 0, bench.stderr
+    assert "done" in bench.stderr and "\x1b[" in bench.stderr  # the bar's last state, then cleared
+    assert "\x1b[" in bench.stdout
+    backends = subprocess.run([sys.executable, "-m", "proxywasm_vm", "backends"], capture_output=True, text=True,
+                              timeout=120, env=env)
+    assert backends.returncode == 0 and "checking the backends" in backends.stderr
+    as_json = subprocess.run([sys.executable, "-m", "proxywasm_vm", "backends", "--json"], capture_output=True,
+                             text=True, timeout=120, env=env)
+    assert json.loads(as_json.stdout)
