@@ -112,10 +112,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
         return _list_workloads(args)
     request = _request_from_args(args)
     extra = {}
-    if args.plugin:
+    if args.config is not None and args.plugin is None:
+        raise UsageError("--config is the configuration of --plugin's plugin: give --plugin too")
+    if args.plugin is not None:
         from ._workloads import user_plugin_workloads
 
-        configuration = _read_file(args.config, "--config") if args.config else b""
+        configuration = _read_file(args.config, "--config") if args.config is not None else b""
         try:
             extra = user_plugin_workloads(args.plugin, args.root_id, configuration, request)
         except ValueError as e:
@@ -126,6 +128,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     for w in selected:
         if w not in known:
             raise UsageError(f"unknown workload {w!r}; choose from {', '.join(known)}")
+    if request is not _default_request() and "plugin_request" not in selected:
+        raise UsageError("the request options set what plugin_request sends, and --workloads leaves it out")
     runners = _names(args.backends, "--backends") if args.backends is not None else backend_names()
     for r in runners + (args.require or []):
         _check_backend_id(r)
@@ -135,25 +139,31 @@ def cmd_bench(args: argparse.Namespace) -> int:
         if r not in runners:
             raise UsageError(f"--require {r}: {r} is not among the selected backends ({', '.join(runners)})")
     to_stdout = args.json == "-"
-    if args.json and not to_stdout:
+    if args.json is not None and not to_stdout:
         _check_output(args.json, "--json")
-    if args.plot:
+    if args.plot is not None:
         _check_plot(args.plot)
     repeats = args.repeats if args.repeats is not None else (3 if args.quick else 7)
 
     with _progress() as tell:
         result = run_bench(runners, selected, repeats=repeats, quick=args.quick, baseline=not args.no_baseline,
                            progress=tell, extra=extra, time_stopped=args.time_stopped,
-                           request=request if args.plugin else None)
-    if args.json:
+                           request=request if args.plugin is not None else None)
+    if args.json is not None:
         text = json.dumps(result.to_json(), indent=2)
         if to_stdout:
             print(text)
         else:
-            with open(args.json, "w") as f:
-                f.write(text + "\n")
-    if args.plot:
-        plot(result, args.plot)
+            try:
+                with open(args.json, "w") as f:
+                    f.write(text + "\n")
+            except OSError as e:  # checked before the run; the disk can still fill up
+                raise UsageError(f"cannot write --json {args.json}: {e.strerror}") from None
+    if args.plot is not None:
+        try:
+            plot(result, args.plot)
+        except OSError as e:
+            raise UsageError(f"cannot write --plot {args.plot}: {e.strerror}") from None
     if not to_stdout:  # with --json -, stdout is the JSON document only
         console = _console()
         _print_table(result, console)
@@ -245,6 +255,8 @@ def _check_output(path: str, option: str) -> None:
     (it is not created: a mistyped folder is an error, not a new folder)."""
     import os
 
+    if not path:
+        raise UsageError(f"{option}: give a file name")
     folder = os.path.dirname(path) or "."
     if os.path.isdir(path):
         raise UsageError(f"{option} {path}: is a folder; give a file name")
@@ -272,6 +284,12 @@ def _check_plot(path: str) -> None:
 _TOKEN = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
 
+def _default_request() -> Any:
+    from ._workloads import DEFAULT_REQUEST
+
+    return DEFAULT_REQUEST
+
+
 def _request_from_args(args: argparse.Namespace) -> Any:
     """The request ``plugin_request`` sends: ``--request FILE`` (JSON), then the options over it."""
     from ._workloads import DEFAULT_REQUEST, RequestSpec
@@ -281,7 +299,7 @@ def _request_from_args(args: argparse.Namespace) -> Any:
              if v is not None]
     if not given:
         return DEFAULT_REQUEST
-    if not args.plugin:
+    if args.plugin is None:
         raise UsageError(f"{given[0]} sets the request of --plugin's plugin_request workload: give --plugin too")
     if args.body is not None and args.body_file is not None:
         raise UsageError("give --body or --body-file, not both")
@@ -482,8 +500,10 @@ def _print_table(result: Any, console: Any) -> None:
     for name in result.missing:
         rows.append(["", name, "[yellow]absent[/]", "", note(f"{name}: {result.missing[name]}")])
     console.print(_fitted_table(console, ["workload", "runner", "median:r", "min–max:r", "vs best:r"], rows,
-                                optional=["min–max"], caption="lower is better; ×: times the fastest median; "
-                                                              "*: see the notes"))
+                                optional=["min–max"],
+                                caption="lower is better; ×: times the fastest median"
+                                        + ("; *: see the notes" if any(c.not_passed and c.timed for c in result.cells)
+                                           else "")))
     requests = [c for c in result.cells if c.latencies and not c.error]
     if requests:
         lat_rows: list[list[str] | None] = []

@@ -131,6 +131,12 @@ def test_bench_isolation_selects_runners(tmp_path):
     (["bench", "--plugin", "PLUGINS/c_bench.wasm", "--request", "PLUGINS/c_bench.wasm"], "not JSON"),
     (["bench", "--plugin", "PLUGINS/c_bench.wasm", "--request", "TMP/extra.json"], "with only method, path"),
     (["bench", "--plugin", "PLUGINS/c_bench.wasm", "--request", "TMP/badheaders.json"], "headers must be"),
+    (["bench", "--json", ""], "--json: give a file name"),
+    (["bench", "--plot", ""], "--plot: give a file name"),
+    (["bench", "--plugin", ""], "cannot read plugin"),
+    (["bench", "--config", "TMP/extra.json"], "--config is the configuration of --plugin's plugin"),
+    (["bench", "--plugin", "PLUGINS/c_bench.wasm", "--workloads", "call", "--path", "/x"],
+     "--workloads leaves it out"),
     (["backends", "--nosuch"], "unrecognized arguments: --nosuch"),
     (["frobnicate"], "invalid choice"),
 ])
