@@ -38,6 +38,23 @@ class Cell:
     error: str = ""
     #: Request workloads: single-request latencies (seconds), timed one by one.
     latencies: list[float] = field(default_factory=list)
+    #: Request workloads: what the plugin did instead of passing the probe request through
+    #: (``"answered locally with 401"``), or ``""`` when it passed it through.
+    not_passed: str = ""
+    #: The cell was measured (``False``: an error, or a request that did not pass through
+    #: and was not timed).
+    timed: bool = True
+
+    @property
+    def summary(self) -> str:
+        """One line saying why the cell has no numbers, or ``""``."""
+        if self.error:
+            return self.error.strip().splitlines()[0] if self.error.strip() else "error"
+        if not self.timed:
+            return f"not timed: the plugin {self.not_passed}"
+        if not self.samples:
+            return "no sample"
+        return ""
 
     @property
     def median(self) -> float:
@@ -63,6 +80,14 @@ class BenchResult:
     runners: list[str]
     cells: list[Cell]
     missing: dict[str, str]
+    #: The workloads that send HTTP requests, and the request they send (``describe()``).
+    request_workloads: list[str] = field(default_factory=list)
+    request: str = ""
+
+    @property
+    def failed(self) -> list[Cell]:
+        """Cells that hold no measurement: an error, or a request not passed through and not timed."""
+        return [c for c in self.cells if c.error or not c.timed or not c.samples]
 
     def cell(self, workload: str, runner: str) -> Cell | None:
         for c in self.cells:
@@ -74,8 +99,11 @@ class BenchResult:
         return {
             "header": self.header,
             "missing": self.missing,
+            "request": self.request,
             "results": [{"workload": c.workload, "runner": c.runner, "unit": c.unit, "samples": c.samples,
-                         "median": c.median if c.samples else None, "error": c.error,
+                         "median": c.median if c.samples else None, "error": c.error, "timed": c.timed,
+                         **({"passed_through": not c.not_passed, "not_passed_through": c.not_passed}
+                            if c.workload in self.request_workloads else {}),
                          **({"latency_seconds": c.latencies,
                              "p50": c.percentile(50), "p90": c.percentile(90), "p99": c.percentile(99),
                              "requests_per_second": c.requests_per_second} if c.latencies else {})}
@@ -145,20 +173,41 @@ def calibrate(run: Callable[[], Any], target: float) -> int:
         n *= 4
 
 
+#: ``progress(done, total, what)``: ``what`` names the step (``"preparing call on v8"``).
+Progress = Callable[[int, int, str], None]
+
+
 def run_bench(runners: Sequence[str], workloads: Sequence[str], *, repeats: int = 7, quick: bool = False,
-              baseline: bool = True, progress: Callable[[int, int], None] | None = None,
-              extra: dict[str, Any] | None = None) -> BenchResult:
+              baseline: bool = True, progress: Progress | None = None,
+              extra: dict[str, Any] | None = None, time_stopped: bool = False,
+              request: Any = None) -> BenchResult:
     """Measure ``workloads`` on ``runners`` (backend ids); see the module docstring.
 
-    ``extra`` adds workloads by name (a user's plugin), taking precedence.
+    ``extra`` adds workloads by name (a user's plugin), taking precedence; ``request``
+    (a :class:`~proxywasm_vm._workloads.RequestSpec`) is what they send, for the report.
+    Each request workload first sends one probe request: a plugin that does not pass it
+    through (answers it locally, pauses or resets it) is reported in :attr:`Cell.not_passed`
+    and not timed, unless ``time_stopped``.
     """
-    from ._workloads import BASELINES, WORKLOADS, rss_per_vm
+    from ._workloads import BASELINES, DEFAULT_REQUEST, WORKLOADS, rss_per_vm
 
+    if repeats < 1:
+        raise ValueError(f"repeats must be at least 1, not {repeats}")
     WORKLOADS = {**WORKLOADS, **(extra or {})}
     target = 0.01 if quick else 0.05
     engines: dict[str, Engine] = {}
     missing: dict[str, str] = {}
+    steps = len(runners) + len(workloads) * (len(runners) + int(baseline))
+    step = 0
+
+    def tell(what: str) -> None:
+        nonlocal step
+        if progress:
+            progress(step, steps, what)
+        step += 1
+
     for r in runners:
+        tell(f"starting {r}")
         try:
             engines[r] = Engine(r)
         except BackendUnavailable as e:
@@ -169,6 +218,7 @@ def run_bench(runners: Sequence[str], workloads: Sequence[str], *, repeats: int 
     cells: list[Cell] = []
     for w in workloads:
         for r in names:
+            tell(f"preparing {w} on {r}")
             if w in MEMORY_WORKLOADS:
                 if r == BASELINE:
                     continue
@@ -182,10 +232,16 @@ def run_bench(runners: Sequence[str], workloads: Sequence[str], *, repeats: int 
             cells.append(cell)
             try:
                 op = BASELINES[w]() if r == BASELINE else WORKLOADS[w].setup(engines[r])
+                if op.probe is not None:
+                    cell.not_passed = op.probe()
+                    if cell.not_passed and not time_stopped:
+                        cell.timed = False
+                        continue
                 op.run()  # warm-up
                 number = calibrate(op.run, target)
             except Exception as e:  # a workload one runner cannot run is reported, not fatal
                 cell.error = f"{type(e).__name__}: {e}"
+                cell.timed = False
                 continue
 
             def sample(op: Any = op, number: int = number) -> float:
@@ -211,6 +267,8 @@ def run_bench(runners: Sequence[str], workloads: Sequence[str], *, repeats: int 
     for rep in range(repeats):
         order = plans if rep % 2 == 0 else list(reversed(plans))
         for cell, measure in order:
+            if progress:
+                progress(done, total, f"round {rep + 1}/{repeats}: {cell.workload} on {cell.runner}")
             try:
                 value = measure()
                 if value == value:  # NaN: a latency pass, which records its own samples
@@ -218,9 +276,11 @@ def run_bench(runners: Sequence[str], workloads: Sequence[str], *, repeats: int 
             except Exception as e:
                 cell.error = f"{type(e).__name__}: {e}"
             done += 1
-            if progress:
-                progress(done, total)
-    return BenchResult(machine_header(engines), list(workloads), names, cells, missing)
+    if progress:
+        progress(total, total, "done")
+    request_workloads = [w for w in workloads if w in WORKLOADS and WORKLOADS[w].group == "request"]
+    return BenchResult(machine_header(engines), list(workloads), names, cells, missing, request_workloads,
+                       (request or DEFAULT_REQUEST).describe() if request_workloads else "")
 
 
 def machine_header(engines: dict[str, Engine]) -> dict[str, Any]:
@@ -253,52 +313,98 @@ def fmt_value(v: float, unit: str) -> str:
     if unit.startswith("B"):
         for u, scale in (("MiB", 1 << 20), ("KiB", 1 << 10)):
             if v >= scale:
-                return f"{v / scale:.3g} {u}"
+                return f"{_num(v / scale)} {u}"
         return f"{v:.0f} B"
     for u, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6)):
         if v >= scale:
-            return f"{v / scale:.3g} {u}"
+            return f"{_num(v / scale)} {u}"
     return f"{v * 1e9:.0f} ns"
 
 
-def plot(result: BenchResult, path: str) -> None:
-    """A chart per workload: median per runner with min..max whiskers, log scale, fastest marked."""
-    try:
-        import matplotlib
+def _num(x: float) -> str:
+    """Three significant digits, never an exponent (``1023.9`` -> ``"1024"``)."""
+    text = f"{x:.3g}"
+    return f"{x:.0f}" if "e" in text else text
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as e:
-        raise RuntimeError("--plot needs matplotlib: pip install 'proxywasm-vm[plot]'") from e
+
+def fmt_range(lo: float, hi: float, unit: str) -> str:
+    """``"246–248 ns"`` (one unit when both ends share it), else ``"18.8 µs–1.2 ms"``."""
+    a, b = fmt_value(lo, unit), fmt_value(hi, unit)
+    ua, ub = a.rpartition(" ")[2], b.rpartition(" ")[2]
+    if ua == ub:
+        return f"{a.rpartition(' ')[0]}–{b}"
+    return f"{a}–{b}"
+
+
+def _tick_formatter(unit: str) -> Any:
+    """Axis labels in the units people read: ``100 ns``, ``10 µs``, ``1 ms``; ``8 KiB``."""
+    from matplotlib.ticker import FuncFormatter
+
+    return FuncFormatter(lambda v, _pos: fmt_value(v, unit) if v > 0 else "")
+
+
+def figure(result: BenchResult) -> Any:
+    """The chart of :func:`plot` as a matplotlib ``Figure``: a panel per measured workload, a
+    bar per runner (median, min..max whiskers) on a log axis labelled in ns/µs/ms (or B/KiB/MiB),
+    runner names on the left, the median and its ratio to the fastest on the right. Laid out by
+    matplotlib's constrained layout, so no label overlaps another or leaves the figure."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import LogLocator, NullFormatter
+
     shown = [w for w in result.workloads if any(c.samples for c in result.cells if c.workload == w)]
-    cols = 3
+    cols = min(3, max(1, len(shown)))
     rows = max(1, (len(shown) + cols - 1) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 2.6 * rows + 0.8), squeeze=False)
+    bars = max([sum(1 for c in result.cells if c.workload == w) for w in shown] or [1])
+    fig, axes = plt.subplots(rows, cols, figsize=(5.6 * cols, (0.28 * bars + 1.3) * rows + 0.5), squeeze=False,
+                             layout="constrained")
     palette = plt.get_cmap("tab10")
     colors = {r: palette(i % 10) for i, r in enumerate(result.runners)}
     for ax, w in zip(axes.flat, shown):
         cells = [c for c in result.cells if c.workload == w and c.samples]
+        unit = cells[0].unit
+        memory = unit.startswith("B")
         # A log axis cannot show 0 (a memory workload can measure nothing new): floor it.
-        floor = 1.0 if cells[0].unit.startswith("B") else 1e-10
+        floor = 1.0 if memory else 1e-10
         meds = [max(c.median, floor) for c in cells]
         best = min(meds)
-        y = range(len(cells))
+        y = list(range(len(cells)))
         lo = [max(0.0, m - max(min(c.samples), floor)) for c, m in zip(cells, meds)]
         hi = [max(0.0, max(max(c.samples), floor) - m) for c, m in zip(cells, meds)]
-        ax.barh(list(y), meds, xerr=[lo, hi], color=[colors[c.runner] for c in cells], capsize=3)
-        ax.set_yticks(list(y), [c.runner for c in cells])
+        ax.barh(y, meds, xerr=[lo, hi], color=[colors[c.runner] for c in cells], capsize=3)
+        ax.set_yticks(y, [c.runner for c in cells], fontsize=8)
         ax.invert_yaxis()
         ax.set_xscale("log")
-        unit = cells[0].unit
-        ax.set_title(f"{w} ({unit}, lower is better)", fontsize=10)
-        for i, (c, m) in enumerate(zip(cells, meds)):
-            label = fmt_value(m, unit) + ("  fastest" if m == best else f"  {m / best:.1f}×")
-            ax.text(max(max(c.samples), floor) * 1.08, i, label, va="center", fontsize=8)
-        ax.margins(x=0.6)
+        # At most ~5 labelled ticks: decades for time; powers of 4 for bytes (8 KiB, 32 KiB, ...).
+        ax.xaxis.set_major_locator(LogLocator(base=4.0 if memory else 10.0, numticks=6))
+        ax.xaxis.set_major_formatter(_tick_formatter(unit))
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.tick_params(axis="x", labelsize=8)
+        # The numbers go on a right-hand axis of their own: tick labels, which the layout keeps clear.
+        right = ax.secondary_yaxis("right")
+        right.set_yticks(y, [fmt_value(m, unit) + ("  fastest" if m == best else f"  {m / best:.1f}×")
+                             for m in meds], fontsize=8)
+        right.tick_params(length=0)
+        ax.set_title(f"{w} (per {unit.split('/', 1)[1]})", fontsize=10)
+        failed = [c.runner for c in result.cells if c.workload == w and not c.samples]
+        if failed:
+            ax.set_xlabel("not measured: " + ", ".join(failed), fontsize=8, wrap=True)
     for ax in list(axes.flat)[len(shown):]:
         ax.axis("off")
     h = result.header
-    fig.suptitle(f"pwvm bench — {h['machine']}, Python {h['python']}", fontsize=11)
-    fig.tight_layout()
+    fig.suptitle(f"pwvm bench: {h.get('machine', '')}, Python {h.get('python', '')} (lower is better)",
+                 fontsize=11)
+    return fig
+
+
+def plot(result: BenchResult, path: str) -> None:
+    """Draw :func:`figure` into ``path`` (the file type follows the extension: .png, .svg ...)."""
+    try:
+        import matplotlib.pyplot as plt
+    except ImportError as e:
+        raise RuntimeError("--plot needs matplotlib: pip install 'proxywasm-vm[plot]'") from e
+    fig = figure(result)
     fig.savefig(path, dpi=110)
     plt.close(fig)

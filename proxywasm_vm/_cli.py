@@ -4,10 +4,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from dataclasses import asdict
-from typing import Any, NoReturn, Sequence
+from typing import Any, Iterator, NoReturn, Sequence
 
 from ._backend import BackendInfo, available_backends, backend_names, parse_backend
 from ._engine import Engine
@@ -29,23 +30,56 @@ def _console() -> Any:
 # ---- pwvm backends -------------------------------------------------------------
 
 def cmd_backends(args: argparse.Namespace) -> int:
-    from rich.table import Table
+    """List the backends: a table that fits 80 columns (``--json``: every field, for scripts)."""
+    from rich.console import Console
 
-    rows = available_backends()
+    status = Console(stderr=True, highlight=False)
+    if status.is_terminal:
+        with status.status("checking the backends (the first use of one builds its native shim)"):
+            rows = available_backends()
+    else:
+        rows = available_backends()
     if args.json:
         print(json.dumps([_info_dict(r) for r in rows], indent=2))
         return 0
-    table = Table(title="proxywasm-vm backends")
-    for col in ("backend", "status", "runtime version", "capabilities"):
-        table.add_column(col)
+    _print_backends(rows, _console())
+    return 0
+
+
+def _print_backends(rows: list[BackendInfo], console: Any) -> None:
+    from rich import box
+    from rich.table import Table
+
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, title="proxywasm-vm backends", title_justify="left")
+    for col in ("backend", "status", "runs", "runtime version"):
+        table.add_column(col, no_wrap=True)
+    for r in rows:
+        if r.available:
+            table.add_row(r.name, "[green]available[/]", _isolation_of(r.name), r.version)
+        else:
+            table.add_row(r.name, "[yellow]unavailable[/]", "-", "-")
+    console.print(table)
+    # Capabilities: backends with the same set share one paragraph (wasmtime and wasmtime@namespace ...).
+    groups: dict[tuple[str, ...], list[str]] = {}
     for r in rows:
         if r.available and r.capabilities is not None:
-            caps = ", ".join(k for k, v in asdict(r.capabilities).items() if v)
-            table.add_row(r.name, "[green]available[/]", r.version, caps)
-        else:
-            table.add_row(r.name, "[yellow]unavailable[/]", "-", f"{r.reason}; enable: {r.how_to_enable}")
-    _console().print(table)
-    return 0
+            caps = tuple(k for k, v in asdict(r.capabilities).items() if v)
+            groups.setdefault(caps, []).append(r.name)
+    if groups:
+        caps_table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
+        caps_table.add_column("backends", no_wrap=True)
+        caps_table.add_column("capabilities")
+        for caps, names in groups.items():
+            caps_table.add_row("\n".join(names), ", ".join(caps) or "none")
+        console.print(caps_table)
+    off = [r for r in rows if not r.available]
+    if off:
+        why = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
+        why.add_column("unavailable", no_wrap=True)
+        why.add_column("why, and how to enable it")
+        for r in off:
+            why.add_row(f"[yellow]{r.name}[/]", f"{r.reason}\n[dim]enable:[/] {r.how_to_enable}")
+        console.print(why)
 
 
 def _info_dict(r: BackendInfo) -> dict[str, Any]:
@@ -145,72 +179,289 @@ def _set_up(base: str, name: str, python: str | None) -> BackendUnavailable | No
 # ---- pwvm bench -------------------------------------------------------------------
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from rich.progress import Progress
-
+    """Run the benchmark. Exit status: 0 every cell measured; 1 a cell failed or was not timed,
+    a ``--require``d backend is unavailable, or (``--check``) a target was missed or any
+    backend is unavailable; 2 bad arguments (all checked before anything runs)."""
     from ._bench import all_workloads, plot, run_bench
 
+    if args.list:
+        return _list_workloads(args)
+    request = _request_from_args(args)
     extra = {}
-    if args.plugin:
+    if args.config is not None and args.plugin is None:
+        raise UsageError("--config is the configuration of --plugin's plugin: give --plugin too")
+    if args.plugin is not None:
         from ._workloads import user_plugin_workloads
 
-        configuration = b""
-        if args.config:
-            try:
-                with open(args.config, "rb") as f:
-                    configuration = f.read()
-            except OSError as e:
-                raise UsageError(f"cannot read --config {args.config}: {e.strerror}") from None
+        configuration = _read_file(args.config, "--config") if args.config is not None else b""
         try:
-            extra = user_plugin_workloads(args.plugin, args.root_id, configuration)
+            extra = user_plugin_workloads(args.plugin, args.root_id, configuration, request)
         except ValueError as e:
             raise UsageError(str(e)) from None
     known = list(extra) + [w for w in all_workloads() if w not in extra]
     default = list(extra) + ["call", "host_call", "instantiate", "rss_per_vm"] if extra else known
-    selected = args.workloads.split(",") if args.workloads else default
+    selected = _names(args.workloads, "--workloads") if args.workloads is not None else default
     for w in selected:
         if w not in known:
             raise UsageError(f"unknown workload {w!r}; choose from {', '.join(known)}")
-    runners = args.backends.split(",") if args.backends else backend_names()
-    for r in runners:
-        if r.split("@", 1)[0] not in backend_names():
-            raise UsageError(f"unknown backend {r!r}; choose from {', '.join(backend_names())}")
-    if args.isolation:
-        runners = _select_isolation(runners, args.isolation.split(","), explicit=bool(args.backends))
-    if args.plot:
-        try:
-            import matplotlib  # noqa: F401
-        except ImportError:
-            raise UsageError("--plot needs matplotlib: pip install 'proxywasm-vm[plot]'") from None
-    repeats = 3 if args.quick else args.repeats
-    with Progress(transient=True) as progress:
-        task = progress.add_task("benchmarking", total=None)
+    if request is not _default_request() and "plugin_request" not in selected:
+        raise UsageError("the request options set what plugin_request sends, and --workloads leaves it out")
+    runners = _names(args.backends, "--backends") if args.backends is not None else backend_names()
+    for r in runners + (args.require or []):
+        _check_backend_id(r)
+    if args.isolation is not None:
+        runners = _select_isolation(runners, _names(args.isolation, "--isolation"), explicit=args.backends is not None)
+    for r in args.require or []:
+        if r not in runners:
+            raise UsageError(f"--require {r}: {r} is not among the selected backends ({', '.join(runners)})")
+    to_stdout = args.json == "-"
+    if args.json is not None and not to_stdout:
+        _check_output(args.json, "--json")
+    if args.plot is not None:
+        _check_plot(args.plot)
+    repeats = args.repeats if args.repeats is not None else (3 if args.quick else 7)
+
+    with _progress() as tell:
         result = run_bench(runners, selected, repeats=repeats, quick=args.quick, baseline=not args.no_baseline,
-                           progress=lambda done, total: progress.update(task, completed=done, total=total),
-                           extra=extra)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result.to_json(), f, indent=2)
-    if args.plot:
-        plot(result, args.plot)
-    _print_table(result)
-    missed = _print_targets(result)
+                           progress=tell, extra=extra, time_stopped=args.time_stopped,
+                           request=request if args.plugin is not None else None)
+    if args.json is not None:
+        text = json.dumps(result.to_json(), indent=2)
+        if to_stdout:
+            print(text)
+        else:
+            try:
+                with open(args.json, "w") as f:
+                    f.write(text + "\n")
+            except OSError as e:  # checked before the run; the disk can still fill up
+                raise UsageError(f"cannot write --json {args.json}: {e.strerror}") from None
+    if args.plot is not None:
+        try:
+            plot(result, args.plot)
+        except OSError as e:
+            raise UsageError(f"cannot write --plot {args.plot}: {e.strerror}") from None
+    if not to_stdout:  # with --json -, stdout is the JSON document only
+        console = _console()
+        _print_table(result, console)
+        missed = _print_targets(result, console)
+    else:
+        from ._bench import judge_targets
+
+        missed = sum(not met for _, _, met in judge_targets(result))
+    return _exit_status(result, args, missed)
+
+
+def _exit_status(result: Any, args: argparse.Namespace, missed: int) -> int:
+    """Say on stderr, one line each, what keeps this run from being complete; 0 when nothing does."""
+    problems = []
+    for c in result.failed:
+        problems.append(f"{c.workload} on {c.runner}: {c.summary}")
+    for r in args.require or []:
+        if r in result.missing:
+            problems.append(f"required backend {r} is unavailable: {result.missing[r]}")
     if args.check:
-        errors = sum(1 for c in result.cells if c.error)
-        if errors or missed or result.missing:
-            print(f"pwvm bench --check: {missed} target(s) missed, {errors} cell(s) failed, "
-                  f"{len(result.missing)} backend(s) unavailable", file=sys.stderr)
-            return 1
+        if missed:
+            problems.append(f"{missed} speed target(s) missed")
+        problems += [f"backend {name} is unavailable" for name in result.missing if name not in (args.require or [])]
+    if not problems:
+        return 0
+    failed = len(result.failed)
+    head = f"pwvm bench: {failed} cell(s) not measured" if failed else "pwvm bench: incomplete"
+    print(f"{head}; {len(problems)} problem(s):", file=sys.stderr)
+    for p in problems:
+        print(f"  {p}", file=sys.stderr)
+    return 1
+
+
+def _list_workloads(args: argparse.Namespace) -> int:
+    from ._bench import MEMORY_WORKLOADS
+    from ._workloads import WORKLOADS
+
+    rows = [{"name": w.name, "group": w.group, "unit": w.unit, "description": w.description}
+            for w in WORKLOADS.values()]
+    rows += [{"name": m, "group": "memory", "unit": "vm", "description": "resident bytes each live VM adds"}
+             for m in MEMORY_WORKLOADS]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    from rich.table import Table
+
+    table = Table(box=None, show_header=True, pad_edge=False)
+    for col in ("workload", "group", "per", "what is timed"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        table.add_row(r["name"], r["group"], r["unit"], r["description"])
+    _console().print(table)
     return 0
 
 
-def _print_targets(result: Any) -> int:
+def _names(text: str, option: str) -> list[str]:
+    """A comma-separated list of names: no empty entry, no repeat."""
+    names = [n.strip() for n in text.split(",")]
+    if not text.strip() or any(not n for n in names):
+        raise UsageError(f"{option} {text!r}: give comma-separated names, none empty")
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise UsageError(f"{option}: {', '.join(dup)} given twice")
+    return names
+
+
+def _check_backend_id(name: str) -> None:
+    """An exact backend id: a registered runtime, optionally ``@`` an isolation mode."""
+    from ._backend import parse_backend
+
+    try:
+        base, _ = parse_backend(name)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    if base not in backend_names():
+        raise UsageError(f"unknown backend {name!r}; choose from {', '.join(backend_names())}")
+
+
+def _read_file(path: str, option: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as e:
+        raise UsageError(f"cannot read {option} {path}: {e.strerror}") from None
+
+
+def _check_output(path: str, option: str) -> None:
+    """An output file this run can write, checked before any work: its folder must exist
+    (it is not created: a mistyped folder is an error, not a new folder)."""
+    import os
+
+    if not path:
+        raise UsageError(f"{option}: give a file name")
+    folder = os.path.dirname(path) or "."
+    if os.path.isdir(path):
+        raise UsageError(f"{option} {path}: is a folder; give a file name")
+    if not os.path.isdir(folder):
+        raise UsageError(f"{option} {path}: folder {folder} does not exist (create it first)")
+    if not os.access(folder, os.W_OK):
+        raise UsageError(f"{option} {path}: folder {folder} is not writable")
+
+
+def _check_plot(path: str) -> None:
+    import os
+
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+    except ImportError:
+        raise UsageError("--plot needs matplotlib: pip install 'proxywasm-vm[plot]'") from None
+    _check_output(path, "--plot")
+    ext = os.path.splitext(path)[1].lstrip(".").lower()
+    kinds = FigureCanvasAgg.get_supported_filetypes()
+    if ext not in kinds:
+        raise UsageError(f"--plot {path}: name the file with one of the extensions "
+                         f"{', '.join('.' + k for k in sorted(kinds))}")
+
+
+_TOKEN = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
+def _default_request() -> Any:
+    from ._workloads import DEFAULT_REQUEST
+
+    return DEFAULT_REQUEST
+
+
+def _request_from_args(args: argparse.Namespace) -> Any:
+    """The request ``plugin_request`` sends: ``--request FILE`` (JSON), then the options over it."""
+    from ._workloads import DEFAULT_REQUEST, RequestSpec
+
+    given = [o for o, v in (("--request", args.request), ("--method", args.method), ("--path", args.path),
+                            ("--header", args.header), ("--body", args.body), ("--body-file", args.body_file))
+             if v is not None]
+    if not given:
+        return DEFAULT_REQUEST
+    if args.plugin is None:
+        raise UsageError(f"{given[0]} sets the request of --plugin's plugin_request workload: give --plugin too")
+    if args.body is not None and args.body_file is not None:
+        raise UsageError("give --body or --body-file, not both")
+    fields: dict[str, Any] = {}
+    if args.request is not None:
+        fields = _request_file(args.request)
+    if args.method is not None:
+        fields["method"] = args.method
+    if args.path is not None:
+        fields["path"] = args.path
+    if args.header:
+        fields["headers"] = fields.get("headers", []) + [_header(h, "--header") for h in args.header]
+    if args.body is not None:
+        fields["body"] = args.body.encode()
+    if args.body_file is not None:
+        fields["body"] = _read_file(args.body_file, "--body-file")
+    method = fields.get("method", DEFAULT_REQUEST.method)
+    if not method or not set(method) <= _TOKEN:
+        raise UsageError(f"--method {method!r} is not an HTTP method (a token such as GET or POST)")
+    path = fields.get("path", DEFAULT_REQUEST.path)
+    if not path.startswith("/") or any(ch in path for ch in " \r\n"):
+        raise UsageError(f"--path {path!r}: a request path starts with '/' and has no spaces")
+    headers = tuple(fields.get("headers", ()))
+    return RequestSpec(method=method, path=path, headers=headers, body=fields.get("body", b""))
+
+
+def _header(text: str, option: str) -> tuple[str, str]:
+    """``"name: value"`` -> ``("name", "value")``, the name lower-cased (as HTTP/2 and Envoy do)."""
+    name, sep, value = text[1:].partition(":") if text.startswith(":") else text.partition(":")
+    if text.startswith(":"):
+        name = ":" + name
+    bare = name[1:] if name.startswith(":") else name
+    if not sep or not bare or not set(bare) <= _TOKEN:
+        raise UsageError(f"{option} {text!r}: write a header as 'name: value'")
+    return name.lower(), value.strip()
+
+
+def _request_file(path: str) -> dict[str, Any]:
+    """``--request FILE``: a JSON object with any of method, path, headers (an object, or a list
+    of [name, value] pairs) and body (text)."""
+    raw = _read_file(path, "--request")
+    try:
+        doc = json.loads(raw)
+    except ValueError as e:
+        raise UsageError(f"--request {path}: not JSON ({e})") from None
+    if not isinstance(doc, dict) or set(doc) - {"method", "path", "headers", "body"}:
+        raise UsageError(f"--request {path}: give a JSON object with only method, path, headers, body")
+    out: dict[str, Any] = {}
+    for key in ("method", "path", "body"):
+        if key in doc:
+            if not isinstance(doc[key], str):
+                raise UsageError(f"--request {path}: {key} must be a string")
+            out[key] = doc[key].encode() if key == "body" else doc[key]
+    headers = doc.get("headers", [])
+    pairs = list(headers.items()) if isinstance(headers, dict) else headers
+    if not isinstance(pairs, list) or not all(isinstance(p, (list, tuple)) and len(p) == 2
+                                              and all(isinstance(x, str) for x in p) for p in pairs):
+        raise UsageError(f"--request {path}: headers must be an object or a list of [name, value] strings")
+    out["headers"] = [_header(f"{k}: {v}", f"--request {path}:") for k, v in pairs]
+    return out
+
+
+@contextlib.contextmanager
+def _progress() -> Iterator[Any]:
+    """A progress bar on stderr while a terminal shows it (nothing otherwise); yields the
+    ``progress(done, total, what)`` callback of :func:`~proxywasm_vm._bench.run_bench`."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    console = Console(stderr=True, highlight=False)
+    if not console.is_terminal:
+        yield lambda done, total, what: None
+        return
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=True) as bar:
+        task = bar.add_task("starting", total=None)
+        yield lambda done, total, what: bar.update(task, completed=done, total=total, description=what)
+
+
+def _print_targets(result: Any, console: Any) -> int:
     """Print the speed targets this run could judge; returns how many were missed."""
     from ._bench import fmt_value, judge_targets
 
     judged = judge_targets(result)
     if not judged:
         return 0
-    console = _console()
     console.print("[bold]targets[/] (judged on this run's medians; `--check` exits 1 when one is missed)")
     for t, value, met in judged:
         shown = f"{value:.1f}x" if t.versus else fmt_value(value, "s")
@@ -252,53 +503,118 @@ def _select_isolation(runners: list[str], modes: list[str], *, explicit: bool) -
     return chosen
 
 
-def _print_table(result: Any) -> None:
+def _fitted_table(console: Any, columns: list[str], rows: list[list[str] | None], *, optional: list[str],
+                  title: str | None = None, caption: str | None = None) -> Any:
+    """A table of ``rows`` (``None``: a section break) that fits the console: columns named in
+    ``optional`` are left out, in that order, while it is wider (a narrow terminal). A column
+    name ending in ``:r`` is right-aligned. Cells never wrap: a row is one line."""
+    from rich import box
     from rich.table import Table
 
-    from ._bench import fmt_value
+    names = [c.split(":")[0] for c in columns]
+    keep = list(names)
+    while True:
+        table = Table(box=box.SIMPLE_HEAD, pad_edge=False, title=title, title_justify="left", caption=caption,
+                      caption_justify="left")
+        for col, name in zip(columns, names):
+            if name in keep:
+                table.add_column(name, justify="right" if col.endswith(":r") else "left", no_wrap=True)
+        for row in rows:
+            if row is None:
+                table.add_section()
+            else:
+                table.add_row(*[v for v, name in zip(row, names) if name in keep])
+        drop = [n for n in optional if n in keep]
+        if not drop or console.measure(table, options=console.options.update_width(1 << 16)).maximum \
+                <= console.width:
+            return table
+        keep.remove(drop[0])
 
-    console = _console()
+
+def _print_table(result: Any, console: Any) -> None:
+    """The results, readable in 80 columns: one line per cell (the workload's name on its first
+    line, what one unit is on the second); values carry their own units; why a cell has no
+    numbers goes to numbered notes under the table."""
+    from rich import box
+    from rich.table import Table
+
+    from ._bench import fmt_range, fmt_value
+
     h = result.header
-    runtimes = ", ".join(f"{k} {v}" for k, v in h["runtimes"].items())
-    console.print(f"[bold]pwvm bench[/] — {h['machine']}; Python {h['python']}; {runtimes}")
-    table = Table()
-    table.add_column("workload")
-    table.add_column("runner")
-    table.add_column("median", justify="right")
-    table.add_column("min .. max", justify="right")
-    table.add_column("vs fastest", justify="right")
+    console.print(f"[bold]pwvm bench[/] on {h['machine']}, Python {h['python']}")
+    console.print("runtimes: " + ", ".join(f"{k} {v}" for k, v in h["runtimes"].items()), overflow="fold")
+    notes: list[str] = []
+
+    def note(text: str) -> str:
+        notes.append(text)
+        return f"note {len(notes)}"
+
+    rows: list[list[str] | None] = []  # None: a section break
     for w in result.workloads:
         cells = [c for c in result.cells if c.workload == w]
+        if not cells:
+            continue
         best = min((c.median for c in cells if c.samples), default=float("nan"))
+        per = "per " + cells[0].unit.split("/", 1)[1]
+        labels = [w, f"[dim]{per}[/]"] if len(cells) > 1 else [f"{w}\n[dim]{per}[/]"]
         for i, c in enumerate(cells):
-            label = f"{w} [dim]({c.unit})[/]" if i == 0 else ""
-            if c.error or not c.samples:
-                table.add_row(label, c.runner, "[red]error[/]", (c.error or "no sample")[:70], "")
+            label = labels[i] if i < len(labels) else ""
+            if c.summary:
+                shown = "not timed" if not c.timed and not c.error else "error"
+                rows.append([label, c.runner, f"[red]{shown}[/]", "", note(f"{w} on {c.runner}: {c.summary}")])
                 continue
             if c.median <= best:
                 versus = "[green]fastest[/]"
             else:
                 versus = f"{c.median / best:.1f}×" if best > 0 else "-"
-            table.add_row(label, c.runner, fmt_value(c.median, c.unit),
-                          f"{fmt_value(min(c.samples), c.unit)} .. {fmt_value(max(c.samples), c.unit)}", versus)
-        for name in result.missing:
-            table.add_row("", name, "[yellow]unavailable[/]", "", "")
-        table.add_section()
-    console.print(table)
+            median = fmt_value(c.median, c.unit)
+            if c.not_passed:  # timed on request (--time-stopped): say what was timed
+                note(f"{w} on {c.runner}: timed although the plugin {c.not_passed}")
+                median += "*"
+            rows.append([label, c.runner, median, fmt_range(min(c.samples), max(c.samples), c.unit), versus])
+        rows.append(None)
+    for name in result.missing:
+        rows.append(["", name, "[yellow]absent[/]", "", note(f"{name}: {result.missing[name]}")])
+    console.print(_fitted_table(console, ["workload", "runner", "median:r", "min–max:r", "vs best:r"], rows,
+                                optional=["min–max"],
+                                caption="lower is better; ×: times the fastest median"
+                                        + ("; *: see the notes" if any(c.not_passed and c.timed for c in result.cells)
+                                           else "")))
     requests = [c for c in result.cells if c.latencies and not c.error]
     if requests:
-        lat = Table(title="per request: single-request latency and one-thread throughput")
-        for col in ("workload", "runner", "p50", "p90", "p99", "requests/s"):
-            lat.add_column(col, justify="left" if col in ("workload", "runner") else "right")
+        lat_rows: list[list[str] | None] = []
+        last = ""
         for c in requests:
-            lat.add_row(c.workload, c.runner, fmt_value(c.percentile(50), "s"), fmt_value(c.percentile(90), "s"),
-                        fmt_value(c.percentile(99), "s"), f"{c.requests_per_second:,.0f}")
-        console.print(lat)
-    for name, why in result.missing.items():
-        console.print(f"[yellow]{name}[/]: {why}")
+            lat_rows.append([c.workload if c.workload != last else "", c.runner, fmt_value(c.percentile(50), "s"),
+                             fmt_value(c.percentile(90), "s"), fmt_value(c.percentile(99), "s"),
+                             f"{c.requests_per_second:,.0f}"])
+            last = c.workload
+        console.print(_fitted_table(console, ["workload", "runner", "p50:r", "p90:r", "p99:r", "req/s:r"], lat_rows,
+                                    optional=["p90", "p50"], title="single requests: latency, one-thread throughput"))
+    if result.request:
+        console.print(f"request sent: {result.request}", overflow="fold")
+    for i, text in enumerate(notes, 1):
+        console.print(f"[dim]{i}.[/] {text}", overflow="fold")
+    if any(not c.timed and c.not_passed and not c.error for c in result.cells):
+        console.print("A request the plugin did not pass through is not timed: send one it passes "
+                      "(--method, --path, --header, --body, --request) or add --time-stopped to time it anyway.")
 
 
 # ---- entry point ------------------------------------------------------------------
+
+def _count(low: int, high: int) -> Any:
+    """An argparse type: an integer in ``low..high``."""
+    def parse(text: str) -> int:
+        try:
+            n = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+        if not low <= n <= high:
+            raise argparse.ArgumentTypeError(f"{n} is out of range {low}..{high}")
+        return n
+
+    return parse
+
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:  # one line, exit status 2, no usage dump
@@ -309,8 +625,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="pwvm", description="Run and compare WebAssembly runtimes and Proxy-Wasm plugins.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    b = sub.add_parser("backends", help="list the backends, their versions and capabilities")
-    b.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    b = sub.add_parser("backends", help="list the backends, their versions and capabilities",
+                       description="List every registered backend: available or not (and how to enable it), "
+                                   "where it runs, its runtime version and capabilities. Exit status 0.")
+    b.add_argument("--json", action="store_true", help="print JSON (every field) instead of a table")
     b.set_defaults(fn=cmd_backends)
 
     s = sub.add_parser("setup", help="set up backends: build the V8 shim, make wasmer's worker environment",
@@ -326,21 +644,43 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help="print the result as JSON")
     s.set_defaults(fn=cmd_setup)
 
-    be = sub.add_parser("bench", help="compare the backends side by side")
+    be = sub.add_parser("bench", help="compare the backends side by side",
+                        description="Time the same workloads on every backend (and wasmtime-py) in interleaved "
+                                    "rounds. Exit status: 0 every cell measured; 1 a cell failed or was not "
+                                    "timed, a --require'd backend is unavailable, or --check found a problem; "
+                                    "2 bad arguments.")
     be.add_argument("--backends", help="comma-separated backend ids, e.g. wasmtime,v8,wasmtime@process "
-                                       "(default: every registered one)")
+                                       "(default: every registered one; unavailable ones are listed, not fatal)")
+    be.add_argument("--require", action="append", metavar="BACKEND",
+                    help="exit 1 unless this backend (exact id, repeatable) is available and measured")
     be.add_argument("--isolation", help="comma-separated isolation modes to keep: in-process, namespace, process")
-    be.add_argument("--workloads", help="comma-separated workloads (default: all)")
-    be.add_argument("--repeats", type=int, default=7, help="timed repeats per cell (default 7)")
+    be.add_argument("--workloads", help="comma-separated workloads (default: all; see --list)")
+    be.add_argument("--list", action="store_true", help="list the workloads and exit")
+    be.add_argument("--repeats", type=_count(1, 1000), help="timed repeats per cell, 1..1000 (default 7; 3 with --quick)")
     be.add_argument("--quick", action="store_true", help="few, short repeats: a smoke run")
-    be.add_argument("--json", metavar="FILE", help="write every raw sample to FILE")
-    be.add_argument("--plot", metavar="FILE.png", help="draw the results (needs matplotlib)")
+    be.add_argument("--json", metavar="FILE", nargs="?", const="-",
+                    help="write every raw sample to FILE (its folder must exist); without FILE or with '-': "
+                         "print the JSON to stdout instead of the table")
+    be.add_argument("--plot", metavar="FILE.png", help="draw the results (needs matplotlib; .png, .svg, .pdf ...)")
     be.add_argument("--plugin", metavar="FILE", help="benchmark your own Proxy-Wasm plugin (.wasm)")
     be.add_argument("--config", metavar="FILE", help="the plugin configuration given to proxy_on_configure")
     be.add_argument("--root-id", default="", help="the plugin's root id (plugin_root_id property)")
+    req = be.add_argument_group("the request --plugin's plugin_request sends (default: GET /bench, 10 headers)")
+    req.add_argument("--request", metavar="FILE",
+                     help='a JSON file: {"method": "POST", "path": "/x", "headers": {"name": "value"}, "body": "text"}'
+                          "; the options below override it")
+    req.add_argument("--method", help="the :method (default GET)")
+    req.add_argument("--path", help="the :path (default /bench)")
+    req.add_argument("-H", "--header", action="append", metavar="'NAME: VALUE'",
+                     help="a request header (repeatable; replaces a default header of the same name)")
+    req.add_argument("--body", metavar="TEXT", help="a request body (sent in one chunk)")
+    req.add_argument("--body-file", metavar="FILE", help="the request body, read from FILE")
+    req.add_argument("--time-stopped", action="store_true",
+                     help="also time a plugin that does not pass the request through (answers it locally, pauses "
+                          "or resets it); by default that is reported and not timed")
     be.add_argument("--no-baseline", action="store_true", help="leave out the wasmtime-py baseline")
     be.add_argument("--check", action="store_true",
-                    help="exit 1 when a speed target is missed, a cell fails or a backend is unavailable")
+                    help="also exit 1 when a speed target is missed or any backend is unavailable")
     be.set_defaults(fn=cmd_bench)
 
     from ._plugincmds import add_commands  # pwvm inspect, run, diff

@@ -22,7 +22,7 @@ from ._store import Store
 from ._types import FuncType, ValType
 
 __all__ = ["Operation", "Workload", "WORKLOADS", "BASELINES", "PLUGINS", "big_module", "load_plugin", "plugin_path",
-           "request_cycle", "rss_bytes", "rss_per_vm", "user_plugin_workloads"]
+           "DEFAULT_REQUEST", "PluginFailed", "RequestSpec", "probe_request", "request_operation", "request_cycle", "rss_bytes", "rss_per_vm", "user_plugin_workloads"]
 
 I32 = ValType.I32
 HOST_LOOPS = 100
@@ -38,6 +38,9 @@ class Operation:
     run: Callable[[], Any]
     units: int = 1
     keep: Any = None  # objects that must stay alive while ``run`` is timed
+    #: Request workloads: one request sent before timing, saying whether the plugin passed it
+    #: through (``""``) or what it did instead (see :func:`probe_request`).
+    probe: Callable[[], str] | None = None
 
 
 @dataclass(frozen=True)
@@ -261,23 +264,118 @@ def load_plugin(engine: Engine, wasm: Any, root_id: str, configuration: bytes = 
                   host=_quiet_host(engine), engine=engine)
 
 
-def request_cycle(plugin: Any) -> Callable[[], None]:
-    """One full HTTP request: context create, request headers (10, read as pairs by the
-    plugin, which adds one), response headers, then done/log/delete."""
-    def run() -> None:
+@dataclass(frozen=True)
+class RequestSpec:
+    """The HTTP request a request workload sends: pseudo-headers from ``method``, ``path`` and
+    ``authority``, then ``headers`` (lower-case names; one replaces a default of the same name),
+    then ``body`` (sent as one chunk ending the request when not empty)."""
+
+    method: str = "GET"
+    path: str = "/bench"
+    authority: str = "example.com"
+    headers: tuple[tuple[str, str], ...] = ()
+    body: bytes = b""
+
+    def header_list(self) -> list[tuple[str, str]]:
+        """The request headers in the order a proxy passes them (pseudo-headers first)."""
+        defaults = [(":method", self.method), (":path", self.path), (":authority", self.authority)]
+        defaults += [(k, v) for k, v in REQUEST_HEADERS[3:] if k != "content-length"]
+        defaults.append(("content-length", str(len(self.body))))
+        given = {k for k, _ in self.headers}
+        merged = [(k, v) for k, v in defaults if k not in given] + list(self.headers)
+        return sorted(merged, key=lambda kv: not kv[0].startswith(":"))  # stable: order kept otherwise
+
+    def describe(self) -> str:
+        """One line: ``POST /login (3 extra headers, 42-byte body)``."""
+        extra = [f"{len(self.headers)} extra header{'s' if len(self.headers) != 1 else ''}"] if self.headers else []
+        if self.body:
+            extra.append(f"{len(self.body)}-byte body")
+        return f"{self.method} {self.path}" + (f" ({', '.join(extra)})" if extra else "")
+
+
+#: The request of the bundled request workloads.
+DEFAULT_REQUEST = RequestSpec()
+
+
+def request_cycle(plugin: Any, request: RequestSpec | None = None) -> Callable[[], None]:
+    """One full HTTP request: context create, request headers (10 by default, read as pairs by
+    the plugin, which adds one), the request body if any, response headers, then done/log/delete."""
+    if request is None or request == DEFAULT_REQUEST:
+        def run() -> None:
+            stream = plugin.http_stream()
+            stream.request_headers(REQUEST_HEADERS, True)
+            stream.response_headers(RESPONSE_HEADERS, True)
+            stream.close()
+
+        return run
+    headers, body = request.header_list(), request.body
+
+    def run_with_body() -> None:
         stream = plugin.http_stream()
-        stream.request_headers(REQUEST_HEADERS, True)
+        stream.request_headers(headers, not body)
+        if body:
+            stream.request_body(body, True)
         stream.response_headers(RESPONSE_HEADERS, True)
         stream.close()
 
-    return run
+    return run_with_body
+
+
+class PluginFailed(RuntimeError):
+    """The plugin failed (trapped, exited, ran out of a limit) during a probe request."""
+
+
+def probe_request(plugin: Any, request: RequestSpec | None = None) -> str:
+    """Send one request as :func:`request_cycle` does and say what the plugin did with it:
+    ``""`` when it passed the request and the response through (every callback returned
+    CONTINUE, no local response, no reset), else why not, in a few words
+    (``"answered locally with 401 (pwvm_unauthorized)"``). Raises :class:`PluginFailed`
+    when the plugin failed on the way.
+
+    A request that did not pass through costs what the plugin's refusal costs, not what
+    forwarding a request through it costs: ``pwvm bench`` reports such a cell instead of
+    timing it as a request.
+    """
+    from ._proxywasm import Action
+
+    request = request or DEFAULT_REQUEST
+    stream = plugin.http_stream()
+    why = ""
+    try:
+        steps: list[tuple[str, Callable[[], Any]]] = [
+            ("proxy_on_request_headers", lambda: stream.request_headers(request.header_list(), not request.body))]
+        if request.body:
+            steps.append(("proxy_on_request_body", lambda: stream.request_body(request.body, True)))
+        steps.append(("proxy_on_response_headers", lambda: stream.response_headers(RESPONSE_HEADERS, True)))
+        for callback, step in steps:
+            action = step()
+            if stream.failed:
+                raise PluginFailed(f"the plugin failed in {callback}: {stream.error}")
+            lr = stream.local_response
+            if lr is not None:
+                why = f"answered locally with {lr.status}" + (f" ({lr.details})" if lr.details else "")
+            elif stream.reset:
+                why = f"reset the stream in {callback}"
+            elif action is not Action.CONTINUE:
+                why = f"paused in {callback} and did not resume"
+            if why:
+                break
+    finally:
+        stream.close()
+    if stream.failed and not why:
+        raise PluginFailed(f"the plugin failed closing the stream: {stream.error}")
+    return why
+
+
+def request_operation(plugin: Any, request: RequestSpec | None = None) -> Operation:
+    """The :class:`Operation` of a request workload: a request cycle, probed first."""
+    return Operation(request_cycle(plugin, request), keep=plugin, probe=lambda: probe_request(plugin, request))
 
 
 def _request(which: str) -> Callable[[Engine], Operation]:
     def setup(engine: Engine) -> Operation:
         stem, root = PLUGINS[which]
-        plugin = load_plugin(engine, plugin_path(stem), root)
-        return Operation(request_cycle(plugin), keep=plugin)
+        return request_operation(load_plugin(engine, plugin_path(stem), root))
 
     return setup
 
@@ -294,8 +392,10 @@ def _plugin_ready(engine: Engine) -> Operation:
     return Operation(run)
 
 
-def user_plugin_workloads(path: str, root_id: str = "", configuration: bytes = b"") -> dict[str, Workload]:
-    """Workloads for a plugin of the user's own: start-up and request cycles.
+def user_plugin_workloads(path: str, root_id: str = "", configuration: bytes = b"",
+                          request: RequestSpec | None = None) -> dict[str, Workload]:
+    """Workloads for a plugin of the user's own: start-up and request cycles (sending
+    ``request``, by default :data:`DEFAULT_REQUEST`).
 
     Raises :class:`ValueError` with a one-line reason when ``path`` is not a
     readable Proxy-Wasm plugin.
@@ -324,14 +424,14 @@ def user_plugin_workloads(path: str, root_id: str = "", configuration: bytes = b
 
         return Operation(run)
 
-    def request(engine: Engine) -> Operation:
+    def send(engine: Engine) -> Operation:
         plugin = load_plugin(engine, Module.cached(engine, wasm), root_id, configuration)
-        return Operation(request_cycle(plugin), keep=plugin)
+        return request_operation(plugin, request)
 
     return {
         "plugin_ready": Workload("plugin_ready", "plugin", f"new VM of {path} + vm_start + configure", ready,
                                  "startup"),
-        "plugin_request": Workload("plugin_request", "request", f"full HTTP request cycle through {path}", request,
+        "plugin_request": Workload("plugin_request", "request", f"full HTTP request cycle through {path}", send,
                                    "request"),
     }
 
