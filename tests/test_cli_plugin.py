@@ -468,7 +468,7 @@ def test_as_a_user_runs_it_no_colour_and_no_traceback(tmp_path):
 
 def readme_commands() -> list[str]:
     text = (ROOT / "README.md").read_text()
-    section = text.split("### Inspect, run and diff a plugin", 1)[1].split("\n## ", 1)[0].split("\n### ", 1)[0]
+    section = text.split("## Inspect, run and diff a plugin", 1)[1].split("\n## ", 1)[0].split("\n### ", 1)[0]
     return [line.split("  #", 1)[0].strip() for line in section.splitlines() if line.startswith("pwvm ")]
 
 
