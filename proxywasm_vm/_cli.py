@@ -115,12 +115,7 @@ def cmd_setup(args: argparse.Namespace) -> int:
     names = list(args.backends or backend_names())
     required = set(args.require or []) | set(args.backends or [])  # a backend named is a backend wanted
     for name in [*names, *(args.require or [])]:
-        try:
-            base, _ = parse_backend(name)
-        except ValueError as e:
-            raise UsageError(str(e)) from None
-        if base not in backend_names():
-            raise UsageError(f"unknown backend {name!r}; choose from {', '.join(backend_names())}")
+        _check_backend_id(name)
     if args.python and not any(parse_backend(n)[0] == "wasmer" for n in names):
         raise UsageError("--python is the Python 3.10 of wasmer's worker environment: name the backend wasmer")
     failed: dict[str, BackendUnavailable | None] = {}  # runtime -> why its set-up failed (None: it did not)
@@ -323,7 +318,7 @@ def _read_file(path: str, option: str) -> bytes:
         with open(path, "rb") as f:
             return f.read()
     except OSError as e:
-        raise UsageError(f"cannot read {option} {path}: {e.strerror}") from None
+        raise UsageError(f"cannot read {option} {path}: {e.strerror or e}") from None
 
 
 def _check_output(path: str, option: str) -> None:

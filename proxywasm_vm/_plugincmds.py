@@ -14,6 +14,7 @@ import os
 from typing import Any
 
 from ._cli import UsageError
+from ._cli import _read_file as _read
 from ._errors import CompileError
 
 __all__ = ["add_commands"]
@@ -31,14 +32,6 @@ def _esc(text: Any) -> str:
     from rich.markup import escape
 
     return escape(str(text))
-
-
-def _read(path: str, what: str) -> bytes:
-    try:
-        with open(path, "rb") as f:
-            return f.read()
-    except OSError as e:
-        raise UsageError(f"cannot read {what} {path}: {e.strerror or e}") from None
 
 
 def _json_file(path: str, what: str) -> Any:
