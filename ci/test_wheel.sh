@@ -4,7 +4,8 @@
 # only the environment's bin/, CC and CXX name a missing command), must run the README's first
 # example on wasmtime from the shim prebuilt in the wheel, start a wasmtime@process worker with
 # its prebuilt channel helper, and list the backends (`pwvm backends`); in the newest one,
-# `pwvm setup wasmer` must make wasmer's Python 3.10 worker environment (it needs a Python 3.10).
+# `pwvm setup wasmer` must make wasmer's Python 3.10 worker environment (it needs a Python 3.10),
+# and the README's pytest example must pass there on wasmtime and wasmer (the pytest11 plugin).
 #
 #   bash ci/test_wheel.sh            (ci/test.sh runs it; so does tests/test_packaging.py)
 #
@@ -136,6 +137,32 @@ print(Instance(Store(engine), Module(engine, "(module (func (export \"f\") (resu
   fi
 else
   log "no Python 3.10 found: pwvm setup wasmer not checked"; status=1
+fi
+
+# The README's pytest example, as a plugin author runs it from that environment: pytest installed
+# next to the wheel, the test file as the README shows it, their filter as build/filter.wasm (ours,
+# c_http_all). It must pass on every runtime available there (wasmtime, and wasmer after the step
+# above) and skip the others with a reason: no compiler, so no V8 shim and no pywasm3 build.
+proj="$WORK/author-project"
+mkdir -p "$proj/build"
+cp "$ROOT/tests/plugins/build/c_http_all.wasm" "$proj/build/filter.wasm"
+"$BUILD_PY" - "$ROOT/README.md" "$proj/test_filter.py" <<'EOF'
+import re, sys
+blocks = [b for b in re.findall(r"```python\n(.*?)```", open(sys.argv[1]).read(), flags=re.DOTALL)
+          if "(proxywasm)" in b]
+assert len(blocks) == 1, "README.md: expected one pytest example using the proxywasm fixture"
+open(sys.argv[2], "w").write(blocks[0])
+EOF
+pip_env=()
+while IFS= read -r kv; do pip_env+=("$kv"); done < <(env | grep '^PIP_' || true)
+env -i HOME="$HOME" PATH="$venv/bin" "${pip_env[@]}" "$venv/bin/python" -m pip install -q pytest 2>&1 \
+  | grep -v '^WARNING: Location' >&2 || true
+if out="$(cd "$proj" && run "$venv/bin/python" -m pytest -v -rs -p no:cacheprovider test_filter.py 2>&1)" \
+   && grep -q "test_callout_then_continue\[wasmtime\] PASSED" <<< "$out" \
+   && grep -q "test_callout_then_continue\[wasmer\] PASSED" <<< "$out"; then
+  log "Python $ver: the README's pytest example: $(tail -n1 <<< "$out")"
+else
+  log "Python $ver: the README's pytest example did not pass on wasmtime and wasmer:"; echo "${out:-}" >&2; status=1
 fi
 [ "$status" -eq 0 ] && log "ok: ${#PYTHONS[@]} interpreters" || log "FAILED"
 exit "$status"
