@@ -142,8 +142,9 @@ def _print_inspect(path: str, r: Any) -> None:
             continue
         c.print(f"[bold]{title}[/] ({len(items)})")
         width = max(len(f"{i.module}.{i.name}") for i in items)
+        pad = " " * 10 if any(i.missing for i in items) else ""  # "ok" as wide as "NOT PROVIDED" when both show
         for i in items:
-            mark = "[red]NOT PROVIDED[/]" if i.missing else "[green]ok[/]" + " " * 10
+            mark = "[red]NOT PROVIDED[/]" if i.missing else "[green]ok[/]" + pad
             c.print(f"  {mark} {_esc(f'{i.module}.{i.name}'):<{width}}  {_esc(i.type)}")
             if i.missing:
                 c.print(f"      {_esc(i.missing)}")
