@@ -167,6 +167,14 @@ def _setup_module_patched(monkeypatch, base, **patches):
     monkeypatch.setattr(_cli, "_setup_module", patched)
 
 
+def _names_repo_scripts(text: str) -> bool:
+    """Whether ``text`` sends the reader to this repository's ci/ scripts (a path that merely
+    contains "ci/", such as the folder of the checkout, does not count)."""
+    import re
+
+    return re.search(r"(?<![\w/])ci/\w+\.sh|bash ci/", text) is not None
+
+
 def test_setup_v8_without_libnode_says_what_to_install(monkeypatch, capsys):
     from proxywasm_vm._cli import main
 
@@ -175,7 +183,7 @@ def test_setup_v8_without_libnode_says_what_to_install(monkeypatch, capsys):
     out, err = capsys.readouterr()
     assert out.startswith("v8: unavailable: libnode (V8 10.2 or 11.3, with its headers) was not found")
     assert "apt install libnode-dev g++" in out and "PWVM_LIBNODE_PREFIX" in out and "`pwvm setup v8`" in out
-    assert "ci/" not in out and "Traceback" not in out + err
+    assert not _names_repo_scripts(out) and "Traceback" not in out + err
     assert "v8: looking for libnode" in err  # the steps, one line each when not on a terminal
 
 
@@ -189,7 +197,7 @@ def test_setup_v8_without_a_compiler_says_what_to_install(monkeypatch, capsys, t
     assert main(["setup", "v8"]) == 1
     out, _ = capsys.readouterr()
     assert "needs a C++ compiler (pwvm-no-such-c++), a C compiler (pwvm-no-such-cc)" in out, out
-    assert "to enable it: apt install g++ gcc" in out and "ci/" not in out
+    assert "to enable it: apt install g++ gcc" in out and not _names_repo_scripts(out)
     assert not (tmp_path / "native").exists()  # it stopped before trying
 
 
@@ -253,5 +261,5 @@ def test_hints_speak_to_a_pip_user():
 
     hints = [how for _, how in _REGISTRY.values()] + [HOW_TO_GET_LIBNODE, HOW_TO_BUILD, HOW_TO_ENABLE]
     for how in hints:
-        assert how and "ci/" not in how and ".sh" not in how, how
+        assert how and not _names_repo_scripts(how) and ".sh" not in how, how
     assert "pwvm setup v8" in _REGISTRY["v8"][1] and "pwvm setup wasmer" in _REGISTRY["wasmer"][1]
