@@ -83,7 +83,7 @@ def _map(vm: Any, t: int, write: bool = False) -> Any:
         ctx = vm.ctx
         m = ctx.maps[t]
         if m is None and write and (t == 1 or t == 3) and ctx.stream is not None and ctx.stream._http:
-            m = ctx.maps[t] = HeaderMap()  # trailers may be added at end of stream
+            m = ctx.maps[t] = HeaderMap(preserve_case=vm.keep_case)  # trailers may be added at end of stream
             ctx.stream._trailers_created(t, m)
         return m
     if t < 8:
@@ -302,7 +302,9 @@ def proxy_add_header_map_value(vm, t, kp, ks, vp, vs):
             len(ser) - 4 - 5 * len(flat) if ser is not None else sum(map(len, flat))) > vm.hm_bytes:
         _map_full(vm, m, 1, ks + vs)  # counts and logs it
         return BAD_ARGUMENT
-    flat += (key.lower(), value)  # HeaderMap.add
+    # HeaderMap.add: Envoy lower-cases the name a plugin adds (Context::addHeaderMapValue takes it as an
+    # Http::LowerCaseString); a map that preserves case keeps it as the plugin wrote it
+    flat += (key if m._keep else key.lower(), value)
     m._ser = None
     return OK
 
@@ -316,9 +318,8 @@ def proxy_replace_header_map_value(vm, t, kp, ks, vp, vs):
         return NOT_FOUND
     if m.__class__ is int:
         return m
-    lk = key.lower()
     flat = m._flat
-    same = [i for i in range(0, len(flat), 2) if flat[i] == lk]  # the fields replace() takes out
+    same = m._where(key)  # the fields replace() takes out
     if _map_full(vm, m, 1 - len(same), ks + vs - sum(len(flat[i]) + len(flat[i + 1]) for i in same)):
         return BAD_ARGUMENT
     m.replace(key, value)
@@ -412,7 +413,7 @@ def proxy_send_local_response(vm, code, dp, ds, bp, bs, hp, hs, grpc_status):
     body = mem.read(bp, bs)
     raw = mem.read(hp, hs)
     try:
-        headers = HeaderMap._from_flat(_parse_map(vm, raw))
+        headers = HeaderMap._from_flat(_parse_map(vm, raw), vm.keep_case)
     except PairsError as e:
         return _pairs_status(vm, e)
     s = vm.ctx.stream
@@ -443,11 +444,13 @@ def proxy_http_call(vm, up, us, hp, hs, bp, bs, tp, ts, timeout, token_ptr):
     if not _fits(mem, token_ptr, 4):
         return INVALID_MEMORY_ACCESS
     try:
-        headers = HeaderMap._from_flat(_parse_map(vm, raw_h))
-        trailers = HeaderMap._from_flat(_parse_map(vm, raw_t))
+        headers = HeaderMap._from_flat(_parse_map(vm, raw_h), vm.keep_case)
+        trailers = HeaderMap._from_flat(_parse_map(vm, raw_t), vm.keep_case)
     except PairsError as e:
         return _pairs_status(vm, e)
+    # Envoy builds the request from the pairs with lower-cased names (buildRequestHeaderMapFromPairs)
     headers.set_flat(headers._flat)
+    trailers.set_flat(trailers._flat)
     if headers.get_bytes(b":method") is None or headers.get_bytes(b":path") is None or (
             headers.get_bytes(b":authority") is None and headers.get_bytes(b"host") is None):
         return BAD_ARGUMENT
@@ -525,6 +528,9 @@ def _grpc_start(vm, stream, up, us, sp, ss, mp, ms, mdp, mds, msgp, msgs, timeou
         metadata = HeaderMap._from_flat(_parse_map(vm, raw_md))
     except PairsError as e:
         return _pairs_status(vm, e)
+    # lower-cased as the HTTP call's headers (Envoy: buildRequestHeaderMapFromPairs), also when the
+    # host preserves case: gRPC runs on HTTP/2, whose field names must be lower case (RFC 9113 8.2.1)
+    metadata.set_flat(metadata._flat)
 
     def start(token: int) -> Any:
         vm.calls[token].stream = stream

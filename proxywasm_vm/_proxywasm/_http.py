@@ -51,7 +51,9 @@ class HttpCallResponse:
     """The answer to a call. ``error`` set means the call failed (the plugin sees 0 headers).
 
     ``headers`` may be a :class:`HeaderMap`, a dict or a list of pairs; a
-    ``:status`` pseudo-header is added from ``status`` when missing.
+    ``:status`` pseudo-header is added from ``status`` when missing. Names of a dict or
+    list are lower-cased (what Envoy's codecs give a plugin); a ``HeaderMap(...,
+    preserve_case=True)`` keeps them as written.
     """
 
     status: int = 200

@@ -112,7 +112,10 @@ def _flatten(headers: HeadersLike, *, lower: bool = True) -> list:
     if headers is None:
         return []
     if isinstance(headers, HeaderMap):  # subclasses too: iterating one gives names, not pairs
-        return list(headers._flat)
+        flat = list(headers._flat)
+        if lower and headers._keep:
+            flat[::2] = [k.lower() for k in flat[::2]]
+        return flat
     cls = headers.__class__
     is_map = cls is dict or (cls is not list and cls is not tuple and isinstance(headers, Mapping))
     items: Iterable[Any] = cast(Mapping, headers).items() if is_map else headers
@@ -156,30 +159,68 @@ def _flatten(headers: HeadersLike, *, lower: bool = True) -> list:
     return flat
 
 
+def host_map(headers: HeadersLike, preserve_case: bool) -> HeaderMap:
+    """``headers`` as a host holds them: a :class:`HeaderMap` as given (it keeps its own
+    case mode, and stays the caller's object), anything else built in the host's mode."""
+    if isinstance(headers, HeaderMap):
+        return headers
+    return HeaderMap._from_flat(_flatten(headers, lower=not preserve_case), preserve_case)
+
+
 class HeaderMap:
     """An ordered, case-insensitive multimap of HTTP header (or trailer, or gRPC metadata) fields.
 
-    Names are stored lower-cased (as Envoy does); values are kept byte for
+    Names are stored lower-cased, as Envoy does: HTTP/2 and HTTP/3 require lower-case
+    names, and Envoy's HTTP/1 codec lower-cases them too (its ``header_key_format``
+    options only change how names are written out again), so a plugin in Envoy never
+    sees an upper-case name. ``preserve_case=True`` keeps names as given instead (for
+    hosts that preserve case); lookups still match any case. Values are kept byte for
     byte. ``str`` accessors decode UTF-8 (undecodable bytes round-trip through
     ``surrogateescape``); ``*_bytes`` accessors give the raw bytes.
 
     >>> h = HeaderMap({":method": "GET", "X-Id": "7"})
-    >>> h["x-id"], "X-ID" in h, len(h)
-    ('7', True, 2)
+    >>> h["x-id"], "X-ID" in h, len(h), h.keys()
+    ('7', True, 2, [':method', 'x-id'])
+    >>> HeaderMap({"X-Id": "7"}, preserve_case=True).items()
+    [('X-Id', '7')]
     """
 
-    __slots__ = ("_flat", "_ser")
+    __slots__ = ("_flat", "_ser", "_keep")
 
-    def __init__(self, headers: HeadersLike = None) -> None:
-        self._flat: list = _flatten(headers)
+    def __init__(self, headers: HeadersLike = None, *, preserve_case: bool = False) -> None:
+        keep = bool(preserve_case)
+        if keep and isinstance(headers, HeaderMap):
+            flat = list(headers._flat)
+        else:
+            flat = _flatten(headers, lower=not keep)
+        self._flat: list = flat
         self._ser: bytes | None = None
+        self._keep = keep
 
     @classmethod
-    def _from_flat(cls, flat: list) -> HeaderMap:
+    def _from_flat(cls, flat: list, keep: bool = False) -> HeaderMap:
         m = object.__new__(cls)
         m._flat = flat
         m._ser = None
+        m._keep = keep
         return m
+
+    @property
+    def preserve_case(self) -> bool:
+        """Whether names keep the case they were given (``False``: lower-cased, as Envoy)."""
+        return self._keep
+
+    def _name(self, name: str | bytes) -> bytes:
+        """``name`` as this map stores it."""
+        return _b(name) if self._keep else _b(name).lower()
+
+    def _where(self, name: str | bytes) -> list:
+        """Indexes (in ``_flat``) of the fields called ``name``, in any case."""
+        key = _b(name).lower()
+        flat = self._flat
+        if self._keep:
+            return [i for i in range(0, len(flat), 2) if flat[i].lower() == key]
+        return [i for i in range(0, len(flat), 2) if flat[i] == key]
 
     # -- serialized form ----------------------------------------------------------
     def serialize(self) -> bytes:
@@ -191,60 +232,58 @@ class HeaderMap:
 
     # -- byte-level operations (used by the host functions) ---------------------
     def get_bytes(self, name: str | bytes) -> bytes | None:
-        """The first value of ``name`` as bytes, or ``None``."""
-        key = _b(name).lower()
+        """The first value of ``name`` (any case) as bytes, or ``None``."""
         flat = self._flat
+        if self._keep:
+            where = self._where(name)
+            return flat[where[0] + 1] if where else None
+        key = _b(name).lower()
         try:
             return flat[2 * flat[::2].index(key) + 1]  # C-speed scan of the names
         except ValueError:
             return None
 
     def get_all_bytes(self, name: str | bytes) -> list:
-        """Every value of ``name`` as bytes, in order."""
-        key = _b(name).lower()
+        """Every value of ``name`` (any case) as bytes, in order."""
         flat = self._flat
-        return [flat[i + 1] for i in range(0, len(flat), 2) if flat[i] == key]
+        return [flat[i + 1] for i in self._where(name)]
 
     def add(self, name: str | bytes, value: str | bytes) -> None:
         """Append a field (keeps existing fields of the same name)."""
-        self._flat += (_b(name).lower(), _b(value))
+        self._flat += (self._name(name), _b(value))
         self._ser = None
 
     def replace(self, name: str | bytes, value: str | bytes) -> None:
-        """Set ``name`` to ``value``: the first field keeps its place, later duplicates go; adds when missing."""
-        key = _b(name).lower()
+        """Set ``name`` to ``value``: the first field keeps its place (and, preserving case, its
+        name's case), later duplicates go; adds when missing."""
         value = _b(value)
         flat = self._flat
-        found = -1
-        i = 0
-        while i < len(flat):
-            if flat[i] == key:
-                if found < 0:
-                    found = i
-                    flat[i + 1] = value
-                    i += 2
-                else:
-                    del flat[i:i + 2]
-            else:
-                i += 2
-        if found < 0:
-            flat.append(key)
+        where = self._where(name)
+        if where:
+            flat[where[0] + 1] = value
+            for i in reversed(where[1:]):
+                del flat[i:i + 2]
+        else:
+            flat.append(self._name(name))
             flat.append(value)
         self._ser = None
 
     def remove(self, name: str | bytes) -> None:
-        """Remove every field called ``name`` (no error when there is none)."""
-        key = _b(name).lower()
-        flat = self._flat
-        if key not in flat[::2]:
+        """Remove every field called ``name`` (any case; no error when there is none)."""
+        where = self._where(name)
+        if not where:
             return
-        self._flat = [x for i in range(0, len(flat), 2) if flat[i] != key for x in (flat[i], flat[i + 1])]
+        gone = set(where)
+        flat = self._flat
+        self._flat = [x for i in range(0, len(flat), 2) if i not in gone for x in (flat[i], flat[i + 1])]
         self._ser = None
 
     def set_flat(self, flat: list) -> None:
-        """Replace every field with ``flat`` (``[k0, v0, ...]`` bytes); names are lower-cased."""
-        for i in range(0, len(flat), 2):
-            flat[i] = flat[i].lower()
+        """Replace every field with ``flat`` (``[k0, v0, ...]`` bytes); names are lower-cased
+        unless this map preserves case."""
+        if not self._keep:
+            for i in range(0, len(flat), 2):
+                flat[i] = flat[i].lower()
         self._flat = flat
         self._ser = None
 
@@ -303,8 +342,8 @@ class HeaderMap:
         return out
 
     def copy(self) -> HeaderMap:
-        """An independent copy."""
-        return HeaderMap._from_flat(list(self._flat))
+        """An independent copy (preserving case if this map does)."""
+        return HeaderMap._from_flat(list(self._flat), self._keep)
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.keys())
@@ -317,7 +356,7 @@ class HeaderMap:
             return self._flat == other._flat
         if isinstance(other, (Mapping, list, tuple)):
             try:
-                return self._flat == _flatten(other)
+                return self._flat == _flatten(other, lower=not self._keep)
             except (TypeError, ValueError):
                 return False
         return NotImplemented
@@ -325,4 +364,6 @@ class HeaderMap:
     __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
+        if self._keep:
+            return f"HeaderMap({self.items()!r}, preserve_case=True)"
         return f"HeaderMap({self.items()!r})"

@@ -367,7 +367,13 @@ class ProxyWasmHost:
     - ``limits`` (:class:`HostLimits`): bounds on what plugins can make the host hold (logs,
       header maps, buffered bodies, shared data, queues, callouts, metrics, timers), with
       protective defaults. The default services are built with them; a service object you
-      pass keeps the bounds it was built with. :meth:`limit_hits` counts the refusals.
+      pass keeps the bounds it was built with. :meth:`limit_hits` counts the refusals;
+    - ``preserve_header_case``: ``False`` (the default) lower-cases header names, as Envoy
+      does whatever the protocol: plugins see ``x-id`` for ``X-Id``, also for a name a plugin
+      adds. ``True`` keeps names as the client (or plugin) gave them, for hosts that preserve
+      case; lookups match any case either way. It applies to the maps the host builds (from
+      dicts and lists passed to stream events, a local response, callout requests, gRPC
+      metadata); a :class:`HeaderMap` passed in keeps its own ``preserve_case``.
 
     Work that arrives asynchronously (callout responses, queue notifications,
     ticks) runs when the embedder calls :meth:`poll` (or :meth:`advance` with a
@@ -381,12 +387,18 @@ class ProxyWasmHost:
                  upstreams: Mapping[str, str] | None = None, grpc_upstreams: Mapping[str, str] | None = None,
                  clock: Clock | None = None, scheduler: Scheduler | None = None,
                  foreign_functions: ForeignFunctions | Mapping[str, Callable[[bytes], Any]] | None = None,
-                 properties: Mapping[str, Any] | None = None, limits: HostLimits | None = None) -> None:
+                 properties: Mapping[str, Any] | None = None, limits: HostLimits | None = None,
+                 preserve_header_case: bool = False) -> None:
         if engine is None:
             parse_backend(backend)  # a malformed "runtime@isolation" fails here, not at the first plugin
         if limits is not None and not isinstance(limits, HostLimits):
             raise TypeError(f"limits must be a HostLimits, not {type(limits).__name__}")
         self.limits: HostLimits = limits if limits is not None else HostLimits()
+        if not isinstance(preserve_header_case, bool):
+            raise TypeError(f"preserve_header_case must be a bool, not {type(preserve_header_case).__name__}")
+        # Who decides in Envoy: the codec of a listener or cluster (Http1ProtocolOptions.header_key_format),
+        # i.e. the host, not a plugin; hence a host option.
+        self.preserve_header_case: bool = preserve_header_case
         limits = self.limits
         self.backend = engine.name if engine is not None else backend
         self._engines: dict[str, Engine] = {}

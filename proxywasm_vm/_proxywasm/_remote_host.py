@@ -48,7 +48,7 @@ from .._isolation._remote import REMOTE_LANE, Packed
 from .._settings import remote_host_enabled
 from ._abi import Action
 from ._errors import PluginCrash, PluginStartError
-from ._pairs import HeaderMap
+from ._pairs import HeaderMap, host_map
 from ._plugin import ProxyWasmHost, plugin_limits, reload_delay
 from ._services import ManualClock, Scheduler, SystemClock
 from ._streams import HttpMessage, HttpStream, LocalResponse, TcpDirection, TcpStream
@@ -116,6 +116,7 @@ def _services(host: Any, conn: Any) -> Any:
                                                   "foreign_functions")}
     kw["bridge"] = HostBridge(host, conn)
     kw["limits"] = host.limits  # a frozen dataclass: crosses by value
+    kw["preserve_header_case"] = host.preserve_header_case
     enc = t.encode(kw)
     clock = host.clock
     # a SystemClock is the same clock there; any other (a ManualClock) stays here, by reference
@@ -494,7 +495,7 @@ class RemoteHttpStream(_RemoteStream, HttpStream):
         msg = st.request if ev.startswith("request") else st.response if ev.startswith("response") else None
         if msg is not None:
             if ev.endswith("_headers"):
-                msg.headers = args[0] if isinstance(args[0], HeaderMap) else HeaderMap(args[0])
+                msg.headers = host_map(args[0], self.plugin.host.preserve_header_case)
                 msg.end_of_stream = bool(args[1]) if len(args) > 1 else False
             elif ev.endswith("_body"):
                 msg._buf += args[0]
@@ -502,7 +503,7 @@ class RemoteHttpStream(_RemoteStream, HttpStream):
                 if open_:
                     msg._flush()
             elif ev.endswith("_trailers"):
-                msg.trailers = args[0] if isinstance(args[0], HeaderMap) else HeaderMap(args[0])
+                msg.trailers = host_map(args[0], self.plugin.host.preserve_header_case)
                 msg.end_of_stream = True
             if ev.endswith("_headers") or ev.endswith("_body") or ev.endswith("_trailers"):
                 return Action.CONTINUE if open_ else Action.PAUSE

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 from ._abi import Action, LogLevel, PeerType, Status
 from ._errors import PluginCrash
-from ._pairs import HeaderMap, HeadersLike, _flatten
+from ._pairs import HeaderMap, HeadersLike, _flatten, host_map
 from ._properties import flatten_properties
 
 if TYPE_CHECKING:
@@ -308,7 +308,11 @@ class HttpStream(_StreamBase):
         return None
 
     def _headers(self, msg: HttpMessage, idx: int, headers: HeadersLike, eos: bool, fn: Any, name: str) -> Action:
-        m = headers if headers.__class__ is HeaderMap else HeaderMap._from_flat(_flatten(headers))
+        if headers.__class__ is HeaderMap:
+            m = headers
+        else:  # lower-cased names, as Envoy's codecs, unless the host preserves case
+            keep = self._vm.keep_case
+            m = HeaderMap._from_flat(_flatten(headers, lower=not keep), keep)
         msg.headers = m
         msg.end_of_stream = eos
         if self.closed or self.error is not None or self.local_response is not None or self.reset:
@@ -430,7 +434,7 @@ class HttpStream(_StreamBase):
                                                 "response_payload_too_large")
 
     def _trailers(self, msg: HttpMessage, idx: int, trailers: HeadersLike, fn: Any, name: str) -> Action:
-        m = trailers if isinstance(trailers, HeaderMap) else HeaderMap(trailers)
+        m = host_map(trailers, self._vm.keep_case)
         msg.trailers = m
         msg.end_of_stream = True
         b = self._blocked(msg)
@@ -493,7 +497,7 @@ class HttpStream(_StreamBase):
     def _local_response(self, code: int, body: bytes, headers: HeaderMap, details: bytes, grpc: int) -> int:
         if self.local_response is not None:
             return Status.BAD_ARGUMENT  # a response was already sent: the first one stands
-        headers.set_flat(headers._flat)
+        headers.set_flat(headers._flat)  # lower-cased unless the host preserves case (Envoy lower-cases)
         grpc = grpc & _M32
         self.local_response = LocalResponse(code, body, headers, details.decode("utf-8", "replace"),
                                             None if grpc == _M32 or grpc > 0x7FFFFFFF else grpc)

@@ -169,6 +169,7 @@ class VM:
         self.logger = host.logger
         self.log_level = host.logger.level
         bounds = self.limits = host.limits
+        self.keep_case: bool = host.preserve_header_case  # header maps the host builds keep names' case
         self._limits_logged: set[str] = set()
         # the bounds host functions check on hot paths, with "no limit" as a number never reached
         self.hm_pairs = bounds.header_map_max_pairs or _NEVER
