@@ -171,9 +171,11 @@ class HeaderMap:
     """An ordered, case-insensitive multimap of HTTP header (or trailer, or gRPC metadata) fields.
 
     Names are stored lower-cased, as Envoy does: HTTP/2 and HTTP/3 require lower-case
-    names, and Envoy's HTTP/1 codec lower-cases them too (its ``header_key_format``
-    options only change how names are written out again), so a plugin in Envoy never
-    sees an upper-case name. ``preserve_case=True`` keeps names as given instead (for
+    names (RFC 9113 8.2.1, RFC 9114 4.2), and Envoy's HTTP/1 codec lower-cases them too
+    ("When handling HTTP/1.1, Envoy will normalize the header keys to be all lowercase";
+    its ``Http1ProtocolOptions.header_key_format`` formatters only change how names are
+    written out again: envoyproxy.io, configuration/http/http_conn_man/header_casing), so a
+    plugin in Envoy never sees an upper-case name. ``preserve_case=True`` keeps names as given instead (for
     hosts that preserve case); lookups still match any case. Values are kept byte for
     byte. ``str`` accessors decode UTF-8 (undecodable bytes round-trip through
     ``surrogateescape``); ``*_bytes`` accessors give the raw bytes.

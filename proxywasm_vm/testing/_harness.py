@@ -40,7 +40,9 @@ def _bytes(v: bytes | str) -> bytes:
 
 def _copy_map(m: Any) -> HeaderMap:
     """A HeaderMap of this process (a map handed in by a worker's host is copied once, here)."""
-    return HeaderMap([(bytes(k), bytes(v)) for k, v in m.raw_items()]) if m is not None else HeaderMap()
+    if m is None:
+        return HeaderMap()
+    return HeaderMap([(bytes(k), bytes(v)) for k, v in m.raw_items()], preserve_case=bool(m.preserve_case))
 
 
 # ------------------------------------------------------------------------------------------ HTTP
@@ -388,7 +390,8 @@ class PluginHarness:
       (any dispatcher works, e.g. ``HttpxDispatcher`` for a real server);
     - ``clock``: a :class:`~proxywasm_vm.ManualClock`: time moves only with :meth:`advance`;
     - the log keeps every level (``log_level=LogLevel.TRACE``, what ``proxy_get_log_level`` reports);
-    - ``host_limits`` (:class:`~proxywasm_vm.HostLimits`) and ``properties`` go to the host.
+    - ``host_limits`` (:class:`~proxywasm_vm.HostLimits`), ``properties`` and
+      ``preserve_header_case`` (default ``False``: names lower-cased, as Envoy) go to the host.
 
     Use it as a context manager or call :meth:`close`.
     """
@@ -398,7 +401,8 @@ class PluginHarness:
                  name: str | None = None, failure_policy: str = "raise", http: HttpDispatcher | None = None,
                  grpc: GrpcDispatcher | None = None, clock: Clock | None = None,
                  log_level: LogLevel = LogLevel.TRACE, host_limits: HostLimits | None = None,
-                 properties: Mapping[str, Any] | None = None, **config: Any) -> None:
+                 properties: Mapping[str, Any] | None = None, preserve_header_case: bool = False,
+                 **config: Any) -> None:
         if isinstance(wasm, (str, os.PathLike)) and not _is_wat_text(wasm):
             path = Path(wasm)
             if not path.is_file():
@@ -412,7 +416,8 @@ class PluginHarness:
         self.logger = MemoryLogger(level=log_level)
         host_kw: dict[str, Any] = {} if engine is not None or backend is None else {"backend": backend}
         self.host = ProxyWasmHost(engine=engine, logger=self.logger, http=self.http, grpc=self.grpc,
-                                  clock=self.clock, limits=host_limits, properties=properties, **host_kw)
+                                  clock=self.clock, limits=host_limits, properties=properties,
+                                  preserve_header_case=preserve_header_case, **host_kw)
         for d in (self.http, self.grpc):
             if isinstance(d, (FakeHttpDispatcher, FakeGrpcDispatcher)):
                 d.poll = self.host.poll

@@ -207,3 +207,17 @@ def test_header_map_case_modes():
     low.set_flat([b"Set-Cookie", b"a"])
     assert keep.keys() == ["Set-Cookie"] and low.keys() == ["set-cookie"]
     assert keep == {"Set-Cookie": "a"} and keep != {"set-cookie": "a"} and low == {"Set-Cookie": "a"}
+
+
+@KEEP
+def test_plugin_harness_passes_the_option(engine, keep):
+    from proxywasm_vm.testing import PluginHarness
+
+    with PluginHarness(_case_wat(), engine=engine, preserve_header_case=keep) as h:
+        assert h.host.preserve_header_case is keep
+        with h.http_stream() as s:
+            s.request_headers([(":method", "GET"), (":path", "/"), (":authority", "a"), ("X-Client-Id", "c")])
+            assert s.request.headers.keys()[3:5] == [_case("X-Client-Id", keep), _case("X-Plugin-Added", keep)]
+        call = h.next_http_call("up")
+        assert call.request.headers.keys()[3:] == [_case("X-Call-Name", keep)]
+        assert call.request.headers["x-call-name"] == "1"
