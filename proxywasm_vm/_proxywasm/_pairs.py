@@ -112,10 +112,10 @@ def _flatten(headers: HeadersLike, *, lower: bool = True) -> list:
     if headers is None:
         return []
     if isinstance(headers, HeaderMap):  # subclasses too: iterating one gives names, not pairs
-        flat = list(headers._flat)
+        copy = list(headers._flat)
         if lower and headers._keep:
-            flat[::2] = [k.lower() for k in flat[::2]]
-        return flat
+            copy[::2] = [k.lower() for k in copy[::2]]
+        return copy
     cls = headers.__class__
     is_map = cls is dict or (cls is not list and cls is not tuple and isinstance(headers, Mapping))
     items: Iterable[Any] = cast(Mapping, headers).items() if is_map else headers
