@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from .._errors import LinkError, Trap
 from .._store import Store
 from dataclasses import replace
-from ._abi import LogLevel, Status
+from ._abi import AbiVersion, LogLevel, Status
 from ._errors import PluginCrash, PluginExit, PluginStartError, _GuestExit
 from ._hostcalls import CURRENT
 from ._pairs import HeaderMap
@@ -165,6 +165,8 @@ class VM:
         self.config_phase = "plugin"
         self.deferred: list[Callable[[], None]] = []
         self.hdr_args = code.hdr_args
+        #: the module is built for ABI 0.1.0: host functions whose answer differs by version look here
+        self.abi010 = code.abi is AbiVersion.V0_1_0
         self.closed = False
         self.logger = host.logger
         self.log_level = host.logger.level
