@@ -218,6 +218,8 @@ class VM:
                     fn = exports[n]
                     break
             setattr(self, attr, fn)
+        if self.abi010:  # a 0.2.x callback: proxy-wasm-cpp-host looks it up in 0.2.x modules only
+            self.f_foreign = None
         self._start(exports, names)
 
     # -- start-up ------------------------------------------------------------------
@@ -634,6 +636,9 @@ class VM:
     def foreign_function(self, root: _Context, function_id: int, data: bytes) -> None:
         """Run ``proxy_on_foreign_function`` on ``root`` with ``data`` as its arguments buffer."""
         if self.f_foreign is None:
+            if self.abi010:
+                raise LookupError("proxy_on_foreign_function is a callback of ABI 0.2.x: a plugin built for ABI "
+                                  "0.1.0 is never called on it")
             raise LookupError("the plugin exports no proxy_on_foreign_function")
         self.cb_bufs[8] = bytearray(data)
         try:

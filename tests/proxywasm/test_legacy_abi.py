@@ -113,3 +113,22 @@ def test_unprovided_import_of_a_0_1_0_module_fails_at_load_naming_it(host):
     with pytest.raises(pw.LinkError, match="env.emscripten_resize_heap") as e:
         pw.Plugin(pw.PluginConfig(), wat, host=host)
     assert (e.value.module, e.value.name) == ("env", "emscripten_resize_heap")
+
+
+@pytest.mark.parametrize("abi", list(pw.AbiVersion))
+def test_foreign_function_callback_is_0_2_x_only(host, abi):
+    # proxy-wasm-cpp-host looks proxy_on_foreign_function up in 0.2.x modules only.
+    wat = f"""(module
+      (import "env" "proxy_log" (func $log (param i32 i32 i32) (result i32)))
+      (memory (export "memory") 1) (data (i32.const 16) "on_foreign_function")
+      (func (export "{abi.marker}"))
+      (func (export "proxy_on_foreign_function") (param i32 i32 i32)
+        (drop (call $log (i32.const 2) (i32.const 16) (i32.const 19)))))"""
+    p = pw.Plugin(pw.PluginConfig(name=f"ff_{abi.value}"), wat, host=host)
+    if abi is pw.AbiVersion.V0_1_0:
+        with pytest.raises(LookupError, match="ABI 0.2.x"):
+            p.call_foreign_function(7, b"args")
+        assert "on_foreign_function" not in p.logs
+    else:
+        p.call_foreign_function(7, b"args")
+        assert "on_foreign_function" in p.logs
