@@ -276,13 +276,26 @@ def proxy_get_header_map_value(vm, t, kp, ks, ptr_ptr, size_ptr):
     key = vm.memory.read(kp, ks)
     m = vm.ctx.maps[t] if t < 4 else _map(vm, t)
     if m is None:
-        return NOT_FOUND
+        return _no_header_value(vm, ptr_ptr, size_ptr)
     if m.__class__ is int:
         return m
     v = m.get_bytes(key)
     if v is None:
-        return NOT_FOUND
+        return _no_header_value(vm, ptr_ptr, size_ptr)
     return _out(vm, v, ptr_ptr, size_ptr)
+
+
+def _no_header_value(vm, ptr_ptr, size_ptr):
+    """The answer to reading a header value that is not there (no such key, or no such map now).
+
+    ABI 0.2.x: NOT_FOUND. ABI 0.1.0: OK with an empty value (pointer 0, size 0 written), as
+    Envoy answers 0.1.0 modules (its ``getHeaderMapValue`` branches on the ABI version for a
+    missing key, and for a missing map in the access-log phase, where 0.2.x gets NotFound);
+    0.1.0 SDKs read the out-words without looking at the status.
+    """
+    if vm.abi010:
+        return _out(vm, b"", ptr_ptr, size_ptr)
+    return NOT_FOUND
 
 
 def proxy_add_header_map_value(vm, t, kp, ks, vp, vs):
@@ -784,6 +797,12 @@ def env_seed(vm):
     return float(vm.host.clock.now_ns() % 1_000_003)
 
 
+def env_pthread_equal(vm, left, right):
+    # Emscripten builds of the 0.1.0 era (Istio's stats filter ...) import it from the embedder;
+    # proxy-wasm-cpp-host defines it for every ABI version: 1 when the two thread ids are equal.
+    return 1 if left == right else 0
+
+
 # ---------------------------------------------------------------------------------------------
 # the table of host functions
 
@@ -823,6 +842,7 @@ _def("proxy_record_metric", _t(2, i64=(1,)), proxy_record_metric)
 _def("abort", _t(4, result=None), env_abort)
 _def("emscripten_notify_memory_growth", _t(1, result=None), env_notify_memory_growth)
 _def("seed", FuncType([], [F64]), env_seed)
+_def("pthread_equal", _t(2), env_pthread_equal)
 
 from . import _wasi  # noqa: E402  (defines the WASI functions through _def)
 

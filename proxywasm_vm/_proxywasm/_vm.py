@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from .._errors import LinkError, Trap
 from .._store import Store
 from dataclasses import replace
-from ._abi import LogLevel, Status
+from ._abi import AbiVersion, LogLevel, Status
 from ._errors import PluginCrash, PluginExit, PluginStartError, _GuestExit
 from ._hostcalls import CURRENT
 from ._pairs import HeaderMap
@@ -165,6 +165,8 @@ class VM:
         self.config_phase = "plugin"
         self.deferred: list[Callable[[], None]] = []
         self.hdr_args = code.hdr_args
+        #: the module is built for ABI 0.1.0: host functions whose answer differs by version look here
+        self.abi010 = code.abi is AbiVersion.V0_1_0
         self.closed = False
         self.logger = host.logger
         self.log_level = host.logger.level
@@ -217,6 +219,8 @@ class VM:
                     fn = exports[n]
                     break
             setattr(self, attr, fn)
+        if self.abi010:  # a 0.2.x callback: proxy-wasm-cpp-host looks it up in 0.2.x modules only
+            self.f_foreign = None
         self._start(exports, names)
 
     # -- start-up ------------------------------------------------------------------
@@ -633,6 +637,9 @@ class VM:
     def foreign_function(self, root: _Context, function_id: int, data: bytes) -> None:
         """Run ``proxy_on_foreign_function`` on ``root`` with ``data`` as its arguments buffer."""
         if self.f_foreign is None:
+            if self.abi010:
+                raise LookupError("proxy_on_foreign_function is a callback of ABI 0.2.x: a plugin built for ABI "
+                                  "0.1.0 is never called on it")
             raise LookupError("the plugin exports no proxy_on_foreign_function")
         self.cb_bufs[8] = bytearray(data)
         try:

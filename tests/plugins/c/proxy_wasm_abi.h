@@ -170,4 +170,9 @@ PWVM_IMPORT(proxy_call_foreign_function) uint32_t proxy_call_foreign_function(co
                                                                               const char *args, size_t args_size,
                                                                               const char **ret_data, size_t *ret_size);
 
+/* Emscripten-era embedder import (not a proxy_* function): 0.1.0 modules built with Emscripten
+ * import it from "env", and proxy-wasm-cpp-host provides it. A C name of its own, so that a libc
+ * definition of pthread_equal can never satisfy it instead of the host. */
+__attribute__((import_module("env"), import_name("pthread_equal"))) uint32_t pwvm_env_pthread_equal(uint32_t a, uint32_t b);
+
 #endif /* PWVM_PROXY_WASM_ABI_H */
