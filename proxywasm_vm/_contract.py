@@ -149,9 +149,8 @@ class Capabilities:
     truncation of NaN and of an out-of-range value (both ``BAD_CONVERSION_TO_INTEGER``, the spec
     says ``INTEGER_OVERFLOW`` for the second), and "null function or function signature mismatch"
     for a ``call_indirect`` of a null entry and of a mistyped one (both
-    ``INDIRECT_CALL_TYPE_MISMATCH``); wasm3 sizes a table by its element segments, so a
-    ``call_indirect`` of a null entry past the last initialised one is ``TABLE_OUT_OF_BOUNDS``.
-    Every other trap is exact on every backend (tests/conformance/test_traps.py, case by case)."""
+    ``INDIRECT_CALL_TYPE_MISMATCH``). Every other trap is exact on every backend
+    (tests/conformance/test_traps.py, instruction by instruction)."""
 
 
 class Backend(ABC):

@@ -42,7 +42,6 @@ CAPABILITIES = Capabilities(
     wasm_threads=False,
     lazy_memory_growth=False,  # realloc + memset per grow: 512 MiB take ~0.3-0.6 s here
     shared_externs=False,     # one memory and one set of globals per wasm3 runtime (= per instance)
-    exact_trap_codes=False,   # a null table entry past the element segments is out of bounds to wasm3
 )
 
 try:
