@@ -142,6 +142,15 @@ class Capabilities:
     shared_externs: bool = True
     """A memory or global can be imported by several instances at once, which then share it
     (wasm3: each instance has its own memory and globals, so one made in Python goes to one instance)."""
+    exact_trap_codes: bool = True
+    """Every trap wasm can cause reports the :class:`~proxywasm_vm.TrapCode` the spec's test suite
+    names for it. False where the runtime reports two kinds with one message, so one of them comes
+    out as the other: V8 says "float unrepresentable in integer range" for a float-to-integer
+    truncation of NaN and of an out-of-range value (both ``BAD_CONVERSION_TO_INTEGER``, the spec
+    says ``INTEGER_OVERFLOW`` for the second), and "null function or function signature mismatch"
+    for a ``call_indirect`` of a null entry and of a mistyped one (both
+    ``INDIRECT_CALL_TYPE_MISMATCH``). Every other trap is exact on every backend
+    (tests/conformance/test_traps.py, instruction by instruction)."""
 
 
 class Backend(ABC):

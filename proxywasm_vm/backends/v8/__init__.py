@@ -50,6 +50,7 @@ _CAPS = Capabilities(
     v128_values=False,  # v128 cannot cross V8's JS boundary
     multi_value=True,
     host_memory_access=True,
+    exact_trap_codes=False,  # two pairs of traps share a message (see Capabilities.exact_trap_codes)
 )
 
 

@@ -22,8 +22,13 @@ if TYPE_CHECKING:
     from ._extern import V8Global, V8Instance, V8Memory, V8Table, _Core
     from ._func import V8Func, _Binding
 
-# pwv8_code -> TrapCode.  V8 reports a null table entry and a signature
-# mismatch with one message ("null function or function signature mismatch").
+# pwv8_code -> TrapCode (the shim's classify() reads V8's RuntimeError messages).
+# Two pairs of traps share one V8 message, so one of each pair is reported as the other
+# (Capabilities.exact_trap_codes is False): "null function or function signature mismatch"
+# is a call_indirect of a null entry or of a mistyped one (INDIRECT_CALL_TYPE_MISMATCH), and
+# "float unrepresentable in integer range" a truncation of NaN or of an out-of-range float
+# (BAD_CONVERSION_TO_INTEGER; the spec calls the second an integer overflow). Telling them
+# apart would need the operand, which the message does not carry.
 _TRAP_CODES = {
     2: TrapCode.UNREACHABLE,
     3: TrapCode.MEMORY_OUT_OF_BOUNDS,
@@ -33,7 +38,7 @@ _TRAP_CODES = {
     7: TrapCode.STACK_OVERFLOW,
     8: TrapCode.INDIRECT_CALL_TYPE_MISMATCH,
     9: TrapCode.TABLE_OUT_OF_BOUNDS,
-    10: TrapCode.UNKNOWN,
+    10: TrapCode.INDIRECT_CALL_TO_NULL,  # a null reference ("dereferencing a null pointer"), as wasmtime reports it
     11: TrapCode.INTERRUPTED,
     13: TrapCode.UNKNOWN,
     14: TrapCode.HEAP_MISALIGNED,

@@ -43,7 +43,7 @@ from proxywasm_vm._store import Store, StoreLimits, is_default
 from proxywasm_vm._table import Table
 from proxywasm_vm._types import FuncType, GlobalType, MemoryType, TableType, ValType
 from proxywasm_vm._values import host_results, to_float, wrap_i32, wrap_i64
-from proxywasm_vm._wasmparse import ModuleInfo, Reader, parse_module, sections
+from proxywasm_vm._wasmparse import SECTION_ORDER, ModuleInfo, Reader, parse_module, sections, uleb128
 
 from . import _capi
 from ._capi import LIB, RAW_CALL, TaggedValue
@@ -158,6 +158,45 @@ def _validate(wasm: bytes) -> None:
         raise CompileError(f"invalid module: {e}") from None
 
 
+#: wasm3's d_m3MaxSaneTableSize: a larger table 0 is "table overflow" to it.
+_MAX_TABLE = 100_000
+
+
+def _size_table0(wasm: bytes) -> bytes:
+    """``wasm`` with one more, empty, active element segment at the end of table 0.
+
+    wasm3 0.5.0 sizes table 0 by the element segments (the end of the last one), not by the table's
+    declared minimum, so ``call_indirect`` of a null entry past the last segment traps as an
+    out-of-bounds index ("undefined element") where the spec says "uninitialized element". An empty
+    segment at offset = the minimum changes nothing else (it is in bounds and writes no entry),
+    and makes wasm3 allocate the whole table, zeroed (null).
+    """
+    secs = sections(wasm)
+    minimum = 0
+    for sid, _, body, end in secs:
+        if sid == 4:
+            r = Reader(wasm, body, end)
+            if r.u32():
+                minimum = r.table_type().limits.min
+    if not 0 < minimum <= _MAX_TABLE:
+        return wasm
+    offset = uleb128(minimum)
+    if offset[-1] & 0x40:  # i32.const takes a signed LEB128: keep it positive
+        offset = offset[:-1] + bytes([offset[-1] | 0x80, 0])
+    segment = b"\x00\x41" + offset + b"\x0b\x00"  # table 0, (i32.const minimum), no function
+    for sid, start, body, end in secs:
+        if sid == 9:
+            r = Reader(wasm, body, end)
+            count = r.u32()
+            payload = uleb128(count + 1) + wasm[r.pos:end] + segment
+            return wasm[:start] + b"\x09" + uleb128(len(payload)) + payload + wasm[end:]
+    # no element section: a new one, before the first section that must follow it
+    at = next((start for sid, start, _, _ in secs if sid and SECTION_ORDER.get(sid, 0) > SECTION_ORDER[9]),
+              len(wasm))
+    payload = b"\x01" + segment
+    return wasm[:at] + b"\x09" + uleb128(len(payload)) + payload + wasm[at:]
+
+
 def _parse(env: int, wasm: bytes) -> int:
     mod = c_void_p()
     _capi.check(LIB.m3_ParseModule(env, ctypes.byref(mod), wasm, len(wasm)), CompileError)
@@ -195,6 +234,7 @@ class Wasm3Engine(Engine):
         info = _precheck(wasm)
         wasm = bytes(wasm)
         _validate(wasm)
+        wasm = _size_table0(wasm)
         if any(isinstance(i.type, TableType) for i in info.imports):
             # wasm3 0.5.0 skips a table import's type while parsing and so cannot read the rest:
             # the module is read (by our reader) for introspection, and refused at instantiation
