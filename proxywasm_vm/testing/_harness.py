@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Callable, Iterable, Literal, Mapping
+from typing import Any, Callable, Generic, Iterable, Literal, Mapping, Protocol, TypeVar
 
 from .._engine import Engine
 from .._proxywasm._abi import LogLevel, Status
@@ -109,7 +109,35 @@ class PendingHttpCall:
         return f"<PendingHttpCall #{self.id} {self.state} {self.method} {self.upstream}{self.path}>"
 
 
-class FakeHttpDispatcher(HttpDispatcher):
+class _Call(Protocol):
+    @property
+    def pending(self) -> bool: ...
+
+
+_C = TypeVar("_C", bound=_Call)
+
+
+class _FakeUpstream(Generic[_C]):
+    """What the two fakes share: the known upstream names, every call, the hook run after an answer."""
+
+    def __init__(self, upstreams: Iterable[str] | None = None) -> None:
+        self.upstreams = None if upstreams is None else frozenset(upstreams)
+        #: every call (and gRPC stream), oldest first
+        self.calls: list[_C] = []
+        #: run after an answer (the harness sets it to its host's ``poll``)
+        self.poll: Callable[[], Any] | None = None
+
+    @property
+    def pending(self) -> list[_C]:
+        """The calls (and gRPC streams) still waiting for an answer, oldest first."""
+        return [c for c in self.calls if c.pending]
+
+    def _poll(self) -> None:
+        if self.poll is not None:
+            self.poll()
+
+
+class FakeHttpDispatcher(_FakeUpstream["PendingHttpCall"], HttpDispatcher):
     """An HTTP dispatcher that answers nothing by itself: every call becomes a
     :class:`PendingHttpCall` in :attr:`calls` for the test to answer.
 
@@ -117,18 +145,6 @@ class FakeHttpDispatcher(HttpDispatcher):
     refused (the plugin's ``proxy_http_call`` gets BAD_ARGUMENT, as in Envoy for an unknown
     cluster). ``None`` (the default) accepts every name.
     """
-
-    def __init__(self, upstreams: Iterable[str] | None = None) -> None:
-        self.upstreams = None if upstreams is None else frozenset(upstreams)
-        #: every call, oldest first
-        self.calls: list[PendingHttpCall] = []
-        #: run after an answer (the harness sets it to its host's ``poll``)
-        self.poll: Callable[[], Any] | None = None
-
-    @property
-    def pending(self) -> list[PendingHttpCall]:
-        """The calls still waiting for an answer, oldest first."""
-        return [c for c in self.calls if c.pending]
 
     def dispatch(self, request: HttpCallRequest, deliver: Callable[[HttpCallResponse], None]) -> Any:
         if self.upstreams is not None and request.upstream not in self.upstreams:
@@ -143,10 +159,6 @@ class FakeHttpDispatcher(HttpDispatcher):
         for c in self.calls:
             if c.id == handle and c.pending:
                 c.state = "cancelled"
-
-    def _poll(self) -> None:
-        if self.poll is not None:
-            self.poll()
 
 
 # ------------------------------------------------------------------------------------------ gRPC
@@ -278,15 +290,15 @@ class PendingGrpcCall:
             raise RuntimeError(f"gRPC call #{self.id} {self.service}/{self.method} cannot be answered: {why}")
 
     def _poll(self, poll: bool) -> None:
-        if poll and self._dispatcher.poll is not None:
-            self._dispatcher.poll()
+        if poll:
+            self._dispatcher._poll()
 
     def __repr__(self) -> str:
         kind = "stream" if self.streaming else "call"
         return f"<PendingGrpcCall #{self.id} {kind} {self.state} {self.upstream}:{self.service}/{self.method}>"
 
 
-class FakeGrpcDispatcher(GrpcDispatcher):
+class FakeGrpcDispatcher(_FakeUpstream["PendingGrpcCall"], GrpcDispatcher):
     """A gRPC dispatcher that plays the upstream server through the test: each call or stream the
     plugin opens becomes a :class:`PendingGrpcCall` in :attr:`calls`.
 
@@ -294,18 +306,6 @@ class FakeGrpcDispatcher(GrpcDispatcher):
     (the plugin's ``proxy_grpc_call`` gets PARSE_FAILURE, as Envoy answers for a cluster it cannot
     parse or find). ``None`` (the default) accepts every name.
     """
-
-    def __init__(self, upstreams: Iterable[str] | None = None) -> None:
-        self.upstreams = None if upstreams is None else frozenset(upstreams)
-        #: every call and stream, oldest first
-        self.calls: list[PendingGrpcCall] = []
-        #: run after each answer (the harness sets it to its host's ``poll``)
-        self.poll: Callable[[], Any] | None = None
-
-    @property
-    def pending(self) -> list[PendingGrpcCall]:
-        """The calls and streams still open, oldest first."""
-        return [c for c in self.calls if c.pending]
 
     def _open(self, upstream: str, service: str, method: str, metadata: HeaderMap, message: bytes | None,
               timeout_ms: int, events: GrpcEvents) -> GrpcHandle:
