@@ -41,9 +41,7 @@ class Func(AbstractFunc):
             raise TypeError(f"expected a FuncType, got {type(ty).__name__}")
         if not callable(fn):
             raise TypeError("host function must be callable")
-        if not raw and any(t in _RAW_PARAMS for t in ty.params):
-            fn = _cooking(fn, access_caller)
-        return store._func_new(ty, fn, access_caller)
+        return store._func_new(ty, cooking_if_needed(fn, ty, access_caller, raw), access_caller)
 
     def call(self, *args: Any, raw: bool = False) -> Any:
         """Call the function, like ``func(*args)``; with ``raw=True`` f32/f64 results come back as
@@ -58,8 +56,11 @@ class Func(AbstractFunc):
 _RAW_PARAMS = frozenset({ValType.F32, ValType.F64, ValType.V128})
 
 
-def _cooking(fn: Callable[..., Any], access_caller: bool) -> Callable[..., Any]:
-    """``fn`` taking floats and ints, for a backend that hands host functions raw values."""
+def cooking_if_needed(fn: Callable[..., Any], ty: FuncType, access_caller: bool, raw: bool) -> Callable[..., Any]:
+    """``fn`` as a backend calls host functions (raw f32/f64/v128 arguments): itself when it asked
+    for raw values or has no such parameter, else wrapped to receive floats and plain ints."""
+    if raw or not any(t in _RAW_PARAMS for t in ty.params):
+        return fn
     if access_caller:
         def with_caller(caller: Any, *args: Any) -> Any:
             return fn(caller, *[cooked_value(a) for a in args])
