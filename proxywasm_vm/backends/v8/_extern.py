@@ -10,6 +10,7 @@ from proxywasm_vm._instance import Instance
 from proxywasm_vm._memory import PAGE_SIZE, Memory
 from proxywasm_vm._table import Table
 from proxywasm_vm._types import FuncType, GlobalType, MemoryType, TableType
+from proxywasm_vm._rawbridge import from_mapped, global_adapter, needs_bridge, to_mapped
 
 from ._ffi import ffi, last_error, lib
 from ._values import KIND, from_slot, to_slot
@@ -159,9 +160,13 @@ class V8Memory(Memory):
 
 
 class V8Global(Global):
-    __slots__ = ("_ref", "store", "type")
+    """A global. f32/f64/v128 ones are read and written through a global adapter (see ``_func``):
+    a JavaScript number would lose a NaN's payload, and the JS API cannot read a v128."""
+
+    __slots__ = ("_ad", "_ref", "store", "type")
     store: V8Store
     _ref: int  # the global's id in its store
+    _ad: Any  # f32/f64/v128: the exports of its global adapter, made on first use
 
     @classmethod
     def _wrap(cls, store: V8Store, ref: int, ty: GlobalType) -> V8Global:
@@ -169,9 +174,21 @@ class V8Global(Global):
         g.store = store
         g.type = ty
         g._ref = ref
+        g._ad = None
         return g
 
-    def get(self) -> Any:
+    def _adapter(self) -> Any:
+        if self._ad is None:
+            from ._func import bridge
+
+            self._ad = bridge(self.store, global_adapter(self.type, True), [self]).exports
+        return self._ad
+
+    def get(self, raw: bool = False) -> Any:
+        t = self.type.content
+        if needs_bridge((t,), True):
+            r = self._adapter()["get"]()
+            return from_mapped((t,), r if isinstance(r, tuple) else (r,), True, raw)[0]
         val = ffi.new("pwv8_val*")
         if lib.pwv8_global_get(self.store._sp, self._ref, KIND[self.type.content], val):
             raise WasmError(last_error())
@@ -180,6 +197,10 @@ class V8Global(Global):
     def set(self, value: Any) -> None:
         if not self.type.mutable:
             raise TypeError("cannot set an immutable global")
+        t = self.type.content
+        if needs_bridge((t,), True):
+            self._adapter()["set"](*to_mapped((t,), (value,), True, None))
+            return
         val = ffi.new("pwv8_val*")
         to_slot(self.store, self.type.content, value, val)
         if lib.pwv8_global_set(self.store._sp, self._ref, KIND[self.type.content], val):

@@ -257,8 +257,16 @@ class V8Store(Store):
         return V8Memory._wrap(self, ref, ty)
 
     def _global_new(self, ty: GlobalType, value: Any) -> V8Global:
+        from proxywasm_vm._rawbridge import global_maker, needs_bridge
+
         from ._extern import V8Global
         from ._values import KIND, to_slot
+
+        if needs_bridge((ty.content,), True):  # f32/f64/v128: defined by a module, its bits a constant there
+            from ._func import bridge
+
+            g: V8Global = bridge(self, global_maker(ty, value), []).exports["g"]
+            return g
 
         val = ffi.new("pwv8_val*")
         to_slot(self, ty.content, value, val)
