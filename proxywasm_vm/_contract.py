@@ -123,6 +123,9 @@ class Capabilities:
     params, results and locals, ``table.get``, ``ref.null`` ...; wasm3 0.5.0 refuses them)."""
     v128_values: bool = False
     """v128 values can cross into and out of wasm (exports, host functions and globals)."""
+    immutable_v128_imports: bool = True
+    """An immutable v128 global can be imported by a module. V8 (10.2) aborts the process on one, so
+    the V8 backend refuses it with a ``LinkError`` (a mutable v128 global works)."""
     raw_floats: bool = True
     """f32/f64 values given or read raw (``F32Bits``/``F64Bits``) keep every bit, NaN payloads and
     signalling NaNs included, through calls, host functions and globals."""
