@@ -127,8 +127,12 @@ class Capabilities:
     """An immutable v128 global can be imported by a module. V8 (10.2) aborts the process on one, so
     the V8 backend refuses it with a ``LinkError`` (a mutable v128 global works)."""
     raw_floats: bool = True
-    """f32/f64 values given or read raw (``F32Bits``/``F64Bits``) keep every bit, NaN payloads and
-    signalling NaNs included, through calls, host functions and globals."""
+    """Wasm keeps every bit of an f32/f64 it moves without arithmetic (calls, ``local.get``, globals,
+    loads and stores, ``reinterpret``), signalling NaNs included, as the spec says. Raw values
+    (``F32Bits``/``F64Bits``) cross into and out of wasm bit for bit on every backend; False where
+    the runtime itself changes some: wasm3 0.5.0 moves an f32 made by ``f32.load`` or
+    ``f32.reinterpret_i32`` (and an f32 global set by wasm) through a double register, so a
+    signalling f32 NaN comes out quiet (payload kept); f64 and quiet f32 NaNs are exact there."""
     multi_value: bool = True
     """Functions may return several results."""
     host_memory_access: bool = True

@@ -59,7 +59,7 @@ class V8Func(Func):
 
     def __call__(self, *args: Any) -> Any:
         if self._bridged:
-            return self._call_raw(args, False)
+            return self._call_as(args, False)
         ty = self.type
         if len(args) != len(ty.params):
             raise TypeError(f"expected {len(ty.params)} arguments, got {len(args)}")
@@ -77,7 +77,11 @@ class V8Func(Func):
             return from_slot(store, results[0], buf[0])
         return tuple(from_slot(store, t, buf[i]) for i, t in enumerate(results))
 
-    def _call_raw(self, args: tuple, raw: bool = True) -> Any:
+    def _call_raw(self, args: tuple) -> Any:
+        return self._call_as(args, True)
+
+    def _call_as(self, args: tuple, raw: bool) -> Any:
+        """Call with ``args``; f32/f64/v128 results raw when ``raw``."""
         ty = self.type
         if not self._bridged:  # integers and references only: nothing to make raw
             return raw_results(ty.results, self(*args))

@@ -530,9 +530,13 @@ class Wasm3Func(Func):
         return fn
 
     def __call__(self, *args: Any) -> Any:
-        return self._call_raw(args, False)
+        return self._call_as(args, False)
 
-    def _call_raw(self, args: tuple, raw: bool = True) -> Any:
+    def _call_raw(self, args: tuple) -> Any:
+        return self._call_as(args, True)
+
+    def _call_as(self, args: tuple, raw: bool) -> Any:
+        """Call with ``args``; f32/f64/v128 results raw when ``raw``."""
         conv = self._conv
         if len(args) != len(conv):
             raise TypeError(f"expected {len(conv)} arguments, got {len(args)}")
@@ -616,9 +620,13 @@ class Wasm3HostFunc(Func):
         ty = self.type
         if len(args) != len(ty.params):
             raise TypeError(f"expected {len(ty.params)} arguments, got {len(args)}")
-        return self._call_raw(args, False)
+        return self._call_as(args, False)
 
-    def _call_raw(self, args: tuple, raw: bool = True) -> Any:
+    def _call_raw(self, args: tuple) -> Any:
+        return self._call_as(args, True)
+
+    def _call_as(self, args: tuple, raw: bool) -> Any:
+        """Call with ``args``; f32/f64/v128 results raw when ``raw``."""
         self.store._check_open()
         ty = self.type
         if len(args) != len(ty.params):

@@ -441,7 +441,7 @@ class WasmerFunc(Func):
 
     def __call__(self, *args: Any) -> Any:
         if self._bridged:
-            return self._call_raw(args, False)
+            return self._call_as(args, False)
         conv = self._conv
         if len(args) != len(conv):
             raise TypeError(f"expected {len(conv)} arguments, got {len(args)}")
@@ -449,7 +449,11 @@ class WasmerFunc(Func):
             raise NotImplementedError(_NO_REFS)
         return self._invoke(self._w, [c(a) for c, a in zip(conv, args)])
 
-    def _call_raw(self, args: tuple, raw: bool = True) -> Any:
+    def _call_raw(self, args: tuple) -> Any:
+        return self._call_as(args, True)
+
+    def _call_as(self, args: tuple, raw: bool) -> Any:
+        """Call with ``args``; f32/f64/v128 results raw when ``raw``."""
         ty = self.type
         if len(args) != len(ty.params):
             raise TypeError(f"expected {len(ty.params)} arguments, got {len(args)}")
@@ -560,9 +564,13 @@ class WasmerHostFunc(Func):
         return _bridge(store, host_adapter(ty, False), {"t": {"f": w}}).f
 
     def __call__(self, *args: Any) -> Any:
-        return self._call_raw(args, False)
+        return self._call_as(args, False)
 
-    def _call_raw(self, args: tuple, raw: bool = True) -> Any:
+    def _call_raw(self, args: tuple) -> Any:
+        return self._call_as(args, True)
+
+    def _call_as(self, args: tuple, raw: bool) -> Any:
+        """Call with ``args``; f32/f64/v128 results raw when ``raw``."""
         self.store._check_open()
         ty = self.type
         if len(args) != len(ty.params):

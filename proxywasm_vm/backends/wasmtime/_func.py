@@ -42,9 +42,13 @@ class WasmtimeFunc(Func):
     _buf: Any  # cffi wasmtime_val_raw_t[_n]
 
     def __call__(self, *args: Any) -> Any:
-        return self._call_raw(args, False)
+        return self._call_as(args, False)
 
-    def _call_raw(self, args: tuple, raw: bool = True) -> Any:
+    def _call_raw(self, args: tuple) -> Any:
+        return self._call_as(args, True)
+
+    def _call_as(self, args: tuple, raw: bool) -> Any:
+        """Call with ``args``; f32/f64/v128 results raw when ``raw``."""
         ty = self.type
         if len(args) != len(ty.params):
             raise TypeError(f"expected {len(ty.params)} arguments, got {len(args)}")
