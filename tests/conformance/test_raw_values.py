@@ -497,3 +497,16 @@ def test_v128_random_property(v128, v):
     assert ex["host"](v) == v == seen[-1]
     hg.value = v
     assert ex["hg_halves"]() == _halves(v)
+
+
+# ---- the README's example ------------------------------------------------------------------------
+
+
+@pytest.mark.capability("v128_values")
+def test_readme_exact_values_example(backend_name):
+    import os
+
+    readme = open(os.path.join(os.path.dirname(__file__), "..", "..", "README.md"), encoding="utf-8").read()
+    block = readme.split("### Exact values", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    assert "engine = Engine()\n" in block
+    exec(block.replace("engine = Engine()\n", f"engine = Engine({backend_name!r})\n"), {})  # noqa: S102

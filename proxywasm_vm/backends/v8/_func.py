@@ -278,12 +278,13 @@ def _bridged_host(store: V8Store, ty: FuncType, fn: Callable[..., Any], access_c
         vals = to_mapped(results, host_results(n, r), True, _checked)
         return vals[0] if len(vals) == 1 else tuple(vals)
 
-    if access_caller:
-        def mapped_fn(caller: Any, *margs: Any) -> Any:
-            return out(fn(caller, *from_mapped(params, margs, True, True)))
-    else:
-        def mapped_fn(*margs: Any) -> Any:
-            return out(fn(*from_mapped(params, margs, True, True)))
+    def with_caller(caller: Any, *margs: Any) -> Any:
+        return out(fn(caller, *from_mapped(params, margs, True, True)))
+
+    def plain(*margs: Any) -> Any:
+        return out(fn(*from_mapped(params, margs, True, True)))
+
+    mapped_fn = with_caller if access_caller else plain
 
     inner = new_host_func(store, FuncType(mapped_types(params, True), mapped_types(results, True)), mapped_fn,
                           access_caller)
