@@ -488,6 +488,18 @@ def test_v128_mixed_multi_value(v128):
     assert r == (F64Bits(0xFFF0000000000001), b, F32Bits(0x7FA00000), a, -5)
 
 
+@pytest.mark.capability("v128_values", "reference_values", "multi_value")
+def test_funcref_of_a_raw_function(instantiate):
+    # a function reached as a funcref value (its type from the runtime's reflection) is called the same way
+    ex = instantiate("""(module
+      (func $v (param v128 f32) (result f32 v128) local.get 1 local.get 0)
+      (elem declare func $v)
+      (func (export "get") (result funcref) ref.func $v))""").exports
+    f = ex["get"]()
+    assert f.type == FuncType([V, F32], [F32, V])
+    assert f.call(V128(-1), F32Bits(0x7FA00000), raw=True) == (F32Bits(0x7FA00000), V128(-1))
+
+
 @pytest.mark.capability("v128_values")
 @given(st.integers(min_value=0, max_value=2**128 - 1))
 @BITS_SETTINGS
