@@ -20,6 +20,7 @@ from ._module import Module, wat2wasm
 from ._store import Store, StoreLimits
 from ._table import Table
 from ._types import ExportType, ExternType, FuncType, GlobalType, ImportType, Limits, MemoryType, TableType, ValType
+from ._values import V128, F32Bits, F64Bits
 
 # The Proxy-Wasm host (proxywasm_vm/_proxywasm): plugins, streams and host services.
 from ._proxywasm import (AbiError, AbiVersion, Action, BufferType, CallbackHttpDispatcher, CallbackSignatureError,
@@ -36,7 +37,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Backend", "BackendInfo", "BackendUnavailable", "Capabilities", "Caller", "CompileError", "DEFAULT_BACKEND",
-    "Engine", "EngineConfig", "ExportType", "Exports", "ExternType", "Func", "FuncType", "Global", "GlobalType",
+    "Engine", "EngineConfig", "ExportType", "F32Bits", "F64Bits", "V128", "Exports", "ExternType", "Func", "FuncType", "Global", "GlobalType",
     "ImportType", "Instance", "LimitError", "Limits", "LinkError", "Linker", "Memory", "MemoryType", "Module",
     "PAGE_SIZE", "Store", "StoreLimits", "Table", "TableType", "Trap", "TrapCode", "ValType", "WasmError",
     "WorkerCrashed", "available_backends", "backend_names", "get_backend", "register_backend", "wat2wasm", "__version__",

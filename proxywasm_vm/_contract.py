@@ -122,7 +122,17 @@ class Capabilities:
     """Modules using the reference-types proposal in their code compile (funcref/externref
     params, results and locals, ``table.get``, ``ref.null`` ...; wasm3 0.5.0 refuses them)."""
     v128_values: bool = False
-    """v128 values can cross into and out of wasm."""
+    """v128 values can cross into and out of wasm (exports, host functions and globals)."""
+    immutable_v128_imports: bool = True
+    """An immutable v128 global can be imported by a module. V8 (10.2) aborts the process on one, so
+    the V8 backend refuses it with a ``LinkError`` (a mutable v128 global works)."""
+    raw_floats: bool = True
+    """Wasm keeps every bit of an f32/f64 it moves without arithmetic (calls, ``local.get``, globals,
+    loads and stores, ``reinterpret``), signalling NaNs included, as the spec says. Raw values
+    (``F32Bits``/``F64Bits``) cross into and out of wasm bit for bit on every backend; False where
+    the runtime itself changes some: wasm3 0.5.0 moves an f32 made by ``f32.load`` or
+    ``f32.reinterpret_i32`` (and an f32 global set by wasm) through a double register, so a
+    signalling f32 NaN comes out quiet (payload kept); f64 and quiet f32 NaNs are exact there."""
     multi_value: bool = True
     """Functions may return several results."""
     host_memory_access: bool = True
@@ -305,7 +315,9 @@ class AbstractStore(_Contract):
     @required
     def _func_new(self, ty: FuncType, fn: Callable[..., Any], access_caller: bool) -> Func:
         """A host function of type ``ty`` calling ``fn`` (with a :class:`~proxywasm_vm.Caller` first
-        when ``access_caller``)."""
+        when ``access_caller``). ``fn`` takes its f32/f64/v128 arguments raw (``F32Bits``,
+        ``F64Bits``, ``V128``: the public ``Func`` converts them for a non-raw function) and may
+        return results plain or raw."""
         raise NotImplementedError
 
     @required
@@ -355,6 +367,13 @@ class AbstractFunc(_Contract):
     @required
     def __call__(self, *args: Any) -> Any:
         """Call the function; returns ``None``, a value, or a tuple of values."""
+        raise NotImplementedError
+
+    @required
+    def _call_raw(self, args: tuple) -> Any:
+        """Call the function with ``args`` (plain or raw values); like ``__call__``, but f32/f64
+        results are :class:`~proxywasm_vm.F32Bits`/:class:`~proxywasm_vm.F64Bits` and v128 ones
+        :class:`~proxywasm_vm.V128`, bit for bit."""
         raise NotImplementedError
 
 
@@ -438,13 +457,13 @@ class AbstractGlobal(_Contract):
     """Its value type and mutability."""
 
     @required
-    def get(self) -> Any:
-        """The current value."""
+    def get(self, raw: bool = False) -> Any:
+        """The current value (with ``raw``: f32/f64 as bits, v128 as :class:`~proxywasm_vm.V128`)."""
         raise NotImplementedError
 
     @required
     def set(self, value: Any) -> None:
-        """Set the value; raises ``TypeError`` if the global is immutable."""
+        """Set the value (plain or raw); raises ``TypeError`` if the global is immutable."""
         raise NotImplementedError
 
 

@@ -16,6 +16,10 @@ __all__ = ["Global"]
 class Global(AbstractGlobal):
     """A global variable. ``value`` reads it; assigning ``value`` sets a mutable one.
 
+    ``Global(store, ty, value)`` makes one; ``value`` (and anything set) may be raw
+    (:class:`F32Bits`, :class:`F64Bits`, :class:`V128`) and is then kept bit for bit.
+    ``get(raw=True)`` reads f32/f64 as bits and v128 as :class:`V128`.
+
     A backend subclasses it and implements :class:`~proxywasm_vm._contract.AbstractGlobal`.
     """
 

@@ -46,10 +46,17 @@ class Linker:
         self._externs: dict[tuple[str, str], Extern] = {}
 
     def define_func(self, module: str, name: str, ty: FuncType, fn: Callable[..., Any], *,
-                    access_caller: bool = False) -> None:
-        """Define ``module.name`` as a host function, for every store."""
+                    access_caller: bool = False, raw: bool = False) -> None:
+        """Define ``module.name`` as a host function, for every store (``access_caller`` and
+        ``raw`` as for :class:`~proxywasm_vm.Func`)."""
+        from ._func import cooking_if_needed
+
         if not isinstance(ty, FuncType):
             raise TypeError(f"expected a FuncType, got {type(ty).__name__}")
+        self._define_func(module, name, ty, cooking_if_needed(fn, ty, access_caller, raw), access_caller)
+
+    def _define_func(self, module: str, name: str, ty: FuncType, fn: Callable[..., Any], access_caller: bool) -> None:
+        """Hook for backends: define ``fn``, which takes its f32/f64/v128 arguments raw."""
         self._funcs[(module, name)] = _HostDef(ty, fn, access_caller)
         self._changed()
 
@@ -82,7 +89,7 @@ class Linker:
                 f = made.get(key)
                 if f is None:
                     d = self._funcs[key]
-                    f = made[key] = Func(store, d.ty, d.fn, access_caller=d.access_caller)
+                    f = made[key] = Func(store, d.ty, d.fn, access_caller=d.access_caller, raw=True)
                 imports.append(f)
             else:
                 raise LinkError(f"missing import {imp.module}::{imp.name} ({imp.type})",

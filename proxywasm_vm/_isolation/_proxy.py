@@ -552,6 +552,16 @@ class ProcessFunc(_InWorker, Func):
         r = self._conn.request("call_refs", (self._oid, enc_vals(store, ty.params, args)), budget, why)
         return dec_vals(store, ty.results, r)
 
+    def _call_raw(self, args: tuple) -> Any:
+        if len(args) != self._n:
+            raise TypeError(f"expected {self._n} arguments, got {len(args)}")
+        store = self.store
+        budget, why = store._call_budget
+        ty = self.type
+        args = tuple(_enc(store, t, v) for t, v in zip(ty.params, args)) if self._refs else args
+        r = self._conn.request("call_raw", (self._oid, args), budget, why)
+        return dec_vals(store, ty.results, r) if self._refs else r
+
 
 class ProcessMemory(_InWorker, Memory):
     store: ProcessStore
@@ -582,8 +592,8 @@ class ProcessMemory(_InWorker, Memory):
 class ProcessGlobal(_InWorker, Global):
     store: ProcessStore
 
-    def get(self) -> Any:
-        return _dec(self.store, self.type.content, self._conn.request("global_get", (self._oid,)))
+    def get(self, raw: bool = False) -> Any:
+        return _dec(self.store, self.type.content, self._conn.request("global_get", (self._oid, raw)))
 
     def set(self, value: Any) -> None:
         self._conn.request("global_set", (self._oid, _enc(self.store, self.type.content, value)))
@@ -680,9 +690,8 @@ class ProcessLinker(Linker):
             return None
         return conn, self._lids[conn.gen]
 
-    def define_func(self, module: str, name: str, ty: FuncType, fn: Callable[..., Any], *,
-                    access_caller: bool = False) -> None:
-        super().define_func(module, name, ty, fn, access_caller=access_caller)
+    def _define_func(self, module: str, name: str, ty: FuncType, fn: Callable[..., Any], access_caller: bool) -> None:
+        super()._define_func(module, name, ty, fn, access_caller)
         old = self._hid_of.pop((module, name), None)
         if old is not None:
             self.engine._hosts.pop(old, None)

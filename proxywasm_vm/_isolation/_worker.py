@@ -312,7 +312,8 @@ class Worker:
 
     def op_func_new(self, sid: int, hid: int, ty: FuncType, access_caller: bool) -> int:
         fn, wants = self._trampoline(hid, sid, ty, access_caller)
-        return self.add(Func(self.get(sid), ty, fn, access_caller=wants))
+        # raw: f32/f64/v128 arguments travel to the parent bit for bit (it cooks them if asked to)
+        return self.add(Func(self.get(sid), ty, fn, access_caller=wants, raw=True))
 
     def op_caller_export(self, cid: int, name: str) -> tuple | None:
         caller = self.callers.get(cid)
@@ -342,6 +343,10 @@ class Worker:
     def op_call_refs(self, fid: int, args: tuple) -> Any:
         return self.to_wire(self.get(fid)(*self.to_local(args)))
 
+    def op_call_raw(self, fid: int, args: tuple) -> Any:
+        """A call whose f32/f64/v128 results come back raw (F32Bits ...: pickled, bit for bit)."""
+        return self.to_wire(self.get(fid).call(*self.to_local(args), raw=True))
+
     def op_mem_read(self, oid: int, offset: int, length: int) -> bytes:
         return self.get(oid).read(offset, length)
 
@@ -355,8 +360,8 @@ class Worker:
     def op_mem_grow(self, oid: int, delta: int) -> int:
         return self.get(oid).grow(delta)
 
-    def op_global_get(self, oid: int) -> Any:
-        return self.to_wire(self.get(oid).get())
+    def op_global_get(self, oid: int, raw: bool = False) -> Any:
+        return self.to_wire(self.get(oid).get(raw=raw))
 
     def op_global_set(self, oid: int, value: Any) -> None:
         self.get(oid).set(self.to_local(value))
@@ -389,7 +394,7 @@ class Worker:
 
     def op_linker_func(self, lid: int, module: str, name: str, ty: FuncType, hid: int, access_caller: bool) -> None:
         fn, _ = self._trampoline(hid, None, ty, True)  # the store is learnt from the caller
-        self.get(lid).define_func(module, name, ty, fn, access_caller=True)
+        self.get(lid).define_func(module, name, ty, fn, access_caller=True, raw=True)
 
     def op_linker_define(self, lid: int, module: str, name: str, oid: int) -> None:
         self.get(lid).define(module, name, self.get(oid))

@@ -9,10 +9,11 @@ from proxywasm_vm._errors import CompileError
 from proxywasm_vm._lifetime import release_after_finalizers
 from proxywasm_vm._module import Module
 from proxywasm_vm._store import StoreLimits
+from proxywasm_vm._types import GlobalType, ValType
 from proxywasm_vm._wasmparse import parse_module
 
 from ._ffi import ffi, last_error, lib, start
-from ._rewrite import Rewritten, Synth, rewrite
+from ._rewrite import Rewritten, Synth, rewrite, v128_const_exports
 
 if TYPE_CHECKING:
     from . import V8Backend
@@ -59,6 +60,9 @@ class V8Engine(Engine):
             raise CompileError(last_error())
         mod = V8Module._wrap(self, out[0], rw)
         mod._info = info
+        if any(isinstance(e.type, GlobalType) and e.type.content is ValType.V128 and not e.type.mutable
+               for e in info.exports):
+            mod._v128_consts = v128_const_exports(wasm)
         return mod
 
     def _module_validate(self, wasm: bytes) -> bool:
@@ -78,6 +82,7 @@ class V8Module(Module):
     _ptr: Any  # cffi pwv8_module*
     _synth: tuple[Synth, ...]  # memories and tables the host makes for each instance
     _memory_export: int | None  # index of the memory exported as "memory", if any
+    _v128_consts: dict[str, int] = {}  # exported immutable v128 globals' values (see v128_const_exports)
 
     @classmethod
     def _wrap(cls, engine: V8Engine, ptr: Any, rw: Rewritten) -> V8Module:

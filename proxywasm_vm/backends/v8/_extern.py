@@ -9,7 +9,9 @@ from proxywasm_vm._global import Global
 from proxywasm_vm._instance import Instance
 from proxywasm_vm._memory import PAGE_SIZE, Memory
 from proxywasm_vm._table import Table
-from proxywasm_vm._types import FuncType, GlobalType, MemoryType, TableType
+from proxywasm_vm._types import FuncType, GlobalType, MemoryType, TableType, ValType
+from proxywasm_vm._values import V128
+from proxywasm_vm._rawbridge import from_mapped, global_adapter, needs_bridge, to_mapped
 
 from ._ffi import ffi, last_error, lib
 from ._values import KIND, from_slot, to_slot
@@ -159,9 +161,14 @@ class V8Memory(Memory):
 
 
 class V8Global(Global):
-    __slots__ = ("_ref", "store", "type")
+    """A global. f32/f64/v128 ones are read and written through a global adapter (see ``_func``):
+    a JavaScript number would lose a NaN's payload, and the JS API cannot read a v128."""
+
+    __slots__ = ("_ad", "_const", "_ref", "store", "type")
     store: V8Store
     _ref: int  # the global's id in its store
+    _ad: Any  # f32/f64/v128: the exports of its global adapter, made on first use
+    _const: int | None  # an immutable v128 global: its value when known (V8 cannot read it, see below)
 
     @classmethod
     def _wrap(cls, store: V8Store, ref: int, ty: GlobalType) -> V8Global:
@@ -169,9 +176,30 @@ class V8Global(Global):
         g.store = store
         g.type = ty
         g._ref = ref
+        g._ad = None
+        g._const = None
         return g
 
-    def get(self) -> Any:
+    def _adapter(self) -> Any:
+        if self._ad is None:
+            from ._func import bridge
+
+            self._ad = bridge(self.store, global_adapter(self.type, True), [self]).exports
+        return self._ad
+
+    def get(self, raw: bool = False) -> Any:
+        t = self.type.content
+        if t is ValType.V128 and not self.type.mutable:
+            # V8 aborts the process when an immutable v128 global is imported (so no adapter can
+            # read it) and its JS API cannot read one: known only when the module defines it as
+            # a constant, or when it was made here (Capabilities.immutable_v128_imports)
+            if self._const is None:
+                raise NotImplementedError("V8 cannot read this immutable v128 global (not a v128.const of its "
+                                          "module); Capabilities.immutable_v128_imports")
+            return V128(self._const) if raw else self._const
+        if needs_bridge((t,), True):
+            r = self._adapter()["get"]()
+            return from_mapped((t,), r if isinstance(r, tuple) else (r,), True, raw)[0]
         val = ffi.new("pwv8_val*")
         if lib.pwv8_global_get(self.store._sp, self._ref, KIND[self.type.content], val):
             raise WasmError(last_error())
@@ -180,6 +208,10 @@ class V8Global(Global):
     def set(self, value: Any) -> None:
         if not self.type.mutable:
             raise TypeError("cannot set an immutable global")
+        t = self.type.content
+        if needs_bridge((t,), True):
+            self._adapter()["set"](*to_mapped((t,), (value,), True, None))
+            return
         val = ffi.new("pwv8_val*")
         to_slot(self.store, self.type.content, value, val)
         if lib.pwv8_global_set(self.store._sp, self._ref, KIND[self.type.content], val):
@@ -269,7 +301,9 @@ class V8Instance(Instance):
             return wrap_func(self.store, ref[0], ty if isinstance(ty, FuncType) else _functype(self.store, ref[0]))
         if k == 1:
             assert isinstance(ty, GlobalType)  # the module's exports name every global's type
-            return V8Global._wrap(self.store, ref[0], ty)
+            g = V8Global._wrap(self.store, ref[0], ty)
+            g._const = self.module._v128_consts.get(name)
+            return g
         if k == 2:
             assert isinstance(ty, TableType)
             return V8Table._wrap(self.store, ref[0], ty)

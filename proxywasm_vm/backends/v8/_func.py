@@ -9,11 +9,20 @@ Calls into wasm take one of two paths, chosen once per function:
 
 Host functions of integer signatures get their arguments as scalars through
 ``pwv8_py_host<n>`` (per arity); the rest through ``pwv8_py_host_raw``.
+
+f32, f64 and v128 never cross V8's JS boundary: a JavaScript number loses a NaN's payload,
+and the JS API cannot carry a v128 at all. A function whose type has one is called through a
+generated call adapter (:mod:`proxywasm_vm._rawbridge`: f32/f64 as i32/i64 bits, v128 as two
+i64), and a host function with one is made with the mapped type and exposed through a host
+adapter of the real type. Globals of those types are read and written through global adapters
+and made by modules that define them (see ``_extern``). Wasm-to-wasm calls between the
+adapters and the user's modules pass values unchanged, so every bit survives.
 """
 
 from __future__ import annotations
 
 import itertools
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -22,7 +31,8 @@ from proxywasm_vm._fastcall import IntFuncMixin, IntSignatureClasses, compile_ge
 from proxywasm_vm._func import Func
 from proxywasm_vm._lifetime import store_collected
 from proxywasm_vm._types import FuncType, ValType
-from proxywasm_vm._values import host_results, int_result
+from proxywasm_vm._rawbridge import call_adapter, from_mapped, host_adapter, mapped_types, needs_bridge, to_mapped
+from proxywasm_vm._values import host_results, int_result, raw_results
 
 from ._ffi import FAIL, ffi, last_error, lib
 from ._store import STATES, STORES, V8Caller, V8Store, park
@@ -36,7 +46,7 @@ _call = lib.pwv8_func_call
 class V8Func(Func):
     """A function of a V8 store (generic path)."""
 
-    __slots__ = ("_binding", "_buf", "_pk", "_ref", "_rk", "_sp", "store", "type")
+    __slots__ = ("_adapter", "_binding", "_bridged", "_buf", "_pk", "_ref", "_rk", "_sp", "store", "type")
     store: V8Store
     _binding: _Binding | None  # a host function taking a Caller: the instance it is bound to
     _buf: Any  # cffi pwv8_val[] for the generic path
@@ -44,8 +54,12 @@ class V8Func(Func):
     _rk: bytes  # result kinds
     _ref: int  # the function's id in its store
     _sp: Any  # cffi pwv8_store* of the store
+    _bridged: bool  # an f32/f64/v128 param or result: called through a call adapter
+    _adapter: V8Func | None  # that adapter's "call" (the mapped type), made on first call
 
     def __call__(self, *args: Any) -> Any:
+        if self._bridged:
+            return self._call_as(args, False)
         ty = self.type
         if len(args) != len(ty.params):
             raise TypeError(f"expected {len(ty.params)} arguments, got {len(args)}")
@@ -62,6 +76,48 @@ class V8Func(Func):
         if len(results) == 1:
             return from_slot(store, results[0], buf[0])
         return tuple(from_slot(store, t, buf[i]) for i, t in enumerate(results))
+
+    def _call_raw(self, args: tuple) -> Any:
+        return self._call_as(args, True)
+
+    def _call_as(self, args: tuple, raw: bool) -> Any:
+        """Call with ``args``; f32/f64/v128 results raw when ``raw``."""
+        ty = self.type
+        if not self._bridged:  # integers and references only: nothing to make raw
+            return raw_results(ty.results, self(*args))
+        if len(args) != len(ty.params):
+            raise TypeError(f"expected {len(ty.params)} arguments, got {len(args)}")
+        adapter = self._adapter
+        if adapter is None:
+            adapter = self._adapter = bridge(self.store, call_adapter(ty, True), [self]).exports["call"]
+        r = adapter(*to_mapped(ty.params, args, True, _unchanged))
+        n = len(ty.results)
+        if not n:
+            return None
+        out = from_mapped(ty.results, [r] if len(adapter.type.results) == 1 else r, True, raw)
+        return out[0] if n == 1 else tuple(out)
+
+
+def _unchanged(t: ValType, v: Any) -> Any:
+    return v  # integers and references: converted by the adapter's own (generic or integer) call
+
+
+def bridge(store: V8Store, wasm: bytes, imports: list[Any]) -> Any:
+    """An instance of adapter module ``wasm`` (compiled once per engine) in ``store``."""
+    from proxywasm_vm._instance import Instance
+
+    engine = store.engine
+    cache = _BRIDGES.get(id(engine))
+    if cache is None or cache[0]() is not engine:
+        cache = _BRIDGES[id(engine)] = (weakref.ref(engine), {})
+    mod = cache[1].get(wasm)
+    if mod is None:
+        mod = cache[1][wasm] = engine._module_new(wasm)
+    return Instance(store, mod, imports)
+
+
+#: id of an engine -> (weakref to it, {adapter bytes: compiled module})
+_BRIDGES: dict[int, tuple[Any, dict[bytes, Any]]] = {}
 
 
 def _int_call_source(params: tuple[ValType, ...], result: ValType | None) -> str:
@@ -114,8 +170,10 @@ def wrap_func(store: V8Store, ref: int, ty: FuncType) -> V8Func:
     fn.type = ty
     fn._sp = store._sp
     fn._ref = ref
-    fn._pk = kinds(ty.params)
-    fn._rk = kinds(ty.results)
+    fn._bridged = needs_bridge(ty.params + ty.results, True)
+    fn._adapter = None
+    fn._pk = b"" if fn._bridged else kinds(ty.params)  # a bridged function is only called through its adapter
+    fn._rk = b"" if fn._bridged else kinds(ty.results)
     fn._buf = new_slots(max(len(ty.params), len(ty.results)))
     fn._binding = None
     return fn
@@ -208,7 +266,45 @@ def _raw_adapter(fn: Callable[..., Any], ty: FuncType, access_caller: bool, bind
     return call
 
 
+def _bridged_host(store: V8Store, ty: FuncType, fn: Callable[..., Any], access_caller: bool) -> V8Func:
+    """A host function with f32/f64/v128: a V8 host function of the mapped type (``inner``, which
+    converts to and from raw values) behind a host adapter exporting the real type (returned)."""
+    params, results = ty.params, ty.results
+    n = len(results)
+
+    def out(r: Any) -> Any:
+        if not n:
+            return None
+        vals = to_mapped(results, host_results(n, r), True, _checked)
+        return vals[0] if len(vals) == 1 else tuple(vals)
+
+    def with_caller(caller: Any, *margs: Any) -> Any:
+        return out(fn(caller, *from_mapped(params, margs, True, True)))
+
+    def plain(*margs: Any) -> Any:
+        return out(fn(*from_mapped(params, margs, True, True)))
+
+    mapped_fn = with_caller if access_caller else plain
+
+    inner = new_host_func(store, FuncType(mapped_types(params, True), mapped_types(results, True)), mapped_fn,
+                          access_caller)
+    binding = inner._binding
+    inner._binding = None  # only the adapter imports it; importers of the outer function rebind that
+    outer: V8Func = bridge(store, host_adapter(ty, True), [inner]).exports["f"]
+    if binding is not None:
+        binding.fn = fn  # what rebind() makes a new function of (with the real type)
+        outer._binding = binding
+    return outer
+
+
+def _checked(t: ValType, v: Any) -> Any:
+    """An integer host result, checked (the other types are converted by to_mapped)."""
+    return int_result(v, t is ValType.I32, t.value) if t in (ValType.I32, ValType.I64) else v
+
+
 def new_host_func(store: V8Store, ty: FuncType, fn: Callable[..., Any], access_caller: bool) -> V8Func:
+    if needs_bridge(ty.params + ty.results, True):
+        return _bridged_host(store, ty, fn, access_caller)
     pk, rk = kinds(ty.params), kinds(ty.results)
     fast = is_int_signature(ty)
     hid = next(_ids)

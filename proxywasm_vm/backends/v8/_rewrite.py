@@ -148,3 +148,55 @@ def rewrite(wasm: bytes) -> Rewritten:
     if not placed:
         out += import_section
     return Rewritten(bytes(out), tuple(synth), tuple(exports))
+
+
+def v128_const_exports(wasm: bytes) -> dict[str, int]:
+    """The exported immutable v128 globals initialised by a ``v128.const``, by export name: value.
+
+    V8 cannot read such a global (its JS API has no v128 value) and aborts the process when one
+    is imported (``ProcessImportedWasmGlobalObject``: unreachable code), so no adapter module can
+    read it either; being immutable and constant, its value is the constant in the module.
+    """
+    from proxywasm_vm._wasmparse import _skip_const_expr
+
+    n_imported = 0
+    inits: list[int | None] = []
+    exports: dict[str, int] = {}
+    for sid, _start, body, end in module_sections(wasm):
+        r = Reader(wasm, body, end)
+        if sid == 2:
+            for _ in range(r.u32()):
+                r.name()
+                r.name()
+                kind = r.byte()
+                if kind == 0:
+                    r.u32()
+                elif kind == 1:
+                    r.table_type()
+                elif kind == 2:
+                    r.memory_type()
+                elif kind == 3:
+                    r.global_type()
+                    n_imported += 1
+                else:
+                    return {}  # an import kind this reader does not know: no constants (reads refuse)
+        elif sid == 6:
+            for _ in range(r.u32()):
+                ty = r.global_type()
+                at = r.pos
+                value = None
+                if ty.content is ValType.V128 and not ty.mutable and r.byte() == 0xFD and r.u32() == 12:
+                    value = int.from_bytes(r.bytes(16), "little")
+                    if r.byte() != 0x0B:
+                        value = None
+                r.pos = at
+                _skip_const_expr(r)
+                inits.append(value)
+        elif sid == 7:
+            for _ in range(r.u32()):
+                name = r.name()
+                kind = r.byte()
+                idx = r.u32()
+                if kind == 3 and idx >= n_imported and inits[idx - n_imported] is not None:
+                    exports[name] = inits[idx - n_imported]  # type: ignore[assignment]
+    return exports

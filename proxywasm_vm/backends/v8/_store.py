@@ -13,7 +13,8 @@ from proxywasm_vm._func import Caller
 from proxywasm_vm._lifetime import release_after_finalizers
 from proxywasm_vm._memory import PAGE_SIZE
 from proxywasm_vm._store import Store, StoreLimits
-from proxywasm_vm._types import FuncType, GlobalType, MemoryType, TableType
+from proxywasm_vm._types import FuncType, GlobalType, MemoryType, TableType, ValType
+from proxywasm_vm._values import wrap_v128
 
 from ._ffi import ffi, last_error, lib
 
@@ -257,8 +258,18 @@ class V8Store(Store):
         return V8Memory._wrap(self, ref, ty)
 
     def _global_new(self, ty: GlobalType, value: Any) -> V8Global:
+        from proxywasm_vm._rawbridge import global_maker, needs_bridge
+
         from ._extern import V8Global
         from ._values import KIND, to_slot
+
+        if needs_bridge((ty.content,), True):  # f32/f64/v128: defined by a module, its bits a constant there
+            from ._func import bridge
+
+            g: V8Global = bridge(self, global_maker(ty, value), []).exports["g"]
+            if ty.content is ValType.V128 and not ty.mutable:
+                g._const = wrap_v128(value)  # V8 cannot read it back (see V8Global.get)
+            return g
 
         val = ffi.new("pwv8_val*")
         to_slot(self, ty.content, value, val)
@@ -277,7 +288,7 @@ class V8Store(Store):
         return V8Table._wrap(self, ref, ty)
 
     def _instantiate(self, module: Any, imports: Sequence[Any]) -> V8Instance:
-        from ._extern import V8Instance, V8Memory, core_of
+        from ._extern import V8Global, V8Instance, V8Memory, core_of
         from ._func import V8Func, rebind
 
         refs = []
@@ -285,6 +296,10 @@ class V8Store(Store):
         for i, item in enumerate(imports):
             if item.store is not self:
                 raise ValueError(f"import #{i} belongs to another store")
+            if isinstance(item, V8Global) and item.type.content is ValType.V128 and not item.type.mutable:
+                # V8 (10.2) aborts the whole process here (unreachable code in its importer)
+                raise LinkError("V8 cannot import an immutable v128 global (it would abort the process); "
+                                "make the global mutable (Capabilities.immutable_v128_imports)")
             if isinstance(item, V8Func) and item._binding is not None:
                 item = rebind(item)  # a Caller must see this instance: one function per instance
                 assert item._binding is not None

@@ -12,7 +12,8 @@ from ._ffi import ffi
 
 #: pwv8_kind of each value type (v128 cannot cross V8's JS boundary).
 KIND = {ValType.I32: 0, ValType.I64: 1, ValType.F32: 2, ValType.F64: 3, ValType.EXTERNREF: 4, ValType.FUNCREF: 5}
-FROM_KIND = {v: k for k, v in KIND.items()}
+#: the value types of pwv8_func_type's kinds (6: v128, named by a funcref's type only)
+FROM_KIND = {**{v: k for k, v in KIND.items()}, 6: ValType.V128}
 
 
 def kinds(types: tuple[ValType, ...]) -> bytes:

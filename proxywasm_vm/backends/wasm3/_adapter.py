@@ -42,7 +42,8 @@ from proxywasm_vm._module import Module
 from proxywasm_vm._store import Store, StoreLimits, is_default
 from proxywasm_vm._table import Table
 from proxywasm_vm._types import FuncType, GlobalType, MemoryType, TableType, ValType
-from proxywasm_vm._values import host_results, to_float, wrap_i32, wrap_i64
+from proxywasm_vm._values import (F32Bits, F64Bits, f32_bits, f32_from_bits, f64_bits, f64_from_bits, host_results,
+                                  wrap_i32, wrap_i64)
 from proxywasm_vm._wasmparse import SECTION_ORDER, ModuleInfo, Reader, parse_module, sections, uleb128
 
 from . import _capi
@@ -79,10 +80,25 @@ _MAX_PAGES = 32768  # d_m3MaxLinearMemoryPages in pywasm3's build: 2 GiB
 
 _NUMBERS = (ValType.I32, ValType.I64, ValType.F32, ValType.F64)
 _TAG = {ValType.I32: _capi.T_I32, ValType.I64: _capi.T_I64, ValType.F32: _capi.T_F32, ValType.F64: _capi.T_F64}
-#: One 8-byte stack slot per value: its struct format.
-_SLOT = {ValType.I32: "i4x", ValType.I64: "q", ValType.F32: "f4x", ValType.F64: "d"}
+#: One 8-byte stack slot per value: its struct format. Floats travel as their bits (unsigned ints),
+#: so NaN payloads and signalling NaNs survive (a C float read into a Python float would be quieted).
+_SLOT = {ValType.I32: "i4x", ValType.I64: "q", ValType.F32: "I4x", ValType.F64: "Q"}
+#: A Python value (plain or raw) as its slot value.
 _CONVERT: dict[ValType, Callable[[Any], Any]] = {ValType.I32: wrap_i32, ValType.I64: wrap_i64,
-                                                  ValType.F32: to_float, ValType.F64: to_float}
+                                                  ValType.F32: f32_bits, ValType.F64: f64_bits}
+#: A slot value as Python gets it: raw (F32Bits ...), or plain (floats).
+_RAW: dict[ValType, Callable[[Any], Any]] = {ValType.F32: F32Bits, ValType.F64: F64Bits}
+_COOK: dict[ValType, Callable[[Any], Any]] = {ValType.F32: f32_from_bits, ValType.F64: f64_from_bits}
+
+
+def _out(t: ValType, v: Any, raw: bool) -> Any:
+    """Slot value ``v`` of type ``t`` as Python gets it."""
+    conv = (_RAW if raw else _COOK).get(t)
+    return v if conv is None else conv(v)
+
+
+def _outs(types: Sequence[ValType], vals: Sequence[Any], raw: bool) -> tuple:
+    return tuple(_out(t, v, raw) for t, v in zip(types, vals))
 _NOT_NUMBERS = "wasm3 0.5.0 has only i32, i64, f32 and f64 values (Capabilities.reference_values, v128_values)"
 _NO_SHARING = ("wasm3 gives each instance its own memory and globals: a {} made in Python can be imported "
                "by one instance only (Capabilities.shared_externs)")
@@ -442,8 +458,11 @@ class Wasm3Store(_guard.GuardedStore, Store):
                 _numbers_only(imp.type)
                 ty = imp.type
                 host = isinstance(item, Wasm3HostFunc)
-                inst._links[n] = (item._fn if host else item, host and item._access_caller, len(ty.results),
-                                  len(ty.params), _slots(ty.params).unpack, _slots(ty.results).pack, ty.results)
+                # both take raw f32/f64 arguments (the host function by contract) and may return them raw
+                inst._links[n] = (item._fn if host else _raw_caller(item), host and item._access_caller,
+                                  len(ty.results),
+                                  len(ty.params), _slots(ty.params).unpack, _slots(ty.results).pack, ty.results,
+                                  ty.params, any(t in _RAW for t in ty.params))
                 res = LIB.m3_LinkRawFunctionEx(mod, imp.module.encode(), imp.name.encode(), None, inst._raw, n)
                 if res and _capi.message(res) != "function lookup failed":
                     raise LinkError(_capi.error_text(rt, res), module=imp.module, name=imp.name)
@@ -452,7 +471,7 @@ class Wasm3Store(_guard.GuardedStore, Store):
                 if not g or not ctypes.c_char_p.from_address(g).value:
                     raise LinkError(f"wasm3 did not find the imported global {imp.module}::{imp.name}",
                                     module=imp.module, name=imp.name)
-                value = item.get()
+                value = item._bits()
                 item._bind(inst, g)
                 item._write(value)
         self._instances[rt] = inst
@@ -488,6 +507,7 @@ class Wasm3Func(Func):
     _nres: int
     _buf: Any
     _ptrs: Any
+    _floats: bool  # a float result (its bits come back: see _SLOT)
 
     @classmethod
     def _wrap(cls, inst: Wasm3Instance, f: int, ty: FuncType) -> Wasm3Func:
@@ -501,6 +521,7 @@ class Wasm3Func(Func):
         fn._unpacker = _slots(ty.results)
         fn._n = n = len(ty.params)
         fn._nres = len(ty.results)
+        fn._floats = any(t in _RAW for t in ty.results)
         # one argument buffer per function: m3_Call copies the arguments onto the wasm stack
         # before it runs anything, so a nested call of the same function may reuse it
         fn._buf = (c_uint64 * max(n, 1))()
@@ -509,6 +530,13 @@ class Wasm3Func(Func):
         return fn
 
     def __call__(self, *args: Any) -> Any:
+        return self._call_as(args, False)
+
+    def _call_raw(self, args: tuple) -> Any:
+        return self._call_as(args, True)
+
+    def _call_as(self, args: tuple, raw: bool) -> Any:
+        """Call with ``args``; f32/f64/v128 results raw when ``raw``."""
         conv = self._conv
         if len(args) != len(conv):
             raise TypeError(f"expected {len(conv)} arguments, got {len(args)}")
@@ -534,6 +562,8 @@ class Wasm3Func(Func):
                 if not nres:
                     return None
                 vals = self._unpacker.unpack(ctypes.string_at(base.value, 8 * nres))
+                if self._floats:
+                    vals = _outs(self.type.results, vals, raw)
                 return vals[0] if nres == 1 else vals
         finally:
             if armed:
@@ -547,6 +577,12 @@ class Wasm3Func(Func):
         if res == _HOST_TRAP_ADDR and exc is not None:
             raise exc
         raise _trap(_capi.error_text(inst._rt, res))
+
+
+def _raw_caller(f: Func) -> Callable[..., Any]:
+    def call(*args: Any) -> Any:
+        return f._call_raw(args)
+    return call
 
 
 def _check_results(results: tuple[ValType, ...], r: Any) -> tuple:
@@ -584,9 +620,21 @@ class Wasm3HostFunc(Func):
         ty = self.type
         if len(args) != len(ty.params):
             raise TypeError(f"expected {len(ty.params)} arguments, got {len(args)}")
-        vals = [_CONVERT[t](a) for t, a in zip(ty.params, args)]
+        return self._call_as(args, False)
+
+    def _call_raw(self, args: tuple) -> Any:
+        return self._call_as(args, True)
+
+    def _call_as(self, args: tuple, raw: bool) -> Any:
+        """Call with ``args``; f32/f64/v128 results raw when ``raw``."""
+        self.store._check_open()
+        ty = self.type
+        if len(args) != len(ty.params):
+            raise TypeError(f"expected {len(ty.params)} arguments, got {len(args)}")
+        # checked and converted as wasm would pass them, then raw (the contract of _func_new)
+        vals = _outs(ty.params, [_CONVERT[t](a) for t, a in zip(ty.params, args)], True)
         r = self._fn(Wasm3Caller(self.store, None), *vals) if self._access_caller else self._fn(*vals)
-        out = _check_results(ty.results, r)
+        out = _outs(ty.results, _check_results(ty.results, r), raw)
         if not out:
             return None
         return out[0] if len(out) == 1 else out
@@ -743,14 +791,18 @@ class Wasm3Global(Global):
             tv.value.i32 = value & 0xFFFFFFFF
         elif t is ValType.I64:
             tv.value.i64 = value & 0xFFFFFFFFFFFFFFFF
-        elif t is ValType.F32:
-            tv.value.f32 = value
+        elif t is ValType.F32:  # the value is kept as its bits (see _SLOT)
+            tv.value.i32 = value
         else:
-            tv.value.f64 = value
+            tv.value.i64 = value
         _capi.check(LIB.m3_SetGlobal(self._g, ctypes.byref(tv)), WasmError)
 
-    def get(self) -> Any:
+    def get(self, raw: bool = False) -> Any:
         self.store._check_open()
+        return _out(self.type.content, self._bits(), raw)
+
+    def _bits(self) -> Any:
+        """The value as kept: ints, floats as their bits."""
         if self._inst is None:
             return self._value
         tv = TaggedValue()
@@ -761,8 +813,8 @@ class Wasm3Global(Global):
         if t is ValType.I64:
             return wrap_i64(tv.value.i64)
         if t is ValType.F32:
-            return tv.value.f32
-        return tv.value.f64
+            return tv.value.i32
+        return tv.value.i64
 
     def set(self, value: Any) -> None:
         self.store._check_open()
@@ -841,8 +893,11 @@ class Wasm3Instance(Instance):
     def _host_call(self, rt: int, ctx: int, sp: int, mem: int) -> int:
         """wasm called import number ``ctx->userdata``: run it with the arguments on the stack."""
         try:
-            fn, with_caller, nres, nargs, unpack, pack, results = self._links[c_void_p.from_address(ctx).value or 0]
+            fn, with_caller, nres, nargs, unpack, pack, results, params, floats = \
+                self._links[c_void_p.from_address(ctx).value or 0]
             args = unpack(ctypes.string_at(sp + 8 * nres, 8 * nargs)) if nargs else ()
+            if floats:
+                args = _outs(params, args, True)
             frames = self._frames
             frames.append(sp + 8 * (nres + nargs))
             try:

@@ -16,7 +16,11 @@ process, see proxywasm_vm._isolation). How its gaps are covered:
   each outermost call by the kernel (:mod:`proxywasm_vm._guard`); in a
   user's own process they cannot be;
 - argument and result conversions are done here (wasmer refuses ints for
-  floats, does not check host results' arity).
+  floats, does not check host results' arity);
+- f32/f64 cross wasmer-python as Python floats (a float32 signalling NaN comes back quiet):
+  functions, host functions and globals with f32/f64 go through generated adapter modules
+  (:mod:`proxywasm_vm._rawbridge`) that move them as i32/i64 bits, so raw values are exact.
+  v128 crosses as an int, exactly.
 """
 
 from __future__ import annotations
@@ -40,7 +44,9 @@ from proxywasm_vm._module import Module
 from proxywasm_vm._store import Store, StoreLimits, is_default
 from proxywasm_vm._table import Table
 from proxywasm_vm._types import ExportType, FuncType, GlobalType, ImportType, Limits, MemoryType, TableType, ValType
-from proxywasm_vm._values import host_results, to_float
+from proxywasm_vm._rawbridge import from_mapped, global_adapter, global_maker, host_adapter, call_adapter
+from proxywasm_vm._rawbridge import mapped_types, needs_bridge, to_mapped
+from proxywasm_vm._values import V128, host_results, raw_results, to_float
 from proxywasm_vm._values import wrap_i32 as to_i32
 from proxywasm_vm._values import wrap_i64 as to_i64
 from proxywasm_vm._values import wrap_v128 as to_v128
@@ -120,6 +126,32 @@ def _value(t: ValType, v: Any) -> Any:
     if t not in make:
         raise NotImplementedError(_NO_REFS)
     return make[t](CONVERT[t](v))
+
+
+def _convert(t: ValType, v: Any) -> Any:
+    return CONVERT[t](v)
+
+
+#: (id of a wasmer.Store, adapter bytes) -> (that store, the compiled adapter module)
+_BRIDGES: dict[tuple[int, bytes], tuple[Any, Any]] = {}
+
+
+def _bridge(store: WasmerStore, wasm: bytes, imports: dict[str, dict[str, Any]]) -> Any:
+    """The exports of an instance of adapter module ``wasm`` (compiled once per wasmer store).
+
+    The store keeps the instance: wasmer-python's exported functions do not keep their
+    instance alive, and calling one after it is gone crashes (SIGSEGV)."""
+    key = (id(store._w), wasm)
+    got = _BRIDGES.get(key)
+    if got is None or got[0] is not store._w:
+        got = _BRIDGES[key] = (store._w, wasmer.Module(store._w, wasm))
+    inst = wasmer.Instance(got[1], imports)
+    store._bridges.append(inst)
+    return inst.exports
+
+
+def _has_floats(types: Sequence[ValType]) -> bool:
+    return needs_bridge(types, False)
 
 
 # ---- types -----------------------------------------------------------------------------
@@ -267,6 +299,7 @@ class WasmerStore(_guard.GuardedStore, Store):
     _active: int  # calls into wasm in progress
     _host_exc: BaseException | None  # the last exception a host function raised
     _mems: list[Any]  # the wasmer.Memory objects of this store (made here or exported by its instances)
+    _bridges: list[Any]  # the adapter instances made for this store (see _bridge)
 
     @classmethod
     def _create(cls, engine: WasmerEngine, limits: StoreLimits, data: Any) -> WasmerStore:
@@ -278,6 +311,7 @@ class WasmerStore(_guard.GuardedStore, Store):
         s._closed = False
         s._active = 0
         s._host_exc = None
+        s._bridges = []
         return s
 
     def _check_cap(self, w: Any) -> None:
@@ -317,6 +351,8 @@ class WasmerStore(_guard.GuardedStore, Store):
 
     def _global_new(self, ty: GlobalType, value: Any) -> Global:
         self._check_open()
+        if _has_floats((ty.content,)):  # its initial bits as a constant of a generated module (exact)
+            return WasmerGlobal._wrap(self, _bridge(self, global_maker(ty, value), {}).g, ty)
         return WasmerGlobal._wrap(self, wasmer.Global(self._w, _value(ty.content, value), mutable=ty.mutable), ty)
 
     def _table_new(self, ty: TableType, init: Any) -> Table:
@@ -388,6 +424,8 @@ class WasmerFunc(Func):
     _w: Any  # wasmer.Function
     _conv: list[Callable[[Any], Any]]  # argument conversions, by parameter
     _refs: bool  # a funcref/externref parameter: no wasmer.Value can carry it in
+    _bridged: bool  # f32/f64 params or results: called through a call adapter (see the module docs)
+    _adapter: Any  # that adapter's wasmer.Function, made on first call
 
     @classmethod
     def _wrap(cls, store: WasmerStore, w: Any, ty: FuncType) -> WasmerFunc:
@@ -397,22 +435,51 @@ class WasmerFunc(Func):
         f._w = w
         f._conv = [CONVERT[t] for t in ty.params]
         f._refs = any(t in _REFS for t in ty.params)
+        f._bridged = _has_floats(ty.params + ty.results)
+        f._adapter = None
         return f
 
     def __call__(self, *args: Any) -> Any:
+        if self._bridged:
+            return self._call_as(args, False)
         conv = self._conv
         if len(args) != len(conv):
             raise TypeError(f"expected {len(conv)} arguments, got {len(args)}")
         if self._refs:
             raise NotImplementedError(_NO_REFS)
+        return self._invoke(self._w, [c(a) for c, a in zip(conv, args)])
+
+    def _call_raw(self, args: tuple) -> Any:
+        return self._call_as(args, True)
+
+    def _call_as(self, args: tuple, raw: bool) -> Any:
+        """Call with ``args``; f32/f64/v128 results raw when ``raw``."""
+        ty = self.type
+        if len(args) != len(ty.params):
+            raise TypeError(f"expected {len(ty.params)} arguments, got {len(args)}")
+        if self._refs:
+            raise NotImplementedError(_NO_REFS)
+        if not self._bridged:
+            r = self._invoke(self._w, [c(a) for c, a in zip(self._conv, args)])
+            return raw_results(ty.results, r) if raw else r
+        if self._adapter is None:
+            self.store._check_open()
+            self._adapter = _bridge(self.store, call_adapter(ty, False), {"t": {"f": self._w}}).call
+        r = self._invoke(self._adapter, to_mapped(ty.params, args, False, _convert))
+        n = len(ty.results)
+        if not n:
+            return None
+        out = from_mapped(ty.results, [r] if n == 1 else list(r), False, raw)
+        return out[0] if n == 1 else tuple(out)
+
+    def _invoke(self, w: Any, vals: list[Any]) -> Any:
         store = self.store
         if store._closed:
             raise WasmError("this store is closed")
-        vals = [c(a) for c, a in zip(conv, args)]
         store._active += 1
         armed = store._arm()
         try:
-            return self._w(*vals)
+            return w(*vals)
         except RuntimeError as e:
             if e is store._host_exc:
                 raise  # a host function's own RuntimeError, unchanged
@@ -449,6 +516,9 @@ class WasmerHostFunc(Func):
         fn, results, store = self._fn, self.type.results, self.store
         if any(t in _REFS for t in self.type.params + results):
             raise NotImplementedError(_NO_REFS)
+        params = self.type.params
+        if _has_floats(params + results) or ValType.V128 in params:
+            return self._native_raw(cell)
         if self._access_caller:
             caller = WasmerCaller(self.store, cell)
 
@@ -467,15 +537,52 @@ class WasmerHostFunc(Func):
                     raise
         return wasmer.Function(self.store._w, call, w_functype(self.type))
 
+    def _native_raw(self, cell: list[Any]) -> Any:
+        """The host function for a signature with f32/f64 (through a host adapter: wasmer sees
+        their bits as i32/i64) or v128 parameters; ``fn`` gets them raw (see ``_func_new``)."""
+        fn, ty, store = self._fn, self.type, self.store
+        params, results = ty.params, ty.results
+        caller = WasmerCaller(store, cell) if self._access_caller else None
+        n = len(results)
+
+        def call(*margs: Any) -> Any:
+            try:
+                args = from_mapped(params, margs, False, True)
+                r = fn(caller, *args) if caller is not None else fn(*args)
+                if not n:
+                    return None
+                out = to_mapped(results, host_results(n, r), False, _convert)
+                return out[0] if len(out) == 1 else tuple(out)
+            except BaseException as e:
+                store._host_exc = e
+                raise
+
+        mty = FuncType(mapped_types(params, False), mapped_types(results, False))
+        w = wasmer.Function(store._w, call, w_functype(mty))
+        if not _has_floats(params + results):
+            return w
+        return _bridge(store, host_adapter(ty, False), {"t": {"f": w}}).f
+
     def __call__(self, *args: Any) -> Any:
+        return self._call_as(args, False)
+
+    def _call_raw(self, args: tuple) -> Any:
+        return self._call_as(args, True)
+
+    def _call_as(self, args: tuple, raw: bool) -> Any:
+        """Call with ``args``; f32/f64/v128 results raw when ``raw``."""
         self.store._check_open()
         ty = self.type
         if len(args) != len(ty.params):
             raise TypeError(f"expected {len(ty.params)} arguments, got {len(args)}")
-        vals = [CONVERT[t](a) for t, a in zip(ty.params, args)]
+        # checked and converted as wasm would get them, and given raw (the contract of _func_new)
+        vals = from_mapped(ty.params, to_mapped(ty.params, args, False, _convert), False, True)
         r = self._fn(WasmerCaller(self.store, [None]), *vals) if self._access_caller else self._fn(*vals)
-        r = _check_results(ty.results, r)
-        return r
+        n = len(ty.results)
+        if not n:
+            return None
+        out = from_mapped(ty.results, to_mapped(ty.results, host_results(n, r), False, _convert), False, raw)
+        return out[0] if n == 1 else tuple(out)
 
 
 class WasmerCaller(Caller):
@@ -569,28 +676,44 @@ class WasmerGlobal(Global):
     store: WasmerStore
     _w: Any  # wasmer.Global
 
+    _ad: Any  # f32/f64: the exports of its global adapter (get/set of the bits), made on first use
+
     @classmethod
     def _wrap(cls, store: WasmerStore, w: Any, ty: GlobalType) -> WasmerGlobal:
         g = object.__new__(cls)
         g.store = store
         g.type = ty
         g._w = w
+        g._ad = None
         return g
 
-    def get(self) -> Any:
+    def _adapter(self) -> Any:
+        if self._ad is None:
+            self._ad = _bridge(self.store, global_adapter(self.type, False), {"t": {"g": self._w}})
+        return self._ad
+
+    def get(self, raw: bool = False) -> Any:
         self.store._check_open()
-        if self.type.content in _REFS:
+        t = self.type.content
+        if t in _REFS:
             raise NotImplementedError(_NO_REFS)
+        if t is ValType.F32 or t is ValType.F64:
+            return from_mapped((t,), [self._adapter().get()], False, raw)[0]
         v = self._w.value
-        if self.type.content is ValType.V128:
-            return v & ((1 << 128) - 1)
+        if t is ValType.V128:
+            v &= (1 << 128) - 1
+            return V128(v) if raw else v
         return v
 
     def set(self, value: Any) -> None:
         self.store._check_open()
         if not self.type.mutable:
             raise TypeError("cannot set an immutable global")
-        v = CONVERT[self.type.content](value)
+        t = self.type.content
+        if t is ValType.F32 or t is ValType.F64:
+            self._adapter().set(*to_mapped((t,), (value,), False, _convert))
+            return
+        v = CONVERT[t](value)
         try:
             self._w.value = v
         except RuntimeError as e:

@@ -143,12 +143,12 @@ class WasmtimeGlobal(Global):
         ext.kind = 1
         setattr(ext.of, "global", self._g[0])
 
-    def get(self) -> Any:
+    def get(self, raw: bool = False) -> Any:
         rt = self.store._rt
         api = rt.api
         val = ffi.new("wasmtime_val_t*")
         api.wasmtime_global_get(self.store._ctx, self._g, val)
-        return from_val(self.store, val)
+        return from_val(self.store, val, raw)
 
     def set(self, value: Any) -> None:
         rt = self.store._rt

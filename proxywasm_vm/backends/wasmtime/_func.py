@@ -42,6 +42,13 @@ class WasmtimeFunc(Func):
     _buf: Any  # cffi wasmtime_val_raw_t[_n]
 
     def __call__(self, *args: Any) -> Any:
+        return self._call_as(args, False)
+
+    def _call_raw(self, args: tuple) -> Any:
+        return self._call_as(args, True)
+
+    def _call_as(self, args: tuple, raw: bool) -> Any:
+        """Call with ``args``; f32/f64/v128 results raw when ``raw``."""
         ty = self.type
         if len(args) != len(ty.params):
             raise TypeError(f"expected {len(ty.params)} arguments, got {len(args)}")
@@ -55,8 +62,8 @@ class WasmtimeFunc(Func):
         if not results:
             return None
         if len(results) == 1:
-            return from_raw(store, results[0], buf[0])
-        return tuple(from_raw(store, t, buf[i]) for i, t in enumerate(results))
+            return from_raw(store, results[0], buf[0], raw)
+        return tuple(from_raw(store, t, buf[i], raw) for i, t in enumerate(results))
 
     def _to_extern(self, ext: Any) -> None:
         ext.kind = 0
@@ -168,7 +175,7 @@ def _raw_adapter(fn: Callable[..., Any], ty: FuncType, access_caller: bool) -> C
 
     def call(sid: int, vals: Any) -> None:
         store = STORES[sid]() or store_collected()
-        args = [from_raw(store, t, vals[i]) for i, t in enumerate(params)]
+        args = [from_raw(store, t, vals[i], True) for i, t in enumerate(params)]  # raw: see _func_new
         r = fn(WasmtimeCaller(store), *args) if access_caller else fn(*args)
         if not results:
             return

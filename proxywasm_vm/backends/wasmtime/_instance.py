@@ -75,19 +75,16 @@ class WasmtimeLinker(Linker):
         release_after_finalizers(self, _free_linker, api, self._ptr, self._pre)
         return self
 
-    def define_func(self, module: str, name: str, ty: FuncType, fn: Callable[..., Any], *,
-                    access_caller: bool = False) -> None:
+    def _define_func(self, module: str, name: str, ty: FuncType, fn: Callable[..., Any], access_caller: bool) -> None:
         rt = self.engine._rt
         api = rt.api
-        if not isinstance(ty, FuncType):
-            raise TypeError(f"expected a FuncType, got {type(ty).__name__}")
         env = register_host(api, fn, ty, access_caller)
         m, n = module.encode(), name.encode()
         err = api.wasmtime_linker_define_func_unchecked(self._ptr, m, len(m), n, len(n), rt.new_functype(ty),
                                                         TRAMPOLINE, env, FREE_ENV)
         if err != ffi.NULL:
             raise LinkError(rt.take_error_message(err), module=module, name=name)
-        super().define_func(module, name, ty, fn, access_caller=access_caller)
+        super()._define_func(module, name, ty, fn, access_caller)
 
     def define(self, module: str, name: str, item: Any) -> None:
         rt = self.engine._rt
