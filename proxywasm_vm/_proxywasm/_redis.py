@@ -309,6 +309,17 @@ redis.call('HSET', KEYS[2], n, ARGV[2])
 return n
 """
 
+# after a reconnection: put back a registration this process holds, should Redis have lost it
+_RESTORE = """
+local t = redis.call('HGET', KEYS[1], ARGV[1])
+if t then return tonumber(t) end
+if redis.call('HEXISTS', KEYS[2], ARGV[3]) == 1 then return -1 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+redis.call('HSET', KEYS[2], ARGV[3], ARGV[2])
+if tonumber(redis.call('GET', KEYS[3]) or '0') < tonumber(ARGV[3]) then redis.call('SET', KEYS[3], ARGV[3]) end
+return tonumber(ARGV[3])
+"""
+
 _ENQUEUE = """
 if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return -1 end
 local n = redis.call('LLEN', KEYS[2])
@@ -327,7 +338,7 @@ local owner = redis.call('HGET', KEYS[1], ARGV[1])
 if not owner or (ARGV[2] == '1' and owner ~= ARGV[3]) then return {1} end
 local item = redis.call('LPOP', KEYS[2])
 if not item then return {7} end
-redis.call('HINCRBY', KEYS[3], ARGV[1], -#item)
+if #item > 0 then redis.call('HINCRBY', KEYS[3], ARGV[1], 0 - #item) end
 return {0, item}
 """
 
@@ -373,6 +384,8 @@ class RedisSharedQueues:
         self._register = self._store.script(_REGISTER)
         self._enqueue = self._store.script(_ENQUEUE)
         self._dequeue = self._store.script(_DEQUEUE)
+        self._restore_script = self._store.script(_RESTORE)
+        self._registered: dict[int, tuple[str, str]] = {}  # token -> (vm_id, name) registered here
         self._resolved: dict[tuple[str, str], int] = {}  # tokens never change: cached once known
         self._lock = threading.Lock()
         self._watch: dict[int, Callable[[int], None]] = {}  # token -> the latest registrant here
@@ -409,6 +422,7 @@ class RedisSharedQueues:
         token = int(r)
         self._remember(vm_id, name, token)
         with self._lock:
+            self._registered[token] = (vm_id, name)
             if notify is None:
                 self._watch.pop(token, None)
             else:
@@ -504,6 +518,18 @@ class RedisSharedQueues:
                     if self._watch.get(token) is notify:
                         del self._watch[token]
 
+    def _restore(self) -> None:
+        """Register again, under the same tokens, the queues registered here that Redis no longer
+        knows (it restarted without persistence, say): the plugins holding those tokens go on."""
+        with self._lock:
+            regs = list(self._registered.items())
+        for token, (vm_id, name) in regs:
+            r = self._restore_script([self._tok, self._vm, self._next], [_qfield(vm_id, name), vm_id.encode(), token])
+            if r != token:
+                _log.warning("shared queue %r of vm_id %r: Redis gives it token %s, plugins here hold %d "
+                             "(the registration was lost and the token reused); they must register again",
+                             name, vm_id, r, token)
+
     def _waiting(self) -> list[int]:
         """The watched queues that have items waiting."""
         with self._lock:
@@ -520,6 +546,7 @@ def _listen(ref: Callable[[], RedisSharedQueues | None], channel: bytes) -> None
     """The listener thread: holds its object only weakly, so that it ends with it (or at ``close``)."""
     backoff = 0.05
     warned = False  # one warning per outage
+    first = True
     while True:
         q = ref()
         if q is None or q._closed:
@@ -535,6 +562,9 @@ def _listen(ref: Callable[[], RedisSharedQueues | None], channel: bytes) -> None
                     break
                 if time.monotonic() > wait:
                     raise TimeoutError("no subscription confirmation")
+            if not first:
+                q._restore()
+            first = False
             # what was enqueued while nobody here listened (before the first subscription, or
             # while the connection was down) would go unnoticed: tell every watched queue with items
             q._deliver(q._waiting())

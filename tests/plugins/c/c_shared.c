@@ -13,7 +13,9 @@
  * headers and, on response headers, to the response headers:
  *   incr     get the counter, add 1, set it with the CAS just read; on CAS_MISMATCH read and
  *            try again (up to max_tries). x-pwvm-status: the last set's (or a failed get's)
- *            status; x-pwvm-counter: the value stored (on OK); x-pwvm-tries: attempts made
+ *            status; x-pwvm-counter: the value stored (on OK); x-pwvm-tries: attempts made.
+ *            A missing counter reads as 0 and is set with CAS 0 ("no check"): the ABI has no
+ *            create-if-absent, so concurrent first increments may both store 1 (seed the key)
  *   get      x-pwvm-status, x-pwvm-counter (the value), x-pwvm-cas
  *   enqueue  resolve the queue and enqueue `x-pwvm-item`: x-pwvm-status (resolve's if it failed)
  *   dequeue  resolve the queue and dequeue one item: x-pwvm-status, x-pwvm-item
