@@ -334,3 +334,36 @@ def test_redis_shared_makes_both(url: str, redis_prefix: str) -> None:
     assert kw["shared_data"].get("v", b"k") is None
     for s in kw.values():
         s.close()
+
+
+def test_readme_redis_example(url: str, redis_prefix: str, tmp_path: Any) -> None:
+    """The README's Redis example, run as written (on the test's server, under the test's prefix,
+    in a folder holding c_shared.wasm): it prints what it says."""
+    import contextlib
+    import io
+    import os
+    import re
+    import shutil
+
+    from .conftest import plugin_path
+
+    readme = open(os.path.join(os.path.dirname(__file__), "..", "..", "README.md"), encoding="utf-8").read()
+    block = next(b for b in re.findall(r"```python\n(.*?)```", readme, re.S) if "redis_shared(" in b)
+    code = "\n".join(line[2:] if line.startswith("  ") else line for line in block.splitlines())
+    assert '"redis://127.0.0.1:6379/0", prefix="shop:"' in code
+    code = code.replace('"redis://127.0.0.1:6379/0", prefix="shop:"', f'"{url}", prefix="{redis_prefix}"')
+    shutil.copy(plugin_path("c_shared"), tmp_path / "c_shared.wasm")
+    out = io.StringIO()
+    cwd = os.getcwd()
+    ns: dict[str, Any] = {}
+    try:
+        os.chdir(tmp_path)
+        with contextlib.redirect_stdout(out):
+            exec(compile(code, "README.md", "exec"), ns)  # noqa: S102 - our own README
+    finally:
+        os.chdir(cwd)
+        ns["host"].close()
+        ns["host"].shared_data.clear()
+        ns["host"].shared_data.close()
+        ns["host"].queues.close()
+    assert out.getvalue().strip() == "(b'1', 1)"

@@ -18,7 +18,7 @@
  *            create-if-absent, so concurrent first increments may both store 1 (seed the key)
  *   get      x-pwvm-status, x-pwvm-counter (the value), x-pwvm-cas
  *   enqueue  resolve the queue and enqueue `x-pwvm-item`: x-pwvm-status (resolve's if it failed)
- *   dequeue  resolve the queue and dequeue one item: x-pwvm-status, x-pwvm-item
+ *   dequeue  resolve the queue and dequeue one item: x-pwvm-status, x-pwvm-item-out
  * Root context, with consume=1: logs "registered queue <name> token=<t> status=<s>" at
  * configure; each proxy_on_queue_ready dequeues until the queue is empty, logging
  * "consumed <item>" for each item and then "drained status=<s>" (7 EMPTY when drained).
