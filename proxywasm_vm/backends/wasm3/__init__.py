@@ -42,6 +42,9 @@ CAPABILITIES = Capabilities(
     wasm_threads=False,
     lazy_memory_growth=False,  # realloc + memset per grow: 512 MiB take ~0.3-0.6 s here
     shared_externs=False,     # one memory and one set of globals per wasm3 runtime (= per instance)
+    # of Wasm 2.0 beyond the MVP: multi-value (and the always-on baseline); wasm3 0.5.0 refuses
+    # every bulk-memory instruction ("restricted opcode"), reference types and SIMD
+    features=frozenset({"multi_value"}),
 )
 
 try:

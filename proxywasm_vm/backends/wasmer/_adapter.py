@@ -46,6 +46,8 @@ from proxywasm_vm._values import wrap_i64 as to_i64
 from proxywasm_vm._values import wrap_v128 as to_v128
 from proxywasm_vm._wasmparse import ModuleInfo, parse_module, sections
 
+from . import UNSUPPORTED_SIMD_NAMES
+
 if TYPE_CHECKING:
     from proxywasm_vm._instance import Extern
     from proxywasm_vm._types import ExternType
@@ -157,6 +159,20 @@ def _precheck(wasm: bytes) -> ModuleInfo:
     return info
 
 
+_UNSUPPORTED_OP = re.compile(r"Unsupported feature: proposed simd operator (\w+)")
+
+
+def _compile_error(msg: str) -> CompileError:
+    """wasmer's compile error; one naming the instruction for a SIMD instruction it lacks
+    (Capabilities.unsupported_instructions: the module is valid Wasm 2.0, wasmer cannot run it)."""
+    m = _UNSUPPORTED_OP.search(msg)
+    if m is None:
+        return CompileError(msg)
+    op = UNSUPPORTED_SIMD_NAMES.get(m.group(1), m.group(1))
+    return CompileError(f"wasmer 1.1.0 cannot run the SIMD instruction {op} (Capabilities.unsupported_instructions): "
+                        f"{msg}", feature="simd")
+
+
 class WasmerEngine(Engine):
     """Compiles with one wasmer compiler (``compiler``) into an engine-wide ``wasmer.Store``."""
 
@@ -192,7 +208,7 @@ class WasmerEngine(Engine):
         try:
             w = wasmer.Module(self._wstore, wasm)
         except RuntimeError as e:
-            raise CompileError(_message(e)) from None
+            raise _compile_error(_message(e)) from None
         except BaseException as e:
             if type(e).__name__ != "PanicException":
                 raise
