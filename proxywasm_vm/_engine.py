@@ -69,6 +69,24 @@ class EngineConfig:
                 f"o{sorted(self.options)}" + ("" if self.features is None else f"w{self.features}"))
 
 
+def _resolve_features(asked: WasmFeatures | None, caps: Capabilities,
+                      backend: str) -> tuple[WasmFeatures, frozenset[str]]:
+    """(the features in force, the profile's features left off because the runtime cannot run them);
+    :class:`FeatureUnsupported` when ``asked`` has one the runtime cannot run."""
+    from ._validate import validator_for
+
+    can = caps.features
+    if asked is None:
+        plan = (WasmFeatures().with_only(WASM2_FEATURES & can), WASM2_FEATURES - can)
+    else:
+        missing = asked.enabled - can
+        if missing:
+            raise FeatureUnsupported(backend, missing)
+        plan = (asked, frozenset())
+    validator_for(plan[0])  # ValueError for a combination the validator refuses
+    return plan
+
+
 class Engine(AbstractEngine):
     """A backend with its configuration; compiles modules and creates stores.
 
@@ -94,9 +112,9 @@ class Engine(AbstractEngine):
         if cfg.features is not None and not isinstance(cfg.features, WasmFeatures):
             raise TypeError(f"EngineConfig.features must be a WasmFeatures or None, not {type(cfg.features).__name__}")
         base, mode = parse_backend(backend, isolation)  # the one parse of "runtime@isolation"
-        engine = get_backend(base if mode is None else f"{base}@{mode}").new_engine(cfg)
-        engine._feature_plan()  # FeatureUnsupported now, not at the first compile
-        return engine
+        be = get_backend(base if mode is None else f"{base}@{mode}")
+        _resolve_features(cfg.features, be.capabilities(), be.name)  # FeatureUnsupported now, before any worker starts
+        return be.new_engine(cfg)
 
     def __repr__(self) -> str:
         return f"<Engine {self.backend.name} {self.backend.version()}>"
@@ -120,19 +138,8 @@ class Engine(AbstractEngine):
         """(the features in force, the profile's features left off because the runtime cannot run them)."""
         plan: tuple[WasmFeatures, frozenset[str]] | None = self.__dict__.get("_features_resolved")
         if plan is None:
-            from ._validate import validator_for
-
-            can = self.capabilities.features
-            asked = self.config.features
-            if asked is None:
-                plan = (WasmFeatures().with_only(WASM2_FEATURES & can), WASM2_FEATURES - can)
-            else:
-                missing = asked.enabled - can
-                if missing:
-                    raise FeatureUnsupported(self.backend.name, missing)
-                plan = (asked, frozenset())
-            validator_for(plan[0])  # ValueError for a combination the validator refuses
-            self.__dict__["_features_resolved"] = plan
+            plan = self.__dict__["_features_resolved"] = _resolve_features(self.config.features, self.capabilities,
+                                                                           self.backend.name)
         return plan
 
     def _validate_wasm(self, wasm: bytes) -> None:

@@ -193,6 +193,10 @@ def _prepare_imported_memory(rt: int, ty: MemoryType, pages: int) -> None:
 
 # ---- engine and modules ----------------------------------------------------------------
 
+#: What wasm3 0.5.0 says about the bulk-memory instructions and passive segments it lacks.
+_BULK_MESSAGES = ("restricted opcode", "unknown opcode", "element table index must be zero for MVP")
+
+
 class Wasm3Engine(Engine):
     _stack: int
 
@@ -238,6 +242,12 @@ class Wasm3Engine(Engine):
             _capi.check(LIB.m3_CompileModule(mod), CompileError, rt)
         except LinkError as e:
             raise CompileError(str(e)) from None
+        except CompileError as e:
+            if any(m in str(e) for m in _BULK_MESSAGES):  # (the core validated it: valid Wasm 2.0 less SIMD/refs)
+                raise CompileError(f"wasm3 0.5.0 cannot run this module: it uses a bulk-memory instruction wasm3 lacks "
+                                   "(memory.init, data.drop, table.copy, table.init or elem.drop) or a passive "
+                                   f"segment (Capabilities.unsupported_instructions): {e}", feature="bulk_memory") from None
+            raise
         finally:
             LIB.m3_FreeRuntime(rt)
             LIB.m3_FreeEnvironment(env)

@@ -40,9 +40,9 @@ _CAPS = Capabilities(
     v128_values=True,
     multi_value=True,
     host_memory_access=True,
-    # every proposal of WasmFeatures but gc: the interface has no GC types (a module declaring
-    # one would fail at compile, reading its types)
-    features=ALL_FEATURES - {"gc"},
+    # every proposal of WasmFeatures but gc and custom page sizes: the interface has no GC types
+    # nor memory types with a page size (a module declaring one would fail reading its types)
+    features=ALL_FEATURES - {"gc", "custom_page_sizes"},
 )
 
 
