@@ -92,8 +92,13 @@ def check(backend_name: str, engine: pw.Engine, reference: pw.Engine, data: byte
         assert ok == ref, "the same runtime gives another verdict in another isolation mode"
     elif not ref:
         assert not ok, f"wasmtime rejects this module but {backend_name} compiles it"
-    # wasmtime accepting what another runtime rejects is allowed: it accepts proposals beyond
-    # Wasm 2.0 by default (multi-memory, memory64, threads, extended-const, exceptions ...).
+    elif ref and not ok:
+        # every backend gets the core's verdict (the engine's features, Wasm 2.0 by default): it
+        # may refuse more only for what its runtime cannot run, saying which feature
+        try:
+            pw.Module(engine, data)
+        except pw.CompileError as e:
+            assert e.feature is not None, f"wasmtime compiles this module but {backend_name} rejects it: {e}"
 
 
 # ---- mutated real modules ------------------------------------------------------------------

@@ -167,6 +167,8 @@ def _compile_error(msg: str) -> CompileError:
     (Capabilities.unsupported_instructions: the module is valid Wasm 2.0, wasmer cannot run it)."""
     m = _UNSUPPORTED_OP.search(msg)
     if m is None:
+        if "Unsupported feature: unsupported table element type" in msg:  # an externref element segment
+            return CompileError(f"wasmer 1.1.0 cannot run this module: {msg}", feature="reference_types")
         return CompileError(msg)
     op = UNSUPPORTED_SIMD_NAMES.get(m.group(1), m.group(1))
     return CompileError(f"wasmer 1.1.0 cannot run the SIMD instruction {op} (Capabilities.unsupported_instructions): "
