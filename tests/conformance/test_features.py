@@ -200,3 +200,23 @@ def test_simd_table_is_complete() -> None:
     assert len(_simd_ops.MODULES) >= 236
     assert set().union(*(pw.get_backend(n).capabilities().unsupported_instructions
                          for n in ("wasmtime", "v8"))) == set()
+
+
+@pytest.mark.parametrize("compiler", ["singlepass", "llvm"])
+def test_wasmer_compilers_without_good_simd_refuse_it(require_backend, compiler: str) -> None:
+    """wasmer's singlepass compiler has no SIMD, and its llvm one runs the extmul instructions
+    wrongly (it compiles them): both refuse SIMD modules at compile, and run the rest."""
+    require_backend("wasmer")
+    engine = pw.Engine("wasmer", pw.EngineConfig(options=(("compiler", compiler),)))
+    wat, _ = _simd_ops.MODULES["i16x8.extmul_low_i8x16_s"]
+    with pytest.raises(pw.CompileError) as e:
+        pw.Module(engine, pw.wat2wasm(wat))
+    assert e.value.feature == "simd" and compiler in str(e.value)
+    for feature in ("bulk_memory", "reference_types"):
+        assert _run(engine, PROBES[feature][0]) == PROBES[feature][1]
+    if compiler == "singlepass":  # which has no multi-value either
+        with pytest.raises(pw.CompileError) as e:
+            pw.Module(engine, pw.wat2wasm(PROBES["multi_value"][0]))
+        assert e.value.feature == "multi_value"
+    else:
+        assert _run(engine, PROBES["multi_value"][0]) == (1, 2)

@@ -40,6 +40,7 @@ from proxywasm_vm._module import Module
 from proxywasm_vm._store import Store, StoreLimits, is_default
 from proxywasm_vm._table import Table
 from proxywasm_vm._types import ExportType, FuncType, GlobalType, ImportType, Limits, MemoryType, TableType, ValType
+from proxywasm_vm._validate import validate
 from proxywasm_vm._values import host_results, to_float
 from proxywasm_vm._values import wrap_i32 as to_i32
 from proxywasm_vm._values import wrap_i64 as to_i64
@@ -160,6 +161,7 @@ def _precheck(wasm: bytes) -> ModuleInfo:
 
 
 _UNSUPPORTED_OP = re.compile(r"Unsupported feature: proposed simd operator (\w+)")
+_SIMD_OPERATOR = re.compile(r"not yet implemented: (V128|I8x16|I16x8|I32x4|I64x2|F32x4|F64x2)")
 
 
 def _compile_error(msg: str) -> CompileError:
@@ -169,6 +171,12 @@ def _compile_error(msg: str) -> CompileError:
     if m is None:
         if "Unsupported feature: unsupported table element type" in msg:  # an externref element segment
             return CompileError(f"wasmer 1.1.0 cannot run this module: {msg}", feature="reference_types")
+        if "func type returns multiple values" in msg:  # the singlepass compiler has no multi-value
+            return CompileError(f"wasmer cannot run multi-value functions with this compiler: {msg}",
+                                feature="multi_value")
+        if "not yet implemented" in msg and _SIMD_OPERATOR.search(msg):  # the singlepass compiler has no SIMD
+            return CompileError(f"wasmer's singlepass compiler cannot run SIMD (use cranelift or llvm): {msg}",
+                                feature="simd")
         return CompileError(msg)
     op = UNSUPPORTED_SIMD_NAMES.get(m.group(1), m.group(1))
     return CompileError(f"wasmer 1.1.0 cannot run the SIMD instruction {op} (Capabilities.unsupported_instructions): "
@@ -207,6 +215,8 @@ class WasmerEngine(Engine):
 
     def _module_new(self, wasm: bytes) -> Module:
         info = _precheck(wasm)
+        if self.compiler != DEFAULT_COMPILER:
+            self._refuse_simd(wasm)
         try:
             w = wasmer.Module(self._wstore, wasm)
         except RuntimeError as e:
@@ -219,6 +229,24 @@ class WasmerEngine(Engine):
         mod = WasmerModule._wrap(self, w)
         mod._info = info
         return mod
+
+    def _refuse_simd(self, wasm: bytes) -> None:
+        """Refuse SIMD with the singlepass and llvm compilers: singlepass has none ("not yet
+        implemented" for most instructions), and llvm compiles every SIMD instruction but runs the
+        twelve ``extmul`` ones wrongly (tests/conformance/test_features.py compares each with
+        wasmtime). A module uses SIMD when it is invalid with SIMD off (checked with the core's
+        validator, which has accepted it with SIMD on)."""
+        features = self.features
+        if "simd" not in features.enabled:
+            return
+        try:
+            validate(wasm, features - {"simd", "relaxed_simd"})
+        except CompileError as e:
+            if e.feature == "simd":
+                why = ("has no SIMD" if self.compiler == "singlepass"
+                       else "runs some SIMD instructions wrongly (the extmul family)")
+                raise CompileError(f"wasmer's {self.compiler} compiler {why}: this module uses SIMD; compile it with "
+                                   "the cranelift compiler (the default)", offset=e.offset, feature="simd") from None
 
     def _module_validate(self, wasm: bytes) -> bool:
         # wasmer's validator passes modules its compiler then refuses (an externref element
