@@ -220,3 +220,29 @@ def test_wasmer_compilers_without_good_simd_refuse_it(require_backend, compiler:
         assert e.value.feature == "multi_value"
     else:
         assert _run(engine, PROBES["multi_value"][0]) == (1, 2)
+
+
+@pytest.mark.capability("serialize")
+def test_cache_hit_skips_validation_and_is_keyed_by_features(backend_name: str, tmp_path, monkeypatch) -> None:
+    from proxywasm_vm import _validate
+
+    wat, want = PROBES["simd"]
+    data = pw.wat2wasm(wat)
+    engine = pw.Engine(backend_name, pw.EngineConfig(cache_dir=tmp_path))
+    pw.Module.cached(engine, data)  # compiled (and validated), then written to the cache
+    calls: list[bytes] = []
+    real = _validate.validate
+
+    def counting(wasm: bytes, *args: object, **kw: object) -> None:
+        calls.append(wasm)
+        real(wasm, *args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(_validate, "validate", counting)
+    again = pw.Module.cached(engine, data)  # a hit: loaded, not validated again
+    assert calls == []
+    assert pw.Instance(pw.Store(engine), again, []).exports["f"]() == want
+    # the same bytes under other features are another key: validated, and refused here
+    off = pw.Engine(backend_name, pw.EngineConfig(cache_dir=tmp_path, features=pw.WasmFeatures(simd=False)))
+    with pytest.raises(pw.CompileError) as e:
+        pw.Module.cached(off, data)
+    assert e.value.feature == "simd" and calls == [data]
