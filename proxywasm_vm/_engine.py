@@ -6,12 +6,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ._errors import FeatureUnsupported
-from ._features import WASM2_FEATURES, WasmFeatures
-
 from . import _settings
 from ._backend import get_backend, parse_backend
 from ._contract import AbstractEngine, Capabilities
+from ._errors import FeatureUnsupported
+from ._features import WASM2_FEATURES, WasmFeatures
 from ._store import _DefaultInt
 
 __all__ = ["Engine", "EngineConfig", "DEFAULT_BACKEND", "DEFAULT_MAX_WASM_STACK"]
@@ -48,7 +47,7 @@ class EngineConfig:
       (default ``$PWVM_CACHE_DIR`` or ``~/.cache/proxywasm-vm``).
     - ``features``: the wasm proposals modules may use (:class:`WasmFeatures`). ``None`` (the
       default) is the Wasm 2.0 profile, narrowed to what the backend can run (wasm3 has no
-      bulk memory, reference types nor SIMD); an explicit :class:`WasmFeatures` is applied as
+      reference types nor SIMD); an explicit :class:`WasmFeatures` is applied as
       given, and :class:`FeatureUnsupported` is raised when the engine is made if the backend
       cannot run one of them (``Capabilities.features``). Every module is validated under
       these features before any backend sees it (:mod:`proxywasm_vm._validate`).
