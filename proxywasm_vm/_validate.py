@@ -22,7 +22,7 @@ from typing import Any
 
 from ._errors import CompileError
 from ._features import ALL_FEATURES, REQUIRES, WasmFeatures
-from ._wasmparse import Reader, sections
+from ._wasmparse import sections
 
 __all__ = ["validate", "validator_for"]
 
@@ -161,86 +161,114 @@ _ORDER = ("multi_value", "bulk_memory", "reference_types", "simd") + tuple(
 
 # ---- extended-const: wasmtime always accepts it, so it is checked here -----------------------
 
-_PLAIN_CONST = {0x41, 0x42, 0x43, 0x44, 0x23, 0xD0, 0xD2, 0xFD}
-_EXTENDED = {0x6A, 0x6B, 0x6C, 0x7C, 0x7D, 0x7E}  # i32/i64 add, sub, mul
+_EXTENDED = frozenset((0x6A, 0x6B, 0x6C, 0x7C, 0x7D, 0x7E))  # i32/i64 add, sub, mul
 
 
 def _extended_const(wasm: bytes) -> str | None:
-    """A complaint if a constant expression uses extended-const arithmetic (``wasm`` is valid
-    with extended-const on: wasmtime accepted it, so its framing can be trusted)."""
-    for sid, _, body, end in sections(wasm):
+    """A complaint if a constant expression uses extended-const arithmetic.
+
+    ``wasm`` is valid with extended-const on (wasmtime accepted it), so its framing is trusted
+    and read without bounds checks. Written for speed (a Go plugin has ~26,000 data segments,
+    each with an offset expression): plain loops over the bytes, no reader objects (~30 ms for
+    that plugin, against ~190 ms with :class:`~proxywasm_vm._wasmparse.Reader`)."""
+    d = wasm
+    for sid, _, body, _end in sections(wasm):
         if sid not in (6, 9, 11):
             continue
-        r = Reader(wasm, body, end)
-        for _ in range(r.u32()):
-            if sid == 6:  # global: type, mutability, init
-                _reftype_or_valtype(r)
-                r.byte()
-                exprs = 1
-            elif sid == 11:  # data: flags 0 (expr), 1 (passive), 2 (memory index, expr)
-                flags = r.u32()
+        count, pos = _leb(d, body)
+        for _ in range(count):
+            if sid == 6:  # global: value type, mutability, init
+                pos = _skip_type(d, pos) + 1
+                bad, pos = _expr(d, pos)
+            elif sid == 11:  # data: flags 0 (expr), 1 (passive), 2 (memory index, expr); then the bytes
+                flags = d[pos]  # (0, 1 or 2: one byte)
+                pos += 1
+                bad = False
                 if flags == 2:
-                    r.u32()
-                exprs = 0 if flags == 1 else 1
-                if exprs and _expr_is_extended(r):
-                    return _complaint(r)
-                r.skip(r.u32())
-                continue
+                    _, pos = _leb(d, pos)
+                if flags != 1:
+                    p = pos + 1
+                    if d[pos] == 0x41:  # the usual offset, (i32.const n) end, read inline
+                        while d[p] & 0x80:
+                            p += 1
+                    if d[pos] == 0x41 and d[p + 1] == 0x0B:
+                        pos = p + 2
+                    else:
+                        bad, pos = _expr(d, pos)
+                b = d[pos]
+                if b < 0x80:
+                    pos += 1 + b
+                else:
+                    size, pos = _leb(d, pos)
+                    pos += size
             else:  # element segment, flags 0..7
-                flags = r.u32()
-                if flags & 1 == 0:  # active
+                flags, pos = _leb(d, pos)
+                bad = False
+                if flags & 1 == 0:  # active: (table index), offset
                     if flags & 2:
-                        r.u32()
-                    if _expr_is_extended(r):
-                        return _complaint(r)
-                if flags & 3:  # an element kind or reference type
-                    if flags & 4:
-                        _reftype_or_valtype(r)
-                    else:
-                        r.byte()
-                n = r.u32()
+                        _, pos = _leb(d, pos)
+                    bad, pos = _expr(d, pos)
+                if flags & 3:  # an element kind (byte) or a reference type
+                    pos = _skip_type(d, pos) if flags & 4 else pos + 1
+                n, pos = _leb(d, pos)
                 for _ in range(n):
+                    if bad:
+                        break
                     if flags & 4:
-                        if _expr_is_extended(r):
-                            return _complaint(r)
+                        bad, pos = _expr(d, pos)
                     else:
-                        r.u32()
-                continue
-            if exprs and _expr_is_extended(r):
-                return _complaint(r)
+                        _, pos = _leb(d, pos)
+            if bad:
+                return f"extended constant expressions support is not enabled (at offset 0x{pos:x})"
     return None
 
 
-def _complaint(r: Reader) -> str:
-    return f"extended constant expressions support is not enabled (at offset 0x{r.pos:x})"
-
-
-def _reftype_or_valtype(r: Reader) -> None:
-    t = r.byte()
-    if t in (0x63, 0x64):  # (ref null? heaptype)
-        r.skip_sleb()
-
-
-def _expr_is_extended(r: Reader) -> bool:
-    """Read a constant expression up to its ``end``; True if it uses extended-const arithmetic."""
+def _leb(d: bytes, pos: int) -> tuple[int, int]:
+    """An unsigned LEB128 at ``pos``: (value, position after it)."""
+    b = d[pos]
+    if b < 0x80:
+        return b, pos + 1
+    result = shift = 0
     while True:
-        op = r.byte()
+        b = d[pos]
+        pos += 1
+        result |= (b & 0x7F) << shift
+        if b < 0x80:
+            return result, pos
+        shift += 7
+
+
+def _skip_type(d: bytes, pos: int) -> int:
+    """Past a value type (``(ref null? heaptype)`` takes a signed LEB128 more)."""
+    if d[pos] in (0x63, 0x64):
+        pos += 1
+        while d[pos] & 0x80:
+            pos += 1
+    return pos + 1
+
+
+def _expr(d: bytes, pos: int) -> tuple[bool, int]:
+    """Read a constant expression up to its ``end``: (whether it uses extended-const arithmetic,
+    position after it)."""
+    while True:
+        op = d[pos]
+        pos += 1
         if op == 0x0B:
-            return False
+            return False, pos
         if op in _EXTENDED:
-            return True
-        if op in (0x41, 0x42):
-            r.skip_sleb()
+            return True, pos
+        if op in (0x41, 0x42, 0xD0):  # i32/i64.const, ref.null: a signed LEB128
+            while d[pos] & 0x80:
+                pos += 1
+            pos += 1
         elif op == 0x43:
-            r.skip(4)
+            pos += 4
         elif op == 0x44:
-            r.skip(8)
-        elif op in (0x23, 0xD2):
-            r.u32()
-        elif op == 0xD0:
-            r.skip_sleb()
+            pos += 8
+        elif op in (0x23, 0xD2):  # global.get, ref.func
+            _, pos = _leb(d, pos)
         elif op == 0xFD:  # v128.const
-            r.u32()
-            r.skip(16)
+            _, pos = _leb(d, pos)
+            pos += 16
         else:  # another proposal's constant instruction (gc): wasmtime validated it, stop here
-            return False
+            return False, pos
