@@ -10,7 +10,8 @@
 
 from ._backend import Backend, BackendInfo, Capabilities, available_backends, backend_names, get_backend, register_backend
 from ._engine import DEFAULT_BACKEND, Engine, EngineConfig
-from ._errors import BackendUnavailable, CompileError, LimitError, LinkError, Trap, TrapCode, WasmError, WorkerCrashed
+from ._errors import BackendUnavailable, CompileError, FeatureUnsupported, LimitError, LinkError, Trap, TrapCode, WasmError, WorkerCrashed
+from ._features import WasmFeatures
 from ._func import Caller, Func
 from ._global import Global
 from ._instance import Exports, Instance
@@ -37,10 +38,11 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Backend", "BackendInfo", "BackendUnavailable", "Capabilities", "Caller", "CompileError", "DEFAULT_BACKEND",
-    "Engine", "EngineConfig", "ExportType", "F32Bits", "F64Bits", "V128", "Exports", "ExternType", "Func", "FuncType", "Global", "GlobalType",
+    "Engine", "EngineConfig", "ExportType", "Exports", "ExternType", "F32Bits", "F64Bits", "FeatureUnsupported", "Func",
+    "FuncType", "Global", "GlobalType",
     "ImportType", "Instance", "LimitError", "Limits", "LinkError", "Linker", "Memory", "MemoryType", "Module",
-    "PAGE_SIZE", "Store", "StoreLimits", "Table", "TableType", "Trap", "TrapCode", "ValType", "WasmError",
-    "WorkerCrashed", "available_backends", "backend_names", "get_backend", "register_backend", "wat2wasm", "__version__",
+    "PAGE_SIZE", "Store", "StoreLimits", "Table", "TableType", "Trap", "TrapCode", "V128", "ValType", "WasmError",
+    "WasmFeatures", "WorkerCrashed", "available_backends", "backend_names", "get_backend", "register_backend", "wat2wasm", "__version__",
     # Proxy-Wasm host
     "AbiError", "AbiVersion", "Action", "BufferType", "CallbackHttpDispatcher", "Clock", "ForeignFunctionError",
     "ForeignFunctions", "GrpcDispatcher", "GrpcEvents", "GrpcHandle", "GrpcioDispatcher", "HeaderMap", "HostLimits",

@@ -63,7 +63,7 @@ def _print_backends(rows: list[BackendInfo], console: Any) -> None:
     groups: dict[tuple[str, ...], list[str]] = {}
     for r in rows:
         if r.available and r.capabilities is not None:
-            caps = tuple(k for k, v in asdict(r.capabilities).items() if v)
+            caps = tuple(_capability_text(k, v) for k, v in asdict(r.capabilities).items() if v)
             groups.setdefault(caps, []).append(r.name)
     if groups:
         caps_table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
@@ -82,8 +82,22 @@ def _print_backends(rows: list[BackendInfo], console: Any) -> None:
         console.print(why)
 
 
+def _capability_text(name: str, value: Any) -> str:
+    """A capability as the table shows it: its name (a flag), or its name and values (a set)."""
+    if not isinstance(value, frozenset):
+        return name
+    if name == "unsupported_instructions" and len(value) > 3:
+        shown = sorted(value)
+        return f"{name} ({len(shown)}: {', '.join(shown[:3])}, ...)"
+    return f"{name} ({', '.join(sorted(value))})"
+
+
 def _info_dict(r: BackendInfo) -> dict[str, Any]:
-    return asdict(r)
+    info = asdict(r)
+    caps = info.get("capabilities")
+    if caps:  # sets (features, unsupported_instructions) as sorted lists, for JSON
+        info["capabilities"] = {k: sorted(v) if isinstance(v, frozenset) else v for k, v in caps.items()}
+    return info
 
 
 # ---- pwvm setup ------------------------------------------------------------------

@@ -49,6 +49,8 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Sequence, TypeVar, cast
 
+from ._features import WASM2_FEATURES
+
 if TYPE_CHECKING:
     from ._engine import Engine, EngineConfig
     from ._func import Func
@@ -144,7 +146,8 @@ class Capabilities:
     concurrent_stores: bool = True
     """Those threads' calls run at the same time (not one after the other)."""
     wasm_threads: bool = True
-    """The WebAssembly threads proposal (shared memories, atomic instructions) is enabled."""
+    """The WebAssembly threads proposal (shared memories, atomic instructions) can be enabled
+    (``"threads"`` in :attr:`features`; it is off by default, as in the Wasm 2.0 profile)."""
     lazy_memory_growth: bool = True
     """``memory.grow`` only reserves the new pages (the kernel zeroes each when first touched).
     wasm3 reallocates and zeroes every grown page: growing to hundreds of MiB takes a sizeable
@@ -152,6 +155,17 @@ class Capabilities:
     shared_externs: bool = True
     """A memory or global can be imported by several instances at once, which then share it
     (wasm3: each instance has its own memory and globals, so one made in Python goes to one instance)."""
+    features: frozenset[str] = WASM2_FEATURES
+    """The wasm features (:class:`~proxywasm_vm.WasmFeatures` field names) this runtime can run, so
+    an engine may enable them (``EngineConfig.features``); every one may be switched off, on every
+    backend (the core's validator then rejects modules using it). The default profile, Wasm 2.0,
+    is narrowed to these on a backend lacking some (wasm3), and asking for one beyond them raises
+    :class:`~proxywasm_vm.FeatureUnsupported` when the engine is made."""
+    unsupported_instructions: frozenset[str] = frozenset()
+    """Instructions (text-format names) of enabled features that this runtime cannot run: a module
+    using one is rejected at compile with a :class:`~proxywasm_vm.CompileError` naming it (whose
+    ``feature`` is the feature). wasmer 1.1.0 lacks 27 SIMD instructions (``i8x16.popcnt``,
+    the ``extmul``, ``extadd_pairwise`` and ``q15mulr`` families ...)."""
     exact_trap_codes: bool = True
     """Every trap wasm can cause reports the :class:`~proxywasm_vm.TrapCode` the spec's test suite
     names for it. False where the runtime reports two kinds with one message, so one of them comes

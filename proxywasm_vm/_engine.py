@@ -9,6 +9,8 @@ from typing import Any
 from . import _settings
 from ._backend import get_backend, parse_backend
 from ._contract import AbstractEngine, Capabilities
+from ._errors import FeatureUnsupported
+from ._features import WASM2_FEATURES, WasmFeatures
 from ._store import _DefaultInt
 
 __all__ = ["Engine", "EngineConfig", "DEFAULT_BACKEND", "DEFAULT_MAX_WASM_STACK"]
@@ -43,6 +45,12 @@ class EngineConfig:
       for example) replaces signal handlers.
     - ``cache_dir``: where :meth:`Module.cached` keeps compiled modules
       (default ``$PWVM_CACHE_DIR`` or ``~/.cache/proxywasm-vm``).
+    - ``features``: the wasm proposals modules may use (:class:`WasmFeatures`). ``None`` (the
+      default) is the Wasm 2.0 profile, narrowed to what the backend can run (wasm3 has no
+      reference types nor SIMD); an explicit :class:`WasmFeatures` is applied as
+      given, and :class:`FeatureUnsupported` is raised when the engine is made if the backend
+      cannot run one of them (``Capabilities.features``). Every module is validated under
+      these features before any backend sees it (:mod:`proxywasm_vm._validate`).
     - ``options``: backend-specific settings, passed through unchanged.
     """
 
@@ -52,10 +60,30 @@ class EngineConfig:
     signals_based_traps: bool = True
     cache_dir: Path | None = None
     options: tuple[tuple[str, Any], ...] = ()
+    features: WasmFeatures | None = None
 
     def fingerprint(self) -> str:
-        """A string that changes whenever compiled code would differ."""
-        return f"d{int(self.deadlines)}f{int(self.fuel)}s{self.max_wasm_stack}t{int(self.signals_based_traps)}o{sorted(self.options)}"
+        """A string that changes whenever compiled code (or the verdict on a module) would differ."""
+        return (f"d{int(self.deadlines)}f{int(self.fuel)}s{self.max_wasm_stack}t{int(self.signals_based_traps)}"
+                f"o{sorted(self.options)}" + ("" if self.features is None else f"w{self.features}"))
+
+
+def _resolve_features(asked: WasmFeatures | None, caps: Capabilities,
+                      backend: str) -> tuple[WasmFeatures, frozenset[str]]:
+    """(the features in force, the profile's features left off because the runtime cannot run them);
+    :class:`FeatureUnsupported` when ``asked`` has one the runtime cannot run."""
+    from ._validate import validator_for
+
+    can = caps.features
+    if asked is None:
+        plan = (WasmFeatures().with_only(WASM2_FEATURES & can), WASM2_FEATURES - can)
+    else:
+        missing = asked.enabled - can
+        if missing:
+            raise FeatureUnsupported(backend, missing)
+        plan = (asked, frozenset())
+    validator_for(plan[0])  # ValueError for a combination the validator refuses
+    return plan
 
 
 class Engine(AbstractEngine):
@@ -80,8 +108,12 @@ class Engine(AbstractEngine):
         cfg = config or EngineConfig()
         if options:
             cfg = EngineConfig(**{**cfg.__dict__, **options})
+        if cfg.features is not None and not isinstance(cfg.features, WasmFeatures):
+            raise TypeError(f"EngineConfig.features must be a WasmFeatures or None, not {type(cfg.features).__name__}")
         base, mode = parse_backend(backend, isolation)  # the one parse of "runtime@isolation"
-        return get_backend(base if mode is None else f"{base}@{mode}").new_engine(cfg)
+        be = get_backend(base if mode is None else f"{base}@{mode}")
+        _resolve_features(cfg.features, be.capabilities(), be.name)  # FeatureUnsupported now, before any worker starts
+        return be.new_engine(cfg)
 
     def __repr__(self) -> str:
         return f"<Engine {self.backend.name} {self.backend.version()}>"
@@ -95,6 +127,26 @@ class Engine(AbstractEngine):
     def capabilities(self) -> Capabilities:
         """The backend's capabilities."""
         return self.backend.capabilities()
+
+    @property
+    def features(self) -> WasmFeatures:
+        """The wasm features modules of this engine may use (``EngineConfig.features``, resolved)."""
+        return self._feature_plan()[0]
+
+    def _feature_plan(self) -> tuple[WasmFeatures, frozenset[str]]:
+        """(the features in force, the profile's features left off because the runtime cannot run them)."""
+        plan: tuple[WasmFeatures, frozenset[str]] | None = self.__dict__.get("_features_resolved")
+        if plan is None:
+            plan = self.__dict__["_features_resolved"] = _resolve_features(self.config.features, self.capabilities,
+                                                                           self.backend.name)
+        return plan
+
+    def _validate_wasm(self, wasm: bytes) -> None:
+        """The core's verdict on ``wasm`` under this engine's features (CompileError if invalid)."""
+        from ._validate import validate
+
+        features, cannot_run = self._feature_plan()
+        validate(wasm, features, backend=self.backend.name, cannot_run=cannot_run)
 
     @property
     def cache_dir(self) -> Path:

@@ -3,7 +3,8 @@
 Every error a backend raises is one of these, whatever runtime produced it::
 
     WasmError
-    ├── CompileError          malformed or invalid module bytes
+    ├── CompileError          malformed or invalid module bytes, or a feature that is off
+    ├── FeatureUnsupported    an engine asked for a wasm feature its runtime cannot run
     ├── LinkError             a missing or mistyped import
     ├── Trap                  wasm execution stopped; ``.code`` says why
     ├── LimitError            a store limit refused a memory/table grow from Python
@@ -22,6 +23,7 @@ import enum
 __all__ = [
     "WasmError",
     "CompileError",
+    "FeatureUnsupported",
     "LinkError",
     "Trap",
     "TrapCode",
@@ -36,7 +38,41 @@ class WasmError(Exception):
 
 
 class CompileError(WasmError):
-    """The module bytes are malformed, invalid, or use an unsupported feature."""
+    """The module bytes are malformed, invalid, or use an unsupported feature.
+
+    ``offset`` is the byte offset in the module where the problem was found, when known;
+    ``feature`` names the wasm feature (a :class:`~proxywasm_vm.WasmFeatures` field, e.g.
+    ``"tail_call"``) the module uses while the engine has it off or its runtime cannot run it,
+    else ``None`` (the bytes are malformed or invalid).
+    """
+
+    def __init__(self, message: str, *, offset: int | None = None, feature: str | None = None) -> None:
+        super().__init__(message)
+        self.offset = offset
+        self.feature = feature
+
+    def __reduce__(self):  # picklable for the worker transport, with its fields
+        return (_rebuild_compile_error, (str(self), self.offset, self.feature))
+
+
+def _rebuild_compile_error(message: str, offset: int | None, feature: str | None) -> CompileError:
+    return CompileError(message, offset=offset, feature=feature)
+
+
+class FeatureUnsupported(WasmError):
+    """An engine was asked for wasm features its runtime cannot run (raised by ``Engine()``).
+
+    ``backend`` is the backend id, ``features`` the names it cannot enable.
+    """
+
+    def __init__(self, backend: str, features: frozenset[str] | set[str]) -> None:
+        self.backend = backend
+        self.features = frozenset(features)
+        super().__init__(f"the {backend} backend cannot run wasm feature(s) {', '.join(sorted(self.features))} "
+                         "(see its Capabilities.features); switch them off in EngineConfig.features")
+
+    def __reduce__(self):
+        return (FeatureUnsupported, (self.backend, self.features))
 
 
 class LinkError(WasmError):

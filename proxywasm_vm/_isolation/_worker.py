@@ -27,7 +27,7 @@ from .._global import Global
 from .._instance import Instance
 from .._linker import Linker
 from .._memory import Memory
-from .._module import Module
+from .._module import Module, _backend_validate, _compile_validated
 from .._store import Store, StoreLimits
 from .._table import Table
 from .._types import FuncType, ValType
@@ -213,7 +213,7 @@ class Worker:
         return os.getpid()
 
     def op_module_new(self, wasm: bytes, cache_path: str | None) -> int:
-        mod = Module(self.engine, wasm)
+        mod = _compile_validated(self.engine, wasm)  # the parent validated the bytes (Module())
         if cache_path and not os.path.exists(cache_path):
             try:
                 folder = os.path.dirname(cache_path)
@@ -227,7 +227,7 @@ class Worker:
         return self.add(mod)
 
     def op_module_validate(self, wasm: bytes) -> bool:
-        return Module.validate(self.engine, wasm)
+        return _backend_validate(self.engine, wasm)  # after the parent's own validation (Module.validate)
 
     def op_module_deserialize(self, data: bytes, wasm: bytes | None) -> int:
         mod = Module.deserialize(self.engine, data)

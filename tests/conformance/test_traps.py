@@ -331,10 +331,11 @@ def test_trap_through_host_function_frames(instantiate, store):
 
 
 @pytest.mark.capability("wasm_threads")
-def test_misaligned_atomic_traps_and_recovers(instantiate):
-    ex = instantiate("""(module (memory (export "memory") 1)
+def test_misaligned_atomic_traps_and_recovers(make_engine):
+    engine = make_engine(features=pw.WasmFeatures() | {"threads"})  # (off in the default Wasm 2.0 profile)
+    ex = pw.Instance(pw.Store(engine), pw.Module(engine, pw.wat2wasm("""(module (memory (export "memory") 1)
       (func (export "misaligned_atomic") (result i32) (i32.atomic.load (i32.const 2)))
-      (func (export "aligned_atomic") (result i32) (i32.atomic.load (i32.const 4))))""").exports
+      (func (export "aligned_atomic") (result i32) (i32.atomic.load (i32.const 4))))""")), []).exports
     ex["memory"].write_u32(4, 7)
     for _ in range(2):
         with pytest.raises(pw.Trap) as e:

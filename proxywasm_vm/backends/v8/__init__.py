@@ -29,6 +29,7 @@ from types import ModuleType
 
 from proxywasm_vm._backend import Backend, Capabilities
 from proxywasm_vm._engine import EngineConfig
+from proxywasm_vm._features import WASM2_FEATURES
 
 from ._engine import V8Engine, V8Module
 from ._extern import V8Global, V8Instance, V8Memory, V8Table
@@ -52,6 +53,9 @@ _CAPS = Capabilities(
     multi_value=True,
     host_memory_access=True,
     exact_trap_codes=False,  # two pairs of traps share a message (see Capabilities.exact_trap_codes)
+    # Wasm 2.0 and threads, which V8 10.2 / 11.3 ship; its other proposals need process-wide
+    # --experimental-wasm-* flags (and are not final there), so they are not offered
+    features=WASM2_FEATURES | {"threads"},
 )
 
 

@@ -43,6 +43,11 @@ CAPABILITIES = Capabilities(
     wasm_threads=False,
     lazy_memory_growth=False,  # realloc + memset per grow: 512 MiB take ~0.3-0.6 s here
     shared_externs=False,     # one memory and one set of globals per wasm3 runtime (= per instance)
+    # of Wasm 2.0 beyond the MVP: multi-value and part of bulk memory (memory.copy, memory.fill);
+    # wasm3 0.5.0 has no reference types nor SIMD, and refuses the rest of bulk memory (and
+    # passive segments) at compile
+    features=frozenset({"multi_value", "bulk_memory"}),
+    unsupported_instructions=frozenset({"memory.init", "data.drop", "table.copy", "table.init", "elem.drop"}),
 )
 
 try:

@@ -23,6 +23,30 @@ from typing import TYPE_CHECKING
 from proxywasm_vm import _guard, _settings
 from proxywasm_vm._backend import _REGISTRY, Backend, Capabilities
 from proxywasm_vm._engine import EngineConfig
+from proxywasm_vm._features import WASM2_FEATURES
+
+#: wasmer 1.1.0's name (the cranelift translator's "Unsupported feature: proposed simd operator X")
+#: -> text-format name of every SIMD instruction wasmer-python 1.1.0 cannot compile, found by
+#: compiling each SIMD instruction (tests/conformance/test_features.py checks the list both ways).
+UNSUPPORTED_SIMD_NAMES = {
+    "I16x8Q15MulrSatS": "i16x8.q15mulr_sat_s", "I8x16Popcnt": "i8x16.popcnt",
+    "I16x8ExtMulLowI8x16S": "i16x8.extmul_low_i8x16_s", "I16x8ExtMulHighI8x16S": "i16x8.extmul_high_i8x16_s",
+    "I16x8ExtMulLowI8x16U": "i16x8.extmul_low_i8x16_u", "I16x8ExtMulHighI8x16U": "i16x8.extmul_high_i8x16_u",
+    "I32x4ExtMulLowI16x8S": "i32x4.extmul_low_i16x8_s", "I32x4ExtMulHighI16x8S": "i32x4.extmul_high_i16x8_s",
+    "I32x4ExtMulLowI16x8U": "i32x4.extmul_low_i16x8_u", "I32x4ExtMulHighI16x8U": "i32x4.extmul_high_i16x8_u",
+    "I64x2ExtMulLowI32x4S": "i64x2.extmul_low_i32x4_s", "I64x2ExtMulHighI32x4S": "i64x2.extmul_high_i32x4_s",
+    "I64x2ExtMulLowI32x4U": "i64x2.extmul_low_i32x4_u", "I64x2ExtMulHighI32x4U": "i64x2.extmul_high_i32x4_u",
+    "I16x8ExtAddPairwiseI8x16S": "i16x8.extadd_pairwise_i8x16_s",
+    "I16x8ExtAddPairwiseI8x16U": "i16x8.extadd_pairwise_i8x16_u",
+    "I32x4ExtAddPairwiseI16x8S": "i32x4.extadd_pairwise_i16x8_s",
+    "I32x4ExtAddPairwiseI16x8U": "i32x4.extadd_pairwise_i16x8_u",
+    "I32x4TruncSatF64x2SZero": "i32x4.trunc_sat_f64x2_s_zero", "I32x4TruncSatF64x2UZero": "i32x4.trunc_sat_f64x2_u_zero",
+    "I64x2ExtendLowI32x4S": "i64x2.extend_low_i32x4_s", "I64x2ExtendHighI32x4S": "i64x2.extend_high_i32x4_s",
+    "I64x2ExtendLowI32x4U": "i64x2.extend_low_i32x4_u", "I64x2ExtendHighI32x4U": "i64x2.extend_high_i32x4_u",
+    "F32x4DemoteF64x2Zero": "f32x4.demote_f64x2_zero", "F64x2PromoteLowF32x4": "f64x2.promote_low_f32x4",
+    "F64x2ConvertLowI32x4U": "f64x2.convert_low_i32x4_u",
+}
+UNSUPPORTED_SIMD = frozenset(UNSUPPORTED_SIMD_NAMES.values())
 from proxywasm_vm._errors import BackendUnavailable
 
 if TYPE_CHECKING:
@@ -46,6 +70,8 @@ CAPABILITIES = Capabilities(
     threads=False,            # wasmer-python objects are bound to the thread that made them (pyo3 "unsendable")
     concurrent_stores=False,  # (in a worker, one worker thread serves every parent thread, one call at a time)
     wasm_threads=False,       # the threads proposal cannot be enabled from Python
+    features=WASM2_FEATURES,  # wasmer-python has no feature switches: its compilers run Wasm 2.0 ...
+    unsupported_instructions=UNSUPPORTED_SIMD,  # ... less 27 SIMD instructions (refused at compile)
 )
 
 try:

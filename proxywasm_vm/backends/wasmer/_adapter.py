@@ -46,11 +46,14 @@ from proxywasm_vm._table import Table
 from proxywasm_vm._types import ExportType, FuncType, GlobalType, ImportType, Limits, MemoryType, TableType, ValType
 from proxywasm_vm._rawbridge import from_mapped, global_adapter, global_maker, host_adapter, call_adapter
 from proxywasm_vm._rawbridge import mapped_types, needs_bridge, to_mapped
+from proxywasm_vm._validate import validate
 from proxywasm_vm._values import V128, host_results, raw_results, to_float
 from proxywasm_vm._values import wrap_i32 as to_i32
 from proxywasm_vm._values import wrap_i64 as to_i64
 from proxywasm_vm._values import wrap_v128 as to_v128
 from proxywasm_vm._wasmparse import ModuleInfo, parse_module, sections
+
+from . import UNSUPPORTED_SIMD_NAMES
 
 if TYPE_CHECKING:
     from proxywasm_vm._instance import Extern
@@ -189,6 +192,29 @@ def _precheck(wasm: bytes) -> ModuleInfo:
     return info
 
 
+_UNSUPPORTED_OP = re.compile(r"Unsupported feature: proposed simd operator (\w+)")
+_SIMD_OPERATOR = re.compile(r"not yet implemented: (V128|I8x16|I16x8|I32x4|I64x2|F32x4|F64x2)")
+
+
+def _compile_error(msg: str) -> CompileError:
+    """wasmer's compile error; one naming the instruction for a SIMD instruction it lacks
+    (Capabilities.unsupported_instructions: the module is valid Wasm 2.0, wasmer cannot run it)."""
+    m = _UNSUPPORTED_OP.search(msg)
+    if m is None:
+        if "Unsupported feature: unsupported table element type" in msg:  # an externref element segment
+            return CompileError(f"wasmer 1.1.0 cannot run this module: {msg}", feature="reference_types")
+        if "func type returns multiple values" in msg:  # the singlepass compiler has no multi-value
+            return CompileError(f"wasmer cannot run multi-value functions with this compiler: {msg}",
+                                feature="multi_value")
+        if "not yet implemented" in msg and _SIMD_OPERATOR.search(msg):  # the singlepass compiler has no SIMD
+            return CompileError(f"wasmer's singlepass compiler cannot run SIMD (use cranelift or llvm): {msg}",
+                                feature="simd")
+        return CompileError(msg)
+    op = UNSUPPORTED_SIMD_NAMES.get(m.group(1), m.group(1))
+    return CompileError(f"wasmer 1.1.0 cannot run the SIMD instruction {op} (Capabilities.unsupported_instructions): "
+                        f"{msg}", feature="simd")
+
+
 class WasmerEngine(Engine):
     """Compiles with one wasmer compiler (``compiler``) into an engine-wide ``wasmer.Store``."""
 
@@ -221,10 +247,12 @@ class WasmerEngine(Engine):
 
     def _module_new(self, wasm: bytes) -> Module:
         info = _precheck(wasm)
+        if self.compiler != DEFAULT_COMPILER:
+            self._refuse_simd(wasm)
         try:
             w = wasmer.Module(self._wstore, wasm)
         except RuntimeError as e:
-            raise CompileError(_message(e)) from None
+            raise _compile_error(_message(e)) from None
         except BaseException as e:
             if type(e).__name__ != "PanicException":
                 raise
@@ -233,6 +261,24 @@ class WasmerEngine(Engine):
         mod = WasmerModule._wrap(self, w)
         mod._info = info
         return mod
+
+    def _refuse_simd(self, wasm: bytes) -> None:
+        """Refuse SIMD with the singlepass and llvm compilers: singlepass has none ("not yet
+        implemented" for most instructions), and llvm compiles every SIMD instruction but runs the
+        twelve ``extmul`` ones wrongly (tests/conformance/test_features.py compares each with
+        wasmtime). A module uses SIMD when it is invalid with SIMD off (checked with the core's
+        validator, which has accepted it with SIMD on)."""
+        features = self.features
+        if "simd" not in features.enabled:
+            return
+        try:
+            validate(wasm, features - {"simd", "relaxed_simd"})
+        except CompileError as e:
+            if e.feature == "simd":
+                why = ("has no SIMD" if self.compiler == "singlepass"
+                       else "runs some SIMD instructions wrongly (the extmul family)")
+                raise CompileError(f"wasmer's {self.compiler} compiler {why}: this module uses SIMD; compile it with "
+                                   "the cranelift compiler (the default)", offset=e.offset, feature="simd") from None
 
     def _module_validate(self, wasm: bytes) -> bool:
         # wasmer's validator passes modules its compiler then refuses (an externref element

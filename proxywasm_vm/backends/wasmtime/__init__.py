@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from proxywasm_vm._backend import Backend, Capabilities
 from proxywasm_vm._engine import EngineConfig
+from proxywasm_vm._features import ALL_FEATURES
 
 from ._engine import WasmtimeEngine, WasmtimeModule
 from ._ffi import library_path, wasmtime_version
@@ -39,6 +40,9 @@ _CAPS = Capabilities(
     v128_values=True,
     multi_value=True,
     host_memory_access=True,
+    # every proposal of WasmFeatures but gc and custom page sizes: the interface has no GC types
+    # nor memory types with a page size (a module declaring one would fail reading its types)
+    features=ALL_FEATURES - {"gc", "custom_page_sizes"},
 )
 
 

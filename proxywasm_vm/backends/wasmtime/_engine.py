@@ -22,6 +22,13 @@ if TYPE_CHECKING:
     from ._instance import WasmtimeLinker
     from ._store import WasmtimeStore
 
+#: WasmFeatures fields (and other wasmtime proposals, always off) with a wasmtime config setter.
+#: (component-model-async must be off when reference types are: wasmtime aborts otherwise.)
+_FEATURE_SETTERS = ("bulk_memory", "multi_value", "reference_types", "simd", "threads", "tail_call", "multi_memory",
+                    "memory64", "relaxed_simd", "exceptions", "function_references", "gc", "wide_arithmetic",
+                    "custom_page_sizes", "component_model", "component_model_async", "component_model_async_stackful",
+                    "component_model_more_async_builtins", "stack_switching")
+
 #: Epoch tick used for deadlines: deadlines are honoured to about this precision.
 TICK_SECONDS = 0.001
 
@@ -49,6 +56,12 @@ class WasmtimeEngine(Engine):
         api.wasmtime_config_signals_based_traps_set(cfg, config.signals_based_traps)
         if config.max_wasm_stack is not None:
             api.wasmtime_config_max_wasm_stack_set(cfg, config.max_wasm_stack)
+        # The engine's features, so wasmtime itself agrees with the core's validator (which has
+        # checked every module before it gets here); everything else wasmtime offers stays off.
+        features = self.features
+        for name in _FEATURE_SETTERS:
+            getattr(api, f"wasmtime_config_wasm_{name}_set")(cfg, getattr(features, name, False))
+        api.wasmtime_config_shared_memory_set(cfg, features.threads)  # shared memories can be made
         ptr = api.wasm_engine_new_with_config(cfg)  # takes ownership of cfg
         if ptr == ffi.NULL:
             raise CompileError("wasmtime rejected the engine configuration")

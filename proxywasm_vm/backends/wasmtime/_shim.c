@@ -97,6 +97,10 @@ const pwvm_api *pwvm_open(const char *path, int namespace_, char *err) {
     LOAD(wasmtime_engine_clone); LOAD(wasmtime_engine_increment_epoch);
     LOAD(wasmtime_config_epoch_interruption_set); LOAD(wasmtime_config_consume_fuel_set);
     LOAD(wasmtime_config_max_wasm_stack_set); LOAD(wasmtime_config_signals_based_traps_set);
+    LOAD(wasmtime_config_wasm_bulk_memory_set); LOAD(wasmtime_config_wasm_multi_value_set); LOAD(wasmtime_config_wasm_reference_types_set); LOAD(wasmtime_config_wasm_simd_set); LOAD(wasmtime_config_wasm_threads_set); LOAD(wasmtime_config_wasm_tail_call_set); LOAD(wasmtime_config_wasm_multi_memory_set); LOAD(wasmtime_config_wasm_memory64_set);
+    LOAD(wasmtime_config_wasm_relaxed_simd_set); LOAD(wasmtime_config_wasm_exceptions_set); LOAD(wasmtime_config_wasm_function_references_set); LOAD(wasmtime_config_wasm_gc_set); LOAD(wasmtime_config_wasm_wide_arithmetic_set); LOAD(wasmtime_config_wasm_custom_page_sizes_set); LOAD(wasmtime_config_wasm_component_model_set); LOAD(wasmtime_config_wasm_stack_switching_set);
+    LOAD(wasmtime_config_wasm_component_model_async_set); LOAD(wasmtime_config_wasm_component_model_async_stackful_set); LOAD(wasmtime_config_wasm_component_model_more_async_builtins_set);
+    LOAD(wasmtime_config_shared_memory_set);
     LOAD(wasm_byte_vec_delete); LOAD(wasmtime_error_message); LOAD(wasmtime_error_delete);
     LOAD(wasm_trap_message); LOAD(wasm_trap_delete); LOAD(wasmtime_trap_code); LOAD(wasmtime_trap_new);
     LOAD(wasmtime_module_new); LOAD(wasmtime_module_delete); LOAD(wasmtime_module_validate);

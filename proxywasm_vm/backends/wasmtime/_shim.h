@@ -99,6 +99,26 @@ typedef struct pwvm_api {
     void (*wasmtime_config_consume_fuel_set)(wasm_config_t *, bool);
     void (*wasmtime_config_max_wasm_stack_set)(wasm_config_t *, size_t);
     void (*wasmtime_config_signals_based_traps_set)(wasm_config_t *, bool);
+    void (*wasmtime_config_wasm_bulk_memory_set)(wasm_config_t *, bool);
+    void (*wasmtime_config_wasm_multi_value_set)(wasm_config_t *, bool);
+    void (*wasmtime_config_wasm_reference_types_set)(wasm_config_t *, bool);
+    void (*wasmtime_config_wasm_simd_set)(wasm_config_t *, bool);
+    void (*wasmtime_config_wasm_threads_set)(wasm_config_t *, bool);
+    void (*wasmtime_config_wasm_tail_call_set)(wasm_config_t *, bool);
+    void (*wasmtime_config_wasm_multi_memory_set)(wasm_config_t *, bool);
+    void (*wasmtime_config_wasm_memory64_set)(wasm_config_t *, bool);
+    void (*wasmtime_config_wasm_relaxed_simd_set)(wasm_config_t *, bool);
+    void (*wasmtime_config_wasm_exceptions_set)(wasm_config_t *, bool);
+    void (*wasmtime_config_wasm_function_references_set)(wasm_config_t *, bool);
+    void (*wasmtime_config_wasm_gc_set)(wasm_config_t *, bool);
+    void (*wasmtime_config_wasm_wide_arithmetic_set)(wasm_config_t *, bool);
+    void (*wasmtime_config_wasm_custom_page_sizes_set)(wasm_config_t *, bool);
+    void (*wasmtime_config_wasm_component_model_set)(wasm_config_t *, bool);
+    void (*wasmtime_config_wasm_stack_switching_set)(wasm_config_t *, bool);
+    void (*wasmtime_config_wasm_component_model_async_set)(wasm_config_t *, bool);
+    void (*wasmtime_config_wasm_component_model_async_stackful_set)(wasm_config_t *, bool);
+    void (*wasmtime_config_wasm_component_model_more_async_builtins_set)(wasm_config_t *, bool);
+    void (*wasmtime_config_shared_memory_set)(wasm_config_t *, bool);
 
     void (*wasm_byte_vec_delete)(wasm_byte_vec_t *);
     void (*wasmtime_error_message)(const wasmtime_error_t *, wasm_byte_vec_t *);
