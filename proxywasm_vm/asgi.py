@@ -561,7 +561,7 @@ class _Exchange:
         """Wait for host work to move the chain (a callout answered ...), then forward it. Once the
         client has sent everything, its going away ends the wait too (Envoy resets the stream)."""
         changed = asyncio.ensure_future(self.changed.wait())
-        waits = {changed}
+        waits: set[asyncio.Future] = {changed}
         if self.down_ended and not self.disconnected:
             waits.add(self._rx())  # (only a disconnect can come now)
         try:
