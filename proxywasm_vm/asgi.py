@@ -312,7 +312,19 @@ class _Chain:
         a = self.answer()
         req, resp = self.req.out, self.resp.out
         self.req.out, self.resp.out = [], []
-        return a, req, resp
+        # every stream completed by itself (both directions ended): closing has nothing left to do
+        done = all(s._closed if hasattr(s, "_rp") else s.closed for s in self.streams)
+        return a, req, resp, done
+
+    @classmethod
+    def open(cls, plugins: Sequence[Plugin], properties: dict, head: HeaderMap, eos: bool) -> tuple:
+        """Start the streams and give them the request head (one job)."""
+        chain = cls(plugins, properties)
+        try:
+            return chain, chain.request("headers", head, eos)
+        except BaseException:  # (a plugin with failure_policy="raise")
+            chain.close()
+            raise
 
     def _answered(self) -> bool:
         return self.answer() is not None
@@ -417,7 +429,14 @@ def _app_scope(scope: Scope, h: HeaderMap) -> Scope:
         headers.append((b"host", authority))
     headers += [(k, v) for k, v in h.raw_items() if not k.startswith(b":")]
     new["headers"] = headers
+    ext = scope.get("extensions")
+    if ext:  # response forms that would bypass the plugins (a file sent by path ...) are not offered
+        new["extensions"] = {k: v for k, v in ext.items() if k not in _BYPASSING_EXTENSIONS}
     return new
+
+
+#: ASGI extensions whose response messages carry no body bytes through ``send``
+_BYPASSING_EXTENSIONS = frozenset({"http.response.pathsend", "http.response.zerocopysend"})
 
 
 def _local_reply(lr: LocalResponse) -> tuple[dict, dict]:
@@ -506,6 +525,7 @@ class _Exchange:
         self.receive = receive
         self.send = send
         self.chain: _Chain | None = None
+        self.done = False  # every stream of the chain has completed
         self.changed = asyncio.Event()
         self.loop = asyncio.get_running_loop()
         self.answer: LocalResponse | str | None = None
@@ -528,7 +548,7 @@ class _Exchange:
 
     # -- plumbing --------------------------------------------------------------------------------
     def _take(self, result: tuple) -> None:
-        answer, req, resp = result
+        answer, req, resp, self.done = result
         self.app_in += req
         self.down_out += resp
         new = bool(req or resp)
@@ -617,10 +637,12 @@ class _Exchange:
         self.t = self.mw._thread.acquire()
         self.t.watch(self.loop, self.changed)
         try:
-            self.chain = await self.t.run(_Chain, self.mw.plugins, _properties(self.scope))
             eos = not _has_body(self.scope)
             self.down_ended = eos
-            await self._job(self.chain.request, "headers", _request_headers(self.scope), eos)
+            self.changed.clear()
+            self.chain, first = await self.t.run(_Chain.open, self.mw.plugins, _properties(self.scope),
+                                                 _request_headers(self.scope), eos)
+            self._take(first)
             # before the application: until the head leaves the chain (or a plugin answers)
             while self.answer is None and self.app_head is None:
                 self._app_events()
@@ -655,7 +677,8 @@ class _Exchange:
             if self._rx_task is not None and not self._rx_task.done():
                 self._rx_task.cancel()
             try:
-                if self.chain is not None:  # (shielded: a cancelled request still closes its streams)
+                if self.chain is not None and not self.done:  # (shielded: a cancelled request still
+                    # closes its streams)
                     await asyncio.shield(self.t.run(self.chain.close))
             finally:
                 self.t.release()
