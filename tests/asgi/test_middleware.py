@@ -210,7 +210,7 @@ def test_callout_failure_answers_503(serve, make_host):
     assert r.status_code == 503 and r.text == "callout failed" and app.calls == []
 
 
-@pytest.mark.parametrize("policy", ["fail_closed", "fail_open"])
+@pytest.mark.parametrize("policy", ["fail_closed", "fail_open", "raise"])
 def test_trapping_plugin_follows_its_failure_policy(serve, make_host, policy):
     host = make_host()
     trap = load(host, "h", name="trap", module="wat_trap_in", failure_policy=policy)  # traps in request headers
@@ -219,9 +219,11 @@ def test_trapping_plugin_follows_its_failure_policy(serve, make_host, policy):
         r = httpx.get(server.url + "/echo", timeout=GUARD)
         if policy == "fail_closed":
             assert r.status_code == 503
+        elif policy == "raise":  # PluginCrash reaches the server, which answers 500
+            assert r.status_code == 500
         else:
             assert r.status_code == 200 and r.json()["path"] == "/echo"
-    assert app.calls == ([] if policy == "fail_closed" else ["/echo", "/echo"])
+    assert app.calls == (["/echo", "/echo"] if policy == "fail_open" else [])
     assert trap.stats()["vm_failed"] >= 1
 
 
@@ -432,3 +434,38 @@ def test_client_leaving_during_a_callout_ends_the_stream(serve, make_host):
     finally:
         release.set()
     assert app.calls == []
+
+
+def test_response_trailers_through_the_chain(make_host):
+    """Response trailers (the ASGI ``http.response.trailers`` extension, which uvicorn does not
+    offer: driven in-process) go through the plugins too."""
+    host = make_host()
+    mw = ProxyWasmMiddleware(None, plugins=[load(host, "test=headers")])  # type: ignore[arg-type]
+
+    async def app(scope, receive, send):
+        assert "http.response.trailers" in scope["extensions"]
+        await receive()
+        await send({"type": "http.response.start", "status": 200, "headers": [], "trailers": True})
+        await send({"type": "http.response.body", "body": b"data", "more_body": False})
+        await send({"type": "http.response.trailers", "headers": [(b"x-checksum", b"1")], "more_trailers": False})
+
+    mw.app = app
+    sent: list[dict] = []
+
+    async def scenario() -> None:
+        async def receive():
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(m):
+            sent.append(m)
+
+        scope = {"type": "http", "http_version": "1.1", "method": "GET", "path": "/", "raw_path": b"/",
+                 "query_string": b"", "scheme": "http", "headers": [(b"host", b"t")],
+                 "extensions": {"http.response.trailers": {}}, "client": ("127.0.0.1", 1), "server": ("t", 80)}
+        await asyncio.wait_for(mw(scope, receive, send), GUARD)
+
+    asyncio.run(scenario())
+    mw.close()
+    assert [m["type"] for m in sent] == ["http.response.start", "http.response.body", "http.response.trailers"]
+    assert sent[0]["trailers"] is True and sent[1]["body"] == b"data" and sent[1]["more_body"] is True
+    assert dict(sent[2]["headers"]) == {b"x-checksum": b"1", b"x-pwvm-trailer": b"1"}
