@@ -262,7 +262,8 @@ def test_response_body_streams_through_unbuffered(serve, make_host):
 
 @pytest.mark.parametrize("prop,expected", [
     ("request.method", "GET"), ("request.path", "/echo?x=1"), ("request.scheme", "http"),
-    ("request.protocol", "HTTP/1.1"), ("source.address", None), ("destination.address", None)])
+    ("request.protocol", "HTTP/1.1"), ("request.host", None), ("source.address", None),
+    ("destination.address", None)])
 def test_properties_come_from_the_scope(serve, make_host, prop, expected):
     host = make_host()
     server, app = front(serve, [load(host, "test=properties")])
@@ -272,7 +273,7 @@ def test_properties_come_from_the_scope(serve, make_host, prop, expected):
         value = r.headers["x-pwvm-prop-get-result"]
         if prop == "source.address":
             assert re.fullmatch(r"127\.0\.0\.1:\d+", value), value
-        elif prop == "destination.address":
+        elif prop in ("destination.address", "request.host"):
             assert value == f"127.0.0.1:{server.port}"
         else:
             assert value == expected
