@@ -12,7 +12,8 @@ the application and the plugins after it; a plugin that pauses holds its directi
 until it resumes (when its HTTP callout answers, for example). Bodies stream chunk by
 chunk; the host holds bytes only while a plugin pauses to buffer them, up to its
 ``HostLimits.body_buffer_max_bytes`` (past it: 413 for a request, 500 or a reset for a
-response, as Envoy). Lifespan and WebSocket scopes pass through untouched.
+response, as Envoy). ASGI carries no request trailers, so plugins never see any. Lifespan and
+WebSocket scopes pass through untouched.
 
 Plugin failures follow each plugin's ``PluginConfig.failure_policy``: ``fail_closed`` a
 local 503, ``fail_open`` the request goes on without the plugin, ``raise`` the exception
@@ -622,6 +623,8 @@ class _Exchange:
         self.finished = True
         self.app_sends = False
         a = self.answer
+        # (Envoy also runs the encoder filters of the plugins before the answering one over a
+        # local reply; here the reply goes to the client as the plugin sent it)
         if isinstance(a, LocalResponse) and not self.started and not self.disconnected:
             self.started = self.answered_app = True
             start, body = _local_reply(a)
