@@ -20,7 +20,8 @@ from typing import Any, Callable, Sequence
 from ._engine import Engine
 from ._errors import BackendUnavailable
 
-__all__ = ["BASELINE", "Cell", "BenchResult", "run_bench", "MEMORY_WORKLOADS", "TARGETS", "Target", "judge_targets"]
+__all__ = ["BASELINE", "Cell", "BenchResult", "run_bench", "MEMORY_WORKLOADS", "TARGETS", "Target", "judge_targets",
+           "RATIOS", "Ratio", "RatioValue", "ratios"]
 
 BASELINE = "wasmtime-py"
 #: Workloads that measure bytes rather than seconds.
@@ -98,6 +99,7 @@ class BenchResult:
     def to_json(self) -> dict[str, Any]:
         return {
             "header": self.header,
+            "ratios": [r.to_json() for r in ratios(self)],
             "missing": self.missing,
             "request": self.request,
             "results": [{"workload": c.workload, "runner": c.runner, "unit": c.unit, "samples": c.samples,
@@ -151,6 +153,86 @@ def judge_targets(result: BenchResult) -> list[tuple[Target, float, bool]]:
             out.append((t, ratio, ratio >= t.goal))
         else:
             out.append((t, cell.median, cell.median <= t.goal))
+    return out
+
+
+@dataclass(frozen=True)
+class Ratio:
+    """One row of the ratio report: the median of cell ``top`` divided by the median of cell
+    ``bottom`` (each a ``(workload, runner)`` pair), against a goal: at least ``goal`` when
+    ``at_least`` (a speed-up), else at most ``goal``; ``goal`` 0 means none is set.
+
+    Reported (table and ``--json``), never judged by ``--check`` nor asserted in tests: a ratio
+    of two timings moves with the machine's load."""
+
+    name: str
+    top: tuple[str, str]
+    bottom: tuple[str, str]
+    goal: float = 0.0
+    at_least: bool = False
+    unit: str = "×"
+
+    def describe_goal(self) -> str:
+        if not self.goal:
+            return ""
+        return f"{'≥' if self.at_least else '≤'} {self.goal:g}{self.unit}"
+
+
+@dataclass(frozen=True)
+class RatioValue:
+    """A :class:`Ratio` as one run measured it: ``value`` is ``None`` when a cell was not measured."""
+
+    ratio: Ratio
+    value: float | None
+
+    @property
+    def met(self) -> bool | None:
+        if self.value is None or not self.ratio.goal:
+            return None
+        return self.value >= self.ratio.goal if self.ratio.at_least else self.value <= self.ratio.goal
+
+    def to_json(self) -> dict[str, Any]:
+        r = self.ratio
+        return {"name": r.name, "value": self.value, "unit": r.unit.strip(),
+                "numerator": {"workload": r.top[0], "runner": r.top[1]},
+                "denominator": {"workload": r.bottom[0], "runner": r.bottom[1]},
+                "goal": r.goal or None, "goal_is": ("at least" if r.at_least else "at most") if r.goal else None,
+                "met": self.met}
+
+
+def _speedup(workload: str, goal: float) -> Ratio:
+    return Ratio(f"{workload}: wasmtime-py / wasmtime", (workload, BASELINE), (workload, "wasmtime"), goal, True)
+
+
+#: The ratios of issue 16's table, each computed from two cells of the same run (so both
+#: saw the same machine load). Goals are the issue's; rows whose cells a run did not
+#: measure are left out of the table (``value`` ``None`` in the JSON).
+RATIOS: tuple[Ratio, ...] = (
+    _speedup("call", 100.0),            # a call into wasm
+    _speedup("host_call", 4.0),         # a host call out of wasm
+    _speedup("host_read_100", 8.0),     # a host function reading 100 guest bytes
+    # the request cycle in "calls' worth": how many bare calls into wasm it costs
+    Ratio("request_c / call, wasmtime", ("request_c", "wasmtime"), ("call", "wasmtime"), 24.0, unit=" calls"),
+    *(Ratio(f"{w} / request_c, {r}", (w, r), ("request_c", r), goal)
+      for r in ("wasmtime", "v8")
+      for w, goal in (("request_gcore", 2.0), ("request_solo", 2.0), ("request_go", 3.0))),
+    *(Ratio(f"{w}: {r}@process / {r}", (w, f"{r}@process"), (w, r), goal)
+      for r in ("wasmtime", "v8") for w, goal in (("request_c", 0.0), ("request_go", 2.0))),
+    # wasmer runs in its worker process: compared with the other runtime in one
+    Ratio("request_c: wasmer / wasmtime@process", ("request_c", "wasmer"), ("request_c", "wasmtime@process"), 1.0),
+    Ratio("request_go: wasmer / wasmtime@process", ("request_go", "wasmer"), ("request_go", "wasmtime@process")),
+)
+
+
+def ratios(result: BenchResult) -> list[RatioValue]:
+    """Every :data:`RATIOS` row for ``result``: a value where both of its cells were measured."""
+    out = []
+    for r in RATIOS:
+        top, bottom = result.cell(*r.top), result.cell(*r.bottom)
+        value = None
+        if top is not None and bottom is not None and top.samples and bottom.samples and bottom.median > 0:
+            value = top.median / bottom.median
+        out.append(RatioValue(r, value))
     return out
 
 

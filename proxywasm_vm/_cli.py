@@ -252,6 +252,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if not to_stdout:  # with --json -, stdout is the JSON document only
         console = _console()
         _print_table(result, console)
+        _print_ratios(result, console)
         missed = _print_targets(result, console)
     else:
         from ._bench import judge_targets
@@ -476,6 +477,26 @@ def _print_targets(result: Any, console: Any) -> int:
         shown = f"{value:.1f}x" if t.versus else fmt_value(value, "s")
         console.print(f"  {'[green]met[/]   ' if met else '[red]missed[/]'} {t.describe()}: {shown}")
     return sum(not met for _, _, met in judged)
+
+
+def _print_ratios(result: Any, console: Any) -> None:
+    """The ratios of :data:`~proxywasm_vm._bench.RATIOS` this run measured (both cells), with
+    their goals: reported only; they never change the exit status."""
+    from ._bench import fmt_value, ratios
+
+    rows: list[list[str] | None] = []
+    for rv in ratios(result):
+        if rv.value is None:
+            continue
+        r = rv.ratio
+        top, bottom = result.cell(*r.top), result.cell(*r.bottom)
+        shown = f"{rv.value:.3g}" if rv.value < 100 else f"{rv.value:.0f}"
+        mark = "" if rv.met is None else ("[green]met[/]" if rv.met else "[yellow]not yet[/]")
+        rows.append([r.name, shown + r.unit, r.describe_goal(), mark,
+                     f"{fmt_value(top.median, top.unit)} / {fmt_value(bottom.median, bottom.unit)}"])
+    if rows:
+        console.print(_fitted_table(console, ["ratio", "measured:r", "goal:r", "", "medians:r"], rows,
+                                    optional=["medians"], title="ratios of this run's medians (reported, not judged)"))
 
 
 def _isolation_of(runner: str) -> str:

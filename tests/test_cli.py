@@ -58,19 +58,21 @@ def test_bench_every_backend_and_isolation_gives_json_and_png(tmp_path):
         assert not missing, f"CI requires every backend: {missing} unavailable"
     runners = [r.name for r in rows if r.available]
     path, png = tmp_path / "all.json", tmp_path / "all.png"
-    out = pwvm("bench", "--quick", "--backends", ",".join(runners), "--workloads", "call,request_c,rss_per_vm",
-               "--json", str(path), "--plot", str(png), timeout=600)
+    out = pwvm("bench", "--quick", "--backends", ",".join(runners), "--workloads",
+               "call,request_c,request_go,rss_per_vm", "--json", str(path), "--plot", str(png), timeout=600)
     assert out.returncode == 0, out.stderr
     data = json.loads(path.read_text())
     cells = {(r["workload"], r["runner"]): r for r in data["results"]}
     for runner in runners:
-        for w in ("call", "request_c", "rss_per_vm"):
+        for w in ("call", "request_c", "request_go", "rss_per_vm"):
             cell = cells[(w, runner)]
             assert not cell["error"], (w, runner, cell["error"])
             assert len(cell["samples"]) == 3 and all(v >= 0 for v in cell["samples"])
-        req = cells[("request_c", runner)]
-        assert len(req["latency_seconds"]) >= 3 * 200
-        assert 0 < req["p50"] <= req["p90"] <= req["p99"] and req["requests_per_second"] > 0
+        for w in ("request_c", "request_go"):
+            req = cells[(w, runner)]
+            assert req["passed_through"] is True, (w, runner)
+            assert len(req["latency_seconds"]) >= 3 * 200
+            assert 0 < req["p50"] <= req["p90"] <= req["p99"] and req["requests_per_second"] > 0
     assert "p99" in out.stdout and "req/s" in out.stdout
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -189,6 +191,51 @@ def test_bench_targets_are_judged_from_the_run():
     assert judged == {"call": (100.0, True), "request_c": (12e-6, True)}  # host_call was not measured
     judged = {t.workload: met for t, _, met in judge_targets(result(1e-6, 30e-6, 25e-6))}
     assert judged == {"call": False, "request_c": False}
+
+
+def test_bench_reports_the_ratios_of_issue_16_in_the_table_and_json(tmp_path):
+    """Every ratio row, measured in one run, in the table and the JSON; its value is a
+    positive number and its goal stated, never judged here (a ratio moves with the load)."""
+    from proxywasm_vm._bench import RATIOS
+
+    runners = sorted({r for ratio in RATIOS for _, r in (ratio.top, ratio.bottom)} - {"wasmtime-py"})
+    workloads = sorted({w for ratio in RATIOS for w, _ in (ratio.top, ratio.bottom)})
+    path = tmp_path / "ratios.json"
+    out = pwvm("bench", "--quick", "--repeats", "1", "--backends", ",".join(runners), "--workloads",
+               ",".join(workloads), "--json", str(path), timeout=600)
+    assert out.returncode == 0, out.stderr
+    rows = json.loads(path.read_text())["ratios"]
+    assert [r["name"] for r in rows] == [r.name for r in RATIOS]
+    for row, ratio in zip(rows, RATIOS):
+        assert isinstance(row["value"], float) and row["value"] > 0, row
+        assert (row["numerator"], row["denominator"]) == ({"workload": ratio.top[0], "runner": ratio.top[1]},
+                                                          {"workload": ratio.bottom[0], "runner": ratio.bottom[1]})
+        assert row["goal_is"] in (("at least" if ratio.at_least else "at most") if ratio.goal else None,)
+        assert row["met"] in ((True, False) if ratio.goal else (None,))
+    table = out.stdout[out.stdout.index("ratios of this run's medians"):]
+    for ratio in RATIOS:
+        assert ratio.name in table
+
+
+def test_bench_ratios_leave_out_what_the_run_did_not_measure():
+    from proxywasm_vm._bench import BASELINE, RATIOS, BenchResult, Cell, ratios
+
+    cells = [Cell("call", "wasmtime", "s/call", [250e-9]), Cell("call", BASELINE, "s/call", [25e-6]),
+             Cell("request_c", "wasmtime", "s/request", [10e-6]), Cell("request_go", "wasmtime", "s/request", [])]
+    result = BenchResult({}, ["call", "request_c", "request_go"], ["wasmtime", BASELINE], cells, {})
+    values = {rv.ratio.name: rv for rv in ratios(result)}
+    assert list(values) == [r.name for r in RATIOS]
+    assert round(values["call: wasmtime-py / wasmtime"].value, 6) == 100.0
+    assert values["call: wasmtime-py / wasmtime"].met is True
+    assert round(values["request_c / call, wasmtime"].value, 6) == 40.0
+    assert values["request_c / call, wasmtime"].met is False
+    assert values["request_go / request_c, wasmtime"].value is None  # no sample
+    assert values["request_go / request_c, wasmtime"].met is None
+    assert sum(rv.value is not None for rv in values.values()) == 2
+    assert result.to_json()["ratios"][0] == {
+        "name": "call: wasmtime-py / wasmtime", "value": values["call: wasmtime-py / wasmtime"].value, "unit": "×",
+        "numerator": {"workload": "call", "runner": BASELINE}, "denominator": {"workload": "call", "runner": "wasmtime"},
+        "goal": 100.0, "goal_is": "at least", "met": True}
 
 
 def test_bench_require_exits_1_naming_the_unavailable_backend(tmp_path):

@@ -311,8 +311,10 @@ def proxy_add_header_map_value(vm, t, kp, ks, vp, vs):
             return m
     flat = m._flat
     ser = m._ser  # when cached (the plugin read the map first, as most do), it tells the byte size for free
+    # (else len(b"".join(flat)), the same as sum(map(len, flat)) at C speed: a plugin that adds several
+    # headers without reading the map in between pays this once per header)
     if len(flat) >= 2 * vm.hm_pairs or ks + vs + (
-            len(ser) - 4 - 5 * len(flat) if ser is not None else sum(map(len, flat))) > vm.hm_bytes:
+            len(ser) - 4 - 5 * len(flat) if ser is not None else len(b"".join(flat))) > vm.hm_bytes:
         _map_full(vm, m, 1, ks + vs)  # counts and logs it
         return BAD_ARGUMENT
     # HeaderMap.add: Envoy lower-cases the name a plugin adds (Context::addHeaderMapValue takes it as an

@@ -109,30 +109,38 @@ _RAW_NAMES: dict = {}
 
 
 def _flatten(headers: HeadersLike, *, lower: bool = True) -> list:
-    if headers is None:
-        return []
-    if isinstance(headers, HeaderMap):  # subclasses too: iterating one gives names, not pairs
-        copy = list(headers._flat)
-        if lower and headers._keep:
-            copy[::2] = [k.lower() for k in copy[::2]]
-        return copy
     cls = headers.__class__
-    is_map = cls is dict or (cls is not list and cls is not tuple and isinstance(headers, Mapping))
-    items: Iterable[Any] = cast(Mapping, headers).items() if is_map else headers
+    if cls is list or cls is tuple:  # the common case first: pairs, as a proxy passes them
+        is_map = False
+        items: Iterable[Any] = cast(Iterable, headers)
+    else:
+        if headers is None:
+            return []
+        if isinstance(headers, HeaderMap):  # subclasses too: iterating one gives names, not pairs
+            copy = list(headers._flat)
+            if lower and headers._keep:
+                copy[::2] = [k.lower() for k in copy[::2]]
+            return copy
+        is_map = cls is dict or isinstance(headers, Mapping)
+        items = cast(Mapping, headers).items() if is_map else headers
     flat: list = []
+    append = flat.append
     names = _NAMES if lower else _RAW_NAMES
     if is_map or cls is list or cls is tuple:  # iterable twice: the fast path may give up part way
         # Fast path: a name seen before (``names`` holds its bytes) and a ``str`` value that
         # encodes as UTF-8. Anything else (a new name, bytes or numeric values, multi-value
-        # lists, lone surrogates, malformed items) raises before touching ``flat`` for that
-        # item, and the general loop below carries on from that item: same result, same errors.
+        # lists, lone surrogates, malformed items) raises on that item, which leaves at most its
+        # name in ``flat`` (taken back out), and the general loop below carries on from that
+        # item: same result, same errors. (Two appends: no tuple per field.)
         try:
             for k, v in items:
-                flat += (names[k], v.encode())
+                append(names[k])
+                append(v.encode())
             return flat
         except Exception:  # noqa: BLE001 - re-raised, if genuine, by the general loop
+            if len(flat) & 1:
+                flat.pop()
             items = islice(items, len(flat) >> 1, None)
-    append = flat.append
     for k, v in items:
         kb = names.get(k)
         if kb is None:
