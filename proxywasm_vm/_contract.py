@@ -142,6 +142,13 @@ class Capabilities:
     shared_externs: bool = True
     """A memory or global can be imported by several instances at once, which then share it
     (wasm3: each instance has its own memory and globals, so one made in Python goes to one instance)."""
+    wasm2_complete: bool = True
+    """Every valid Wasm 2.0 module compiles. False where the runtime refuses some with a
+    :class:`~proxywasm_vm.CompileError` (never runs them wrongly): wasm3 0.5.0 (no SIMD, no
+    reference types, no passive segments, and "no operation found for opcode" for an operator
+    on the untyped operands of unreachable code, after ``br``/``return``/``unreachable``) and
+    wasmer 2 (some SIMD instructions, "proposed simd operator"; externref element segments). Found by the
+    differential fuzzing (tests/fuzz/test_differential.py)."""
     exact_trap_codes: bool = True
     """Every trap wasm can cause reports the :class:`~proxywasm_vm.TrapCode` the spec's test suite
     names for it. False where the runtime reports two kinds with one message, so one of them comes

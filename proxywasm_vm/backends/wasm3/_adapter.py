@@ -163,13 +163,15 @@ _MAX_TABLE = 100_000
 
 
 def _size_table0(wasm: bytes) -> bytes:
-    """``wasm`` with one more, empty, active element segment at the end of table 0.
+    """``wasm`` with one more, empty, active element segment at the end of table 0, first.
 
     wasm3 0.5.0 sizes table 0 by the element segments (the end of the last one), not by the table's
     declared minimum, so ``call_indirect`` of a null entry past the last segment traps as an
     out-of-bounds index ("undefined element") where the spec says "uninitialized element". An empty
     segment at offset = the minimum changes nothing else (it is in bounds and writes no entry),
-    and makes wasm3 allocate the whole table, zeroed (null).
+    and makes wasm3 allocate the whole table, zeroed (null). It goes first: wasm3 fails an empty
+    segment met while the table is still unallocated ("memory allocation failed"; found by the
+    differential fuzzing, tests/corpus/differential).
     """
     secs = sections(wasm)
     minimum = 0
@@ -178,7 +180,9 @@ def _size_table0(wasm: bytes) -> bytes:
             r = Reader(wasm, body, end)
             if r.u32():
                 minimum = r.table_type().limits.min
-    if not 0 < minimum <= _MAX_TABLE:
+    if minimum == 0:
+        return _drop_empty_segments(wasm, secs)
+    if minimum > _MAX_TABLE:
         return wasm
     offset = uleb128(minimum)
     if offset[-1] & 0x40:  # i32.const takes a signed LEB128: keep it positive
@@ -188,13 +192,96 @@ def _size_table0(wasm: bytes) -> bytes:
         if sid == 9:
             r = Reader(wasm, body, end)
             count = r.u32()
-            payload = uleb128(count + 1) + wasm[r.pos:end] + segment
+            payload = uleb128(count + 1) + segment + wasm[r.pos:end]
             return wasm[:start] + b"\x09" + uleb128(len(payload)) + payload + wasm[end:]
     # no element section: a new one, before the first section that must follow it
     at = next((start for sid, start, _, _ in secs if sid and SECTION_ORDER.get(sid, 0) > SECTION_ORDER[9]),
               len(wasm))
     payload = b"\x01" + segment
     return wasm[:at] + b"\x09" + uleb128(len(payload)) + payload + wasm[at:]
+
+
+_EMPTY_AT_0 = b"\x00\x41\x00\x0b\x00"  # table 0, (i32.const 0), no function
+
+
+def _drop_empty_segments(wasm: bytes, secs: list[tuple[int, int, int, int]]) -> bytes:
+    """``wasm`` without its empty active segments at offset 0 (of a table of size 0: no-ops in the
+    spec, "memory allocation failed" to wasm3 0.5.0, which allocates no table for them)."""
+    for sid, start, body, end in secs:
+        if sid != 9:
+            continue
+        r = Reader(wasm, body, end)
+        kept = []
+        for _ in range(r.u32()):
+            at = r.pos
+            if r.u32() != 0 or r.byte() != 0x41:
+                return wasm  # another form: wasm3 refuses it anyway
+            _sleb32(r)
+            if r.byte() != 0x0B:
+                return wasm
+            for _ in range(r.u32()):
+                r.u32()
+            if wasm[at:r.pos] != _EMPTY_AT_0:
+                kept.append(wasm[at:r.pos])
+        payload = uleb128(len(kept)) + b"".join(kept)
+        return wasm[:start] + b"\x09" + uleb128(len(payload)) + payload + wasm[end:]
+    return wasm
+
+
+def _sleb32(r: Reader) -> int:
+    result = shift = 0
+    while True:
+        b = r.byte()
+        result |= (b & 0x7F) << shift
+        shift += 7
+        if not b & 0x80:
+            break
+    if b & 0x40:
+        result -= 1 << shift
+    return result & 0xFFFFFFFF
+
+
+def _element_out_of_bounds(wasm: bytes) -> bool:
+    """Whether an active element segment of table 0 (with a constant offset) ends past the table's
+    minimum: the spec traps at instantiation ("out of bounds table access"); wasm3 0.5.0 grows its
+    table instead, and the instance would run. (A table cannot be imported under wasm3, and
+    segments of other forms are refused by wasm3 itself.)"""
+    secs = sections(wasm)
+    size = 0
+    for sid, _, body, end in secs:
+        if sid == 4:
+            r = Reader(wasm, body, end)
+            if r.u32():
+                size = r.table_type().limits.min
+    for sid, _, body, end in secs:
+        if sid != 9:
+            continue
+        r = Reader(wasm, body, end)
+        for _ in range(r.u32()):
+            if r.u32() != 0 or r.byte() != 0x41:  # not (table 0, i32.const ...): stop here
+                return False
+            offset = _sleb32(r)
+            if r.byte() != 0x0B:
+                return False
+            count = r.u32()
+            if offset + count > size:
+                return True
+            for _ in range(count):
+                r.u32()
+    return False
+
+
+def _without_data(wasm: bytes) -> bytes:
+    """``wasm`` without its data (and data count) sections."""
+    out = wasm[:8]
+    for sid, start, _, end in sections(wasm):
+        if sid not in (11, 12):
+            out += wasm[start:end]
+    return out
+
+
+#: wasm3's message for an active data segment past the end of memory (at load: instantiation)
+_DATA_OOB = "data segment out of bounds"
 
 
 def _parse(env: int, wasm: bytes) -> int:
@@ -249,6 +336,12 @@ class Wasm3Engine(Engine):
             if info.memories and any(isinstance(i.type, MemoryType) for i in info.imports):
                 _prepare_imported_memory(rt, info.memories[0], info.memories[0].limits.min)
             res = LIB.m3_LoadModule(rt, mod)
+            if res and _capi.error_text(rt, res) == _DATA_OOB:
+                # a valid module whose data segment does not fit traps at instantiation, not
+                # here: compile its functions without its data segments
+                LIB.m3_FreeModule(mod)
+                mod = _parse(env, _without_data(wasm))
+                res = LIB.m3_LoadModule(rt, mod)
             if res:
                 LIB.m3_FreeModule(mod)
                 raise CompileError(_capi.error_text(rt, res))
@@ -406,6 +499,8 @@ class Wasm3Store(_guard.GuardedStore, Store):
         if self._cap is not None:
             for mt in info.memories:
                 self._check_cap(mt.limits.min * PAGE)
+        if _element_out_of_bounds(module._bytes):
+            raise Trap(TrapCode.TABLE_OUT_OF_BOUNDS, "out of bounds table access (element segment)")
         rt = LIB.m3_NewRuntime(self._env, self.engine._stack, None)
         if not rt:
             raise MemoryError("wasm3 could not allocate a runtime")
@@ -425,6 +520,8 @@ class Wasm3Store(_guard.GuardedStore, Store):
         if res:
             LIB.m3_FreeModule(mod)
             text = _capi.error_text(rt, res)
+            if text == _DATA_OOB:
+                raise Trap(TrapCode.MEMORY_OUT_OF_BOUNDS, text)
             raise (_trap(text) if "out of bounds" in text else LinkError(text))
         # the instance's memory: one per runtime
         if imported_mem is not None:

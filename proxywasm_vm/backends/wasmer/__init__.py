@@ -46,6 +46,7 @@ CAPABILITIES = Capabilities(
     threads=False,            # wasmer-python objects are bound to the thread that made them (pyo3 "unsendable")
     concurrent_stores=False,  # (in a worker, one worker thread serves every parent thread, one call at a time)
     wasm_threads=False,       # the threads proposal cannot be enabled from Python
+    wasm2_complete=False,     # some SIMD instructions and externref element segments are refused at compile
 )
 
 try:
