@@ -107,7 +107,7 @@ _GLOBAL = re.compile(r"^\s*\(global \(;(\d+);\) \(mut i32\) i32\.const (-?\d+)\)
 def generate(tool: str, seed: int, profile: str) -> bytes | None:
     """The module smith makes from ``seed`` (its input bytes come from ``random.Random(seed)``),
     with smith's fuel global exported as ``__fuel``; None when smith makes none."""
-    data = random.Random(seed).randbytes(2048)
+    data = random.Random(seed).randbytes(8192)
     proc = subprocess.run([tool, "smith", "-t", *smith_args(profile)], input=data, capture_output=True,
                           timeout=60, check=False)
     if proc.returncode != 0:
@@ -132,14 +132,21 @@ _EDGE = {
                   9223372036854775808.0, -9223372036854777856.0, 2147483647.0, 0.5],
 }
 
-#: NaNs with other payloads (and sign) passed as arguments: each arrives as "a NaN" (their bits may
-#: be lost on the way in, see the module docstring), which is what the comparison assumes.
+#: NaNs with other payloads (and sign) to pass as arguments, once raw float bits cross into wasm
+#: bit for bit on every backend (issue 14 item 1, branch ``rawvalues``). Until then V8 quiets them
+#: and drops their payload on the way in (a JavaScript number), and the payload shows as soon as
+#: wasm stores the argument's bits (``i64.reinterpret_f64``, which smith's NaN canonicalization
+#: leaves alone): the long form found exactly that (seeds 1000087 and 1000111). So only the
+#: canonical NaN (``math.nan``) is passed while this is False.
+NAN_PAYLOAD_ARGS = False
 _NANS32 = [0x7FC00001, 0xFFC00000, 0x7FA00000]
 _NANS64 = [0x7FF8000000000001, 0xFFF8000000000000, 0x7FF4000000000000]
 
 
 def _value(rng: random.Random, ty: ValType) -> Any:
     r = rng.random()
+    if not NAN_PAYLOAD_ARGS and r < 0.05:
+        r = 0.05
     if ty == ValType.F32 and r < 0.05:
         return struct.unpack("<f", struct.pack("<I", rng.choice(_NANS32)))[0]
     if ty == ValType.F64 and r < 0.05:
@@ -168,7 +175,7 @@ def callable_exports(module: pw.Module) -> list[tuple[str, FuncType]]:
             and all(t in SCALARS for t in (*e.type.params, *e.type.results))]
 
 
-def make_calls(module: pw.Module, seed: int, per_export: int = 3) -> list[tuple[str, tuple]]:
+def make_calls(module: pw.Module, seed: int, per_export: int = 4) -> list[tuple[str, tuple]]:
     """``per_export`` calls of each callable export, in a seeded order, with seeded arguments."""
     rng = random.Random(seed * 7919 + 1)
     calls = [(name, tuple(_value(rng, t) for t in ty.params))
@@ -232,12 +239,13 @@ def run_case(engine: pw.Engine, wasm: bytes, calls: Sequence[tuple[str, tuple]])
         return [Step(None, ("refused", str(e)[:200]))]
     types = {e.name: e.type for e in module.exports}
     store = pw.Store(engine)
+    steps: list[Step] = []
     try:
         try:
             instance = pw.Instance(store, module)
         except pw.Trap as e:
             return [Step(None, _trap(e))]
-        steps = [Step(None, ("ok", ()), _state(instance, module))]
+        steps.append(Step(None, ("ok", ()), _state(instance, module)))
         fuel = instance.exports.global_("__fuel") if "__fuel" in types else None
         for name, args in calls:
             if fuel is not None:
@@ -255,9 +263,14 @@ def run_case(engine: pw.Engine, wasm: bytes, calls: Sequence[tuple[str, tuple]])
                 rs = () if r is None else (r if isinstance(r, tuple) else (r,))
                 outcome = ("ok", tuple(norm(v, t) for v, t in zip(rs, ty.results)))
             steps.append(Step((name, args), outcome, _state(instance, module)))
-        return steps
+    except pw.WasmError as e:  # a worker lost while instantiating or reading exports
+        return [Step(None, ("error", f"{type(e).__name__}: {e}"))]
     finally:
-        store.close()
+        try:
+            store.close()
+        except pw.WasmError as e:  # the worker died closing the store: as much a divergence
+            steps.append(Step(None, ("error", f"closing the store: {type(e).__name__}: {e}")))
+    return steps
 
 
 # ---- comparison -------------------------------------------------------------------------------

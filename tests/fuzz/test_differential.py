@@ -114,3 +114,19 @@ def test_differential_corpus(backend_name: str, engine: pw.Engine, path: Path) -
         return
     caps = engine.capabilities
     assert d.comparable(d.observed(steps), caps) == d.comparable(doc["expected"], caps), doc["note"]
+
+
+def test_the_long_form_reports_cases_per_pair() -> None:
+    """The README's form of bench/difffuzz.py (a few cases, two backends)."""
+    import subprocess
+    import sys
+
+    _tool()
+    script = Path(__file__).resolve().parents[2] / "bench" / "difffuzz.py"
+    out = subprocess.run([sys.executable, str(script), "--cases", "6", "--seconds", "600",
+                          "--backends", "wasmtime,wasmtime@namespace", "--out", str(timings_dir() / "difffuzz_form")],
+                         capture_output=True, text=True, timeout=300, check=False)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "wasmtime / wasmtime@namespace" in out.stdout and "0 divergent case(s)" in out.stdout, out.stdout
+    pair = next(line for line in out.stdout.splitlines() if line.startswith("wasmtime / wasmtime@namespace"))
+    assert int(pair.split()[-2]) > 0, pair

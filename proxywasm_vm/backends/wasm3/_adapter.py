@@ -26,7 +26,7 @@ from __future__ import annotations
 import atexit
 import ctypes
 import struct
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from ctypes import c_uint32, c_uint64, c_void_p
 from typing import Any
 
@@ -125,6 +125,184 @@ def _numbers_only(ty: FuncType | GlobalType) -> None:
 
 def _slots(types: Sequence[ValType]) -> struct.Struct:
     return struct.Struct("<" + "".join(_SLOT[t] for t in types))
+
+
+# Immediates of the instructions wasm3 0.5.0 runs, for _walk: opcode -> how many u32 (LEB128)
+# immediates follow. (Instructions not listed have none, or are handled in the loop.)
+_U32_IMMEDIATES = {0x0C: 1, 0x0D: 1, 0x10: 1, 0x11: 2, 0x20: 1, 0x21: 1, 0x22: 1, 0x23: 1, 0x24: 1,
+                   0x25: 1, 0x26: 1, 0xD2: 1, **{op: 2 for op in range(0x28, 0x3F)}}
+_FC_IMMEDIATES = {8: 2, 9: 1, 10: 2, 11: 1, 12: 2, 13: 1, 14: 2, 15: 1, 16: 1, 17: 1}
+_SINGLE_BLOCK_TYPES = frozenset((0x40, 0x7F, 0x7E, 0x7D, 0x7C, 0x7B, 0x70, 0x6F))
+_MEMORY_GROW = 0x40
+
+
+class _Simd(Exception):
+    """A SIMD instruction: _walk cannot read on (wasm3 refuses the module anyway)."""
+
+
+def _walk(code: Reader) -> Iterator[tuple[int, int, int]]:
+    """The instructions of a function body (``code`` just past its locals), as (opcode, start,
+    block type index or -1). Raises :class:`_Simd` at a SIMD instruction."""
+    while code.pos < code.end:
+        start = code.pos
+        op = code.byte()
+        index = -1
+        if op in (0x02, 0x03, 0x04):  # block type: an empty/value type byte, or a type index
+            if code.byte() not in _SINGLE_BLOCK_TYPES:
+                code.pos -= 1
+                index = _sleb32(code)
+        elif op in _U32_IMMEDIATES:
+            for _ in range(_U32_IMMEDIATES[op]):
+                code.u32()
+        elif op == 0x0E:  # br_table
+            for _ in range(code.u32() + 1):
+                code.u32()
+        elif op == 0x1C:  # select t*
+            for _ in range(code.u32()):
+                code.byte()
+        elif op in (0x3F, _MEMORY_GROW):  # memory.size/grow: a memory index
+            code.u32()
+        elif op == 0xD0:  # ref.null t
+            code.byte()
+        elif op in (0x41, 0x42):
+            code.skip_sleb()
+        elif op == 0x43:
+            code.skip(4)
+        elif op == 0x44:
+            code.skip(8)
+        elif op == 0xFC:
+            for _ in range(_FC_IMMEDIATES.get(code.u32(), 0)):
+                code.u32()
+        elif op == 0xFD:
+            raise _Simd
+        yield op, start, index
+
+
+def _types(wasm: bytes) -> list[FuncType]:
+    out: list[FuncType] = []
+    for sid, _, body, end in sections(wasm):
+        if sid == 1:
+            r = Reader(wasm, body, end)
+            for _ in range(r.u32()):
+                r.byte()
+                params = [r.valtype() for _ in range(r.u32())]
+                out.append(FuncType(params, [r.valtype() for _ in range(r.u32())]))
+    return out
+
+
+def _bodies(wasm: bytes) -> Iterator[tuple[int, int, int, int]]:
+    """Each function body of the code section: (start of its size, start of its locals, start of
+    its code, end)."""
+    for sid, _, body, end in sections(wasm):
+        if sid != 10:
+            continue
+        r = Reader(wasm, body, end)
+        for _ in range(r.u32()):
+            at = r.pos
+            size = r.u32()
+            locals_at = r.pos
+            r.skip(size)
+            code = Reader(wasm, locals_at, r.pos)
+            for _ in range(code.u32()):
+                code.u32()
+                code.byte()
+            yield at, locals_at, code.pos, r.pos
+
+
+def _mixed(types: Sequence[ValType]) -> bool:
+    return len(types) >= 3 and len(set(types)) > 1
+
+
+def _mixed_block_types(wasm: bytes) -> bool:
+    """Whether a ``block``, ``loop`` or ``if`` has three or more params or results not all of one type.
+
+    wasm3 0.5.0 runs those wrongly: the values come out of the block rotated or reinterpreted
+    (``(block (result i32 i64 f32) ...)`` gives ``(i64, i32, f32)``), which the differential fuzzing
+    found (tests/corpus/differential/wasm3_multivalue_block_mixed). Blocks of up to two values, or
+    of one type, are right (every combination of up to four values was checked against wasmtime).
+    """
+    types = _types(wasm)
+    mixed = {i for i, t in enumerate(types) if _mixed(t.params) or _mixed(t.results)}
+    if not mixed:
+        return False
+    try:
+        for _, _, code, end in _bodies(wasm):
+            if any(index in mixed for _, _, index in _walk(Reader(wasm, code, end))):
+                return True
+    except _Simd:
+        pass
+    return False
+
+
+def _guard_memory_grow(wasm: bytes) -> bytes:
+    """``wasm`` with each ``memory.grow`` made to fail (-1) for a delta past 65536 pages.
+
+    wasm3 0.5.0 adds the delta to the current size in 32 bits: ``memory.grow`` of a negative i32
+    (a delta near 2**32) wraps, *shrinks* the memory and returns the old size, where the spec says
+    -1 (found by the differential fuzzing: tests/corpus/differential/wasm3_memory_grow_negative).
+    No delta past 65536 pages (4 GiB) can succeed, so each ``memory.grow`` becomes
+    ``local.tee $d; i32.const 65536; i32.gt_u; if (result i32) i32.const -1 else local.get $d;
+    memory.grow end``, with ``$d`` one more i32 local of the function.
+    """
+    types = _types(wasm)
+    funcs: list[int] = []  # type index of each function, imported ones first
+    imported = 0
+    for sid, _, body, end in sections(wasm):
+        r = Reader(wasm, body, end)
+        if sid == 2:
+            for _ in range(r.u32()):
+                r.name()
+                r.name()
+                kind = r.byte()
+                if kind == 0:
+                    funcs.append(r.u32())
+                    imported += 1
+                elif kind == 1:
+                    r.table_type()
+                elif kind == 2:
+                    r.memory_type()
+                else:
+                    r.global_type()
+        elif sid == 3:
+            funcs.extend(r.u32() for _ in range(r.u32()))
+    out = []
+    changed = False
+    try:
+        for n, (at, locals_at, code, end) in enumerate(_bodies(wasm)):
+            grows = [start for op, start, _ in _walk(Reader(wasm, code, end)) if op == _MEMORY_GROW]
+            if not grows:
+                out.append(wasm[at:end])
+                continue
+            changed = True
+            r = Reader(wasm, locals_at, code)
+            decls = [(r.u32(), r.byte()) for _ in range(r.u32())]
+            local = len(types[funcs[imported + n]].params) + sum(count for count, _ in decls)
+            body = bytearray(uleb128(len(decls) + 1))
+            for count, ty in decls:
+                body += uleb128(count) + bytes((ty,))
+            body += b"\x01\x7f"  # the one more i32 local
+            pos = code
+            for start in grows:
+                body += wasm[pos:start]
+                g = Reader(wasm, start + 1, end)
+                g.u32()  # the memory index
+                body += (b"\x22" + uleb128(local) + b"\x41\x80\x80\x04\x4b\x04\x7f\x41\x7f\x05\x20" + uleb128(local)
+                         + wasm[start:g.pos] + b"\x0b")
+                pos = g.pos
+            body += wasm[pos:end]
+            out.append(uleb128(len(body)) + bytes(body))
+    except _Simd:
+        return wasm
+    if not changed:
+        return wasm
+    result = wasm[:8]
+    for sid, start, _, end in sections(wasm):
+        if sid == 10:
+            payload = uleb128(len(out)) + b"".join(out)
+            result += b"\x0a" + uleb128(len(payload)) + payload
+        else:
+            result += wasm[start:end]
+    return result
 
 
 def _precheck(wasm: bytes) -> ModuleInfo:
@@ -321,7 +499,10 @@ class Wasm3Engine(Engine):
         info = _precheck(wasm)
         wasm = bytes(wasm)
         _validate(wasm)
-        wasm = _size_table0(wasm)
+        if _mixed_block_types(wasm):  # (a valid module: read after the validator)
+            raise CompileError("wasm3 0.5.0 runs a block, loop or if of three or more values of mixed types "
+                               "wrongly: refused (Capabilities.wasm2_complete)")
+        wasm = _guard_memory_grow(_size_table0(wasm))
         if any(isinstance(i.type, TableType) for i in info.imports):
             # wasm3 0.5.0 skips a table import's type while parsing and so cannot read the rest:
             # the module is read (by our reader) for introspection, and refused at instantiation
