@@ -277,20 +277,20 @@ def _guard_memory_grow(wasm: bytes) -> bytes:
             r = Reader(wasm, locals_at, code)
             decls = [(r.u32(), r.byte()) for _ in range(r.u32())]
             local = len(types[funcs[imported + n]].params) + sum(count for count, _ in decls)
-            body = bytearray(uleb128(len(decls) + 1))
+            fn = bytearray(uleb128(len(decls) + 1))
             for count, ty in decls:
-                body += uleb128(count) + bytes((ty,))
-            body += b"\x01\x7f"  # the one more i32 local
+                fn += uleb128(count) + bytes((ty,))
+            fn += b"\x01\x7f"  # the one more i32 local
             pos = code
             for start in grows:
-                body += wasm[pos:start]
+                fn += wasm[pos:start]
                 g = Reader(wasm, start + 1, end)
                 g.u32()  # the memory index
-                body += (b"\x22" + uleb128(local) + b"\x41\x80\x80\x04\x4b\x04\x7f\x41\x7f\x05\x20" + uleb128(local)
+                fn += (b"\x22" + uleb128(local) + b"\x41\x80\x80\x04\x4b\x04\x7f\x41\x7f\x05\x20" + uleb128(local)
                          + wasm[start:g.pos] + b"\x0b")
                 pos = g.pos
-            body += wasm[pos:end]
-            out.append(uleb128(len(body)) + bytes(body))
+            fn += wasm[pos:end]
+            out.append(uleb128(len(fn)) + bytes(fn))
     except _Simd:
         return wasm
     if not changed:
