@@ -209,6 +209,18 @@ def _bodies(wasm: bytes) -> Iterator[tuple[int, int, int, int]]:
             yield at, locals_at, code.pos, r.pos
 
 
+def _sleb_i32(n: int) -> bytes:
+    """``n`` (0 <= n < 2**31) as a signed LEB128 (the immediate of ``i32.const``)."""
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        if n == 0 and not b & 0x40:
+            out.append(b)
+            return bytes(out)
+        out.append(b | 0x80)
+
+
 def _mixed(types: Sequence[ValType]) -> bool:
     return len(types) >= 3 and len(set(types)) > 1
 
@@ -234,16 +246,20 @@ def _mixed_block_types(wasm: bytes) -> bool:
     return False
 
 
-def _guard_memory_grow(wasm: bytes) -> bytes:
-    """``wasm`` with each ``memory.grow`` made to fail (-1) for a delta past 65536 pages.
+def _guard_memory_grow(wasm: bytes, maximum: int | None) -> bytes:
+    """``wasm`` with each ``memory.grow`` made to fail (-1) when the memory would pass ``maximum``
+    pages (the memory's declared maximum; None: 65536, the most a 32-bit memory can have).
 
-    wasm3 0.5.0 adds the delta to the current size in 32 bits: ``memory.grow`` of a negative i32
-    (a delta near 2**32) wraps, *shrinks* the memory and returns the old size, where the spec says
-    -1 (found by the differential fuzzing: tests/corpus/differential/wasm3_memory_grow_negative).
-    No delta past 65536 pages (4 GiB) can succeed, so each ``memory.grow`` becomes
-    ``local.tee $d; i32.const 65536; i32.gt_u; if (result i32) i32.const -1 else local.get $d;
-    memory.grow end``, with ``$d`` one more i32 local of the function.
+    wasm3 0.5.0 gets two cases wrong, both found by the differential fuzzing (in
+    tests/corpus/differential): it adds the delta to the current size in 32 bits, so a negative
+    i32 delta wraps, *shrinks* the memory and returns the old size
+    (``wasm3_memory_grow_negative``); and it takes a declared maximum of 0 pages for none, so
+    such a memory grows (``wasm3_memory_grow_max_0``). The spec says -1 for both. Each
+    ``memory.grow`` becomes ``local.tee $d; i32.const max; memory.size; i32.sub; i32.gt_u;
+    if (result i32) i32.const -1 else local.get $d; memory.grow end``, with ``$d`` one more i32
+    local of the function.
     """
+    limit = _sleb_i32(65536 if maximum is None else maximum)
     types = _types(wasm)
     funcs: list[int] = []  # type index of each function, imported ones first
     imported = 0
@@ -286,8 +302,8 @@ def _guard_memory_grow(wasm: bytes) -> bytes:
                 fn += wasm[pos:start]
                 g = Reader(wasm, start + 1, end)
                 g.u32()  # the memory index
-                fn += (b"\x22" + uleb128(local) + b"\x41\x80\x80\x04\x4b\x04\x7f\x41\x7f\x05\x20" + uleb128(local)
-                         + wasm[start:g.pos] + b"\x0b")
+                fn += (b"\x22" + uleb128(local) + b"\x41" + limit + b"\x3f\x00\x6b\x4b\x04\x7f\x41\x7f\x05\x20"
+                       + uleb128(local) + wasm[start:g.pos] + b"\x0b")
                 pos = g.pos
             fn += wasm[pos:end]
             out.append(uleb128(len(fn)) + bytes(fn))
@@ -502,7 +518,7 @@ class Wasm3Engine(Engine):
         if _mixed_block_types(wasm):  # (a valid module: read after the validator)
             raise CompileError("wasm3 0.5.0 runs a block, loop or if of three or more values of mixed types "
                                "wrongly: refused (Capabilities.wasm2_complete)")
-        wasm = _guard_memory_grow(_size_table0(wasm))
+        wasm = _guard_memory_grow(_size_table0(wasm), info.memories[0].limits.max if info.memories else None)
         if any(isinstance(i.type, TableType) for i in info.imports):
             # wasm3 0.5.0 skips a table import's type while parsing and so cannot read the rest:
             # the module is read (by our reader) for introspection, and refused at instantiation
