@@ -145,8 +145,9 @@ class Capabilities:
     wasm2_complete: bool = True
     """Every valid Wasm 2.0 module compiles. False where the runtime refuses some with a
     :class:`~proxywasm_vm.CompileError` (never runs them wrongly): wasm3 0.5.0 (no SIMD, no
-    reference types, no passive segments, and "no operation found for opcode" for an operator
-    on the untyped operands of unreachable code, after ``br``/``return``/``unreachable``) and
+    reference types, no passive segments; a ``block``/``loop``/``if`` of three or more values of
+    mixed types, which it runs wrongly; and "no operation found for opcode" for an operator on
+    the untyped operands of unreachable code, after ``br``/``return``/``unreachable``) and
     wasmer 2 (some SIMD instructions, "proposed simd operator"; externref element segments). Found by the
     differential fuzzing (tests/fuzz/test_differential.py)."""
     exact_trap_codes: bool = True

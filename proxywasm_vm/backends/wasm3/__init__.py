@@ -42,7 +42,7 @@ CAPABILITIES = Capabilities(
     wasm_threads=False,
     lazy_memory_growth=False,  # realloc + memset per grow: 512 MiB take ~0.3-0.6 s here
     shared_externs=False,     # one memory and one set of globals per wasm3 runtime (= per instance)
-    wasm2_complete=False,     # no SIMD, reference types, passive segments; dead-code operators (see Capabilities)
+    wasm2_complete=False,     # no SIMD, reference types, passive segments; mixed multi-value blocks; dead-code operators
 )
 
 try:
