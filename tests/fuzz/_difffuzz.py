@@ -237,6 +237,8 @@ def run_case(engine: pw.Engine, wasm: bytes, calls: Sequence[tuple[str, tuple]])
         module = pw.Module(engine, wasm)
     except pw.CompileError as e:
         return [Step(None, ("refused", str(e)[:200]))]
+    except pw.WasmError as e:  # a worker lost while compiling
+        return [Step(None, ("error", f"{type(e).__name__}: {e}"))]
     types = {e.name: e.type for e in module.exports}
     store = pw.Store(engine)
     steps: list[Step] = []
