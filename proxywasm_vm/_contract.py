@@ -166,6 +166,14 @@ class Capabilities:
     using one is rejected at compile with a :class:`~proxywasm_vm.CompileError` naming it (whose
     ``feature`` is the feature). wasmer 1.1.0 lacks 27 SIMD instructions (``i8x16.popcnt``,
     the ``extmul``, ``extadd_pairwise`` and ``q15mulr`` families ...)."""
+    wasm2_complete: bool = True
+    """Every valid Wasm 2.0 module compiles. False where the runtime refuses some with a
+    :class:`~proxywasm_vm.CompileError` (never runs them wrongly): wasm3 0.5.0 (no SIMD, no
+    reference types, no passive segments; a ``block``/``loop``/``if`` of three or more values of
+    mixed types, which it runs wrongly; and "no operation found for opcode" for an operator on
+    the untyped operands of unreachable code, after ``br``/``return``/``unreachable``) and
+    wasmer 2 (some SIMD instructions, "proposed simd operator"; externref element segments). Found by the
+    differential fuzzing (tests/fuzz/test_differential.py)."""
     exact_trap_codes: bool = True
     """Every trap wasm can cause reports the :class:`~proxywasm_vm.TrapCode` the spec's test suite
     names for it. False where the runtime reports two kinds with one message, so one of them comes

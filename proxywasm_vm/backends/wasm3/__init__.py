@@ -48,6 +48,7 @@ CAPABILITIES = Capabilities(
     # passive segments) at compile
     features=frozenset({"multi_value", "bulk_memory"}),
     unsupported_instructions=frozenset({"memory.init", "data.drop", "table.copy", "table.init", "elem.drop"}),
+    wasm2_complete=False,     # no SIMD, reference types, passive segments; mixed multi-value blocks; dead-code operators
 )
 
 try:

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import ctypes
 import struct
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from ctypes import c_uint32, c_uint64, c_void_p
 from typing import Any
 
@@ -142,6 +142,200 @@ def _slots(types: Sequence[ValType]) -> struct.Struct:
     return struct.Struct("<" + "".join(_SLOT[t] for t in types))
 
 
+# Immediates of the instructions wasm3 0.5.0 runs, for _walk: opcode -> how many u32 (LEB128)
+# immediates follow. (Instructions not listed have none, or are handled in the loop.)
+_U32_IMMEDIATES = {0x0C: 1, 0x0D: 1, 0x10: 1, 0x11: 2, 0x20: 1, 0x21: 1, 0x22: 1, 0x23: 1, 0x24: 1,
+                   0x25: 1, 0x26: 1, 0xD2: 1, **{op: 2 for op in range(0x28, 0x3F)}}
+_FC_IMMEDIATES = {8: 2, 9: 1, 10: 2, 11: 1, 12: 2, 13: 1, 14: 2, 15: 1, 16: 1, 17: 1}
+_SINGLE_BLOCK_TYPES = frozenset((0x40, 0x7F, 0x7E, 0x7D, 0x7C, 0x7B, 0x70, 0x6F))
+_MEMORY_GROW = 0x40
+
+
+class _Simd(Exception):
+    """A SIMD instruction: _walk cannot read on (wasm3 refuses the module anyway)."""
+
+
+def _walk(code: Reader) -> Iterator[tuple[int, int, int]]:
+    """The instructions of a function body (``code`` just past its locals), as (opcode, start,
+    block type index or -1). Raises :class:`_Simd` at a SIMD instruction."""
+    while code.pos < code.end:
+        start = code.pos
+        op = code.byte()
+        index = -1
+        if op in (0x02, 0x03, 0x04):  # block type: an empty/value type byte, or a type index
+            if code.byte() not in _SINGLE_BLOCK_TYPES:
+                code.pos -= 1
+                index = _sleb32(code)
+        elif op in _U32_IMMEDIATES:
+            for _ in range(_U32_IMMEDIATES[op]):
+                code.u32()
+        elif op == 0x0E:  # br_table
+            for _ in range(code.u32() + 1):
+                code.u32()
+        elif op == 0x1C:  # select t*
+            for _ in range(code.u32()):
+                code.byte()
+        elif op in (0x3F, _MEMORY_GROW):  # memory.size/grow: a memory index
+            code.u32()
+        elif op == 0xD0:  # ref.null t
+            code.byte()
+        elif op in (0x41, 0x42):
+            code.skip_sleb()
+        elif op == 0x43:
+            code.skip(4)
+        elif op == 0x44:
+            code.skip(8)
+        elif op == 0xFC:
+            for _ in range(_FC_IMMEDIATES.get(code.u32(), 0)):
+                code.u32()
+        elif op == 0xFD:
+            raise _Simd
+        yield op, start, index
+
+
+def _types(wasm: bytes) -> list[FuncType]:
+    out: list[FuncType] = []
+    for sid, _, body, end in sections(wasm):
+        if sid == 1:
+            r = Reader(wasm, body, end)
+            for _ in range(r.u32()):
+                r.byte()
+                params = [r.valtype() for _ in range(r.u32())]
+                out.append(FuncType(params, [r.valtype() for _ in range(r.u32())]))
+    return out
+
+
+def _bodies(wasm: bytes) -> Iterator[tuple[int, int, int, int]]:
+    """Each function body of the code section: (start of its size, start of its locals, start of
+    its code, end)."""
+    for sid, _, body, end in sections(wasm):
+        if sid != 10:
+            continue
+        r = Reader(wasm, body, end)
+        for _ in range(r.u32()):
+            at = r.pos
+            size = r.u32()
+            locals_at = r.pos
+            r.skip(size)
+            code = Reader(wasm, locals_at, r.pos)
+            for _ in range(code.u32()):
+                code.u32()
+                code.byte()
+            yield at, locals_at, code.pos, r.pos
+
+
+def _sleb_i32(n: int) -> bytes:
+    """``n`` (0 <= n < 2**31) as a signed LEB128 (the immediate of ``i32.const``)."""
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        if n == 0 and not b & 0x40:
+            out.append(b)
+            return bytes(out)
+        out.append(b | 0x80)
+
+
+def _mixed(types: Sequence[ValType]) -> bool:
+    return len(types) >= 3 and len(set(types)) > 1
+
+
+def _mixed_block_types(wasm: bytes) -> bool:
+    """Whether a ``block``, ``loop`` or ``if`` has three or more params or results not all of one type.
+
+    wasm3 0.5.0 runs those wrongly: the values come out of the block rotated or reinterpreted
+    (``(block (result i32 i64 f32) ...)`` gives ``(i64, i32, f32)``), which the differential fuzzing
+    found (tests/corpus/differential/wasm3_multivalue_block_mixed). Blocks of up to two values, or
+    of one type, are right (every combination of up to four values was checked against wasmtime).
+    """
+    types = _types(wasm)
+    mixed = {i for i, t in enumerate(types) if _mixed(t.params) or _mixed(t.results)}
+    if not mixed:
+        return False
+    try:
+        for _, _, code, end in _bodies(wasm):
+            if any(index in mixed for _, _, index in _walk(Reader(wasm, code, end))):
+                return True
+    except _Simd:
+        pass
+    return False
+
+
+def _guard_memory_grow(wasm: bytes, maximum: int | None) -> bytes:
+    """``wasm`` with each ``memory.grow`` made to fail (-1) when the memory would pass ``maximum``
+    pages (the memory's declared maximum; None: 65536, the most a 32-bit memory can have).
+
+    wasm3 0.5.0 gets two cases wrong, both found by the differential fuzzing (in
+    tests/corpus/differential): it adds the delta to the current size in 32 bits, so a negative
+    i32 delta wraps, *shrinks* the memory and returns the old size
+    (``wasm3_memory_grow_negative``); and it takes a declared maximum of 0 pages for none, so
+    such a memory grows (``wasm3_memory_grow_max_0``). The spec says -1 for both. Each
+    ``memory.grow`` becomes ``local.tee $d; i32.const max; memory.size; i32.sub; i32.gt_u;
+    if (result i32) i32.const -1 else local.get $d; memory.grow end``, with ``$d`` one more i32
+    local of the function.
+    """
+    limit = _sleb_i32(65536 if maximum is None else maximum)
+    types = _types(wasm)
+    funcs: list[int] = []  # type index of each function, imported ones first
+    imported = 0
+    for sid, _, body, end in sections(wasm):
+        r = Reader(wasm, body, end)
+        if sid == 2:
+            for _ in range(r.u32()):
+                r.name()
+                r.name()
+                kind = r.byte()
+                if kind == 0:
+                    funcs.append(r.u32())
+                    imported += 1
+                elif kind == 1:
+                    r.table_type()
+                elif kind == 2:
+                    r.memory_type()
+                else:
+                    r.global_type()
+        elif sid == 3:
+            funcs.extend(r.u32() for _ in range(r.u32()))
+    out = []
+    changed = False
+    try:
+        for n, (at, locals_at, code, end) in enumerate(_bodies(wasm)):
+            grows = [start for op, start, _ in _walk(Reader(wasm, code, end)) if op == _MEMORY_GROW]
+            if not grows:
+                out.append(wasm[at:end])
+                continue
+            changed = True
+            r = Reader(wasm, locals_at, code)
+            decls = [(r.u32(), r.byte()) for _ in range(r.u32())]
+            local = len(types[funcs[imported + n]].params) + sum(count for count, _ in decls)
+            fn = bytearray(uleb128(len(decls) + 1))
+            for count, ty in decls:
+                fn += uleb128(count) + bytes((ty,))
+            fn += b"\x01\x7f"  # the one more i32 local
+            pos = code
+            for start in grows:
+                fn += wasm[pos:start]
+                g = Reader(wasm, start + 1, end)
+                g.u32()  # the memory index
+                fn += (b"\x22" + uleb128(local) + b"\x41" + limit + b"\x3f\x00\x6b\x4b\x04\x7f\x41\x7f\x05\x20"
+                       + uleb128(local) + wasm[start:g.pos] + b"\x0b")
+                pos = g.pos
+            fn += wasm[pos:end]
+            out.append(uleb128(len(fn)) + bytes(fn))
+    except _Simd:
+        return wasm
+    if not changed:
+        return wasm
+    result = wasm[:8]
+    for sid, start, _, end in sections(wasm):
+        if sid == 10:
+            payload = uleb128(len(out)) + b"".join(out)
+            result += b"\x0a" + uleb128(len(payload)) + payload
+        else:
+            result += wasm[start:end]
+    return result
+
+
 def _precheck(wasm: bytes) -> ModuleInfo:
     """Our own reader first (wasm3 is lenient about framing), then what wasm3 0.5.0 lacks."""
     info = parse_module(wasm)
@@ -160,13 +354,15 @@ _MAX_TABLE = 100_000
 
 
 def _size_table0(wasm: bytes) -> bytes:
-    """``wasm`` with one more, empty, active element segment at the end of table 0.
+    """``wasm`` with one more, empty, active element segment at the end of table 0, first.
 
     wasm3 0.5.0 sizes table 0 by the element segments (the end of the last one), not by the table's
     declared minimum, so ``call_indirect`` of a null entry past the last segment traps as an
     out-of-bounds index ("undefined element") where the spec says "uninitialized element". An empty
     segment at offset = the minimum changes nothing else (it is in bounds and writes no entry),
-    and makes wasm3 allocate the whole table, zeroed (null).
+    and makes wasm3 allocate the whole table, zeroed (null). It goes first: wasm3 fails an empty
+    segment met while the table is still unallocated ("memory allocation failed"; found by the
+    differential fuzzing, tests/corpus/differential).
     """
     secs = sections(wasm)
     minimum = 0
@@ -175,7 +371,9 @@ def _size_table0(wasm: bytes) -> bytes:
             r = Reader(wasm, body, end)
             if r.u32():
                 minimum = r.table_type().limits.min
-    if not 0 < minimum <= _MAX_TABLE:
+    if minimum == 0:
+        return _drop_empty_segments(wasm, secs)
+    if minimum > _MAX_TABLE:
         return wasm
     offset = uleb128(minimum)
     if offset[-1] & 0x40:  # i32.const takes a signed LEB128: keep it positive
@@ -185,13 +383,96 @@ def _size_table0(wasm: bytes) -> bytes:
         if sid == 9:
             r = Reader(wasm, body, end)
             count = r.u32()
-            payload = uleb128(count + 1) + wasm[r.pos:end] + segment
+            payload = uleb128(count + 1) + segment + wasm[r.pos:end]
             return wasm[:start] + b"\x09" + uleb128(len(payload)) + payload + wasm[end:]
     # no element section: a new one, before the first section that must follow it
     at = next((start for sid, start, _, _ in secs if sid and SECTION_ORDER.get(sid, 0) > SECTION_ORDER[9]),
               len(wasm))
     payload = b"\x01" + segment
     return wasm[:at] + b"\x09" + uleb128(len(payload)) + payload + wasm[at:]
+
+
+_EMPTY_AT_0 = b"\x00\x41\x00\x0b\x00"  # table 0, (i32.const 0), no function
+
+
+def _drop_empty_segments(wasm: bytes, secs: list[tuple[int, int, int, int]]) -> bytes:
+    """``wasm`` without its empty active segments at offset 0 (of a table of size 0: no-ops in the
+    spec, "memory allocation failed" to wasm3 0.5.0, which allocates no table for them)."""
+    for sid, start, body, end in secs:
+        if sid != 9:
+            continue
+        r = Reader(wasm, body, end)
+        kept = []
+        for _ in range(r.u32()):
+            at = r.pos
+            if r.u32() != 0 or r.byte() != 0x41:
+                return wasm  # another form: wasm3 refuses it anyway
+            _sleb32(r)
+            if r.byte() != 0x0B:
+                return wasm
+            for _ in range(r.u32()):
+                r.u32()
+            if wasm[at:r.pos] != _EMPTY_AT_0:
+                kept.append(wasm[at:r.pos])
+        payload = uleb128(len(kept)) + b"".join(kept)
+        return wasm[:start] + b"\x09" + uleb128(len(payload)) + payload + wasm[end:]
+    return wasm
+
+
+def _sleb32(r: Reader) -> int:
+    result = shift = 0
+    while True:
+        b = r.byte()
+        result |= (b & 0x7F) << shift
+        shift += 7
+        if not b & 0x80:
+            break
+    if b & 0x40:
+        result -= 1 << shift
+    return result & 0xFFFFFFFF
+
+
+def _element_out_of_bounds(wasm: bytes) -> bool:
+    """Whether an active element segment of table 0 (with a constant offset) ends past the table's
+    minimum: the spec traps at instantiation ("out of bounds table access"); wasm3 0.5.0 grows its
+    table instead, and the instance would run. (A table cannot be imported under wasm3, and
+    segments of other forms are refused by wasm3 itself.)"""
+    secs = sections(wasm)
+    size = 0
+    for sid, _, body, end in secs:
+        if sid == 4:
+            r = Reader(wasm, body, end)
+            if r.u32():
+                size = r.table_type().limits.min
+    for sid, _, body, end in secs:
+        if sid != 9:
+            continue
+        r = Reader(wasm, body, end)
+        for _ in range(r.u32()):
+            if r.u32() != 0 or r.byte() != 0x41:  # not (table 0, i32.const ...): stop here
+                return False
+            offset = _sleb32(r)
+            if r.byte() != 0x0B:
+                return False
+            count = r.u32()
+            if offset + count > size:
+                return True
+            for _ in range(count):
+                r.u32()
+    return False
+
+
+def _without_data(wasm: bytes) -> bytes:
+    """``wasm`` without its data (and data count) sections."""
+    out = wasm[:8]
+    for sid, start, _, end in sections(wasm):
+        if sid not in (11, 12):
+            out += wasm[start:end]
+    return out
+
+
+#: wasm3's message for an active data segment past the end of memory (at load: instantiation)
+_DATA_OOB = "data segment out of bounds"
 
 
 def _parse(env: int, wasm: bytes) -> int:
@@ -234,7 +515,10 @@ class Wasm3Engine(Engine):
     def _module_new(self, wasm: bytes) -> Module:
         info = _precheck(wasm)
         wasm = bytes(wasm)  # (validated by the core already, under the engine's features)
-        wasm = _size_table0(wasm)
+        if _mixed_block_types(wasm):  # (a valid module: read after the validator)
+            raise CompileError("wasm3 0.5.0 runs a block, loop or if of three or more values of mixed types "
+                               "wrongly: refused (Capabilities.wasm2_complete)")
+        wasm = _guard_memory_grow(_size_table0(wasm), info.memories[0].limits.max if info.memories else None)
         if any(isinstance(i.type, TableType) for i in info.imports):
             # wasm3 0.5.0 skips a table import's type while parsing and so cannot read the rest:
             # the module is read (by our reader) for introspection, and refused at instantiation
@@ -249,6 +533,12 @@ class Wasm3Engine(Engine):
             if info.memories and any(isinstance(i.type, MemoryType) for i in info.imports):
                 _prepare_imported_memory(rt, info.memories[0], info.memories[0].limits.min)
             res = LIB.m3_LoadModule(rt, mod)
+            if res and _capi.error_text(rt, res) == _DATA_OOB:
+                # a valid module whose data segment does not fit traps at instantiation, not
+                # here: compile its functions without its data segments
+                LIB.m3_FreeModule(mod)
+                mod = _parse(env, _without_data(wasm))
+                res = LIB.m3_LoadModule(rt, mod)
             if res:
                 LIB.m3_FreeModule(mod)
                 raise CompileError(_capi.error_text(rt, res))
@@ -412,6 +702,8 @@ class Wasm3Store(_guard.GuardedStore, Store):
         if self._cap is not None:
             for mt in info.memories:
                 self._check_cap(mt.limits.min * PAGE)
+        if _element_out_of_bounds(module._bytes):
+            raise Trap(TrapCode.TABLE_OUT_OF_BOUNDS, "out of bounds table access (element segment)")
         rt = LIB.m3_NewRuntime(self._env, self.engine._stack, None)
         if not rt:
             raise MemoryError("wasm3 could not allocate a runtime")
@@ -431,6 +723,8 @@ class Wasm3Store(_guard.GuardedStore, Store):
         if res:
             LIB.m3_FreeModule(mod)
             text = _capi.error_text(rt, res)
+            if text == _DATA_OOB:
+                raise Trap(TrapCode.MEMORY_OUT_OF_BOUNDS, text)
             raise (_trap(text) if "out of bounds" in text else LinkError(text))
         # the instance's memory: one per runtime
         if imported_mem is not None:

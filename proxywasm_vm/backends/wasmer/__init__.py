@@ -72,6 +72,7 @@ CAPABILITIES = Capabilities(
     wasm_threads=False,       # the threads proposal cannot be enabled from Python
     features=WASM2_FEATURES,  # wasmer-python has no feature switches: its compilers run Wasm 2.0 ...
     unsupported_instructions=UNSUPPORTED_SIMD,  # ... less 27 SIMD instructions (refused at compile)
+    wasm2_complete=False,     # some SIMD instructions and externref element segments are refused at compile
 )
 
 try:
