@@ -24,10 +24,13 @@ Two profiles: ``"mvp"`` leaves out SIMD and reference types (what wasm3 0.5.0 ca
 ``Capabilities.reference_types``) and runs on every backend; ``"simd"`` is the whole of Wasm 2.0
 and runs on every backend but wasm3.
 
-Floats cross as Python floats: a NaN result is compared as "a NaN" (not its bits) until the raw
-value path of issue 14 (branch ``rawvalues``) lands, since a NaN's payload is lost on the way
-(V8 passes numbers through JavaScript). Every other float is compared by its bits (so -0.0 is
-not 0.0). Memory is compared bit for bit.
+Floats are compared by their bits, NaNs included (so -0.0 is not 0.0, and a NaN's sign and
+payload count): results and globals are read raw (``Func.call(..., raw=True)``,
+``Global.get(raw=True)``), and NaN arguments with payloads go in as :class:`~proxywasm_vm.F32Bits`
+/ :class:`~proxywasm_vm.F64Bits`. With ``--canonicalize-nans`` every NaN an operation makes is the
+canonical one, so the only NaN bits left to a runtime are those the spec says it must keep (a
+value passed through, ``neg``/``abs``/``copysign``, reinterpretations). Memory is compared bit
+for bit.
 """
 
 from __future__ import annotations
@@ -132,13 +135,12 @@ _EDGE = {
                   9223372036854775808.0, -9223372036854777856.0, 2147483647.0, 0.5],
 }
 
-#: NaNs with other payloads (and sign) to pass as arguments, once raw float bits cross into wasm
-#: bit for bit on every backend (issue 14 item 1, branch ``rawvalues``). Until then V8 quiets them
-#: and drops their payload on the way in (a JavaScript number), and the payload shows as soon as
-#: wasm stores the argument's bits (``i64.reinterpret_f64``, which smith's NaN canonicalization
-#: leaves alone): the long form found exactly that (seeds 1000087 and 1000111). So only the
-#: canonical NaN (``math.nan``) is passed while this is False.
-NAN_PAYLOAD_ARGS = False
+#: NaNs with other payloads (and sign), signalling ones among them, passed as arguments bit for bit
+#: (as F32Bits/F64Bits). Before raw values crossed every backend exactly (issue 14 item 1), V8
+#: dropped their payload on the way in (a JavaScript number), which showed as soon as wasm stored
+#: the argument's bits (``i64.reinterpret_f64``; the long form found it, seeds 1000087 and 1000111).
+#: False passes only the canonical NaN (``math.nan``).
+NAN_PAYLOAD_ARGS = True
 _NANS32 = [0x7FC00001, 0xFFC00000, 0x7FA00000]
 _NANS64 = [0x7FF8000000000001, 0xFFF8000000000000, 0x7FF4000000000000]
 
@@ -148,9 +150,9 @@ def _value(rng: random.Random, ty: ValType) -> Any:
     if not NAN_PAYLOAD_ARGS and r < 0.05:
         r = 0.05
     if ty == ValType.F32 and r < 0.05:
-        return struct.unpack("<f", struct.pack("<I", rng.choice(_NANS32)))[0]
+        return pw.F32Bits(rng.choice(_NANS32))
     if ty == ValType.F64 and r < 0.05:
-        return struct.unpack("<d", struct.pack("<Q", rng.choice(_NANS64)))[0]
+        return pw.F64Bits(rng.choice(_NANS64))
     if r < 0.6:
         return rng.choice(_EDGE[ty])
     if ty == ValType.I32:
@@ -193,10 +195,10 @@ _EXHAUSTION = {pw.TrapCode.STACK_OVERFLOW, pw.TrapCode.OUT_OF_FUEL, pw.TrapCode.
 
 
 def norm(value: Any, ty: ValType) -> Any:
-    """A value as compared: ints as signed ints, floats as ``("f32", bits)``, a NaN as ``"nan"``."""
+    """A value as compared: ints as signed ints, floats (read raw) as ``("f32", bits)``, NaNs too."""
     if ty in (ValType.F32, ValType.F64):
-        if math.isnan(value):
-            return "nan"
+        if isinstance(value, (pw.F32Bits, pw.F64Bits)):  # its bytes as wasm stores them (little-endian)
+            return (ty.value, value.bits.to_bytes(4 if ty == ValType.F32 else 8, "little").hex())
         return (ty.value, struct.pack("<f" if ty == ValType.F32 else "<d", value).hex())
     return value
 
@@ -223,7 +225,7 @@ def _state(instance: pw.Instance, module: pw.Module) -> dict[str, Any]:
             data = mem.read(0, mem.data_size)
             out[e.name] = (len(data), hashlib.blake2b(data, digest_size=12).hexdigest())
         elif isinstance(e.type, GlobalType) and e.type.content in SCALARS:
-            out[e.name] = norm(instance.exports.global_(e.name).value, e.type.content)
+            out[e.name] = norm(instance.exports.global_(e.name).get(raw=True), e.type.content)
     return out
 
 
@@ -255,7 +257,7 @@ def run_case(engine: pw.Engine, wasm: bytes, calls: Sequence[tuple[str, tuple]])
             ty = types[name]
             assert isinstance(ty, FuncType)
             try:
-                r = instance.exports.func(name)(*args)
+                r = instance.exports.func(name).call(*args, raw=True)
             except pw.Trap as e:
                 outcome: tuple = _trap(e)
             except pw.WasmError as e:  # WorkerCrashed and the like: a divergence by itself
@@ -353,6 +355,8 @@ def _jsonable(value: Any) -> Any:
     """Arguments and observations as JSON: a float argument by its f64 bits, a TrapCode by name."""
     if isinstance(value, float):
         return {"f64bits": struct.pack("<d", value).hex()}
+    if isinstance(value, (pw.F32Bits, pw.F64Bits)):
+        return {type(value).__name__: value.bits}
     if isinstance(value, pw.TrapCode):
         return value.name
     if isinstance(value, (tuple, list)):
@@ -363,7 +367,11 @@ def _jsonable(value: Any) -> Any:
 
 
 def _arg(v: Any) -> Any:
-    return struct.unpack("<d", bytes.fromhex(v["f64bits"]))[0] if isinstance(v, dict) else v
+    if not isinstance(v, dict):
+        return v
+    if "f64bits" in v:
+        return struct.unpack("<d", bytes.fromhex(v["f64bits"]))[0]
+    return pw.F32Bits(v["F32Bits"]) if "F32Bits" in v else pw.F64Bits(v["F64Bits"])
 
 
 def observed(steps: list[Step]) -> list[Any]:
