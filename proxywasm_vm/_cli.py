@@ -624,7 +624,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     flags = [o for o, v in (("--listen", args.listen), ("--upstream", args.upstream), ("--cluster", args.cluster),
                             ("--plugin", args.plugins), ("--admin", args.admin), ("--backend", args.backend),
                             ("--timeout", args.timeout), ("--grace", args.grace), ("--access-log", args.access_log),
-                            ("--log-level", args.log_level)) if v]
+                            ("--log-level", args.log_level), ("--deadline", args.deadline)) if v]
     if args.config_file is not None and flags:
         raise UsageError(f"{flags[0]}: with -c FILE the configuration file says everything; drop the flag "
                          "or the file")
@@ -640,7 +640,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                                  plugins=args.plugins or [], backend=args.backend or "wasmtime", admin=args.admin,
                                  access_log=args.access_log or "-", timeout=args.timeout,
                                  grace=args.grace if args.grace is not None else 30.0,
-                                 log_level=args.log_level or "info")
+                                 log_level=args.log_level or "info", deadline=args.deadline)
 
     try:
         return serve(load, watch=args.watch)
@@ -679,6 +679,8 @@ def _add_serve(sub: Any) -> None:
     sv.add_argument("--access-log", metavar="FILE", help="one line per request: '-' stdout (default), 'off', or a file")
     sv.add_argument("--timeout", type=float, metavar="SECONDS",
                     help="how long an upstream may take to answer (default 15, as Envoy's route timeout)")
+    sv.add_argument("--deadline", type=float, metavar="SECONDS",
+                    help="how long each plugin callback may run (default 0.5; past it: the failure policy)")
     sv.add_argument("--grace", type=float, metavar="SECONDS",
                     help="how long requests in flight may take to finish at shutdown (default 30)")
     sv.add_argument("--log-level", choices=("trace", "debug", "info", "warn", "error", "critical"),

@@ -250,11 +250,18 @@ class _Chain:
         self.retired = False
 
     async def close(self) -> None:
+        """Retire the plugins, then end the middleware's plugin thread (their VMs there close with
+        it: root contexts get proxy_on_done / proxy_on_delete), then the upstream clients."""
         for p in self.plugins:
             try:
                 p.close()
             except Exception:  # a plugin failing in proxy_on_done must not stop the others closing
                 _log.exception("closing plugin %s", p.name)
+        close = getattr(self.app, "close", None)
+        if close is not None and self.plugins:
+            await asyncio.get_running_loop().run_in_executor(None, close)
+        if self.plugins:
+            self.plugins[0].host.poll()  # the VMs started on this thread at load time close here
         await self.proxy.aclose()
 
 

@@ -403,12 +403,15 @@ def _plugin(pl: Any, w: _Where, base: Path, default_backend: str) -> PluginSpec:
 
 def config_from_flags(*, listen: list[str], upstream: str | None, clusters: list[str], plugins: list[dict],
                       backend: str, admin: str | None, access_log: str, timeout: float | None,
-                      grace: float, log_level: str) -> ServeConfig:
+                      grace: float, log_level: str, deadline: float | None = None) -> ServeConfig:
     """The simple form: ``--listen ADDR --upstream URL --plugin FILE [--config FILE] ...``; the same
     checks as a file (errors name the flag)."""
     w = _Where("pwvm serve")
     if upstream is None:
         raise w.fail("--upstream URL is required (or give a configuration file with -c)")
+    for flag, v in (("--timeout", timeout), ("--grace", grace), ("--deadline", deadline)):
+        if v is not None and not v > 0:
+            raise w.at(flag).fail(f"must be > 0 seconds, not {v}")
     c: dict[str, ClusterConfig] = {}
     opts: dict[str, Any] = {"timeout": timeout} if timeout is not None else {}
     c["upstream"] = ClusterConfig("upstream", _url(upstream, w.at("--upstream")), **opts)
@@ -434,7 +437,7 @@ def config_from_flags(*, listen: list[str], upstream: str | None, clusters: list
                                 path=str(path), backend=_backend(p.get("backend") or backend, None, pwi.at("--backend")),
                                 failure_policy=p.get("failure_policy") or "fail_closed",
                                 root_id=p.get("root_id") or "", vm_id=p.get("vm_id") or "",
-                                configuration=configuration, files=tuple(files)))
+                                configuration=configuration, deadline=deadline, files=tuple(files)))
     _unique_names(specs, w.at("--name"))
     if access_log == "off":
         log: str | None = None
