@@ -37,7 +37,10 @@ class Upstream:
         self.name = name
         self.active = 0  # requests being answered now
         self.count = 0
-        self.sock = socket.create_server(("127.0.0.1", 0))
+        # proto IPPROTO_TCP: asyncio then sets TCP_NODELAY (else each answer waits for a delayed ACK)
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(128)
         self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
         config = uvicorn.Config(self.app, lifespan="off", log_level="warning", access_log=False, interface="asgi3")
         self.server = uvicorn.Server(config)
