@@ -425,6 +425,9 @@ class ProxyWasmHost:
         self._epoch = 0  # bumped by every retirement (update, close): threads sweep when theirs differs
         self._event = threading.Event()
         self._remote_pending = False  # a worker running plugins of this host has work (see _wake)
+        # called (from any thread) whenever work is posted for poll(): an embedder running its own
+        # event loop (the ASGI middleware) polls then instead of blocking in poll(timeout=...)
+        self._wake_listeners: list[Callable[[], None]] = []
         self.plugins: list[Plugin] = []
         self._limit_ids: dict[str, int] = {}
 
@@ -695,11 +698,15 @@ class ProxyWasmHost:
     # -- driving asynchronous work ---------------------------------------------------------------
     def _wake(self) -> None:
         self._event.set()
+        for fn in self._wake_listeners:
+            fn()
 
     def _remote_wake(self) -> None:
         """Work was posted in a worker running plugins of this host (``_remote_host``)."""
         self._remote_pending = True
         self._event.set()
+        for fn in self._wake_listeners:
+            fn()
 
     def poll(self, timeout: float = 0.0) -> int:
         """Run this thread's pending work: callout responses, gRPC and queue events, due ticks.

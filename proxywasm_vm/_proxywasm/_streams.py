@@ -46,13 +46,26 @@ class LocalResponse:
 class _Buffered:
     """Bytes of one direction: forwarded so far (``_sent``) and held back while paused (``_buf``)."""
 
-    __slots__ = ("_sent", "_buf", "paused", "end_of_stream")
+    __slots__ = ("_sent", "_buf", "paused", "end_of_stream", "_taken")
 
     def __init__(self) -> None:
         self._sent = bytearray()
         self._buf = bytearray()
         self.paused = False
         self.end_of_stream = False
+        self._taken = 0  # forwarded bytes a consumer took away (_take): still counted in sizes
+
+    def _take(self) -> bytes:
+        """The forwarded bytes, handed over and released: an embedder that passes them on (the
+        ASGI middleware) keeps the host from holding a streamed body it already forwarded."""
+        out = bytes(self._sent)
+        self._taken += len(out)
+        del self._sent[:]
+        return out
+
+    def _size(self) -> int:
+        """Bytes of this direction so far: forwarded (also those taken) and held back."""
+        return self._taken + len(self._sent) + len(self._buf)
 
     @property
     def buffered(self) -> bytes:
@@ -518,9 +531,9 @@ class HttpStream(_StreamBase):
             if key == "duration":
                 return encode_property(self._vm.host.clock.now_ns() - self.started_ns)
             if key == "size":
-                return encode_property(len(self.request._sent) + len(self.request._buf))
+                return encode_property(self.request._size())
             if key == "total_size":
-                return encode_property(len(self.request._sent) + len(self.request._buf)
+                return encode_property(self.request._size()
                                        + (req.byte_size() if req is not None else 0))
             if key == "protocol":
                 return b"HTTP/1.1"
@@ -559,9 +572,9 @@ class HttpStream(_StreamBase):
                 t = self.response.trailers
                 return t.serialize() if t is not None else None
             if key == "size":
-                return encode_property(len(self.response._sent) + len(self.response._buf))
+                return encode_property(self.response._size())
             if key == "total_size":
-                return encode_property(len(self.response._sent) + len(self.response._buf)
+                return encode_property(self.response._size()
                                        + (resp.byte_size() if resp is not None else 0))
             if key == "grpc_status":
                 g = resp.get_bytes("grpc-status") if resp is not None else None
@@ -765,7 +778,7 @@ class TcpStream(_StreamBase):
         if name == "connection.id":
             return encode_property(self.context_id)
         if name == "connection.bytes_received":
-            return encode_property(len(self.downstream._sent) + len(self.downstream._buf))
+            return encode_property(self.downstream._size())
         return None
 
     def __repr__(self) -> str:
