@@ -511,7 +511,8 @@ class _Exchange:
         self.answer: LocalResponse | str | None = None
         self.app_in: list[tuple] = []  # request events for the application
         self.app_head: HeaderMap | None = None
-        self.app_eos = False
+        self.app_eos = False  # the chain let the end of the request out
+        self.app_told_end = False  # the application got its last http.request
         self.down_ended = False  # the client's request is fully read (or it disconnected)
         self.disconnected = False
         self.down_out: list[tuple] = []  # response events for the client
@@ -633,24 +634,27 @@ class _Exchange:
                 if self.answer is not None:
                     await self._send_answer()
                     return {"type": "http.disconnect"}
-                if self.app_eos:
-                    if self.finished or self.disconnected:
-                        return {"type": "http.disconnect"}
-                    # the request is over: like a server, wait for the client to go away
-                    msg = await self.receive()
-                    self.disconnected = msg["type"] == "http.disconnect"
-                    return msg if self.disconnected else {"type": "http.disconnect"}
                 if self.app_in:
                     kind, value, eos = self.app_in.pop(0)
                     if kind == "body":
-                        self.app_eos = eos
+                        self.app_eos = self.app_told_end = eos
                         return {"type": "http.request", "body": value, "more_body": not eos}
                     if kind == "trailers":  # ASGI has no request trailers: the end of the body
-                        self.app_eos = True
+                        self.app_eos = self.app_told_end = True
                         return {"type": "http.request", "body": b"", "more_body": False}
                     continue
-                if self.disconnected:
+                if self.app_eos and not self.app_told_end:  # (a request without body)
+                    self.app_told_end = True
+                    return {"type": "http.request", "body": b"", "more_body": False}
+                if self.disconnected or (self.app_told_end and self.finished):
                     return {"type": "http.disconnect"}
+                if self.app_told_end:
+                    # the request is over: as a server does, wait for the client to go away
+                    msg = await self.receive()
+                    self.disconnected = msg["type"] == "http.disconnect"
+                    if self.disconnected:
+                        return msg
+                    continue
                 if not self.down_ended:
                     await self._read_client()
                 else:

@@ -1,0 +1,331 @@
+"""ProxyWasmMiddleware over real HTTP: a uvicorn server on 127.0.0.1 serving a Starlette app behind
+the middleware, httpx as the client, the c_http_all test plugin (tests/plugins/README.md says
+what each of its tests does) on every backend."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import threading
+from typing import Any
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+import proxywasm_vm as pw
+from proxywasm_vm.asgi import ProxyWasmMiddleware
+
+from .conftest import plugin_file
+
+GUARD = 30.0  # "did not hang" guard of every wait (seconds)
+
+
+class App:
+    """The Starlette application behind the middleware, recording what reached it."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+        self.first_chunk = threading.Event()
+        self.client_got_first = threading.Event()
+        self.request_chunks: list[bytes] = []
+        self.app = Starlette(routes=[
+            Route("/echo", self.echo, methods=["GET", "POST"]),
+            Route("/shout", self.shout, methods=["POST"]),
+            Route("/stream-in", self.stream_in, methods=["POST"]),
+            Route("/stream-out", self.stream_out),
+        ])
+
+    async def echo(self, request: Request) -> Response:
+        self.calls.append(request.url.path)
+        body = await request.body()
+        return JSONResponse({"method": request.method, "path": request.url.path, "query": request.url.query,
+                             "headers": dict(request.headers), "body": body.decode("latin-1")},
+                            headers={"x-pwvm-drop": "yes", "x-app": "1"})
+
+    async def shout(self, request: Request) -> Response:
+        """Answers "you said: <body>" (streamed: no content-length, a plugin may change its length)."""
+        self.calls.append(request.url.path)
+        body = await request.body()
+
+        async def gen():
+            yield b"you said: "
+            yield body
+
+        return StreamingResponse(gen(), media_type="text/plain")
+
+    async def stream_in(self, request: Request) -> Response:
+        self.calls.append(request.url.path)
+        async for chunk in request.stream():
+            if chunk:
+                self.request_chunks.append(chunk)
+                self.first_chunk.set()
+        return PlainTextResponse(f"{len(self.request_chunks)} chunks")
+
+    async def stream_out(self, request: Request) -> Response:
+        self.calls.append(request.url.path)
+
+        async def gen():
+            yield b"first "
+            # the second chunk only once the client holds the first: a middleware that buffered
+            # the response would never let the client see it
+            seen = await asyncio.to_thread(self.client_got_first.wait, GUARD)
+            yield b"second" if seen else b"(client never saw the first chunk)"
+
+        return StreamingResponse(gen(), media_type="text/plain")
+
+
+def load(host: pw.ProxyWasmHost, configuration: str, name: str = "all", module: str = "c_http_all",
+         **config: Any) -> pw.Plugin:
+    return pw.Plugin(pw.PluginConfig(name=name, configuration=configuration, **config), plugin_file(module),
+                     host=host)
+
+
+def front(serve, plugins: list[pw.Plugin], app: App | None = None, **options: Any) -> tuple[Any, App]:
+    app = app or App()
+    server = serve(ProxyWasmMiddleware(app.app, plugins=plugins, **options))
+    return server, app
+
+
+def closed_contexts(host: pw.ProxyWasmHost) -> tuple[set[str], set[str]]:
+    """Context ids of c_http_all's streams that saw request headers, and of those that ended (on_log)."""
+    seen, ended = set(), set()
+    for r in getattr(host.logger, "records", ()):
+        m = re.search(r"request headers context=(\d+)", r.message)
+        if m:
+            seen.add((r.plugin, m.group(1)))
+        m = re.search(r"on_log context=(\d+)", r.message)
+        if m:
+            ended.add((r.plugin, m.group(1)))
+    return seen, ended
+
+
+def test_headers_rewritten_both_ways(serve, make_host):
+    host = make_host()
+    server, app = front(serve, [load(host, "test=headers")])
+    r = httpx.get(server.url + "/echo?q=1", headers={"x-pwvm-remove": "gone", "x-pwvm-echo": "hi"}, timeout=GUARD)
+    assert r.status_code == 200
+    seen = r.json()
+    h = seen["headers"]
+    assert h["x-pwvm-added"] == "1" and h["x-pwvm-replace"] == "replaced" and "x-pwvm-remove" not in h
+    assert h["x-pwvm-echoed"] == "hi"
+    # the plugin saw Envoy's head: pseudo-headers first, Host as :authority
+    assert h["x-pwvm-header-names"].startswith(":authority,:path,:method,:scheme,")
+    assert h["host"] == f"127.0.0.1:{server.port}"
+    assert seen["path"] == "/echo" and seen["query"] == "q=1"
+    # response: rewritten with proxy_set_header_map_pairs, minus x-pwvm-drop
+    assert "x-pwvm-drop" not in r.headers and r.headers["x-app"] == "1" and "x-pwvm-set-pairs" in r.headers
+    assert app.calls == ["/echo"]
+
+
+def test_local_response_401_short_circuits_the_app(serve, make_host):
+    host = make_host()
+    server, app = front(serve, [load(host, "test=auth")])
+    r = httpx.post(server.url + "/echo", content=b"payload", timeout=GUARD)
+    assert r.status_code == 401 and r.text == "unauthorized"
+    assert r.headers["www-authenticate"] == 'Bearer realm="pwvm"'
+    assert app.calls == []  # the app never ran
+    r = httpx.get(server.url + "/echo", headers={"authorization": "Bearer wrong"}, timeout=GUARD)
+    assert r.status_code == 403 and r.text == "forbidden" and app.calls == []
+    r = httpx.get(server.url + "/echo", headers={"authorization": "Bearer secret"}, timeout=GUARD)
+    assert r.status_code == 200 and r.json()["headers"]["x-pwvm-auth"] == "ok"
+    assert app.calls == ["/echo"]
+
+
+def test_body_rewritten_in_request_and_response(serve, make_host):
+    host = make_host()
+    server, app = front(serve, [load(host, "test=body")])
+
+    def chunks():
+        yield b"hello "
+        yield b"wor"
+        yield b"ld"
+
+    r = httpx.post(server.url + "/shout", content=chunks(), timeout=GUARD,
+                   headers={"x-pwvm-body-target": "both", "x-pwvm-body-mode": "replace"})
+    assert r.status_code == 200
+    # the request reached the app upper-cased; its answer was upper-cased on the way back
+    assert r.text == "YOU SAID: HELLO WORLD"
+    logs = "\n".join(host.logger.records[i].message for i in range(len(host.logger.records)))
+    assert "request body replaced bytes=11" in logs and "response body replaced bytes=21" in logs
+
+
+def test_chain_order_request_in_list_order_response_in_reverse(serve, make_host):
+    host = make_host()
+    a = load(host, "test=body\nbody_prefix=[A]", name="a")
+    b = load(host, "test=body\nbody_prefix=[B]", name="b")
+    server, app = front(serve, [a, b])
+    r = httpx.post(server.url + "/shout", content=b"x", timeout=GUARD,
+                   headers={"x-pwvm-body-target": "both", "x-pwvm-body-mode": "prepend"})
+    assert r.status_code == 200
+    # request: a, then b, then the app; response: the app, then b, then a
+    assert r.text == "[A][B]you said: [B][A]x"
+
+
+def test_callout_to_a_second_server_resumes_the_request(serve, make_host):
+    hits: list[tuple[str, str, bytes]] = []
+    release = threading.Event()
+
+    async def upstream(request: Request) -> Response:
+        hits.append((request.method, request.url.path, await request.body()))
+        if request.headers.get("x-pwvm-context") and not release.is_set():
+            await asyncio.to_thread(release.wait, GUARD)
+        return PlainTextResponse("pong", headers={"x-pwvm-callout-value": "42"})
+
+    side = serve(Starlette(routes=[Route("/callout", upstream, methods=["POST"])]))
+    host = make_host(upstreams={"pwvm_upstream": side.url})
+    server, app = front(serve, [load(host, "")])
+
+    async def scenario() -> tuple[httpx.Response, httpx.Response]:
+        async with httpx.AsyncClient(base_url=server.url, timeout=GUARD) as c:
+            paused = asyncio.create_task(c.get("/echo", headers={"x-pwvm-test": "callout"}))
+            for _ in range(3000):  # until the callout is in flight
+                if hits:
+                    break
+                await asyncio.sleep(0.01)
+            # while that request waits on its callout, the server goes on serving others
+            other = await c.get("/echo", headers={"x-pwvm-test": "headers"})
+            assert not paused.done()
+            release.set()
+            return await paused, other
+
+    paused, other = asyncio.run(scenario())
+    assert other.status_code == 200 and other.json()["headers"]["x-pwvm-added"] == "1"
+    assert paused.status_code == 200
+    h = paused.json()["headers"]
+    assert h["x-pwvm-callout-status"] == "200" and h["x-pwvm-callout-value"] == "42"
+    assert h["x-pwvm-callout-body"] == "pong"
+    assert hits[0][:3] == ("POST", "/callout", b"ping")
+    assert app.calls == ["/echo", "/echo"]
+
+
+def test_callout_failure_answers_503(serve, make_host):
+    host = make_host(upstreams={"pwvm_upstream": "http://127.0.0.1:9"})  # nothing listens there
+    server, app = front(serve, [load(host, "test=callout")])
+    r = httpx.get(server.url + "/echo", timeout=GUARD)
+    assert r.status_code == 503 and r.text == "callout failed" and app.calls == []
+
+
+@pytest.mark.parametrize("policy", ["fail_closed", "fail_open"])
+def test_trapping_plugin_follows_its_failure_policy(serve, make_host, policy):
+    host = make_host()
+    trap = load(host, "h", name="trap", module="wat_trap_in", failure_policy=policy)  # traps in request headers
+    server, app = front(serve, [trap])
+    for _ in range(2):  # the failing stream, then one while the VM waits for its reload
+        r = httpx.get(server.url + "/echo", timeout=GUARD)
+        if policy == "fail_closed":
+            assert r.status_code == 503
+        else:
+            assert r.status_code == 200 and r.json()["path"] == "/echo"
+    assert app.calls == ([] if policy == "fail_closed" else ["/echo", "/echo"])
+    assert trap.stats()["vm_failed"] >= 1
+
+
+def test_request_body_streams_through_unbuffered(serve, make_host):
+    host = make_host()
+    server, app = front(serve, [load(host, "test=body")])  # body callbacks run, and never pause
+
+    async def scenario() -> httpx.Response:
+        async def chunks():
+            yield b"one"
+            # the second chunk only once the app got the first: buffering would stall here
+            seen = await asyncio.to_thread(app.first_chunk.wait, GUARD)
+            yield b"two" if seen else b"(app never saw the first chunk)"
+
+        async with httpx.AsyncClient(timeout=GUARD) as c:
+            return await c.post(server.url + "/stream-in", content=chunks(),
+                                headers={"x-pwvm-body-mode": "none"})
+
+    r = asyncio.run(scenario())
+    assert r.status_code == 200
+    assert app.request_chunks == [b"one", b"two"]
+
+
+def test_response_body_streams_through_unbuffered(serve, make_host):
+    host = make_host()
+    server, app = front(serve, [load(host, "test=body")])
+    got = []
+    with httpx.stream("GET", server.url + "/stream-out", timeout=GUARD,
+                      headers={"x-pwvm-body-target": "response", "x-pwvm-body-mode": "none"}) as r:
+        for chunk in r.iter_raw():
+            got.append(chunk)
+            app.client_got_first.set()
+    assert b"".join(got) == b"first second"
+    assert any("response body size=6 eos=0" in m for m in (x.message for x in host.logger.records))
+
+
+@pytest.mark.parametrize("prop,expected", [
+    ("request.method", "GET"), ("request.path", "/echo?x=1"), ("request.scheme", "http"),
+    ("request.protocol", "HTTP/1.1"), ("source.address", None), ("destination.address", None)])
+def test_properties_come_from_the_scope(serve, make_host, prop, expected):
+    host = make_host()
+    server, app = front(serve, [load(host, "test=properties")])
+    with httpx.Client(timeout=GUARD) as c:
+        r = c.get(server.url + "/echo?x=1", headers={"x-pwvm-prop-get": prop})
+        assert r.status_code == 200
+        value = r.headers["x-pwvm-prop-get-result"]
+        if prop == "source.address":
+            assert re.fullmatch(r"127\.0\.0\.1:\d+", value), value
+        elif prop == "destination.address":
+            assert value == f"127.0.0.1:{server.port}"
+        else:
+            assert value == expected
+
+
+def test_streams_end_when_the_app_raises_or_the_client_answer_is_local(serve, make_host):
+    host = make_host()
+    plugin = load(host, "test=headers")
+
+    async def broken(scope, receive, send):
+        if scope["type"] == "http":
+            raise RuntimeError("the app fails")
+
+    server = serve(ProxyWasmMiddleware(broken, plugins=[plugin]), lifespan="off")
+    r = httpx.get(server.url + "/", timeout=GUARD)
+    assert r.status_code == 500  # uvicorn's answer to an app that raised before responding
+    seen, ended = closed_contexts(host)
+    assert seen and seen <= ended  # every stream of the plugin ended (on_log ran)
+
+
+def test_lifespan_and_websocket_scopes_pass_through(serve, make_host):
+    host = make_host()
+    events: list[str] = []
+
+    async def app(scope, receive, send):
+        if scope["type"] == "lifespan":
+            while True:
+                m = await receive()
+                events.append(m["type"])
+                await send({"type": m["type"] + ".complete"})
+                if m["type"] == "lifespan.shutdown":
+                    return
+        await Response("ok")(scope, receive, send)
+
+    mw = ProxyWasmMiddleware(app, plugins=[load(host, "test=headers")])
+    server = serve(mw)
+    assert httpx.get(server.url + "/", timeout=GUARD).text == "ok"
+    worker = mw._thread._worker
+    assert worker is not None and worker.thread.is_alive()
+    server.stop()
+    assert events == ["lifespan.startup", "lifespan.shutdown"]
+    assert mw._thread._worker is None and not worker.thread.is_alive()  # its thread ended at shutdown
+
+
+def test_a_fastapi_app_with_add_middleware(serve, make_host):
+    from fastapi import FastAPI
+
+    host = make_host()
+    api = FastAPI()
+    api.add_middleware(ProxyWasmMiddleware, plugins=[load(host, "test=auth")])
+
+    @api.get("/hello")
+    def hello() -> dict:
+        return {"hello": "world"}
+
+    server = serve(api)
+    assert httpx.get(server.url + "/hello", timeout=GUARD).status_code == 401
+    r = httpx.get(server.url + "/hello", headers={"authorization": "Bearer secret"}, timeout=GUARD)
+    assert r.status_code == 200 and r.json() == {"hello": "world"}
