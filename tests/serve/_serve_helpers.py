@@ -82,7 +82,7 @@ class Upstream:
             doc = {"upstream": self.name, "method": scope["method"], "path": path, "query": query,
                    "headers": [[k.decode("latin-1"), v.decode("latin-1")] for k, v in scope["headers"]],
                    "body": body.decode("latin-1")}
-            await _answer(send, 200, headers + [(b"x-upstream-drop", b"1")], json.dumps(doc).encode())
+            await _answer(send, 200, headers + [(b"x-pwvm-drop", b"1")], json.dumps(doc).encode())
         finally:
             self.active -= 1
 

@@ -40,7 +40,7 @@ def test_forwards_headers_as_a_proxy(proxy: Serve) -> None:
     assert header(doc, "x-request-id") == ["rid-1"]
     assert header(doc, "x-envoy-expected-rq-timeout-ms") == ["1000"]
     assert header(doc, "host") == [proxy.url.removeprefix("http://")]  # the client's authority, as Envoy
-    assert r.headers["x-upstream-drop"] == "1"  # response headers come back
+    assert r.headers["x-pwvm-drop"] == "1"  # response headers come back
     assert int(r.headers["x-envoy-upstream-service-time"]) >= 0
 
 
