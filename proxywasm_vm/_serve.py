@@ -23,7 +23,7 @@ import sys
 import time
 import uuid
 from datetime import datetime, timezone
-from typing import Any, Awaitable, Callable, Iterator
+from typing import Any, Awaitable, Callable, Iterator, MutableMapping
 
 from ._serve_config import ClusterConfig, ConfigError, ServeConfig
 
@@ -31,9 +31,9 @@ __all__ = ["serve", "ConfigError"]
 
 _log = logging.getLogger("proxywasm_vm.serve")
 
-Scope = dict
-Receive = Callable[[], Awaitable[dict]]
-Send = Callable[[dict], Awaitable[None]]
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 #: Hop-by-hop headers (RFC 9110 7.6.1, and the obsolete ones proxies still strip): they describe
 #: one connection, so a proxy drops them both ways, with every header ``connection`` names.
@@ -273,8 +273,8 @@ def _plugin_config(spec: Any) -> Any:
     if spec.deadline is not None or spec.memory_bytes is not None:
         from ._proxywasm._plugin import DEFAULT_PLUGIN_LIMITS as d
 
-        limits = StoreLimits(memory_bytes=spec.memory_bytes if spec.memory_bytes is not None else int(d.memory_bytes),
-                             deadline=spec.deadline if spec.deadline is not None else float(d.deadline))
+        limits = StoreLimits(memory_bytes=spec.memory_bytes if spec.memory_bytes is not None else d.memory_bytes,
+                             deadline=spec.deadline if spec.deadline is not None else d.deadline)
     return PluginConfig(name=spec.name, root_id=spec.root_id, vm_id=spec.vm_id, configuration=spec.configuration,
                         vm_config=spec.vm_config, backend=spec.backend, vm_per_stream=spec.vm_per_stream,
                         failure_policy=spec.failure_policy, limits=limits)
@@ -465,13 +465,13 @@ class _Front:
         sent = 0
         received = 0
 
-        async def counting_receive() -> dict:
+        async def counting_receive() -> MutableMapping[str, Any]:
             nonlocal received
             m = await receive()
             received += len(m.get("body", b""))
             return m
 
-        async def counting_send(m: dict) -> None:
+        async def counting_send(m: MutableMapping[str, Any]) -> None:
             nonlocal status, sent
             if m["type"] == "http.response.start":
                 status = m["status"]
@@ -678,7 +678,7 @@ class _Server:
     async def _watch(self) -> None:
         """``--watch``: reload when a configuration or plugin file changes (mtime and size, polled)."""
         def state() -> dict[str, Any]:
-            out = {}
+            out: dict[str, Any] = {}
             for f in self.config.files:
                 try:
                     st = os.stat(f)
@@ -709,9 +709,11 @@ class _Server:
         socks = [_bind(h, p) for h, p in cfg.listen]
         admin_socks = [_bind(*cfg.admin)] if cfg.admin else []
         # proxy_headers off: x-forwarded-for is the proxy's to write (uvicorn would trust it from 127.0.0.1)
-        common = dict(lifespan="off", log_config=None, access_log=False, server_header=False, date_header=False,
-                      timeout_keep_alive=5, interface="asgi3", proxy_headers=False)
-        proxy = Server(uvicorn.Config(self.front, timeout_graceful_shutdown=cfg.shutdown_grace, **common))
+        common: dict[str, Any] = dict(lifespan="off", log_config=None, access_log=False, server_header=False,
+                                      date_header=False, timeout_keep_alive=5, interface="asgi3",
+                                      proxy_headers=False)
+        grace: dict[str, Any] = {"timeout_graceful_shutdown": cfg.shutdown_grace}  # (a float works; typed int)
+        proxy = Server(uvicorn.Config(self.front, **grace, **common))
         admin = Server(uvicorn.Config(_Admin(self), timeout_graceful_shutdown=1, **common)) if admin_socks else None
         loop = asyncio.get_running_loop()
         tasks: set[asyncio.Task] = set()
