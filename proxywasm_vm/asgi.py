@@ -519,9 +519,11 @@ class _Exchange:
         self.started = False  # the response head went to the client
         self.finished = False  # the response ended (or was answered) for the client
         self.app_sends = True  # the application's response still goes somewhere
+        self.answered_app = False  # a plugin's answer went out instead of the application's
         self.resp_trailers = False  # the application announced trailers (ASGI extension)
         self._head: HeaderMap | None = None  # the application's response head, until its first body
         self.req_lock = asyncio.Lock()
+        self._rx_task: asyncio.Future | None = None
         self.resp_lock = asyncio.Lock()
 
     # -- plumbing --------------------------------------------------------------------------------
@@ -540,12 +542,38 @@ class _Exchange:
         self.changed.clear()
         self._take(await self.t.run(fn, *args))
 
+    def _rx(self) -> asyncio.Future:
+        """The pending ``receive()`` of the client (one at a time, shared by whoever waits on it)."""
+        if self._rx_task is None:
+            self._rx_task = asyncio.ensure_future(self.receive())
+        return self._rx_task
+
+    async def _client_message(self) -> Message:
+        t = self._rx()
+        msg = await asyncio.shield(t)
+        if self._rx_task is t:
+            self._rx_task = None
+        if msg["type"] == "http.disconnect":
+            self.down_ended = self.disconnected = True
+        return msg
+
     async def _wait(self) -> None:
-        """Wait for host work to move the chain (a callout answered ...), then forward it."""
-        timeout = self.mw.stream_idle_timeout
+        """Wait for host work to move the chain (a callout answered ...), then forward it. Once the
+        client has sent everything, its going away ends the wait too (Envoy resets the stream)."""
+        changed = asyncio.ensure_future(self.changed.wait())
+        waits: set[asyncio.Future] = {changed}
+        if self.down_ended and not self.disconnected:
+            waits.add(self._rx())  # (only a disconnect can come now)
         try:
-            await asyncio.wait_for(self.changed.wait(), timeout)
-        except asyncio.TimeoutError:
+            done, _ = await asyncio.wait(waits, timeout=self.mw.stream_idle_timeout,
+                                         return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            changed.cancel()
+        if self._rx_task is not None and self._rx_task in done:
+            await self._client_message()
+        if self.disconnected:
+            return
+        if not done:  # no progress for stream_idle_timeout
             if self.answer is None:
                 self.answer = _idle_reply() if not self.started else "reset"
             return
@@ -554,7 +582,7 @@ class _Exchange:
 
     async def _read_client(self) -> None:
         """Read one message from the client and push it into the chain."""
-        msg = await self.receive()
+        msg = await self._client_message()
         assert self.chain is not None
         if msg["type"] == "http.disconnect":
             self.down_ended = self.disconnected = True
@@ -575,7 +603,7 @@ class _Exchange:
         self.app_sends = False
         a = self.answer
         if isinstance(a, LocalResponse) and not self.started and not self.disconnected:
-            self.started = True
+            self.started = self.answered_app = True
             start, body = _local_reply(a)
             await self.send(start)
             await self.send(body)
@@ -604,17 +632,28 @@ class _Exchange:
                         return
                 else:
                     await self._wait()
+                    if self.disconnected:
+                        return
             if self.answer is not None:
                 await self._send_answer()
                 return
             assert self.app_head is not None
-            await self.mw.app(_app_scope(self.scope, self.app_head), self._app_receive, self._app_send)
+            try:
+                await self.mw.app(_app_scope(self.scope, self.app_head), self._app_receive, self._app_send)
+            except Exception:
+                if not self.answered_app:
+                    raise
+                # a plugin answered while the app ran, and the app was told the client left (as
+                # Envoy resets the upstream request): what it raises then is no server error
+                _log.debug("the ASGI app raised after a plugin answered", exc_info=True)
             if self.answer is not None:
                 await self._send_answer()
             elif not self.finished and not self.disconnected:
                 raise RuntimeError("the ASGI application returned without completing its response")
         finally:
             self.t.unwatch(self.loop, self.changed)
+            if self._rx_task is not None and not self._rx_task.done():
+                self._rx_task.cancel()
             try:
                 if self.chain is not None:  # (shielded: a cancelled request still closes its streams)
                     await asyncio.shield(self.t.run(self.chain.close))
@@ -650,8 +689,7 @@ class _Exchange:
                     return {"type": "http.disconnect"}
                 if self.app_told_end:
                     # the request is over: as a server does, wait for the client to go away
-                    msg = await self.receive()
-                    self.disconnected = msg["type"] == "http.disconnect"
+                    msg = await self._client_message()
                     if self.disconnected:
                         return msg
                     continue

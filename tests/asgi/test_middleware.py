@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import re
 import threading
+import time
 from typing import Any
 
 import httpx
@@ -329,3 +330,105 @@ def test_a_fastapi_app_with_add_middleware(serve, make_host):
     assert httpx.get(server.url + "/hello", timeout=GUARD).status_code == 401
     r = httpx.get(server.url + "/hello", headers={"authorization": "Bearer secret"}, timeout=GUARD)
     assert r.status_code == 200 and r.json() == {"hello": "world"}
+
+
+def test_request_body_past_the_host_bound_gets_413(serve, make_host):
+    host = make_host(limits=pw.HostLimits(body_buffer_max_bytes=1000))
+    server, app = front(serve, [load(host, "test=body")])  # replace: the plugin buffers the whole body
+
+    def logged(text: str) -> bool:
+        return any(text in r.message for r in host.logger.records)
+
+    async def scenario() -> httpx.Response:
+        async def chunks():
+            yield b"x" * 600
+            # the rest once the plugin holds the first part (paused, buffering): then past the bound
+            for _ in range(3000):
+                if logged("request body size=600 eos=0"):
+                    break
+                await asyncio.sleep(0.01)
+            yield b"x" * 5000
+
+        async with httpx.AsyncClient(timeout=GUARD) as c:
+            return await c.post(server.url + "/shout", content=chunks(), headers={"x-pwvm-body-mode": "replace"})
+
+    r = asyncio.run(scenario())
+    assert r.status_code == 413  # (the app had started: its answer never went out)
+    assert host.limit_hits().get("body_buffer", 0) >= 1
+    # under the bound, the same request goes through
+    r = httpx.post(server.url + "/shout", content=b"x" * 500, headers={"x-pwvm-body-mode": "replace"},
+                   timeout=GUARD)
+    assert r.status_code == 200 and r.text == "you said: " + "X" * 500
+
+
+def test_response_body_past_the_bound_after_its_head_resets(serve, make_host):
+    host = make_host(limits=pw.HostLimits(body_buffer_max_bytes=1000))
+    server, app = front(serve, [load(host, "test=body")])
+    with pytest.raises(httpx.HTTPError):  # the head went out: the connection is closed mid-body
+        r = httpx.post(server.url + "/shout", content=b"y" * 5000, timeout=GUARD,
+                       headers={"x-pwvm-body-target": "response", "x-pwvm-body-mode": "replace"})
+        r.raise_for_status()
+    assert host.limit_hits().get("body_buffer", 0) >= 1
+
+
+def test_a_plugin_that_never_resumes_gets_envoys_idle_timeout(serve, make_host):
+    release = threading.Event()
+
+    async def upstream(request: Request) -> Response:
+        await asyncio.to_thread(release.wait, GUARD)
+        return PlainTextResponse("late")
+
+    side = serve(Starlette(routes=[Route("/callout", upstream, methods=["POST"])]))
+    host = make_host(upstreams={"pwvm_upstream": side.url})
+    server, app = front(serve, [load(host, "test=callout\ncallout_timeout_ms=60000")], stream_idle_timeout=0.5)
+    try:
+        r = httpx.get(server.url + "/echo", timeout=GUARD)
+    finally:
+        release.set()
+    assert r.status_code == 408 and r.text == "stream timeout" and app.calls == []
+
+
+def test_a_stream_reset_by_the_plugin_never_reaches_the_app(serve, make_host):
+    host = make_host()
+    server, app = front(serve, [load(host, "test=close")])
+    r = httpx.get(server.url + "/echo", timeout=GUARD)
+    assert r.status_code == 500  # an ASGI app cannot reset before its response: the server answers 500
+    assert app.calls == []
+
+
+def test_client_leaving_during_a_callout_ends_the_stream(serve, make_host):
+    hits: list[str] = []
+    release = threading.Event()
+
+    async def upstream(request: Request) -> Response:
+        hits.append(request.url.path)
+        await asyncio.to_thread(release.wait, GUARD)
+        return PlainTextResponse("late")
+
+    side = serve(Starlette(routes=[Route("/callout", upstream, methods=["POST"])]))
+    host = make_host(upstreams={"pwvm_upstream": side.url})
+    server, app = front(serve, [load(host, "test=callout\ncallout_timeout_ms=60000")])
+
+    async def leave() -> None:
+        async with httpx.AsyncClient(timeout=GUARD) as c:
+            req = asyncio.create_task(c.get(server.url + "/echo"))
+            for _ in range(3000):
+                if hits:
+                    break
+                await asyncio.sleep(0.01)
+            req.cancel()  # the client goes away (its connection closes)
+            with pytest.raises(asyncio.CancelledError):
+                await req
+
+    try:
+        asyncio.run(leave())
+        assert hits
+        for _ in range(3000):  # the stream ends although its callout never answered
+            seen, ended = closed_contexts(host)
+            if seen and seen <= ended:
+                break
+            time.sleep(0.01)
+        assert seen and seen <= ended
+    finally:
+        release.set()
+    assert app.calls == []
