@@ -164,3 +164,29 @@ def test_help_names_both_forms() -> None:
     r = run_serve(["--help"])
     assert r.returncode == 0 and "-c FILE" in r.stdout and "--upstream URL" in r.stdout
     json.dumps(r.stdout)
+
+
+def test_upstream_answer_that_is_not_http_is_502(tmp_path: Path) -> None:
+    lsock = socket.create_server(("127.0.0.1", 0))
+    port = lsock.getsockname()[1]
+
+    def garbage() -> None:  # answers every connection with bytes that are no HTTP response
+        while True:
+            try:
+                conn, _ = lsock.accept()
+            except OSError:
+                return
+            with conn:
+                conn.recv(65536)
+                conn.sendall(b"this is not http\r\n\r\n")
+
+    threading.Thread(target=garbage, daemon=True).start()
+    srv = Serve(["--listen", "127.0.0.1:0", "--upstream", f"http://127.0.0.1:{port}", "--access-log", "off"],
+                tmp_path)
+    try:
+        r = httpx.get(srv.url + "/")
+        assert r.status_code == 502  # Envoy: an upstream protocol error (UPE)
+        assert "protocol error" in r.text
+    finally:
+        lsock.close()
+        assert srv.stop() == 0
