@@ -111,7 +111,7 @@ CFLAGS=(--target=wasm32-wasi -O2 -mexec-model=reactor -std=c11
         -Wall -Wextra -Werror -Wno-unused-parameter -Wno-unused-function
         "-ffile-prefix-map=$PLUG/c/=" "-ffile-prefix-map=$ROOT/=" -fno-ident)
 LDFLAGS=(-Wl,--export=malloc -Wl,--strip-debug)
-C_PLUGINS=(c_http_all c_abi010 c_tcp c_bad_guest c_bench)
+C_PLUGINS=(c_http_all c_abi010 c_tcp c_bad_guest c_bench c_shared)
 
 for p in "${C_PLUGINS[@]}"; do
   log "clang  $p"

@@ -37,6 +37,8 @@ if ! "$PY" -c 'import venv, ensurepip' 2>/dev/null; then apt_install python3-ven
 if [ ! -f "$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')/Python.h" ]; then
   apt_install python3-dev
 fi
+# redis-server: the Redis services' tests start their own on a free port (never the system's)
+command -v redis-server >/dev/null || apt_install redis-server
 "$PY" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else 1)' \
   || { log "$PY is older than 3.10; set PYTHON to a newer interpreter"; exit 1; }
 
@@ -49,7 +51,7 @@ STAMP="$VENV/.pwvm-installed"
 if [ ! -f "$STAMP" ] || [ "$ROOT/pyproject.toml" -nt "$STAMP" ] || [ "$ROOT/setup.py" -nt "$STAMP" ]; then
   log "installing proxywasm-vm and its test dependencies into .venv"
   "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
-  "$VENV/bin/python" -m pip install -q -e "$ROOT[test,plot,wasm3]"
+  "$VENV/bin/python" -m pip install -q -e "$ROOT[test,plot,wasm3,redis]"
   touch "$STAMP"
 fi
 

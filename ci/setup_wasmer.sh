@@ -64,7 +64,8 @@ STAMP="$VENV/.pwvm-installed"
 if [ ! -f "$STAMP" ] || [ "$ROOT/pyproject.toml" -nt "$STAMP" ] || [ "${BASH_SOURCE[0]}" -nt "$STAMP" ]; then
   log "installing ${WHEELS[*]} and proxywasm-vm into .venv310"
   "$VPY" -m pip install -q --disable-pip-version-check "${WHEELS[@]}"
-  "$VPY" -m pip install -q --disable-pip-version-check -e "$ROOT"
+  # (the redis extra: a plugin host in the worker reaches the Redis services itself)
+  "$VPY" -m pip install -q --disable-pip-version-check -e "$ROOT[redis]"
   touch "$STAMP"
 fi
 

@@ -28,9 +28,9 @@ from ._proxywasm import (AbiError, AbiVersion, Action, BufferType, CallbackHttpD
                          HostLimits, HttpCallRequest, HttpCallResponse, HttpDispatcher, HttpMessage, HttpStream,
                          HttpxDispatcher, LocalResponse, Logger, LogLevel, LogRecord, ManualClock, MapType,
                          MemoryLogger, Metric, Metrics, MetricType, PeerType, Plugin, PluginConfig, PluginCrash,
-                         PluginExit, PluginStartError, ProxyWasmError, ProxyWasmHost, Scheduler, SharedData,
-                         SharedQueues, Status, StreamType, SystemClock, TcpDirection, TcpStream, UnknownGrpcUpstream,
-                         UnknownUpstream, parse_pairs, serialize_pairs)
+                         PluginExit, PluginStartError, ProxyWasmError, ProxyWasmHost, RedisSharedData,
+                         RedisSharedQueues, Scheduler, SharedData, SharedQueues, SharedStoreError, Status, StreamType, SystemClock, TcpDirection, TcpStream, UnknownGrpcUpstream,
+                         UnknownUpstream, parse_pairs, redis_shared, serialize_pairs)
 
 __version__ = "0.1.0"
 
@@ -48,5 +48,5 @@ __all__ = [
     "MetricType", "Metrics", "PeerType", "Plugin", "PluginConfig", "PluginCrash", "PluginExit", "PluginStartError",
     "ProxyWasmError", "ProxyWasmHost", "Scheduler", "SharedData", "SharedQueues", "Status", "StreamType", "SystemClock",
     "TcpDirection", "TcpStream", "UnknownGrpcUpstream", "UnknownUpstream", "parse_pairs", "serialize_pairs",
-    "CallbackSignatureError",
+    "CallbackSignatureError", "RedisSharedData", "RedisSharedQueues", "SharedStoreError", "redis_shared",
 ]

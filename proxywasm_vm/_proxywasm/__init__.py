@@ -13,6 +13,7 @@ from ._http import (CallbackHttpDispatcher, HttpCallRequest, HttpCallResponse, H
 from ._limits import HostLimits
 from ._pairs import HeaderMap, parse_pairs, serialize_pairs
 from ._plugin import Plugin, PluginConfig, ProxyWasmHost
+from ._redis import RedisSharedData, RedisSharedQueues, SharedStoreError, redis_shared
 from ._services import (Clock, ForeignFunctionError, ForeignFunctions, Logger, LogRecord, ManualClock, MemoryLogger,
                         Metric, Metrics, Scheduler, SharedData, SharedQueues, SystemClock)
 from ._streams import HttpMessage, HttpStream, LocalResponse, TcpDirection, TcpStream
@@ -26,4 +27,4 @@ __all__ = [
     "ProxyWasmError", "ProxyWasmHost", "Scheduler", "SharedData", "SharedQueues", "Status", "StreamType", "SystemClock",
     "TcpDirection", "TcpStream", "UnknownGrpcUpstream", "UnknownUpstream", "parse_pairs", "serialize_pairs",
 ]
-__all__ += ["CallbackSignatureError"]
+__all__ += ["CallbackSignatureError", "RedisSharedData", "RedisSharedQueues", "SharedStoreError", "redis_shared"]

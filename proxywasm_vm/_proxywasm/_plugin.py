@@ -28,6 +28,7 @@ from ._hostcalls import HOST_FUNCTIONS, check_imports, linker_for
 from ._http import HttpDispatcher, HttpxDispatcher
 from ._limits import HostLimits
 from ._properties import flatten_properties
+from ._redis import RedisSharedData, RedisSharedQueues
 from ._services import (Clock, ForeignFunctions, Logger, LogRecord, MemoryLogger, Metrics, Scheduler, SharedData,
                         SharedQueues, SystemClock)
 from ._streams import HttpStream, TcpStream
@@ -358,7 +359,9 @@ class ProxyWasmHost:
     host share data and queues by ``vm_id``, metrics by name.
 
     - ``engine`` / ``backend``: the runtime used when a plugin names none;
-    - ``logger`` (:class:`MemoryLogger`), ``shared_data``, ``queues``, ``metrics``;
+    - ``logger`` (:class:`MemoryLogger`), ``shared_data``, ``queues``, ``metrics``; shared data
+      and queues are in memory by default, or shared by every host process on one Redis with
+      :class:`RedisSharedData` / :class:`RedisSharedQueues` (``**redis_shared(url)`` gives both);
     - ``http`` (:class:`HttpxDispatcher` over ``upstreams``), ``grpc``
       (:class:`GrpcioDispatcher` over ``grpc_upstreams``);
     - ``clock`` (:class:`SystemClock`; a :class:`ManualClock` makes timers
@@ -381,8 +384,8 @@ class ProxyWasmHost:
     """
 
     def __init__(self, *, engine: Engine | None = None, backend: str = DEFAULT_BACKEND,
-                 logger: Logger | None = None, shared_data: SharedData | None = None,
-                 queues: SharedQueues | None = None, metrics: Metrics | None = None,
+                 logger: Logger | None = None, shared_data: SharedData | RedisSharedData | None = None,
+                 queues: SharedQueues | RedisSharedQueues | None = None, metrics: Metrics | None = None,
                  http: HttpDispatcher | None = None, grpc: GrpcDispatcher | None = None,
                  upstreams: Mapping[str, str] | None = None, grpc_upstreams: Mapping[str, str] | None = None,
                  clock: Clock | None = None, scheduler: Scheduler | None = None,
@@ -405,8 +408,8 @@ class ProxyWasmHost:
         if engine is not None:
             self._engines[engine.name] = engine
         self.logger = logger if logger is not None else MemoryLogger(max_bytes=limits.log_max_bytes)
-        self.shared_data = shared_data if shared_data is not None else SharedData(limits)
-        self.queues = queues if queues is not None else SharedQueues(limits)
+        self.shared_data: SharedData | RedisSharedData = shared_data if shared_data is not None else SharedData(limits)
+        self.queues: SharedQueues | RedisSharedQueues = queues if queues is not None else SharedQueues(limits)
         self.metrics = metrics if metrics is not None else Metrics(limits)
         self.http = http if http is not None else HttpxDispatcher(upstreams or {})
         self.grpc = grpc if grpc is not None else GrpcioDispatcher(grpc_upstreams or {})

@@ -19,7 +19,10 @@ parent host and worker), so the plugin's host calls stay in the worker. What cro
   one more request, only when the caller reads it;
 - the parent host's services (logger, shared data, queues, metrics, clock,
   HTTP and gRPC dispatchers, foreign functions, properties) stay parent
-  objects the worker reaches by reference, only when the plugin uses them;
+  objects the worker reaches by reference, only when the plugin uses them,
+  except shared data and queues on Redis, which the worker reaches itself
+  (a copy made from their settings; queue registration, and so the delivery
+  of queue notifications, stays with the parent's object);
 - the event loop stays the parent's: a callout response or queue event for the
   worker is posted in the worker and wakes the parent host, whose
   :meth:`~proxywasm_vm.ProxyWasmHost.poll` then runs the worker's pending work
@@ -50,6 +53,7 @@ from ._abi import Action
 from ._errors import PluginCrash, PluginStartError
 from ._pairs import HeaderMap, host_map
 from ._plugin import ProxyWasmHost, plugin_limits, reload_delay
+from ._redis import from_worker_spec, is_worker_spec
 from ._services import ManualClock, Scheduler, SystemClock
 from ._streams import HttpMessage, HttpStream, LocalResponse, TcpDirection, TcpStream
 
@@ -114,6 +118,12 @@ def _services(host: Any, conn: Any) -> Any:
     t = conn.remote
     kw = {name: getattr(host, name) for name in ("logger", "shared_data", "queues", "metrics", "http", "grpc",
                                                   "foreign_functions")}
+    for name in ("shared_data", "queues"):
+        # services on a store of their own (Redis) are rebuilt in the worker from their settings and
+        # reach it directly: a plugin's shared data and queue calls do not cross (see _redis)
+        for_worker = getattr(kw[name], "_for_worker", None)
+        if for_worker is not None:
+            kw[name] = for_worker()
     kw["bridge"] = HostBridge(host, conn)
     kw["limits"] = host.limits  # a frozen dataclass: crosses by value
     kw["preserve_header_case"] = host.preserve_header_case
@@ -620,6 +630,9 @@ class WorkerHost(PinnedHost):
     """A parent host's twin in the worker: its event loop is the parent's (see :class:`HostBridge`)."""
 
     def __init__(self, *, bridge: Any, foreign_functions: Any = None, **kw: Any) -> None:
+        for name in ("shared_data", "queues"):
+            if is_worker_spec(kw.get(name)):
+                kw[name] = from_worker_spec(kw[name])
         super().__init__(scheduler=_ParentScheduler(bridge, kw["clock"]), **kw)
         if foreign_functions is not None:
             self.foreign_functions = foreign_functions  # the parent's (a proxy: its functions run there)

@@ -97,3 +97,34 @@ def traps_survive(backend_name: str) -> None:
     if _TRAPS[backend_name] is not None:
         pytest.skip(f"the {backend_name} backend does not survive a wasm trap in a call yet "
                     f"(probe: {_TRAPS[backend_name]}); backend bug, reported")
+
+
+# -- Redis (the Redis services' tests: tests/proxywasm/test_redis*.py) ---------------------------
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Any:
+    """A ``redis-server`` of the session on a free loopback port (see ``redis_server.py``)."""
+    from .redis_server import RedisServer, redis_server_or_skip
+
+    srv = RedisServer(redis_server_or_skip()).start()
+    yield srv
+    srv.close()
+
+
+@pytest.fixture
+def redis_server_own() -> Any:
+    """A ``redis-server`` of this test alone, for tests that stop or pause it."""
+    from .redis_server import RedisServer, redis_server_or_skip
+
+    srv = RedisServer(redis_server_or_skip()).start()
+    yield srv
+    srv.close()
+
+
+@pytest.fixture
+def redis_prefix() -> str:
+    """A key prefix of this test alone, so that tests sharing the session's Redis never meet."""
+    import uuid
+
+    return f"pwvm-test-{uuid.uuid4().hex[:12]}:"
