@@ -624,7 +624,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     flags = [o for o, v in (("--listen", args.listen), ("--upstream", args.upstream), ("--cluster", args.cluster),
                             ("--plugin", args.plugins), ("--admin", args.admin), ("--backend", args.backend),
                             ("--timeout", args.timeout), ("--grace", args.grace), ("--access-log", args.access_log),
-                            ("--log-level", args.log_level), ("--deadline", args.deadline)) if v]
+                            ("--log-level", args.log_level), ("--deadline", args.deadline),
+                            ("--redis", args.redis), ("--redis-prefix", args.redis_prefix)) if v]
     if args.config_file is not None and flags:
         raise UsageError(f"{flags[0]}: with -c FILE the configuration file says everything; drop the flag "
                          "or the file")
@@ -640,7 +641,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
                                  plugins=args.plugins or [], backend=args.backend or "wasmtime", admin=args.admin,
                                  access_log=args.access_log or "-", timeout=args.timeout,
                                  grace=args.grace if args.grace is not None else 30.0,
-                                 log_level=args.log_level or "info", deadline=args.deadline)
+                                 log_level=args.log_level or "info", deadline=args.deadline, redis=args.redis,
+                                 redis_prefix=args.redis_prefix or "pwvm:")
 
     try:
         return serve(load, watch=args.watch)
@@ -685,6 +687,9 @@ def _add_serve(sub: Any) -> None:
                     help="how long requests in flight may take to finish at shutdown (default 30)")
     sv.add_argument("--log-level", choices=("trace", "debug", "info", "warn", "error", "critical"),
                     help="the lowest plugin log level written (default info)")
+    sv.add_argument("--redis", metavar="URL", help="keep shared data and queues in this Redis, shared with every "
+                                                  "process using it (redis://HOST:PORT/DB; default: in memory)")
+    sv.add_argument("--redis-prefix", metavar="PREFIX", help="the prefix of the Redis keys (default 'pwvm:')")
     sv.add_argument("--watch", type=float, nargs="?", const=1.0, metavar="SECONDS",
                     help="reload when the configuration or a plugin file changes (checked every SECONDS, default 1)")
     sv.set_defaults(fn=cmd_serve, plugins=None)

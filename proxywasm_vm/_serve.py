@@ -636,7 +636,15 @@ class _Server:
         self.draining = False
         # Plugin HTTP callouts go to the clusters by name (the dispatcher's table is replaced on reload).
         self.dispatcher = HttpxDispatcher({n: c.url for n, c in config.clusters.items()}, max_workers=16)
-        self.host = ProxyWasmHost(http=self.dispatcher, logger=_PluginLogger.make(config.log_level))
+        shared: dict[str, Any] = {}
+        if config.redis is not None:  # shared data and queues across every process on this Redis
+            from ._proxywasm import redis_shared
+
+            try:
+                shared = redis_shared(config.redis, prefix=config.redis_prefix)
+            except ImportError as e:
+                raise ConfigError(f"{config.source or 'pwvm serve'}: redis: {e}") from None
+        self.host = ProxyWasmHost(http=self.dispatcher, logger=_PluginLogger.make(config.log_level), **shared)
         self.access_log = _open_log(config.access_log)
         self.front = _Front(build_chain(config, self.host, self.stats, 1), self.stats, self.access_log)
         self._reloading = asyncio.Lock()
@@ -650,6 +658,9 @@ class _Server:
                 if config.listen != self.config.listen or config.admin != self.config.admin:
                     _log.warning("reload: listeners and the admin address change only with a restart; "
                                  "keeping %s", ", ".join(f"{h}:{p}" for h, p in self.config.listen))
+                if (config.redis, config.redis_prefix) != (self.config.redis, self.config.redis_prefix):
+                    _log.warning("reload: the Redis of shared data and queues changes only with a restart; "
+                                 "keeping %s", self.config.redis or "memory")
                 chain = build_chain(config, self.host, self.stats, self.front.chain.number + 1)
             except ConfigError as e:
                 self.stats.reloads["failure"] += 1
@@ -756,6 +767,10 @@ class _Server:
             for c in [self.front.chain, *self.front.retired]:
                 await c.close()
             self.dispatcher.close()
+            for service in (self.host.shared_data, self.host.queues):  # Redis connections, listener thread
+                close = getattr(service, "close", None)
+                if close is not None:
+                    close()
             if self.access_log not in (None, sys.stdout):
                 self.access_log.close()
             elif self.access_log is sys.stdout:

@@ -88,6 +88,9 @@ class ServeConfig:
     source: str | None = None
     #: files whose change ``--watch`` reloads on
     files: tuple[str, ...] = field(default=())
+    #: shared data and queues in this Redis (None: in memory, per process), keys under ``redis_prefix``
+    redis: str | None = None
+    redis_prefix: str = "pwvm:"
 
     def cluster_for(self, path: str) -> str | None:
         """The cluster of a request path: the first route whose prefix matches, else the default."""
@@ -202,6 +205,14 @@ def _url(text: str, w: _Where) -> str:
     return text.rstrip("/")
 
 
+def _redis_url(text: str | None, w: _Where) -> str | None:
+    if text is None:
+        return None
+    if urlsplit(text).scheme not in ("redis", "rediss", "unix"):
+        raise w.fail(f"{text!r} is not a Redis URL: write redis://HOST:PORT/DB (or rediss://, unix://)")
+    return text
+
+
 def _read(path: Path, w: _Where) -> bytes:
     try:
         return path.read_bytes()
@@ -237,7 +248,7 @@ def _backend(text: str, isolation: str | None, w: _Where) -> str:
 # ---- the file ------------------------------------------------------------------------------
 
 _TOP = {"listen", "admin", "access_log", "default_cluster", "shutdown_grace", "log_level", "backend", "clusters",
-        "routes", "plugins"}
+        "routes", "plugins", "redis", "redis_prefix"}
 _CLUSTER = {"url", "timeout", "connect_timeout", "max_connections"}
 _ROUTE = {"prefix", "cluster"}
 _PLUGIN = {"name", "path", "backend", "isolation", "vm_per_stream", "failure_policy", "root_id", "vm_id",
@@ -352,7 +363,9 @@ def parse_config(doc: Any, *, source: str, base: Path) -> ServeConfig:
     files = [source] + [f for p in plugins for f in p.files]
     return ServeConfig(listen=tuple(listen), clusters=clusters, routes=tuple(routes), default_cluster=default,
                        plugins=tuple(plugins), admin=admin, access_log=access_log, shutdown_grace=grace,
-                       log_level=log_level, source=source, files=tuple(files))
+                       log_level=log_level, source=source, files=tuple(files),
+                       redis=_redis_url(_str(d, "redis", w, empty=False), w.at("redis")),
+                       redis_prefix=_str(d, "redis_prefix", w, "pwvm:"))
 
 
 def _unique_names(plugins: list[PluginSpec], w: _Where) -> None:
@@ -403,7 +416,8 @@ def _plugin(pl: Any, w: _Where, base: Path, default_backend: str) -> PluginSpec:
 
 def config_from_flags(*, listen: list[str], upstream: str | None, clusters: list[str], plugins: list[dict],
                       backend: str, admin: str | None, access_log: str, timeout: float | None,
-                      grace: float, log_level: str, deadline: float | None = None) -> ServeConfig:
+                      grace: float, log_level: str, deadline: float | None = None, redis: str | None = None,
+                      redis_prefix: str = "pwvm:") -> ServeConfig:
     """The simple form: ``--listen ADDR --upstream URL --plugin FILE [--config FILE] ...``; the same
     checks as a file (errors name the flag)."""
     w = _Where("pwvm serve")
@@ -446,4 +460,5 @@ def config_from_flags(*, listen: list[str], upstream: str | None, clusters: list
     return ServeConfig(listen=tuple(parse_address(a, w.at("--listen")) for a in (listen or ["127.0.0.1:8080"])),
                        clusters=c, default_cluster="upstream", plugins=tuple(specs),
                        admin=parse_address(admin, w.at("--admin")) if admin else None, access_log=log,
-                       shutdown_grace=grace, log_level=log_level, files=tuple(f for s in specs for f in s.files))
+                       shutdown_grace=grace, log_level=log_level, files=tuple(f for s in specs for f in s.files),
+                       redis=_redis_url(redis, w.at("--redis")), redis_prefix=redis_prefix)

@@ -60,6 +60,7 @@ def test_yaml_file_parses_like_toml(tmp_path: Path) -> None:
     ('listn = "127.0.0.1:0"\n', "listn: unknown key"),
     ('admin = "localhost"\n', "admin: 'localhost' is not an address"),
     ('shutdown_grace = -1\n', "shutdown_grace: must be > 0"),
+    ('redis = "http://127.0.0.1:6379"\n', "redis: 'http://127.0.0.1:6379' is not a Redis URL"),
     ("[clusters.other]\nurl = \"ftp://x\"\n", "clusters.other.url: 'ftp://x' is not an upstream URL"),
     ('[[routes]]\nprefix = "/a"\ncluster = "nope"\n', "routes[0].cluster: unknown cluster 'nope'"),
     ('[[plugins]]\npath = "missing.wasm"\n', "plugins[1].path: no such file"),
@@ -74,7 +75,7 @@ def test_yaml_file_parses_like_toml(tmp_path: Path) -> None:
 ])
 def test_bad_file_names_key_and_problem(tmp_path: Path, change: str, message: str) -> None:
     text = GOOD + change.replace("PLUGIN", str(PLUGINS / "c_http_all.wasm"))
-    if change.startswith(("listn", "admin", "shutdown")):  # top-level keys go before the tables
+    if change.startswith(("listn", "admin", "shutdown", "redis")):  # top-level keys go before the tables
         text = change + GOOD
     path = _write(tmp_path, text)
     with pytest.raises(ConfigError) as e:
