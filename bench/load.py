@@ -213,6 +213,8 @@ def run_variant(name: str, backend: str | None, args: argparse.Namespace, upstre
             "--admin", "127.0.0.1:0", "--access-log", "off", "--log-level", "warn", "--grace", "5"]
     if backend is not None:
         argv += ["--plugin", str(args.plugin), "--backend", backend]
+        if args.deadline is not None:
+            argv += ["--deadline", str(args.deadline)]
         if args.config:
             cfg = tmp / f"{name}.conf"
             cfg.write_text(args.config.replace("\\n", "\n"))
@@ -239,6 +241,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-baseline", action="store_true", help="leave out the no-plugin proxy")
     p.add_argument("--plugin", type=Path, default=PLUGIN, help="the plugin (default c_http_all.wasm)")
     p.add_argument("--config", default="test=headers", help="its configuration (default 'test=headers')")
+    p.add_argument("--deadline", type=float, help="each plugin callback's deadline in seconds (default: the "
+                                                  "plugin default, 0.5; an overloaded machine can starve a worker "
+                                                  "past it, which fails requests as in production)")
     p.add_argument("--json", metavar="FILE", help="also write the figures as JSON ('-': stdout)")
     p.add_argument("--upstream-server", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)

@@ -485,6 +485,12 @@ class _Front:
             status = status or 499  # Envoy logs 0 / DC; nginx's 499 "client closed request"
             info.flags = "DC"
         except Exception as e:
+            from .asgi import StreamReset
+
+            if isinstance(e, StreamReset):  # a plugin reset the stream: uvicorn closes the connection
+                info.details = "stream_reset_by_plugin"
+                status = status or 500  # (what uvicorn answers when nothing was sent yet)
+                raise
             if status == 0:  # nothing was sent yet: answer 500 (Envoy's local reply for a filter error)
                 _log.exception("request %s %s failed", scope.get("method"), scope.get("path"))
                 info.details = f"internal_error{{{type(e).__name__}}}"

@@ -155,3 +155,14 @@ def test_trapping_plugin_follows_its_failure_policy(policy: str, upstream: Upstr
     finally:
         assert s.stop() == 0, s.stderr()
     assert "trap" in s.stderr()  # the failure is logged, naming the plugin
+
+
+def test_plugin_reset_closes_the_stream(served: Serve, upstream: Upstream) -> None:
+    before = upstream.count
+    try:  # proxy_close_stream: the connection closes (uvicorn answers 500 when nothing was sent yet)
+        r = httpx.get(served.url + "/reset", headers={"x-pwvm-test": "close"})
+        assert r.status_code == 500
+    except httpx.RemoteProtocolError:
+        pass
+    assert upstream.count == before
+    assert httpx.get(served.url + "/after").status_code == 200  # and the server goes on
