@@ -277,6 +277,10 @@ def main(argv: list[str] | None = None) -> int:
                       flush=True)
                 try:
                     rows.append(run_variant(name, backend, args, up.url, tmp))
+                    r = rows[-1]  # (as it comes: a run cut short still tells what it measured)
+                    print(f"  {r['requests']} requests, {r['errors']} errors, {r['rps']:.0f} req/s, p50 "
+                          f"{r['p50_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms, RSS {r['rss_mib']:.1f} MiB",
+                          file=sys.stderr, flush=True)
                 except RuntimeError as e:
                     failed += 1
                     missing.append(f"{name}: {e}")
