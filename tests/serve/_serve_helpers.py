@@ -1,6 +1,7 @@
 """Helpers of the ``pwvm serve`` tests: real upstream servers (uvicorn in a thread of the test
-process, on 127.0.0.1 with a free port) and ``pwvm serve`` run as a subprocess. (A module of its
-own, not conftest.py: test modules import it by a name no other folder uses.)"""
+process, on 127.0.0.1 with a free port) and ``pwvm serve`` run as a subprocess. (The folder is a
+package, as tests/asgi: a conftest.py outside a package would take the module name ``conftest``
+that the top-level tests import tests/conftest.py by.)"""
 
 from __future__ import annotations
 

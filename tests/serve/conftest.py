@@ -6,7 +6,7 @@ from typing import Iterator
 
 import pytest
 
-from _serve_helpers import Upstream
+from ._serve_helpers import Upstream
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from _serve_helpers import PLUGINS, run_serve
+from ._serve_helpers import PLUGINS, run_serve
 from proxywasm_vm._cli import main
 from proxywasm_vm._serve_config import ConfigError, load_config_file
 

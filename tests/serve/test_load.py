@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from _serve_helpers import ROOT
+from ._serve_helpers import ROOT
 
 
 def test_load_bench_tiny(tmp_path: Path) -> None:

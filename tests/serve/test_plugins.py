@@ -14,7 +14,7 @@ import pytest
 
 import proxywasm_vm as pw
 from _helpers import load_backend
-from _serve_helpers import PLUGINS, Serve, Upstream, header
+from ._serve_helpers import PLUGINS, Serve, Upstream, header
 from proxywasm_vm import _settings
 
 BACKENDS = _settings.selected_backends() or pw.backend_names()

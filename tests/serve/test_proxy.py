@@ -13,7 +13,7 @@ from typing import Any, Iterator
 import httpx
 import pytest
 
-from _serve_helpers import Serve, Upstream, header
+from ._serve_helpers import Serve, Upstream, header
 
 
 @pytest.fixture(scope="module")
@@ -159,7 +159,7 @@ def test_sigterm_lets_requests_in_flight_finish(upstream: Upstream, tmp_path: Pa
 
 
 def test_help_names_both_forms() -> None:
-    from _serve_helpers import run_serve
+    from ._serve_helpers import run_serve
 
     r = run_serve(["--help"])
     assert r.returncode == 0 and "-c FILE" in r.stdout and "--upstream URL" in r.stdout

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 
-from _serve_helpers import PLUGINS, ROOT, Serve, Upstream
+from ._serve_helpers import PLUGINS, ROOT, Serve, Upstream
 
 README = (ROOT / "README.md").read_text()
 

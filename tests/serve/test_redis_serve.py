@@ -11,7 +11,7 @@ from typing import Any, Iterator
 import httpx
 import pytest
 
-from _serve_helpers import PLUGINS, Serve, Upstream
+from ._serve_helpers import PLUGINS, Serve, Upstream
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from _serve_helpers import PLUGINS, Serve, Upstream, header
+from ._serve_helpers import PLUGINS, Serve, Upstream, header
 
 
 def gcore_config(upstream: Upstream, configuration: str) -> str:
