@@ -390,6 +390,7 @@ class RedisSharedQueues:
         self._lock = threading.Lock()
         self._watch: dict[int, Callable[[int], None]] = {}  # token -> the latest registrant here
         self._listener: threading.Thread | None = None
+        self._listener_pid = 0
         self._subscribed = threading.Event()
         self._closed = False
         # a worker's copy: registration (and so the notifications) stays with the parent's object
@@ -498,7 +499,9 @@ class RedisSharedQueues:
     def _listen(self) -> None:
         """Start the listener thread (once) and wait, up to ``timeout``, until it has subscribed."""
         with self._lock:
-            if self._listener is None:
+            if self._listener is None or self._listener_pid != os.getpid():  # (a forked child has none)
+                self._listener_pid = os.getpid()
+                self._subscribed.clear()
                 self._listener = threading.Thread(target=_listen, args=(weakref.ref(self), self._channel),
                                                   name="pwvm-redis-queues", daemon=True)
                 self._listener.start()

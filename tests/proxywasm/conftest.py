@@ -105,8 +105,9 @@ def traps_survive(backend_name: str) -> None:
 @pytest.fixture(scope="session")
 def redis_server() -> Any:
     """A ``redis-server`` of the session on a free loopback port (see ``redis_server.py``)."""
-    from .redis_server import RedisServer, redis_server_or_skip
+    from .redis_server import RedisServer, redis_client_or_skip, redis_server_or_skip
 
+    redis_client_or_skip()
     srv = RedisServer(redis_server_or_skip()).start()
     yield srv
     srv.close()
@@ -115,8 +116,9 @@ def redis_server() -> Any:
 @pytest.fixture
 def redis_server_own() -> Any:
     """A ``redis-server`` of this test alone, for tests that stop or pause it."""
-    from .redis_server import RedisServer, redis_server_or_skip
+    from .redis_server import RedisServer, redis_client_or_skip, redis_server_or_skip
 
+    redis_client_or_skip()
     srv = RedisServer(redis_server_or_skip()).start()
     yield srv
     srv.close()

@@ -15,6 +15,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from typing import Any
 
 import pytest
 
@@ -29,6 +30,17 @@ def redis_server_or_skip() -> str:
             pytest.fail(f"CI=true requires redis-server: {reason}", pytrace=False)
         pytest.skip(reason)
     return exe
+
+
+def redis_client_or_skip() -> Any:
+    """The redis package (the ``test`` extra has it): skip locally, fail in CI, without it."""
+    try:
+        import redis
+    except ImportError:
+        if in_ci():
+            pytest.fail("CI=true requires the redis package (pip install -e '.[test]')", pytrace=False)
+        pytest.skip("the redis package is not installed (pip install -e '.[test]' or '.[redis]')")
+    return redis
 
 
 def _free_port() -> int:

@@ -16,7 +16,6 @@ import time
 from typing import Any
 
 import pytest
-import redis
 
 import proxywasm_vm as pw
 from proxywasm_vm import Status
@@ -75,6 +74,8 @@ def test_plugin_counter_and_queue_on_redis(engine: pw.Engine, redis_server: Any,
         assert op(p, "dequeue")["x-pwvm-status"] == "7"  # EMPTY
         assert op(p, "enqueue", ("x-pwvm-item", "three"))["x-pwvm-status"] == "0"
         if isinstance(engine, ProcessEngine):  # the plugin's host lives in the worker: so does its client
+            import redis
+
             names = {c["name"] for c in redis.Redis.from_url(redis_server.url).client_list()}
             assert f"pwvm:{engine._conn_now().pid}" in names, names
     finally:
