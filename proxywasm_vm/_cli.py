@@ -630,6 +630,106 @@ def _print_table(result: Any, console: Any) -> None:
                       "(--method, --path, --header, --body, --request) or add --time-stopped to time it anyway.")
 
 
+# ---- pwvm serve ---------------------------------------------------------------------
+
+class _PluginOption(argparse.Action):
+    """``--plugin FILE`` starts a plugin of the chain; ``--config``, ``--root-id``, ``--vm-id``,
+    ``--name``, ``--failure-policy`` and ``--plugin-backend`` after it set that plugin's fields."""
+
+    def __call__(self, parser: argparse.ArgumentParser, ns: argparse.Namespace, value: Any,
+                 option: str | None = None) -> None:
+        plugins = getattr(ns, "plugins", None) or []
+        if self.dest == "plugin":
+            plugins.append({"path": value})
+        else:
+            if not plugins:
+                raise UsageError(f"{option} sets a field of the plugin before it: give --plugin FILE first")
+            key = self.dest.rstrip("_")
+            if key in plugins[-1]:
+                raise UsageError(f"{option} is given twice for --plugin {plugins[-1]['path']}")
+            plugins[-1][key] = value
+        ns.plugins = plugins
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Run the reverse proxy until SIGTERM; exit status 2 on a bad configuration."""
+    from ._serve import serve
+    from ._serve_config import ConfigError, config_from_flags, load_config_file
+
+    flags = [o for o, v in (("--listen", args.listen), ("--upstream", args.upstream), ("--cluster", args.cluster),
+                            ("--plugin", args.plugins), ("--admin", args.admin), ("--backend", args.backend),
+                            ("--timeout", args.timeout), ("--grace", args.grace), ("--access-log", args.access_log),
+                            ("--log-level", args.log_level), ("--deadline", args.deadline),
+                            ("--redis", args.redis), ("--redis-prefix", args.redis_prefix)) if v]
+    if args.config_file is not None and flags:
+        raise UsageError(f"{flags[0]}: with -c FILE the configuration file says everything; drop the flag "
+                         "or the file")
+    if args.config_file is None and args.upstream is None:
+        raise UsageError("give --upstream URL (and --plugin FILE ...), or a configuration file: -c pwvm.toml")
+    if args.watch is not None and not args.watch > 0:
+        raise UsageError(f"--watch {args.watch}: give a positive number of seconds")
+
+    def load() -> Any:
+        if args.config_file is not None:
+            return load_config_file(args.config_file)
+        return config_from_flags(listen=args.listen or [], upstream=args.upstream, clusters=args.cluster or [],
+                                 plugins=args.plugins or [], backend=args.backend or "wasmtime", admin=args.admin,
+                                 access_log=args.access_log or "-", timeout=args.timeout,
+                                 grace=args.grace if args.grace is not None else 30.0,
+                                 log_level=args.log_level or "info", deadline=args.deadline, redis=args.redis,
+                                 redis_prefix=args.redis_prefix or "pwvm:")
+
+    try:
+        return serve(load, watch=args.watch)
+    except ConfigError as e:
+        raise UsageError(str(e)) from None
+
+
+def _add_serve(sub: Any) -> None:
+    sv = sub.add_parser("serve", help="run a reverse proxy with a chain of Proxy-Wasm plugins",
+                        description="A reverse proxy (uvicorn + httpx) that runs Proxy-Wasm plugins in front of "
+                                    "upstream clusters. Simple form: --listen ADDR --upstream URL --plugin FILE "
+                                    "[--config FILE] ...; full form: -c pwvm.toml (or .yaml). SIGTERM/SIGINT: "
+                                    "drain and stop; SIGHUP: reload. Exit status 2 on a bad configuration.")
+    sv.add_argument("-c", "--config-file", metavar="FILE", help="the configuration file (TOML, or YAML with PyYAML)")
+    sv.add_argument("--listen", action="append", metavar="HOST:PORT",
+                    help="where to accept requests (repeatable; default 127.0.0.1:8080; port 0: any free port)")
+    sv.add_argument("--upstream", metavar="URL", help="where requests go, e.g. http://127.0.0.1:9000 "
+                                                     "(cluster 'upstream')")
+    sv.add_argument("--cluster", action="append", metavar="NAME=URL",
+                    help="another upstream cluster, a target of plugin HTTP callouts (repeatable)")
+    sv.add_argument("--plugin", action=_PluginOption, dest="plugin", metavar="FILE",
+                    help="a plugin's .wasm (repeatable: a chain, in request order)")
+    sv.add_argument("--config", action=_PluginOption, dest="config", metavar="FILE",
+                    help="the configuration of the --plugin before it (read in proxy_on_configure)")
+    sv.add_argument("--root-id", action=_PluginOption, dest="root_id", help="the root id of the --plugin before it")
+    sv.add_argument("--vm-id", action=_PluginOption, dest="vm_id", help="the vm id of the --plugin before it")
+    sv.add_argument("--name", action=_PluginOption, dest="name", help="the name of the --plugin before it")
+    sv.add_argument("--failure-policy", action=_PluginOption, dest="failure_policy",
+                    choices=("fail_closed", "fail_open", "fail_reload"),
+                    help="what a request gets when the --plugin before it fails (default fail_closed: a 503)")
+    sv.add_argument("--plugin-backend", action=_PluginOption, dest="backend_", metavar="BACKEND",
+                    help="the backend of the --plugin before it (default --backend)")
+    sv.add_argument("--backend", help="the backend of every plugin, e.g. wasmtime, v8, wasmtime@process "
+                                      "(default wasmtime)")
+    sv.add_argument("--admin", metavar="HOST:PORT", help="the admin listener: /metrics (Prometheus), /healthz")
+    sv.add_argument("--access-log", metavar="FILE", help="one line per request: '-' stdout (default), 'off', or a file")
+    sv.add_argument("--timeout", type=float, metavar="SECONDS",
+                    help="how long an upstream may take to answer (default 15, as Envoy's route timeout)")
+    sv.add_argument("--deadline", type=float, metavar="SECONDS",
+                    help="how long each plugin callback may run (default 0.5; past it: the failure policy)")
+    sv.add_argument("--grace", type=float, metavar="SECONDS",
+                    help="how long requests in flight may take to finish at shutdown (default 30)")
+    sv.add_argument("--log-level", choices=("trace", "debug", "info", "warn", "error", "critical"),
+                    help="the lowest plugin log level written (default info)")
+    sv.add_argument("--redis", metavar="URL", help="keep shared data and queues in this Redis, shared with every "
+                                                  "process using it (redis://HOST:PORT/DB; default: in memory)")
+    sv.add_argument("--redis-prefix", metavar="PREFIX", help="the prefix of the Redis keys (default 'pwvm:')")
+    sv.add_argument("--watch", type=float, nargs="?", const=1.0, metavar="SECONDS",
+                    help="reload when the configuration or a plugin file changes (checked every SECONDS, default 1)")
+    sv.set_defaults(fn=cmd_serve, plugins=None)
+
+
 # ---- entry point ------------------------------------------------------------------
 
 def _count(low: int, high: int) -> Any:
@@ -712,6 +812,8 @@ def build_parser() -> argparse.ArgumentParser:
     be.add_argument("--check", action="store_true",
                     help="also exit 1 when a speed target is missed or any backend is unavailable")
     be.set_defaults(fn=cmd_bench)
+
+    _add_serve(sub)
 
     from ._plugincmds import add_commands  # pwvm inspect, run, diff
 
