@@ -308,7 +308,11 @@ def build_chain(config: ServeConfig, host: Any, stats: _Stats, number: int) -> _
     if plugins:
         from .asgi import ProxyWasmMiddleware
 
-        app = ProxyWasmMiddleware(proxy, plugins=plugins)
+        # Each generation on a plugin thread of its own, so its VMs are its own: on the event loop,
+        # the generations of a plugin (same vm_id and code) would share the loop thread's VM, and
+        # retiring the old one (proxy_on_done of its root context) made the AssemblyScript SDK abort
+        # that shared VM, failing the requests still in flight on it (tests/serve/test_reload.py).
+        app = ProxyWasmMiddleware(proxy, plugins=plugins, plugin_thread=True)
     return _Chain(config, app, proxy, plugins, number)
 
 

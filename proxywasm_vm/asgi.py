@@ -57,11 +57,17 @@ class StreamReset(Exception):
     nearest an ASGI application gets to Envoy's stream reset."""
 
 
-# -- the plugin thread -----------------------------------------------------------------------------
-# Why a thread of its own, not the event loop: a plugin callback is synchronous and may run up to
-# its deadline (0.5 s by default), and a plugin on a worker engine (@process, wasmer, wasm3) costs
-# a blocking round trip per event; on the loop either would stall every connection the server
-# holds. One thread per middleware (not a pool): VMs are per thread per plugin, so one thread
+# -- where plugin callbacks run -------------------------------------------------------------------
+# On the event loop (``plugin_thread=False``, the default when every plugin runs in this process):
+# as an Envoy worker runs its wasm filters on its own event loop. A callback costs microseconds;
+# handing each event to another thread instead costs a thread switch each way, and under load a
+# wait for the GIL (measured with bench/load.py: the proxy's throughput halved with one plugin
+# on its own thread). The price is Envoy's too: a slow callback (up to its deadline, 0.5 s by
+# default) holds every connection of the loop meanwhile. ``_LoopWorker`` below.
+#
+# On a thread of its own (``plugin_thread=True``, the default when a plugin runs in a worker
+# process: @process, wasmer, wasm3, whose every event is a blocking round trip that would stall the
+# loop). One thread per middleware (not a pool): VMs are per thread per plugin, so one thread
 # means one VM per plugin (Envoy's VM per worker), whose root context, ticks and state serve every
 # request; the loop only hands it events (one job per event, the whole chain in each job) and waits
 # for the answer without blocking. The same thread runs the host's asynchronous work (callout
@@ -70,6 +76,16 @@ class StreamReset(Exception):
 
 _POLL = object()
 _STOP = object()
+
+
+def _next_tick(hosts: list[ProxyWasmHost]) -> float | None:
+    """Seconds until the first tick due on this thread's timers of ``hosts`` (None: no tick)."""
+    waits = []
+    for h in hosts:
+        due = h.scheduler.next_due()
+        if due is not None:
+            waits.append(max(0.0, (due - h.clock.monotonic_ns()) / 1e9))
+    return min(waits) if waits else None
 
 
 class _Worker:
@@ -128,7 +144,7 @@ class _Worker:
         try:
             while True:
                 try:
-                    item = q.get(timeout=self._next_tick())
+                    item = q.get(timeout=_next_tick(self.hosts))
                 except queue.Empty:
                     item = _POLL  # a tick is due
                 if item is _STOP:
@@ -148,14 +164,6 @@ class _Worker:
                 if self._wake in h._wake_listeners:
                     h._wake_listeners.remove(self._wake)
 
-    def _next_tick(self) -> float | None:
-        waits = []
-        for h in self.hosts:
-            due = h.scheduler.next_due()  # (this thread's timers)
-            if due is not None:
-                waits.append(max(0.0, (due - h.clock.monotonic_ns()) / 1e9))
-        return min(waits) if waits else None
-
     def _poll(self) -> None:
         n = 0
         for h in self.hosts:
@@ -174,19 +182,114 @@ class _Worker:
                     pass
 
 
+class _LoopWorker:
+    """:class:`_Worker`'s interface, run on the event loop itself (see the comment above
+    ``_POLL``): jobs run inline, a host wake-up (from any thread) schedules a poll on the loop,
+    and the next tick is a loop timer."""
+
+    def __init__(self, hosts: list[ProxyWasmHost], loop: asyncio.AbstractEventLoop) -> None:
+        self.hosts = hosts
+        self.loop = loop
+        self.thread = threading.current_thread()
+        self.lock = threading.Lock()
+        self.active = 0
+        self.stopping = False
+        self.waiters: set[asyncio.Event] = set()
+        self._timer: asyncio.TimerHandle | None = None
+        for h in hosts:
+            h._wake_listeners.append(self._wake)
+
+    def _wake(self) -> None:  # any thread: the host has work for poll()
+        try:
+            self.loop.call_soon_threadsafe(self._poll)
+        except RuntimeError:  # the loop is closed
+            pass
+
+    def acquire(self) -> None:
+        with self.lock:
+            self.active += 1
+
+    def release(self) -> None:
+        with self.lock:
+            self.active -= 1
+            last = self.stopping and self.active == 0
+        if last:
+            self._end()
+
+    def stop(self) -> None:
+        with self.lock:
+            self.stopping = True
+            idle = self.active == 0
+        if idle:
+            self._end()
+
+    def _end(self) -> None:
+        for h in self.hosts:
+            if self._wake in h._wake_listeners:
+                h._wake_listeners.remove(self._wake)
+        try:
+            self.loop.call_soon_threadsafe(self._cancel_timer)
+        except RuntimeError:
+            pass
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        try:
+            return fn(*args)
+        finally:
+            self._arm()  # the job may have set a tick period
+
+    def watch(self, loop: asyncio.AbstractEventLoop, ev: asyncio.Event) -> None:
+        self.waiters.add(ev)
+
+    def unwatch(self, loop: asyncio.AbstractEventLoop, ev: asyncio.Event) -> None:
+        self.waiters.discard(ev)
+
+    def _arm(self) -> None:
+        self._cancel_timer()
+        if self.stopping and self.active == 0:
+            return
+        wait = _next_tick(self.hosts)
+        if wait is not None:
+            self._timer = self.loop.call_later(wait, self._poll)
+
+    def _poll(self) -> None:
+        n = 0
+        for h in self.hosts:
+            try:
+                n += h.poll()
+            except Exception:  # noqa: BLE001 - a "raise" plugin failing in a callout answer or tick
+                _log.exception("proxy-wasm host work failed")
+                n += 1
+        if n:
+            for ev in list(self.waiters):
+                ev.set()
+        self._arm()
+
+
 class _PluginThread:
-    """The middleware's current worker (a new one after :meth:`stop`)."""
+    """The middleware's current worker (a new one after :meth:`stop`): a :class:`_Worker` thread,
+    or with ``on_loop`` a :class:`_LoopWorker` on the running loop."""
 
-    def __init__(self, hosts: list[ProxyWasmHost]) -> None:
+    def __init__(self, hosts: list[ProxyWasmHost], on_loop: bool = False) -> None:
         self._hosts = hosts
+        self._on_loop = on_loop
         self._lock = threading.Lock()
-        self._worker: _Worker | None = None
+        self._worker: _Worker | _LoopWorker | None = None
 
-    def acquire(self) -> _Worker:
+    def acquire(self) -> _Worker | _LoopWorker:
+        loop = asyncio.get_running_loop() if self._on_loop else None
         with self._lock:
             w = self._worker
+            if isinstance(w, _LoopWorker) and w.loop is not loop:  # (another event loop: a new worker)
+                w.stop()
+                w = None
             if w is None:
-                w = self._worker = _Worker(self._hosts)
+                w = self._worker = _LoopWorker(self._hosts, loop) if loop is not None else _Worker(self._hosts)
             w.acquire()
             return w
 
@@ -198,7 +301,7 @@ class _PluginThread:
         if w is None:
             return
         w.stop()
-        if w.thread is not threading.current_thread():
+        if isinstance(w, _Worker) and w.thread is not threading.current_thread():
             w.thread.join(timeout)
 
 
@@ -468,16 +571,20 @@ class ProxyWasmMiddleware:
       (Envoy's ``stream_idle_timeout``, default 300): then a 408 ``stream timeout``, or a reset
       once the response began; ``None`` waits without limit;
     - ``close_plugins``: also close the plugins when the server shuts down (lifespan) or on
-      :meth:`close` (default False: the caller owns them).
+      :meth:`close` (default False: the caller owns them);
+    - ``plugin_thread``: where plugin callbacks run. ``False``: on the event loop, as an Envoy
+      worker runs its filters (the cheapest; a callback holds the loop while it runs, at most its
+      deadline). ``True``: on one thread of the middleware, so the loop never waits for a plugin.
+      The default (``None``) is the loop when every plugin runs in this process, and the thread
+      when one runs in a worker process (each of its events is a blocking round trip).
 
-    Plugin callbacks run on one thread of the middleware (see the comment above ``_PluginThread``
-    in the source), never on the event loop. Non-HTTP scopes go to ``app`` untouched; at lifespan
-    shutdown the middleware's thread ends, and with it the plugins' VMs of that thread.
+    Non-HTTP scopes go to ``app`` untouched; at lifespan shutdown the middleware's plugin thread
+    ends, and with it the plugins' VMs of that thread.
     """
 
     def __init__(self, app: ASGIApp, plugins: Iterable[Plugin] = (), *,
                  stream_idle_timeout: float | None = DEFAULT_STREAM_IDLE_TIMEOUT,
-                 close_plugins: bool = False) -> None:
+                 close_plugins: bool = False, plugin_thread: bool | None = None) -> None:
         self.app = app
         self.plugins: list[Plugin] = list(plugins)
         for p in self.plugins:
@@ -487,7 +594,10 @@ class ProxyWasmMiddleware:
             raise ValueError(f"stream_idle_timeout must be > 0 seconds or None, got {stream_idle_timeout!r}")
         self.stream_idle_timeout = stream_idle_timeout
         self.close_plugins = close_plugins
-        self._thread = _PluginThread(list(dict.fromkeys(p.host for p in self.plugins)))
+        if plugin_thread is None:
+            plugin_thread = any(p.engine.backend.isolation == "process" for p in self.plugins)
+        self.plugin_thread = plugin_thread
+        self._thread = _PluginThread(list(dict.fromkeys(p.host for p in self.plugins)), on_loop=not plugin_thread)
         weakref.finalize(self, self._thread.stop, 0.0)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -521,7 +631,7 @@ class _Exchange:
 
     def __init__(self, mw: ProxyWasmMiddleware, scope: Scope, receive: Receive, send: Send) -> None:
         self.mw = mw
-        self.t: _Worker  # (set by run)
+        self.t: _Worker | _LoopWorker  # (set by run)
         self.scope = scope
         self.receive = receive
         self.send = send

@@ -166,7 +166,8 @@ def test_chain_order_request_in_list_order_response_in_reverse(serve, make_host)
     assert r.text == "[A][B]you said: [B][A]x"
 
 
-def test_callout_to_a_second_server_resumes_the_request(serve, make_host):
+@pytest.mark.parametrize("plugin_thread", [None, True], ids=["default", "thread"])
+def test_callout_to_a_second_server_resumes_the_request(serve, make_host, plugin_thread):
     hits: list[tuple[str, str, bytes]] = []
     release = threading.Event()
 
@@ -178,7 +179,7 @@ def test_callout_to_a_second_server_resumes_the_request(serve, make_host):
 
     side = serve(Starlette(routes=[Route("/callout", upstream, methods=["POST"])]))
     host = make_host(upstreams={"pwvm_upstream": side.url})
-    server, app = front(serve, [load(host, "")])
+    server, app = front(serve, [load(host, "")], plugin_thread=plugin_thread)
 
     async def scenario() -> tuple[httpx.Response, httpx.Response]:
         async with httpx.AsyncClient(base_url=server.url, timeout=GUARD) as c:
@@ -210,11 +211,12 @@ def test_callout_failure_answers_503(serve, make_host):
     assert r.status_code == 503 and r.text == "callout failed" and app.calls == []
 
 
+@pytest.mark.parametrize("plugin_thread", [None, True], ids=["default", "thread"])
 @pytest.mark.parametrize("policy", ["fail_closed", "fail_open", "raise"])
-def test_trapping_plugin_follows_its_failure_policy(serve, make_host, policy):
+def test_trapping_plugin_follows_its_failure_policy(serve, make_host, policy, plugin_thread):
     host = make_host()
     trap = load(host, "h", name="trap", module="wat_trap_in", failure_policy=policy)  # traps in request headers
-    server, app = front(serve, [trap])
+    server, app = front(serve, [trap], plugin_thread=plugin_thread)
     for _ in range(2):  # the failing stream, then one while the VM waits for its reload
         r = httpx.get(server.url + "/echo", timeout=GUARD)
         if policy == "fail_closed":
@@ -470,3 +472,27 @@ def test_response_trailers_through_the_chain(make_host):
     assert [m["type"] for m in sent] == ["http.response.start", "http.response.body", "http.response.trailers"]
     assert sent[0]["trailers"] is True and sent[1]["body"] == b"data" and sent[1]["more_body"] is True
     assert dict(sent[2]["headers"]) == {b"x-checksum": b"1", b"x-pwvm-trailer": b"1"}
+
+
+@pytest.mark.parametrize("plugin_thread", [None, False, True])
+def test_callbacks_run_on_the_loop_or_the_plugin_thread(serve, make_host, engine, plugin_thread):
+    # The default: on the event loop (as an Envoy worker runs its filters) when the plugin runs in
+    # this process; on the middleware's thread when each event is a round trip to a worker process.
+    host = make_host()
+    plugin = load(host, "test=headers")
+    where: list[str] = []
+    opened = plugin.http_stream
+
+    def http_stream(*args: Any, **kw: Any) -> Any:
+        where.append(threading.current_thread().name)
+        return opened(*args, **kw)
+
+    plugin.http_stream = http_stream  # type: ignore[method-assign]
+    server, app = front(serve, [plugin], plugin_thread=plugin_thread)
+    in_worker = engine.backend.isolation == "process"
+    expected = in_worker if plugin_thread is None else plugin_thread
+    assert server.server.config.app.plugin_thread is expected
+    for _ in range(2):
+        r = httpx.get(server.url + "/echo", timeout=GUARD)
+        assert r.status_code == 200 and r.json()["headers"]["x-pwvm-added"] == "1"
+    assert where == (["pwvm-asgi"] * 2 if expected else [server.thread.name] * 2)
