@@ -88,25 +88,14 @@ def _next_tick(hosts: list[ProxyWasmHost]) -> float | None:
     return min(waits) if waits else None
 
 
-class _Worker:
-    """The thread, with its own job queue: an exchange stays on the worker it started on (its
-    streams belong to that thread's VMs), so a worker that is stopped ends only once its last
-    exchange has ended."""
+class _Users:
+    """Counts the exchanges using a worker: a worker that is stopped ends (``_end``) only once its
+    last exchange has ended (its streams belong to the worker's VMs)."""
 
-    def __init__(self, hosts: list[ProxyWasmHost]) -> None:
-        self.hosts = hosts
-        self.q: queue.SimpleQueue = queue.SimpleQueue()
+    def __init__(self) -> None:
         self.lock = threading.Lock()
         self.active = 0
         self.stopping = False
-        self.waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
-        self.thread = threading.Thread(target=self._main, name="pwvm-asgi", daemon=True)
-        for h in hosts:
-            h._wake_listeners.append(self._wake)
-        self.thread.start()
-
-    def _wake(self) -> None:  # any thread: the host has work for poll()
-        self.q.put(_POLL)
 
     def acquire(self) -> None:
         with self.lock:
@@ -117,14 +106,39 @@ class _Worker:
             self.active -= 1
             last = self.stopping and self.active == 0
         if last:
-            self.q.put(_STOP)
+            self._end()
 
     def stop(self) -> None:
         with self.lock:
             self.stopping = True
             idle = self.active == 0
         if idle:
-            self.q.put(_STOP)
+            self._end()
+
+    def _end(self) -> None:
+        raise NotImplementedError
+
+
+class _Worker(_Users):
+    """The thread, with its own job queue: an exchange stays on the worker it started on (its
+    streams belong to that thread's VMs), so a worker that is stopped ends only once its last
+    exchange has ended."""
+
+    def __init__(self, hosts: list[ProxyWasmHost]) -> None:
+        super().__init__()
+        self.hosts = hosts
+        self.q: queue.SimpleQueue = queue.SimpleQueue()
+        self.waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
+        self.thread = threading.Thread(target=self._main, name="pwvm-asgi", daemon=True)
+        for h in hosts:
+            h._wake_listeners.append(self._wake)
+        self.thread.start()
+
+    def _wake(self) -> None:  # any thread: the host has work for poll()
+        self.q.put(_POLL)
+
+    def _end(self) -> None:
+        self.q.put(_STOP)
 
     async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
         f: concurrent.futures.Future = concurrent.futures.Future()
@@ -182,18 +196,15 @@ class _Worker:
                     pass
 
 
-class _LoopWorker:
+class _LoopWorker(_Users):
     """:class:`_Worker`'s interface, run on the event loop itself (see the comment above
     ``_POLL``): jobs run inline, a host wake-up (from any thread) schedules a poll on the loop,
     and the next tick is a loop timer."""
 
     def __init__(self, hosts: list[ProxyWasmHost], loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__()
         self.hosts = hosts
         self.loop = loop
-        self.thread = threading.current_thread()
-        self.lock = threading.Lock()
-        self.active = 0
-        self.stopping = False
         self.waiters: set[asyncio.Event] = set()
         self._timer: asyncio.TimerHandle | None = None
         for h in hosts:
@@ -204,24 +215,6 @@ class _LoopWorker:
             self.loop.call_soon_threadsafe(self._poll)
         except RuntimeError:  # the loop is closed
             pass
-
-    def acquire(self) -> None:
-        with self.lock:
-            self.active += 1
-
-    def release(self) -> None:
-        with self.lock:
-            self.active -= 1
-            last = self.stopping and self.active == 0
-        if last:
-            self._end()
-
-    def stop(self) -> None:
-        with self.lock:
-            self.stopping = True
-            idle = self.active == 0
-        if idle:
-            self._end()
 
     def _end(self) -> None:
         for h in self.hosts:

@@ -296,7 +296,8 @@ def test_streams_end_when_the_app_raises_or_the_client_answer_is_local(serve, ma
     assert seen and seen <= ended  # every stream of the plugin ended (on_log ran)
 
 
-def test_lifespan_and_websocket_scopes_pass_through(serve, make_host):
+@pytest.mark.parametrize("plugin_thread", [False, True], ids=["loop", "thread"])
+def test_lifespan_and_websocket_scopes_pass_through(serve, make_host, plugin_thread):
     host = make_host()
     events: list[str] = []
 
@@ -310,14 +311,19 @@ def test_lifespan_and_websocket_scopes_pass_through(serve, make_host):
                     return
         await Response("ok")(scope, receive, send)
 
-    mw = ProxyWasmMiddleware(app, plugins=[load(host, "test=headers")])
+    mw = ProxyWasmMiddleware(app, plugins=[load(host, "test=headers")], plugin_thread=plugin_thread)
     server = serve(mw)
     assert httpx.get(server.url + "/", timeout=GUARD).text == "ok"
     worker = mw._thread._worker
-    assert worker is not None and worker.thread.is_alive()
+    assert worker is not None and worker._wake in host._wake_listeners
+    if plugin_thread:
+        assert worker.thread.is_alive()
     server.stop()
     assert events == ["lifespan.startup", "lifespan.shutdown"]
-    assert mw._thread._worker is None and not worker.thread.is_alive()  # its thread ended at shutdown
+    # at shutdown the worker ended: its thread, or on the loop its host wake-ups
+    assert mw._thread._worker is None and worker._wake not in host._wake_listeners
+    if plugin_thread:
+        assert not worker.thread.is_alive()
 
 
 def test_a_fastapi_app_with_add_middleware(serve, make_host):
