@@ -39,7 +39,7 @@ class Upstream:
         self.name = name
         self.active = 0  # requests being answered now
         self.count = 0
-        self.slow_started = threading.Event()  # a /slow request has reached this upstream
+        self.slow_queries: list[str] = []  # the query strings of the /slow requests that reached it
         # proto IPPROTO_TCP: asyncio then sets TCP_NODELAY (else each answer waits for a delayed ACK)
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         self.sock.bind(("127.0.0.1", 0))
@@ -73,7 +73,7 @@ class Upstream:
                 await _answer(send, 200, [(b"x-pwvm-callout-value", b"from-callout")], b"pong")
                 return
             if path == "/slow":
-                self.slow_started.set()
+                self.slow_queries.append(query)
                 await asyncio.sleep(float(dict(p.split("=") for p in query.split("&"))["delay"]))
             if path == "/stream":
                 await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})

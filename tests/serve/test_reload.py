@@ -7,6 +7,7 @@ from __future__ import annotations
 import signal
 import threading
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -81,9 +82,10 @@ def test_sighup_reload_under_load_drops_nothing(upstream: Upstream, tmp_path: Pa
     s = Serve(["-c", str(cfg)], tmp_path)
     loop = ClientLoop(s.url)
     slow: list[Any] = []
+    tag = uuid.uuid4().hex  # names this test's slow request at the (session-wide) upstream
 
     def slow_call() -> None:  # in flight across the first swap: it ends on the chain it began on
-        r = httpx.get(s.url + "/slow?delay=1.5", timeout=30)
+        r = httpx.get(s.url + "/slow?delay=1.5&tag=" + tag, timeout=30)
         slow.append((r.status_code, header(r.json(), "x-pwvm-config")))
 
     slow_thread = threading.Thread(target=slow_call)
@@ -93,8 +95,10 @@ def test_sighup_reload_under_load_drops_nothing(upstream: Upstream, tmp_path: Pa
         # the slow request is at the upstream, so it went through the first chain: only then reload
         # (the client loop's requests come and go meanwhile: the upstream's count of active
         # requests does not tell which one arrived)
-        assert upstream.slow_started.wait(30)
         deadline = time.monotonic() + 30
+        while f"delay=1.5&tag={tag}" not in upstream.slow_queries:
+            assert time.monotonic() < deadline, "the slow request did not reach the upstream"
+            time.sleep(0.01)
         for gen in ("gen2", "gen3", "gen4"):
             cfg.write_text(gcore_config(upstream, gen))
             s.signal(signal.SIGHUP)
