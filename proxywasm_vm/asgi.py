@@ -298,7 +298,7 @@ class _PluginThread:
             w.thread.join(timeout)
 
 
-# -- one request through the chain (runs on the plugin thread) -------------------------------------
+# -- one request through the chain (runs on the worker: the loop or the plugin thread) ----------------
 
 class _Pipe:
     """One direction through the streams of a chain, in ``order``: the events each stage got, and
@@ -380,7 +380,8 @@ class _Pipe:
 
 
 class _Chain:
-    """The streams of one request, one per plugin; every method runs on the plugin thread."""
+    """The streams of one request, one per plugin; every method runs on the middleware's worker (the
+    event loop, or the plugin thread)."""
 
     def __init__(self, plugins: Sequence[Plugin], properties: dict) -> None:
         self.streams: list = []
@@ -611,8 +612,8 @@ class ProxyWasmMiddleware:
         return wrapped
 
     def close(self) -> None:
-        """End the middleware's plugin thread (a later request starts a new one); with
-        ``close_plugins``, close the plugins too."""
+        """End the middleware's worker once its requests ended (its plugin thread, or on the loop its
+        host wake-ups; a later request starts a new one); with ``close_plugins``, close the plugins too."""
         self._thread.stop()
         if self.close_plugins:
             for p in self.plugins:
