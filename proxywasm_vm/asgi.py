@@ -88,6 +88,24 @@ def _next_tick(hosts: list[ProxyWasmHost]) -> float | None:
     return min(waits) if waits else None
 
 
+def _poll_hosts(hosts: list[ProxyWasmHost]) -> int:
+    """Run the hosts' due work (callout answers, queue events, ticks); how much ran."""
+    n = 0
+    for h in hosts:
+        try:
+            n += h.poll()
+        except Exception:  # noqa: BLE001 - a "raise" plugin failing in a callout answer or tick
+            _log.exception("proxy-wasm host work failed")
+            n += 1
+    return n
+
+
+def _unhook(hosts: list[ProxyWasmHost], wake: Callable[[], None]) -> None:
+    for h in hosts:
+        if wake in h._wake_listeners:
+            h._wake_listeners.remove(wake)
+
+
 class _Users:
     """Counts the exchanges using a worker: a worker that is stopped ends (``_end``) only once its
     last exchange has ended (its streams belong to the worker's VMs)."""
@@ -174,18 +192,10 @@ class _Worker(_Users):
                 except BaseException as e:  # noqa: BLE001 - handed to the awaiting coroutine
                     f.set_exception(e)
         finally:
-            for h in self.hosts:
-                if self._wake in h._wake_listeners:
-                    h._wake_listeners.remove(self._wake)
+            _unhook(self.hosts, self._wake)
 
     def _poll(self) -> None:
-        n = 0
-        for h in self.hosts:
-            try:
-                n += h.poll()
-            except Exception:  # noqa: BLE001 - a "raise" plugin failing in a callout answer or tick
-                _log.exception("proxy-wasm host work failed")
-                n += 1
+        n = _poll_hosts(self.hosts)
         if n:
             with self.lock:
                 waiters = list(self.waiters)
@@ -217,9 +227,7 @@ class _LoopWorker(_Users):
             pass
 
     def _end(self) -> None:
-        for h in self.hosts:
-            if self._wake in h._wake_listeners:
-                h._wake_listeners.remove(self._wake)
+        _unhook(self.hosts, self._wake)
         try:
             self.loop.call_soon_threadsafe(self._cancel_timer)
         except RuntimeError:
@@ -251,13 +259,7 @@ class _LoopWorker(_Users):
             self._timer = self.loop.call_later(wait, self._poll)
 
     def _poll(self) -> None:
-        n = 0
-        for h in self.hosts:
-            try:
-                n += h.poll()
-            except Exception:  # noqa: BLE001 - a "raise" plugin failing in a callout answer or tick
-                _log.exception("proxy-wasm host work failed")
-                n += 1
+        n = _poll_hosts(self.hosts)
         if n:
             for ev in list(self.waiters):
                 ev.set()
