@@ -64,6 +64,8 @@ class ModuleInfo:
     has_start: bool = False
     memories: list[MemoryType] = field(default_factory=list)
     """Every memory of the module: imported ones first, then its own."""
+    functions: list[FuncType] = field(default_factory=list)
+    """The type of every function of the module (its function index space): imported ones first."""
 
 
 class Reader:
@@ -314,6 +316,7 @@ def parse_module(wasm: bytes) -> ModuleInfo:
         if funcs[start_func].params or funcs[start_func].results:
             raise CompileError("invalid start function: it must take no parameters and return nothing")
     info.memories = memories
+    info.functions = funcs
     return info
 
 

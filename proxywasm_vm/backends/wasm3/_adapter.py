@@ -261,7 +261,7 @@ def _mixed_block_types(wasm: bytes) -> bool:
     return False
 
 
-def _guard_memory_grow(wasm: bytes, maximum: int | None) -> bytes:
+def _guard_memory_grow(wasm: bytes, info: ModuleInfo, maximum: int | None) -> bytes:
     """``wasm`` with each ``memory.grow`` made to fail (-1) when the memory would pass ``maximum``
     pages (the memory's declared maximum; None: 65536, the most a 32-bit memory can have).
 
@@ -275,27 +275,7 @@ def _guard_memory_grow(wasm: bytes, maximum: int | None) -> bytes:
     local of the function.
     """
     limit = _sleb_i32(65536 if maximum is None else maximum)
-    types = _types(wasm)
-    funcs: list[int] = []  # type index of each function, imported ones first
-    imported = 0
-    for sid, _, body, end in sections(wasm):
-        r = Reader(wasm, body, end)
-        if sid == 2:
-            for _ in range(r.u32()):
-                r.name()
-                r.name()
-                kind = r.byte()
-                if kind == 0:
-                    funcs.append(r.u32())
-                    imported += 1
-                elif kind == 1:
-                    r.table_type()
-                elif kind == 2:
-                    r.memory_type()
-                else:
-                    r.global_type()
-        elif sid == 3:
-            funcs.extend(r.u32() for _ in range(r.u32()))
+    imported = sum(isinstance(i.type, FuncType) for i in info.imports)
     out = []
     changed = False
     try:
@@ -307,7 +287,7 @@ def _guard_memory_grow(wasm: bytes, maximum: int | None) -> bytes:
             changed = True
             r = Reader(wasm, locals_at, code)
             decls = [(r.u32(), r.byte()) for _ in range(r.u32())]
-            local = len(types[funcs[imported + n]].params) + sum(count for count, _ in decls)
+            local = len(info.functions[imported + n].params) + sum(count for count, _ in decls)
             fn = bytearray(uleb128(len(decls) + 1))
             for count, ty in decls:
                 fn += uleb128(count) + bytes((ty,))
@@ -518,7 +498,7 @@ class Wasm3Engine(Engine):
         if _mixed_block_types(wasm):  # (a valid module: read after the validator)
             raise CompileError("wasm3 0.5.0 runs a block, loop or if of three or more values of mixed types "
                                "wrongly: refused (Capabilities.wasm2_complete)")
-        wasm = _guard_memory_grow(_size_table0(wasm), info.memories[0].limits.max if info.memories else None)
+        wasm = _guard_memory_grow(_size_table0(wasm), info, info.memories[0].limits.max if info.memories else None)
         if any(isinstance(i.type, TableType) for i in info.imports):
             # wasm3 0.5.0 skips a table import's type while parsing and so cannot read the rest:
             # the module is read (by our reader) for introspection, and refused at instantiation
