@@ -171,7 +171,8 @@ class Capabilities:
     :class:`~proxywasm_vm.CompileError` (never runs them wrongly): wasm3 0.5.0 (no SIMD, no
     reference types, no passive segments; a ``block``/``loop``/``if`` of three or more values of
     mixed types, which it runs wrongly; and "no operation found for opcode" for an operator on
-    the untyped operands of unreachable code, after ``br``/``return``/``unreachable``) and
+    the untyped operands of unreachable code, after ``br``/``return``/``unreachable``; an exported
+    global whose name contains a NUL, since it finds globals by C string) and
     wasmer 2 (some SIMD instructions, "proposed simd operator"; externref element segments). Found by the
     differential fuzzing (tests/fuzz/test_differential.py)."""
     exact_trap_codes: bool = True

@@ -326,6 +326,13 @@ def _precheck(wasm: bytes) -> ModuleInfo:
             raise CompileError("wasm3 0.5.0 has no 64-bit or shared memories")
     if len(info.memories) > 1:
         raise CompileError("wasm3 supports one memory per module")
+    # wasm3 finds an exported global by its name as a C string (m3_FindGlobal): a name with a NUL
+    # in it reads as its part before the NUL, so "\0" and "" would be one global (found by the
+    # differential fuzzing: tests/corpus/differential/wasm3_global_name_nul)
+    for e in info.exports:
+        if isinstance(e.type, GlobalType) and "\x00" in e.name:
+            raise CompileError(f"wasm3 0.5.0 finds exported globals by C string and cannot tell apart the name "
+                               f"{e.name!r}, which contains a NUL: refused (Capabilities.wasm2_complete)")
     return info
 
 
