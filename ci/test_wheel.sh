@@ -2,7 +2,8 @@
 # Build the wheel and check what a pip user gets: the wheel installed into fresh virtual
 # environments on Python 3.11 and a newer Python, run with no C compiler reachable (PATH holds
 # only the environment's bin/, CC and CXX name a missing command), must run the README's first
-# example on wasmtime from the shim prebuilt in the wheel, start a wasmtime@process worker with
+# example on wasmtime from the shim prebuilt in the wheel, load the Proxy-Wasm host's prebuilt
+# pairs codec, start a wasmtime@process worker with
 # its prebuilt channel helper, and list the backends (`pwvm backends`); in the newest one,
 # `pwvm setup wasmer` must make wasmer's Python 3.10 worker environment (it needs a Python 3.10),
 # and the README's pytest example must pass there on wasmtime and wasmer (the pytest11 plugin).
@@ -82,6 +83,8 @@ site = os.path.dirname(os.path.dirname(proxywasm_vm.__file__))
 assert ffi.native.__file__.startswith(site), f"the wasmtime shim was not the prebuilt one: {ffi.native.__file__}"
 helper = load_helper()
 assert helper is not None and helper.__file__.startswith(site), f"the channel helper is not prebuilt: {helper}"
+from proxywasm_vm._proxywasm import _pairs
+assert _pairs._ext.__file__.startswith(site), f"the pairs codec is not prebuilt: {_pairs._ext.__file__}"
 engine = Engine("wasmtime@process")  # a worker process, which loads the prebuilt helper too
 inst = Instance(Store(engine), Module(engine, '(module (func (export "f") (result i32) i32.const 7))'))
 assert inst.exports["f"]() == 7

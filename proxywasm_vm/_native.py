@@ -34,7 +34,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Callable
 
-__all__ = ["KEY_CDEF", "BuildError", "build_library", "key_source", "library_path", "load_extension",
+__all__ = ["KEY_CDEF", "BuildError", "CExtensionBuilder", "build_library", "key_source", "library_path", "load_extension",
            "native_cache_dir", "source_key"]
 
 #: The declaration a stamped module's cdef carries (see :func:`key_source`).
@@ -78,11 +78,13 @@ class BuildError(RuntimeError):
 
 def load_extension(module_name: str, make_builder: Callable[[], object], sources: list[Path],
                    extra_key: str = "") -> ModuleType:
-    """Import the cffi extension ``module_name``: the prebuilt one shipped in the package
+    """Import the extension ``module_name`` (a cffi module, or a plain one built by a
+    :class:`CExtensionBuilder`): the prebuilt one shipped in the package
     when it was built from exactly ``sources``, else one built (first, if needed) in the
     cache folder.
 
-    ``make_builder`` returns the ``cffi.FFI`` builder (called only to build);
+    ``make_builder`` returns the ``cffi.FFI`` builder or the :class:`CExtensionBuilder`
+    (called only to build);
     ``sources`` (and ``extra_key``) are what decide when to rebuild. Raises
     :class:`BuildError` when the module has to be built and cannot be.
     """
@@ -116,12 +118,39 @@ def _prebuilt(module_name: str, key: str) -> ModuleType | str:
         mod = _import_file(module_name, Path(spec.origin))
     except ImportError as e:  # a cffi too old for the module, ...
         return f"the prebuilt {Path(spec.origin).name} does not load ({e})"
-    got = getattr(mod.lib, "pwvm_build_key", None)  # type: ignore[attr-defined]
-    if got is not None and mod.ffi.string(got()).decode() == key:  # type: ignore[attr-defined]
+    if _built_key(mod) == key:
         return mod
     # An editable checkout whose sources changed since: build the current ones instead.
     del sys.modules[module_name]
     return f"the prebuilt {Path(spec.origin).name} was built from other sources"
+
+
+def _built_key(mod: ModuleType) -> str | None:
+    """The key a module was stamped with: a plain extension's ``BUILD_KEY``, a cffi module's
+    ``lib.pwvm_build_key()``."""
+    if isinstance(getattr(mod, "BUILD_KEY", None), str):
+        return mod.BUILD_KEY  # type: ignore[attr-defined,no-any-return]
+    got = getattr(getattr(mod, "lib", None), "pwvm_build_key", None)
+    return mod.ffi.string(got()).decode() if got is not None else None  # type: ignore[attr-defined]
+
+
+class CExtensionBuilder:
+    """Builds a plain CPython extension (a ``setuptools.Extension``) with the ``compile`` call
+    :func:`load_extension` makes of a cffi builder, so both kinds load the same way."""
+
+    def __init__(self, extension: object) -> None:
+        self.extension = extension
+
+    def compile(self, tmpdir: str, verbose: bool = False) -> str:
+        from setuptools import Distribution
+        from setuptools.command.build_ext import build_ext
+
+        cmd = build_ext(Distribution({"ext_modules": [self.extension]}))
+        cmd.build_lib = cmd.build_temp = tmpdir
+        cmd.verbose = verbose  # type: ignore[assignment]
+        cmd.ensure_finalized()
+        cmd.run()
+        return str(cmd.get_ext_fullpath(self.extension.name))  # type: ignore[attr-defined]
 
 
 def _import_file(module_name: str, path: Path) -> ModuleType:

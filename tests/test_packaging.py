@@ -56,6 +56,8 @@ def test_native_shims_are_built_into_the_wheel():
     setup = (ROOT / "setup.py").read_text()
     for builder in ("proxywasm_vm/backends/wasmtime/_build.py", "proxywasm_vm/_isolation/_build.py"):
         assert f"{builder}:make_builder" in setup
+    # and the Proxy-Wasm host's pairs codec, a plain extension, through ext_modules
+    assert "ext_modules=[_pairs_extension()]" in setup and "_proxywasm\" / \"_build.py" in setup
 
 
 @pytest.mark.slow
@@ -129,6 +131,26 @@ def test_the_wasmtime_shim_and_channel_helper_are_stamped_with_their_sources():
     for mod, build in ((native, wasmtime_build), (load_helper(), chan_build)):
         assert mod is not None
         assert mod.ffi.string(mod.lib.pwvm_build_key()).decode() == source_key(build.SOURCES)
+
+
+def test_the_pairs_codec_is_stamped_with_its_sources_and_rebuilt_when_they_change(tmp_path, monkeypatch):
+    # the plain extension goes through the same loader as the cffi shims (BUILD_KEY, not lib.pwvm_build_key)
+    from proxywasm_vm._native import CExtensionBuilder, load_extension, source_key
+    from proxywasm_vm._proxywasm import _build as pairs_build
+    from proxywasm_vm._proxywasm._pairs import _ext
+
+    assert _ext.BUILD_KEY == source_key(pairs_build.SOURCES)
+    monkeypatch.setenv("PWVM_CACHE_DIR", str(tmp_path / "cache"))
+    changed = tmp_path / "changed.c"  # the same sources plus one more: another key, so a build here
+    changed.write_text("/* a change */\n")
+    monkeypatch.delitem(sys.modules, pairs_build.MODULE)
+    try:
+        mod = load_extension(pairs_build.MODULE, lambda: CExtensionBuilder(pairs_build.make_extension(relative=False)),
+                             [*pairs_build.SOURCES, changed])
+        assert (tmp_path / "cache" / "native") in Path(mod.__file__).parents
+        assert mod.serialize([b"k", b"v"]) == _ext.serialize([b"k", b"v"])
+    finally:
+        sys.modules[pairs_build.MODULE] = _ext
 
 
 # ---- pwvm setup: what a pip user is told -----------------------------------------------------------

@@ -89,3 +89,107 @@ def test_parse_never_crashes(data):
     except PairsError:
         return
     assert len(flat) % 2 == 0
+
+
+# ---- the C codec (_pairs.c) against the format and against the general Python loop ----------------
+
+def _reference_serialize(flat):
+    """The format as the Proxy-Wasm spec writes it, spelled out."""
+    out = struct.pack("<I", len(flat) // 2) + b"".join(struct.pack("<I", len(x)) for x in flat)
+    return out + b"".join(x + b"\0" for x in flat)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.binary(max_size=50), max_size=40).map(lambda xs: xs[: len(xs) & ~1]))
+def test_serialize_flat_writes_the_format(flat):  # NULs inside names and values included
+    from proxywasm_vm._proxywasm._pairs import serialize_flat
+
+    expected = _reference_serialize(flat) if flat else b"\0\0\0\0"
+    assert serialize_flat(flat) == expected
+    assert parse_pairs(expected) == flat
+    assert parse_pairs(bytearray(expected)) == flat and parse_pairs(memoryview(expected)) == flat
+
+
+def test_serialize_flat_refuses_what_is_not_a_flat_list_of_bytes():
+    from proxywasm_vm._proxywasm._pairs import serialize_flat
+
+    with pytest.raises(TypeError):
+        serialize_flat([b"k", "v"])
+    with pytest.raises(TypeError):
+        serialize_flat((b"k", b"v"))
+    with pytest.raises(ValueError):
+        serialize_flat([b"k"])
+
+
+def _reference_parse(data, max_pairs, max_bytes):
+    """What a serialized map says, read field by field: a flat list, or (oversized,) on error."""
+    size = len(data)
+    if size == 0 or data == b"\0":
+        return []
+    if size > max_bytes:
+        return (True,)
+    if size < 4:
+        return (False,)
+    n = struct.unpack_from("<I", data)[0]
+    if n > max_pairs:
+        return (True,)
+    if 4 + 8 * n > size:
+        return (False,)
+    off, flat = 4 + 8 * n, []
+    for i in range(2 * n):
+        ln = struct.unpack_from("<I", data, 4 + 4 * i)[0]
+        if off + ln >= size:
+            return (False,)
+        flat.append(data[off:off + ln])
+        off += ln + 1
+    return flat
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.one_of(st.binary(max_size=120),
+                 st.lists(st.binary(max_size=12), max_size=8).map(lambda xs: _reference_serialize(xs[: len(xs) & ~1]))
+                 .flatmap(lambda d: st.tuples(st.just(d), st.integers(0, max(len(d) - 1, 0)), st.integers(0, 255))
+                          .map(lambda t: t[0][:t[1]] + bytes([t[2]]) + t[0][t[1] + 1:] if t[0] else t[0]))),
+       st.integers(0, 10), st.integers(0, 200))
+def test_parse_agrees_with_the_format_read_field_by_field(data, max_pairs, max_bytes):
+    expected = _reference_parse(data, max_pairs, max_bytes)
+    try:
+        got = parse_pairs(data, max_pairs=max_pairs, max_bytes=max_bytes)
+    except PairsError as e:
+        assert expected == (e.oversized,), (data, str(e))
+    else:
+        assert got == expected
+
+
+_header_text = st.one_of(st.sampled_from([":path", "X-Id", "content-type", "x-id", "A"]), st.text(max_size=8))
+_header_value = st.one_of(st.text(max_size=8), st.binary(max_size=6), st.integers(-5, 5),
+                          st.sampled_from(["\udcff", "é", ""]), st.lists(st.text(max_size=3), max_size=2))
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.tuples(_header_text, _header_value), max_size=12), st.booleans(), st.booleans())
+def test_the_fast_flatten_gives_what_the_general_loop_gives(pairs, lower, as_tuple):
+    # _flatten takes lists, tuples and dicts through the C fast path; an iterator of the same pairs
+    # goes through the Python loop alone. Same flat list, or the same error, whatever the input.
+    from proxywasm_vm._proxywasm._pairs import _flatten
+
+    given_ = tuple(pairs) if as_tuple else pairs
+
+    def both(x, y):
+        try:
+            a = _flatten(x, lower=lower)
+        except Exception as e:  # noqa: BLE001 - compared below
+            a = type(e)
+        try:
+            b = _flatten(y, lower=lower)
+        except Exception as e:  # noqa: BLE001
+            b = type(e)
+        return a, b
+
+    for _ in range(2):  # the second time every name is in the cache: the fast path takes more
+        a, b = both(given_, iter(pairs))
+        assert a == b
+    as_dict = dict(pairs)
+    a, b = both(as_dict, iter(as_dict.items()))
+    if not any(isinstance(v, list) for v in as_dict.values()):  # multi-value lists mean "several" only in maps
+        assert a == b
