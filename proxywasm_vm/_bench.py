@@ -221,6 +221,11 @@ RATIOS: tuple[Ratio, ...] = (
     # wasmer runs in its worker process: compared with the other runtime in one
     Ratio("request_c: wasmer / wasmtime@process", ("request_c", "wasmer"), ("request_c", "wasmtime@process"), 1.0),
     Ratio("request_go: wasmer / wasmtime@process", ("request_go", "wasmer"), ("request_go", "wasmtime@process")),
+    # V8's cost per VM (a store and an instance, the memory each live one holds) against wasmtime's,
+    # and whether loading a module from the compiled cache pays against compiling it again
+    Ratio("instantiate: v8 / wasmtime", ("instantiate", "v8"), ("instantiate", "wasmtime"), 10.0),
+    Ratio("rss_per_vm: v8 / wasmtime", ("rss_per_vm", "v8"), ("rss_per_vm", "wasmtime"), 10.0),
+    Ratio("cached_load_500k / compile_500k, v8", ("cached_load_500k", "v8"), ("compile_500k", "v8"), 1.0),
 )
 
 

@@ -10,6 +10,8 @@
  *   flatten(items, names)      the common input of a proxy -> flat list, or None when any
  *                              item is not the common case (the caller's general loop then
  *                              does all of it, so both paths give the same result and errors)
+ *   nbytes(flat)               the bytes of every name and value (the header-map bound
+ *                              counts these), without joining them
  *   parse(data, max_pairs, max_bytes)
  *                              serialized map -> flat list, or an int error code (1..5) that
  *                              _pairs.parse_pairs turns into its PairsError
@@ -89,6 +91,24 @@ static PyObject *pairs_serialize(PyObject *self, PyObject *flat) {
     *data++ = '\0'; /* every name and value is followed by a NUL */
   }
   return out;
+}
+
+static PyObject *pairs_nbytes(PyObject *self, PyObject *flat) {
+  (void)self;
+  if (!PyList_Check(flat)) {
+    PyErr_SetString(PyExc_TypeError, "nbytes() takes a list of bytes");
+    return NULL;
+  }
+  Py_ssize_t n = PyList_Size(flat), total = 0;
+  for (Py_ssize_t i = 0; i < n; i++) {
+    PyObject *item = PyList_GetItem(flat, i);
+    if (!PyBytes_Check(item)) {
+      PyErr_Format(PyExc_TypeError, "item %zd of the map is not bytes", i);
+      return NULL;
+    }
+    total += PyBytes_Size(item); /* a list of bytes objects cannot hold PY_SSIZE_T_MAX bytes */
+  }
+  return PyLong_FromSsize_t(total);
 }
 
 /* One (name, value) field in the common case, appended to `out`: 1 done, 0 not the common
@@ -209,6 +229,7 @@ done:
 
 static PyMethodDef methods[] = {
     {"serialize", pairs_serialize, METH_O, "serialize(flat: list[bytes]) -> bytes"},
+    {"nbytes", pairs_nbytes, METH_O, "nbytes(flat: list[bytes]) -> int"},
     {"flatten", pairs_flatten, METH_VARARGS, "flatten(items, names: dict) -> list[bytes] | None"},
     {"parse", pairs_parse, METH_VARARGS, "parse(data, max_pairs: int, max_bytes: int) -> list[bytes] | int"},
     {NULL, NULL, 0, NULL},

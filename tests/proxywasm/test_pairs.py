@@ -193,3 +193,13 @@ def test_the_fast_flatten_gives_what_the_general_loop_gives(pairs, lower, as_tup
     a, b = both(as_dict, iter(as_dict.items()))
     if not any(isinstance(v, list) for v in as_dict.values()):  # multi-value lists mean "several" only in maps
         assert a == b
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.binary(max_size=50), max_size=30))
+def test_flat_nbytes_counts_every_name_and_value(flat):
+    from proxywasm_vm._proxywasm._pairs import flat_nbytes
+
+    assert flat_nbytes(flat) == sum(len(x) for x in flat)
+    with pytest.raises(TypeError):
+        flat_nbytes([*flat, "not bytes"])
