@@ -250,7 +250,7 @@ class _Chain:
         self.retired = False
 
     async def close(self) -> None:
-        """Retire the plugins, then end the middleware's plugin thread (their VMs there close with
+        """Retire the plugins, then end the middleware's worker (its plugin thread's VMs close with
         it: root contexts get proxy_on_done / proxy_on_delete), then the upstream clients."""
         for p in self.plugins:
             try:
@@ -290,7 +290,7 @@ def build_chain(config: ServeConfig, host: Any, stats: _Stats, number: int) -> _
             try:
                 with open(spec.path, "rb") as f:
                     wasm = f.read()
-                plugins.append(host.load(_plugin_config(spec), wasm))
+                plugins.append(host.load(_plugin_config(spec), wasm, _vm_group=("pwvm serve", number)))
             except OSError as e:
                 raise ConfigError(f"{where}: plugins[{i}] ({spec.name}): cannot read {spec.path}: "
                                   f"{e.strerror or e}") from None
@@ -308,11 +308,13 @@ def build_chain(config: ServeConfig, host: Any, stats: _Stats, number: int) -> _
     if plugins:
         from .asgi import ProxyWasmMiddleware
 
-        # Each generation on a plugin thread of its own, so its VMs are its own: on the event loop,
-        # the generations of a plugin (same vm_id and code) would share the loop thread's VM, and
+        # Callbacks on the event loop when every plugin runs in this process (the middleware's
+        # default: a thread hop per event cost half the throughput), else on a plugin thread. Each
+        # generation's plugins are a VM group of their own (``_vm_group`` above): in one group with
+        # the next generation (same vm_id and code) they would share the loop thread's VM, and
         # retiring the old one (proxy_on_done of its root context) made the AssemblyScript SDK abort
         # that shared VM, failing the requests still in flight on it (tests/serve/test_reload.py).
-        app = ProxyWasmMiddleware(proxy, plugins=plugins, plugin_thread=True)
+        app = ProxyWasmMiddleware(proxy, plugins=plugins)
     return _Chain(config, app, proxy, plugins, number)
 
 

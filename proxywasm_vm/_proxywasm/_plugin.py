@@ -310,7 +310,7 @@ class _Generation:
                                     and n != "proc_exit")
         full_key = (id(code.engine), code.sha, config.vm_id, self.vm_config, self.limits, self.start_deadline,
                     self.denied,
-                    tuple(self.environ), tuple(self.args))
+                    tuple(self.environ), tuple(self.args), plugin._vm_group)
         # VMs are looked up per stream: intern the key as a small int (tuples re-hash on every lookup).
         self.vm_key = _VM_KEYS.setdefault(full_key, len(_VM_KEYS) + 1)
 
@@ -496,9 +496,9 @@ class ProxyWasmHost:
                 code = self._codes[key] = _Code(engine, module, sha, start)
             return code
 
-    def load(self, config: PluginConfig, wasm: Any, *, engine: Engine | None = None) -> Plugin:
+    def load(self, config: PluginConfig, wasm: Any, *, engine: Engine | None = None, _vm_group: Any = None) -> Plugin:
         """Load a plugin into this host (same as ``Plugin(config, wasm, host=self)``)."""
-        return Plugin(config, wasm, host=self, engine=engine)
+        return Plugin(config, wasm, host=self, engine=engine, _vm_group=_vm_group)
 
     # -- VMs -----------------------------------------------------------------------------------
     def _new_vm(self, gen: _Generation) -> VM:
@@ -876,9 +876,14 @@ class Plugin:
     """
 
     def __init__(self, config: PluginConfig, wasm: Any, *, host: ProxyWasmHost | None = None,
-                 engine: Engine | None = None) -> None:
+                 engine: Engine | None = None, _vm_group: Any = None) -> None:
         self.host = host if host is not None else ProxyWasmHost(engine=engine)
         self._engine = engine
+        # Plugins of one host share a thread's VM when their engine, code, vm_id and VM settings
+        # match, as Envoy shares them. A private group (hashable, picklable) keeps this plugin's
+        # VMs apart from plugins of other groups: pwvm serve gives each configuration generation
+        # its own, so retiring an old generation never touches a VM the new one serves from.
+        self._vm_group = _vm_group
         self._closed = False
         self._remote: Any = None
         self._gen = self._make_gen(config, wasm)

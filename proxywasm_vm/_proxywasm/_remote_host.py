@@ -214,8 +214,8 @@ class RemotePlugin:
         self.event_budget = self.engine._bound("event", limits.deadline if limits is not None else None)
         try:
             sent = dataclasses.replace(self.config, limits=plugin_limits(self.config))
-            self.key = conn.request("pw_load", (hkey, sent, self.wasm, spin_ns), *self.engine._bound("compile"),
-                                    lane=REMOTE_LANE)
+            self.key = conn.request("pw_load", (hkey, sent, self.wasm, spin_ns, plugin._vm_group),
+                                    *self.engine._bound("compile"), lane=REMOTE_LANE)
         except Trap as e:  # its worker was stopped at a limit during the start phase (wasmer: see _guard)
             raise PluginStartError(f"plugin {self.config.name!r} failed to start: {e}", phase="start",
                                    cause=e) from None
@@ -676,11 +676,11 @@ def _op_host(worker: Any, kwargs: dict) -> Any:
 
 
 @worker_op("pw_load", runs_wasm=True)
-def _op_load(worker: Any, hkey: int, config: Any, wasm: bytes, spin_ns: int) -> int:
-    """Load a plugin into the worker host ``hkey``: the plugin's key."""
+def _op_load(worker: Any, hkey: int, config: Any, wasm: bytes, spin_ns: int, vm_group: Any) -> int:
+    """Load a plugin into the worker host ``hkey`` (in VM group ``vm_group``): the plugin's key."""
     chan = worker.channel()  # the parent's next event follows soon after a reply: spin for it
     chan.min_spin_ns = max(chan.min_spin_ns, spin_ns)
-    key: int = worker.remote.export(worker.remote.get(hkey).load(config, wasm)).key
+    key: int = worker.remote.export(worker.remote.get(hkey).load(config, wasm, _vm_group=vm_group)).key
     return key
 
 

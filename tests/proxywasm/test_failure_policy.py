@@ -339,3 +339,33 @@ def test_an_update_replaces_a_failed_vm_at_once(traps_survive, make_plugin, host
     s, a = drive(p)
     assert a is Action.CONTINUE and not s.failed
     assert p.stats()["vm_created"] == 2 and p.stats()["vm_reload_backoff"] == 0
+
+
+@pytest.mark.parametrize("here", [True, False], ids=["host_here", "host_anywhere"])
+@pytest.mark.parametrize("grouped", [False, True])
+def test_plugins_share_a_vm_unless_in_vm_groups_of_their_own(traps_survive, request, host, grouped, here):
+    # As Envoy: plugins of one host with the same code and vm_id run in one VM per thread (each its
+    # own root context), so a plugin that fails takes the other's VM down with it. A private VM
+    # group (pwvm serve gives each configuration generation its own) keeps their VMs apart; on a
+    # worker engine the host, and so the grouping, runs in the worker unless ``host_here``.
+    if here:
+        request.getfixturevalue("host_here")
+
+    def load(name, configuration, group):
+        return host.load(pw.PluginConfig(name=name, vm_id="shared_vm", root_id="bad_root", configuration=configuration,
+                                         failure_policy="fail_closed"), plugin_path("c_bad_guest"),
+                         _vm_group=group)
+
+    good = load("good", "", 1 if grouped else None)
+    s, a = drive(good)
+    assert not s.failed and a is Action.CONTINUE
+    failing = load("failing", "fail_in=request_headers", 2 if grouped else None)
+    if here:
+        assert (good._vm_here() is failing._vm_here()) is not grouped
+    s, a = drive(failing)
+    assert s.failed and s.error.callback == "proxy_on_request_headers"
+    s, a = drive(good)
+    if grouped:
+        assert not s.failed and a is Action.CONTINUE  # its VM is not the one that failed
+    else:
+        assert_policy(s, a, "fail_closed")  # the shared VM failed: this stream meets the policy too
