@@ -317,7 +317,6 @@ class _Pipe:
         self.trl_in: list[Any] = [None] * n  # it got trailers
         self.hdr_out = [False] * n  # it forwarded its headers
         self.end_out = [False] * n  # it forwarded the end of the stream
-        self.off = [0] * n  # body bytes forwarded already (streams on a worker: their body stays there)
         self.out: list[tuple] = []  # ("headers", HeaderMap, eos) / ("body", bytes, eos) / ("trailers", HeaderMap)
 
     def _msg(self, k: int) -> Any:
@@ -373,11 +372,9 @@ class _Pipe:
                 return
 
     def _take(self, k: int, m: Any) -> bytes:
-        if hasattr(m, "_take") and not getattr(self.streams[self.order[k]], "_rp", None):
-            return m._take()  # in-process stream: hand the bytes over, the host keeps none
-        body = m.body  # (a stream on a worker: a copy of its state, fetched)
-        data = body[self.off[k]:]
-        self.off[k] = len(body)
+        # the bytes the stage forwarded since the last take, handed over: its host (here, or in a
+        # worker) keeps none of a streamed body, and each byte crosses from a worker once
+        data: bytes = self.streams[self.order[k]]._take_forwarded(self.request)
         return data
 
 

@@ -521,6 +521,21 @@ class RemoteHttpStream(_RemoteStream, HttpStream):
             return True
         return None
 
+    def _take_forwarded(self, request: bool) -> bytes:
+        if self._lost is None and self._sent:
+            _WORK_EPOCH[0] += 1  # the worker-side stream changes: fetched copies of its state are stale
+            try:
+                data: bytes = self._conn.request("pw_take", (self._key, request), lane=REMOTE_LANE)
+                return data
+            except WorkerCrashed as e:
+                if self._rp.config.failure_policy == "raise":
+                    raise
+                self._failed("", (), e)
+        lost = self._lost
+        if lost is None:
+            return b""  # nothing sent to the worker yet: nothing forwarded
+        return (lost.request if request else lost.response)._take()
+
     def request_headers(self, headers: Any, end_of_stream: bool = False) -> Any:
         return self._event("request_headers", headers, end_of_stream)
 
@@ -698,6 +713,14 @@ def _op_stream(worker: Any, pkey: int, skey: int, kind: str, props: Any, ev: str
     # an Action as its int (the reply stays marshal-able: pickling an enum costs µs); whether
     # the stream is over (it completes by itself once both directions ended)
     return (int(r) if r.__class__ is Action else r), s.closed
+
+
+@worker_op("pw_take")
+def _op_take(worker: Any, skey: int, request: bool) -> bytes:
+    """The body bytes stream ``skey`` forwarded in one direction since the last take, handed over."""
+    s = worker.remote.get(skey)
+    data: bytes = s._take_forwarded(request)
+    return data
 
 
 @worker_op("pw_state")

@@ -294,6 +294,11 @@ class HttpStream(_StreamBase):
             self._complete()
         return a
 
+    def _take_forwarded(self, request: bool) -> bytes:
+        """The body bytes forwarded in one direction since the last take, handed over: the host
+        keeps none of them (for an embedder that passes them on, as the ASGI middleware does)."""
+        return (self.request if request else self.response)._take()
+
     def wait(self, timeout: float = 5.0) -> bool:
         resumed = super().wait(timeout)
         if resumed and self.request.end_of_stream and self.response.end_of_stream:

@@ -236,3 +236,26 @@ def test_answered_or_unfinished_streams_wait_for_close(http_all):
     assert not u.closed and not _on_log(q, u)  # neither direction ended
     u.close()
     assert _on_log(q, u)
+
+
+def test_forwarded_body_bytes_are_handed_over_once_and_not_kept(http_all):
+    # What an embedder that passes a streamed body on does (the ASGI middleware): take what the
+    # stream forwarded. Each byte comes once, in order, and the host (here, or in the worker) keeps
+    # none of it, however long the stream.
+    s = http_all().http_stream()
+    assert s.request_headers(REQUEST) is Action.CONTINUE
+    assert s._take_forwarded(True) == b""
+    taken = []
+    for i in range(40):
+        chunk = bytes([65 + i % 26]) * 1000
+        assert s.request_body(chunk, i == 39) is Action.CONTINUE
+        if i % 7 == 0:
+            taken.append(s._take_forwarded(True))
+            assert s.request.body == b""  # nothing kept once taken
+    taken.append(s._take_forwarded(True))
+    assert b"".join(taken) == b"".join(bytes([65 + i % 26]) * 1000 for i in range(40))
+    assert s._take_forwarded(True) == b""
+    assert s.response_headers({":status": "200"}) is Action.CONTINUE
+    assert s.response_body(b"out", True) is Action.CONTINUE
+    assert s._take_forwarded(False) == b"out" and s.response.body == b""
+    s.close()
