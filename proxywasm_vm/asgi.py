@@ -373,7 +373,10 @@ class _Pipe:
 
     def _take(self, k: int, m: Any) -> bytes:
         # the bytes the stage forwarded since the last take, handed over: its host (here, or in a
-        # worker) keeps none of a streamed body, and each byte crosses from a worker once
+        # worker) keeps none of a streamed body. ``m`` is the stage's message as of this flow step
+        # (from a worker: a copy fetched since its last work), so nothing forwarded: no crossing.
+        if not m._sent:
+            return b""
         data: bytes = self.streams[self.order[k]]._take_forwarded(self.request)
         return data
 
