@@ -17,8 +17,9 @@
  *                              _pairs.parse_pairs turns into its PairsError
  *
  * Nothing here calls back into Python code while it walks a list (no __hash__, __eq__ or
- * __del__ of user objects runs: keys are looked up only when they are exact str), so a list
- * cannot change under it.
+ * __del__ of user objects runs: keys are looked up only when they are exact str, and the only
+ * objects made during a walk are bytes, which never start a collection), so a list cannot
+ * change under it.
  */
 #define Py_LIMITED_API 0x030A0000
 #define PY_SSIZE_T_CLEAN
@@ -111,9 +112,9 @@ static PyObject *pairs_nbytes(PyObject *self, PyObject *flat) {
   return PyLong_FromSsize_t(total);
 }
 
-/* One (name, value) field in the common case, appended to `out`: 1 done, 0 not the common
- * case (nothing appended), -1 error (memory). */
-static int add_field(PyObject *out, PyObject *names, PyObject *key, PyObject *value) {
+/* One (name, value) field in the common case, stored at out[i], out[i + 1] (a list made with
+ * exactly the room for every field): 1 done, 0 not the common case (nothing stored), -1 error. */
+static int put_field(PyObject *out, Py_ssize_t i, PyObject *names, PyObject *key, PyObject *value) {
   if (!PyUnicode_CheckExact(key) || !PyUnicode_CheckExact(value))
     return 0;
   PyObject *name = PyDict_GetItemWithError(names, key); /* borrowed; str keys: no user code runs */
@@ -126,11 +127,10 @@ static int add_field(PyObject *out, PyObject *names, PyObject *key, PyObject *va
     PyErr_Clear();
     return 0;
   }
-  int rc = PyList_Append(out, name);
-  if (rc == 0)
-    rc = PyList_Append(out, encoded);
-  Py_DECREF(encoded);
-  return rc == 0 ? 1 : -1;
+  Py_INCREF(name);
+  PyList_SetItem(out, i, name); /* both steal their reference */
+  PyList_SetItem(out, i + 1, encoded);
+  return 1;
 }
 
 static PyObject *pairs_flatten(PyObject *self, PyObject *args) {
@@ -141,25 +141,27 @@ static PyObject *pairs_flatten(PyObject *self, PyObject *args) {
   int is_list = PyList_CheckExact(items), is_dict = PyDict_CheckExact(items);
   if (!is_list && !PyTuple_CheckExact(items) && !is_dict)
     Py_RETURN_NONE;
-  PyObject *out = PyList_New(0);
+  Py_ssize_t n = is_dict ? PyDict_Size(items) : is_list ? PyList_Size(items) : PyTuple_Size(items);
+  /* The walk below runs no Python code: the only allocations are bytes objects, which the cycle
+   * collector does not track (so none starts a collection), and names are looked up by exact str.
+   * `items` cannot change under it. */
+  PyObject *out = PyList_New(2 * n); /* empty slots are NULL: a list dropped half filled is fine */
   if (out == NULL)
     return NULL;
   int rc = 1;
   if (is_dict) {
-    Py_ssize_t pos = 0;
+    Py_ssize_t pos = 0, i = 0;
     PyObject *k, *v;
     while (rc == 1 && PyDict_Next(items, &pos, &k, &v))
-      rc = add_field(out, names, k, v);
+      rc = put_field(out, 2 * i++, names, k, v);
   } else {
-    Py_ssize_t n = is_list ? PyList_Size(items) : PyTuple_Size(items);
     for (Py_ssize_t i = 0; rc == 1 && i < n; i++) {
-      /* PyList_Append above allocates but never runs Python code, so `items` keeps its size */
       PyObject *pair = is_list ? PyList_GetItem(items, i) : PyTuple_GetItem(items, i);
       if (!PyTuple_CheckExact(pair) || PyTuple_Size(pair) != 2) {
         rc = 0;
         break;
       }
-      rc = add_field(out, names, PyTuple_GetItem(pair, 0), PyTuple_GetItem(pair, 1));
+      rc = put_field(out, 2 * i, names, PyTuple_GetItem(pair, 0), PyTuple_GetItem(pair, 1));
     }
   }
   if (rc == 1)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 from ._abi import Action, LogLevel, PeerType, Status
 from ._errors import PluginCrash
-from ._pairs import HeaderMap, HeadersLike, _flatten, host_map
+from ._pairs import _NAMES, _RAW_NAMES, HeaderMap, HeadersLike, _fast_flatten, _flatten, host_map
 from ._properties import flatten_properties
 
 if TYPE_CHECKING:
@@ -330,7 +330,9 @@ class HttpStream(_StreamBase):
             m = headers
         else:  # lower-cased names, as Envoy's codecs, unless the host preserves case
             keep = self._vm.keep_case
-            m = HeaderMap._from_flat(_flatten(headers, lower=not keep), keep)
+            # _flatten's C fast path called straight away for the common input (a list of pairs)
+            flat = _fast_flatten(headers, _RAW_NAMES if keep else _NAMES) if headers.__class__ is list else None
+            m = HeaderMap._from_flat(flat if flat is not None else _flatten(headers, lower=not keep), keep)
         msg.headers = m
         msg.end_of_stream = eos
         if self.closed or self.error is not None or self.local_response is not None or self.reset:
