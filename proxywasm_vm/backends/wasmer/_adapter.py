@@ -26,6 +26,7 @@ process, see proxywasm_vm._isolation). How its gaps are covered:
 from __future__ import annotations
 
 import importlib
+import logging
 import re
 import sys
 from collections.abc import Callable, Sequence
@@ -35,6 +36,7 @@ import wasmer
 
 from proxywasm_vm._engine import Engine, EngineConfig
 from proxywasm_vm import _guard
+from proxywasm_vm._settings import guard_helper_disabled
 from proxywasm_vm._errors import CompileError, LimitError, LinkError, Trap, TrapCode, WasmError
 from proxywasm_vm._func import Caller, Func
 from proxywasm_vm._global import Global
@@ -215,6 +217,37 @@ def _compile_error(msg: str) -> CompileError:
                         f"{msg}", feature="simd")
 
 
+#: Why the guard's compiled helper is not used in this worker ("": it is), once decided (see _use_guard_helper).
+_GUARD_HELPER: list[str] = []
+
+
+def _use_guard_helper() -> None:
+    """In a worker (where the guard brackets every outermost call): make the guard's system calls
+    through the compiled helper (``_guard.c``: one C call to arm, one to disarm, instead of five
+    Python calls; the same system calls). Decided once per process; without a compiler, or with
+    ``PWVM_GUARD_NO_HELPER`` set, the guard makes them from Python, and one log record says why."""
+    if _GUARD_HELPER or not _guard.enabled():
+        return
+    level = logging.WARNING
+    if guard_helper_disabled():
+        why, level = "disabled by PWVM_GUARD_NO_HELPER", logging.INFO
+    else:
+        try:
+            from proxywasm_vm._native import load_extension
+
+            from . import _guard_build
+
+            lib = load_extension(_guard_build.MODULE, _guard_build.make_builder, _guard_build.SOURCES).lib
+            why = "" if _guard.use_helper(lib) else "/proc/self/statm cannot be opened"
+        except Exception as e:  # noqa: BLE001 - no compiler, no cffi: the same system calls from Python
+            why = " ".join(f"{type(e).__name__}: {e}".split())[:400]
+    _GUARD_HELPER.append(why)
+    if why:
+        logging.getLogger("proxywasm_vm").log(
+            level, "wasmer's worker arms each call's deadline and memory cap from Python (a few µs more per "
+                   "call): the compiled helper _guard.c is not used: %s", why)
+
+
 class WasmerEngine(Engine):
     """Compiles with one wasmer compiler (``compiler``) into an engine-wide ``wasmer.Store``."""
 
@@ -238,6 +271,7 @@ class WasmerEngine(Engine):
         except ImportError as e:
             raise ValueError(f"the wasmer {name} compiler is not installed in {sys.prefix}: {sys.executable} -m pip "
                              f"install {COMPILERS[name].replace('_', '-')}==1.1.0") from e
+        _use_guard_helper()
         self = object.__new__(cls)
         self.backend = backend
         self.config = config
