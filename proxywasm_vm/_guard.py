@@ -42,10 +42,10 @@ the same system calls with the same values, in one C call for :func:`enter` and 
 
 from __future__ import annotations
 
-import math
 import os
 import resource
 import signal
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from ._errors import Trap, TrapCode
@@ -106,17 +106,7 @@ def enter(deadline: float | None, cap: int | None, sizes: Any) -> bool:
     if deadline is None and cap is None:
         return False
     if _helper is not None:
-        room = -1
-        if cap is not None:
-            ss = sizes()
-            if ss:
-                room = max(0, cap - max(ss) + SLACK)
-        # (setitimer rounds a deadline up to whole microseconds, as signal.setitimer does)
-        rc = _helper.pwvm_guard_enter(room, 0 if deadline is None else max(1, math.ceil(deadline * 1e6)))
-        if rc:
-            raise OSError(-rc, f"cannot arm the call's limits: {os.strerror(-rc)}")
-        _depth = 1
-        return True
+        return _enter_helper(deadline, cap, sizes() if cap is not None else ())
     _depth = 1
     if cap is not None:
         left = min((cap - s for s in sizes()), default=None)
@@ -125,6 +115,23 @@ def enter(deadline: float | None, cap: int | None, sizes: Any) -> bool:
             resource.setrlimit(resource.RLIMIT_DATA, (_data_bytes() + max(0, left + SLACK), _INF))
     if deadline is not None:
         signal.setitimer(signal.ITIMER_REAL, deadline)
+    return True
+
+
+def _enter_helper(deadline: float | None, cap: int | None, sizes: Sequence[int]) -> bool:
+    """:func:`enter` through the helper, for an outermost call (``sizes``: the store's memory sizes)."""
+    global _depth
+    room = -1
+    if cap is not None and sizes:
+        # (a memory already past its cap has less than SLACK left: it cannot creep on, SLACK per call)
+        room = cap + SLACK - max(sizes)
+        if room < 0:
+            room = 0
+    # (the helper rounds the deadline up to whole microseconds, as signal.setitimer does)
+    rc = _helper.pwvm_guard_enter(room, 0.0 if deadline is None else deadline)
+    if rc:
+        raise OSError(-rc, f"cannot arm the call's limits: {os.strerror(-rc)}")
+    _depth = 1
     return True
 
 
@@ -207,4 +214,11 @@ class GuardedStore:
 
     def _arm(self) -> bool:
         """Arm the guard for a call starting now; True: call :func:`leave` once it returned."""
-        return self._guarded and enter(self._deadline, self._cap, self._mem_sizes)
+        if not self._guarded:
+            return False
+        if _helper is None or _depth:
+            return enter(self._deadline, self._cap, self._mem_sizes)
+        # the common case in fewer steps: an outermost call, through the helper, one memory
+        cap, mems = self._cap, self._mems
+        sizes = () if cap is None else (mems[0].data_size,) if len(mems) == 1 else self._mem_sizes()
+        return _enter_helper(self._deadline, cap, sizes)

@@ -25,6 +25,7 @@ process, see proxywasm_vm._isolation). How its gaps are covered:
 
 from __future__ import annotations
 
+import functools
 import importlib
 import logging
 import re
@@ -487,6 +488,10 @@ class WasmerStore(_guard.GuardedStore, Store):
 
 # ---- functions --------------------------------------------------------------------------------
 
+#: The integers wasmer takes as they are for an i32/i64 (what the conversions return unchanged).
+_SIGNED = {ValType.I32: (-(1 << 31), (1 << 31) - 1), ValType.I64: (-(1 << 63), (1 << 63) - 1)}
+
+
 def _check_results(results: tuple[ValType, ...], r: Any) -> Any:
     """A host function's return value as wasmer wants it, checked against the type."""
     if not results:
@@ -506,6 +511,8 @@ class WasmerFunc(Func):
     _refs: bool  # a funcref/externref parameter: no wasmer.Value can carry it in
     _bridged: bool  # f32/f64 params or results: called through a call adapter (see the module docs)
     _adapter: Any  # that adapter's wasmer.Function, made on first call
+    _lo: int  # arguments from _lo to _hi are passed unconverted (integer parameters only; else an empty range)
+    _hi: int
 
     @classmethod
     def _wrap(cls, store: WasmerStore, w: Any, ty: FuncType) -> WasmerFunc:
@@ -517,17 +524,43 @@ class WasmerFunc(Func):
         f._refs = any(t in _REFS for t in ty.params)
         f._bridged = _has_floats(ty.params + ty.results)
         f._adapter = None
+        # integer parameters only: arguments already in the signed range of them all pass unconverted
+        ints = all(t in _SIGNED for t in ty.params)
+        f._lo, f._hi = _SIGNED[ValType.I32] if ints else (1, 0)
         return f
 
     def __call__(self, *args: Any) -> Any:
-        if self._bridged:
-            return self._call_as(args, False)
+        # _invoke inlined for the common case (integer parameters, the Proxy-Wasm callbacks): this
+        # runs for every callback of every request
         conv = self._conv
-        if len(args) != len(conv):
-            raise TypeError(f"expected {len(conv)} arguments, got {len(args)}")
-        if self._refs:
-            raise NotImplementedError(_NO_REFS)
-        return self._invoke(self._w, [c(a) for c, a in zip(conv, args)])
+        if len(args) != len(conv) or self._bridged or self._refs:
+            return self._call_as(args, False)
+        lo, hi = self._lo, self._hi
+        for a in args:
+            if a.__class__ is not int or not lo <= a <= hi:
+                args = tuple([c(a) for c, a in zip(conv, args)])  # (raises for what no conversion takes)
+                break
+        store = self.store
+        if store._closed:
+            raise WasmError("this store is closed")
+        store._active += 1
+        armed = store._guarded and store._arm()
+        try:
+            return self._w(*args)
+        except RuntimeError as e:
+            if e is store._host_exc:
+                raise  # a host function's own RuntimeError, unchanged
+            raise trap_or_error(e) from None
+        except BaseException as e:
+            if type(e).__name__ == "PanicException":  # a funcref/externref result (after the call ran)
+                raise NotImplementedError(_NO_REFS) from None
+            raise
+        finally:
+            if armed:
+                _guard.leave()
+            store._active -= 1
+            if not store._active:
+                store._host_exc = None
 
     def _call_raw(self, args: tuple) -> Any:
         return self._call_as(args, True)
@@ -600,13 +633,26 @@ class WasmerHostFunc(Func):
         if _has_floats(params + results) or ValType.V128 in params:
             return self._native_raw(cell)
         if self._access_caller:
-            caller = WasmerCaller(self.store, cell)
+            fn = functools.partial(fn, WasmerCaller(self.store, cell))
+        if not results:
+            def call(*args: Any) -> Any:
+                try:
+                    fn(*args)
+                    return None  # (whatever fn returned: a function with no results returns nothing)
+                except BaseException as e:
+                    store._host_exc = e  # to tell it from wasmer's own RuntimeErrors
+                    raise
+        elif len(results) == 1 and results[0] in _SIGNED:
+            lo, hi = _SIGNED[results[0]]
 
             def call(*args: Any) -> Any:
                 try:
-                    return _check_results(results, fn(caller, *args))
+                    r = fn(*args)
+                    if r.__class__ is int and lo <= r <= hi:  # already what wasmer takes (the common case)
+                        return r
+                    return _check_results(results, r)
                 except BaseException as e:
-                    store._host_exc = e  # to tell it from wasmer's own RuntimeErrors
+                    store._host_exc = e
                     raise
         else:
             def call(*args: Any) -> Any:

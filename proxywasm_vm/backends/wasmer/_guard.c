@@ -56,9 +56,19 @@ int64_t pwvm_guard_data_bytes(void) {
 
 /* Arm the limits of a call starting now. room >= 0: RLIMIT_DATA = private writable
  * memory now + room (the caller adds the slack); room < 0: no memory limit.
- * usec > 0: SIGALRM (default action: the process ends) after usec microseconds;
- * 0: no deadline. Returns 0, or -errno with nothing left armed. */
-int pwvm_guard_enter(int64_t room, int64_t usec) {
+ * seconds > 0: SIGALRM (default action: the process ends) after that long, rounded
+ * up to whole microseconds as Python's signal.setitimer does; 0: no deadline.
+ * Returns 0, or -errno with nothing left armed. */
+int pwvm_guard_enter(int64_t room, double seconds) {
+    int64_t usec = 0;
+    if (seconds > 0) {
+        double us = seconds < 1e9 ? seconds * 1e6 : 1e15;  /* (beyond ~31 years: ~31 years) */
+        usec = (int64_t)us;
+        if ((double)usec < us)
+            usec++;
+        if (usec < 1)
+            usec = 1;
+    }
     armed_cap = armed_timer = 0;
     if (room >= 0) {
         int64_t data = pwvm_guard_data_bytes();

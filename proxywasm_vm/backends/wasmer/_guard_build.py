@@ -30,7 +30,7 @@ def make_builder() -> Any:
     ffi.cdef("""
         int pwvm_guard_init(void);
         int64_t pwvm_guard_data_bytes(void);
-        int pwvm_guard_enter(int64_t room, int64_t usec);
+        int pwvm_guard_enter(int64_t room, double seconds);
         void pwvm_guard_leave(void);
     """)
     ffi.cdef(native.KEY_CDEF)
