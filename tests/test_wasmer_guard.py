@@ -159,3 +159,81 @@ def test_helper_needs_an_enabled_guard(require_backend):
     if not _guard.enabled():
         assert _guard.use_helper(Lib()) is False and _guard._helper is None
     assert sys.modules["proxywasm_vm._guard"] is _guard
+
+
+# ---- a module's own memory, capped by its maximum (backends/wasmer/_adapter.py: _memory_as_import) ----
+
+BOMB = """(module {imports}
+  (memory (export "memory") {limits})
+  (data (i32.const 16) "hello")
+  (func (export "bomb") (result i32) (local i32)
+    (block (loop (br_if 1 (i32.eq (memory.grow (i32.const 1)) (i32.const -1)))
+                 (local.set 0 (i32.add (local.get 0) (i32.const 1))) (br 0)))
+    local.get 0)
+  (func (export "size") (result i32) memory.size)
+  (func (export "fill") (param i32 i32 i32) (memory.fill (local.get 0) (local.get 1) (local.get 2)))
+  (func (export "load") (param i32) (result i32) (i32.load8_u (local.get 0))))"""
+
+
+@pytest.fixture
+def worker_engine(require_backend):
+    require_backend("wasmer")
+    engine = pw.Engine("wasmer")
+    if engine.backend.isolation != "process":
+        pytest.skip("wasmer runs in-process here: no cap")
+    return engine
+
+
+@pytest.mark.parametrize("imports", ["", '(import "env" "h" (func (param i32) (result i32)))'])
+@pytest.mark.parametrize("limits,cap_pages,grown", [
+    ("1", 64, 63),          # no maximum: the cap
+    ("2 10", 64, 8),        # a maximum under the cap: the module's
+    ("1 1000", 64, 63),     # a maximum over the cap: the cap
+    ("3", None, None),      # no cap at all: far past 64 pages (checked below)
+])
+def test_a_modules_own_memory_stops_exactly_at_the_cap(worker_engine, imports, limits, cap_pages, grown):
+    engine = worker_engine
+    wat = BOMB.format(imports=imports, limits=limits)
+    mod = pw.Module(engine, pw.wat2wasm(wat))
+    # what the module says of itself is unchanged: no import of its memory, the memory's own limits
+    assert [(i.module, i.name) for i in mod.imports] == ([("env", "h")] if imports else [])
+    lo, _, hi = limits.partition(" ")
+    assert [e.type for e in mod.exports if e.name == "memory"][0].limits == pw.Limits(int(lo), int(hi) if hi else None)
+    limits_ = (pw.StoreLimits(memory_bytes=cap_pages * PAGE_SIZE) if cap_pages is not None
+               else pw.StoreLimits(memory_bytes=None))
+    store = pw.Store(engine, limits=limits_)
+    h = pw.Func(store, FuncType([I32], [I32]), lambda x: x)
+    ex = pw.Instance(store, mod, {"env": {"h": h}} if imports else {}).exports
+    assert bytes(ex["load"](16 + i) for i in range(5)) == b"hello"  # the data segment filled it
+    if cap_pages is None:
+        ex["memory"].grow(200)  # (from Python: no cap either)
+        assert ex["size"]() == 203
+        return
+    assert ex["bomb"]() == grown and ex["bomb"]() == 0  # exactly: -1 at the cap (or the maximum)
+    assert ex["size"]() == int(lo) + grown and ex["memory"].size == int(lo) + grown
+    ex["fill"](100, 7, 3)  # bulk memory on it
+    assert ex["memory"].read(100, 4) == b"\x07\x07\x07\x00"
+    assert ex["memory"].type.limits == pw.Limits(int(lo), int(hi) if hi else None)
+
+
+def test_a_serialized_module_keeps_its_memory_capped(worker_engine):
+    engine = worker_engine
+    mod = pw.Module(engine, pw.wat2wasm(BOMB.format(imports="", limits="1")))
+    again = pw.Module.deserialize(engine, mod.serialize())
+    assert again.imports == [] and [e.name for e in again.exports] == [e.name for e in mod.exports]
+    ex = pw.Instance(pw.Store(engine, limits=pw.StoreLimits(memory_bytes=16 * PAGE_SIZE)), again).exports
+    assert ex["bomb"]() == 15
+
+
+def test_a_module_compiled_by_llvm_stays_capped_by_the_guard(require_backend):
+    require_backend("wasmer")
+    engine = pw.Engine("wasmer", pw.EngineConfig(options=(("compiler", "llvm"),)))
+    if engine.backend.isolation != "process":
+        pytest.skip("wasmer runs in-process here: no cap")
+    cap = 8 << 20
+    ex = pw.Instance(pw.Store(engine, limits=pw.StoreLimits(memory_bytes=cap)),
+                     pw.Module(engine, pw.wat2wasm(BOMB.format(imports="", limits="1")))).exports
+    grown = ex["bomb"]()
+    assert cap // PAGE_SIZE - 1 - SLACK_PAGES <= grown <= cap // PAGE_SIZE + SLACK_PAGES
+    ex["fill"](100, 7, 3)
+    assert ex["memory"].read(100, 3) == b"\x07\x07\x07"
