@@ -237,3 +237,17 @@ def test_a_module_compiled_by_llvm_stays_capped_by_the_guard(require_backend):
     assert cap // PAGE_SIZE - 1 - SLACK_PAGES <= grown <= cap // PAGE_SIZE + SLACK_PAGES
     ex["fill"](100, 7, 3)
     assert ex["memory"].read(100, 3) == b"\x07\x07\x07"
+
+
+def test_a_module_with_its_memory_imported_is_serialized_with_a_mark(worker_engine):
+    """An older proxywasm-vm sharing the compiled-module cache must not load it (it would not give its
+    instances their memory): wasmer refuses the marked bytes, and the cache rebuilds the entry."""
+    engine = worker_engine
+    data = pw.Module(engine, pw.wat2wasm(BOMB.format(imports="", limits="1"))).serialize()
+    assert data.startswith(b"pwvm-wasmer-own-memory\n")
+    plain = pw.Module(engine, pw.wat2wasm('(module (func (export "f") (result i32) i32.const 1))')).serialize()
+    assert not plain.startswith(b"pwvm-wasmer-own-memory\n")
+    assert pw.Instance(pw.Store(engine), pw.Module.deserialize(engine, plain)).exports["f"]() == 1
+    for bad in (data[len(b"pwvm-wasmer-own-memory\n"):], b"pwvm-wasmer-own-memory\n" + plain):
+        with pytest.raises(pw.CompileError):
+            pw.Module.deserialize(engine, bad)

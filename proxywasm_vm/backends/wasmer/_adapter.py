@@ -254,6 +254,8 @@ def _use_guard_helper() -> None:
 #: (module, name) of the import through which a module receives its own memory (see _memory_as_import):
 #: a name no module can collide with (a NUL byte), never shown (the module's types are its original ones).
 _OWN_MEMORY = ("\0pwvm", "memory")
+#: What a serialized module compiled that way starts with (see WasmerModule.serialize).
+_OWN_MEMORY_MARK = b"pwvm-wasmer-own-memory\n"
 
 
 def _wasm_name(s: str) -> bytes:
@@ -392,11 +394,15 @@ class WasmerEngine(Engine):
             importlib.import_module(COMPILERS[self.compiler]).Compiler))
 
     def _module_deserialize(self, data: bytes) -> Module:
+        marked = data[:len(_OWN_MEMORY_MARK)] == _OWN_MEMORY_MARK
         try:
-            w = wasmer.Module.deserialize(self._wstore, data)
+            w = wasmer.Module.deserialize(self._wstore, data[len(_OWN_MEMORY_MARK):] if marked else data)
         except (RuntimeError, ValueError) as e:
             raise CompileError(_message(e)) from None
-        return WasmerModule._wrap(self, w)
+        mod = WasmerModule._wrap(self, w)
+        if marked != (mod._own_memory is not None):
+            raise CompileError("not a module serialized by this wasmer backend (its memory mark does not match)")
+        return mod
 
     def _store_new(self, limits: StoreLimits, data: Any) -> Store:
         return WasmerStore._create(self, limits, data)
@@ -430,7 +436,12 @@ class WasmerModule(Module):
         return super()._module_info()
 
     def serialize(self) -> bytes:
-        return bytes(self._w.serialize())
+        data = bytes(self._w.serialize())
+        # a module compiled with its memory imported is marked: a proxywasm-vm from before this
+        # rewrite (sharing a compiled-module cache, say) cannot deserialize it (wasmer refuses the
+        # bytes, so the cache rebuilds the entry) rather than load a module whose instances it
+        # would not give their memory
+        return _OWN_MEMORY_MARK + data if self._own_memory is not None else data
 
 
 # ---- stores ---------------------------------------------------------------------------------
