@@ -35,9 +35,9 @@ worker's death by SIGALRM or SIGABRT means (:func:`limit_trap`): ``deadline`` wi
 ``exact_memory_limit=False`` (the cap is the process's, :data:`SLACK` past the memories').
 
 Both cost a few syscalls per outermost call, and nothing when no limit is set: made from
-Python about 4 µs per call, about 1.5 µs through a backend's native helper (:func:`use_helper`:
-the same system calls with the same values, in one C call for :func:`enter` and one for
-:func:`leave`).
+Python about 4 µs per call. A backend's native helper (:func:`use_helper`, wasmer's ``_guard.c``)
+makes them in one C call for :func:`enter` and one for :func:`leave`, and keeps the deadline with
+a watchdog thread instead of the itimer (the same SIGALRM at the deadline, no system call per call).
 """
 
 from __future__ import annotations

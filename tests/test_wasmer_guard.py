@@ -82,6 +82,17 @@ def test_deadline_is_per_call_and_disarmed_between_calls(engine):
     assert ex["one"]() == 1 and engine.worker_pid == pid
 
 
+def test_a_shorter_deadline_after_a_longer_one_is_kept(engine):
+    """The watchdog planned to look at the long deadline: the short one that follows wakes it."""
+    long_ = _instance(engine, pw.StoreLimits(deadline=30.0))
+    short = _instance(engine, pw.StoreLimits(deadline=0.2))
+    assert long_["count"](1000) == 1000 and long_["callh"](1) == 2
+    t0 = time.monotonic()
+    with pytest.raises(pw.Trap) as e:
+        short["spin"]()
+    assert e.value.code is TrapCode.INTERRUPTED and time.monotonic() - t0 < 10.0
+
+
 def test_nested_calls_run_under_the_outer_calls_limits(engine):
     holder = {}
     ex = _instance(engine, pw.StoreLimits(deadline=0.2), h=lambda x: holder["ex"]["count"](x) + 1)

@@ -35,5 +35,5 @@ def make_builder() -> Any:
     """)
     ffi.cdef(native.KEY_CDEF)
     ffi.set_source(MODULE, (HERE / "_guard.c").read_text() + native.key_source(native.source_key(SOURCES)),
-                   extra_compile_args=["-O2"])
+                   extra_compile_args=["-O2"], libraries=["pthread"])
     return ffi
