@@ -220,5 +220,5 @@ class GuardedStore:
             return enter(self._deadline, self._cap, self._mem_sizes)
         # the common case in fewer steps: an outermost call, through the helper, one memory
         cap, mems = self._cap, self._mems
-        sizes = () if cap is None else (mems[0].data_size,) if len(mems) == 1 else self._mem_sizes()
+        sizes = () if cap is None or not mems else (mems[0].data_size,) if len(mems) == 1 else self._mem_sizes()
         return _enter_helper(self._deadline, cap, sizes)
