@@ -2,9 +2,9 @@
 
 Everything else (metadata, packages, package data) is in pyproject.toml; this file
 only adds what pyproject cannot say: cffi's setuptools integration, which compiles
-the wasmtime backend's shim and the worker channel's wake-up helper into the wheel, the
-Proxy-Wasm host's serialized-pairs codec (a plain extension module, ``_pairs.c``), so an
-installed package needs no compiler, and the stable ABI, so one wheel serves every
+the wasmtime backend's shim, the worker channel's wake-up helper and wasmer's guard helper into
+the wheel, the Proxy-Wasm host's serialized-pairs codec (a plain extension module, ``_pairs.c``),
+so an installed package needs no compiler, and the stable ABI, so one wheel serves every
 CPython >= 3.10. The V8 shim is not here: it needs libnode, which
 ``pwvm setup v8`` finds on the user's machine.
 """
@@ -28,6 +28,7 @@ setup(
     cffi_modules=[
         "proxywasm_vm/backends/wasmtime/_build.py:make_builder",
         "proxywasm_vm/_isolation/_build.py:make_builder",
+        "proxywasm_vm/backends/wasmer/_guard_build.py:make_builder",
     ],
     ext_modules=[_pairs_extension()],
     # cffi builds against the limited API (Py_LIMITED_API) by default: tag the wheel abi3 to match

@@ -105,6 +105,12 @@ EOF
 done
 "$VPY" -c 'import proxywasm_vm, cffi, wasmtime' \
   || { log "the project does not import in .venv310"; exit 1; }
+# The guard's helper (backends/wasmer/_guard.c: each call's limits armed in one C call), built now
+# rather than by the first worker; without it the worker makes the same system calls from Python.
+"$VPY" -c 'from proxywasm_vm._native import load_extension
+from proxywasm_vm.backends.wasmer import _guard_build as b
+load_extension(b.MODULE, b.make_builder, b.SOURCES)' \
+  || log "warning: the guard helper _guard.c does not build; wasmer workers arm their limits from Python"
 CACHE="${PWVM_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/proxywasm-vm}"
 mkdir -p "$CACHE"
 echo "$VPY" > "$CACHE/wasmer-worker-python"

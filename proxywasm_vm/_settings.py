@@ -20,6 +20,8 @@ variable                  meaning (function)
                           host in this process (:func:`remote_host_enabled`)
 ``PWVM_CHANNEL_NO_HELPER``  set: workers talk without the compiled wake-up helper
                           (:func:`channel_helper_disabled`)
+``PWVM_GUARD_NO_HELPER``  set: a wasmer worker arms its calls' limits from Python, without
+                          the compiled helper (:func:`guard_helper_disabled`)
 ``PWVM_V8_FLAGS``         extra V8 flags, read when a V8 copy starts (:func:`v8_flags`)
 ``PWVM_LIBNODE_PREFIX``   a ``usr``-style prefix holding libnode (:func:`libnode_prefix`)
 ``PWVM_WASMTIME_LIBRARY``  a ``libwasmtime.so`` to use instead of the wheel's
@@ -43,8 +45,9 @@ import tempfile
 from pathlib import Path
 
 __all__ = [
-    "bench_check", "cache_dir", "channel_helper_disabled", "fuzz_scale", "fuzz_seed", "in_ci", "libnode_prefix",
-    "remote_host_enabled", "selected_backends", "timings_dir", "v8_flags", "wasmtime_library", "worker_python",
+    "bench_check", "cache_dir", "channel_helper_disabled", "fuzz_scale", "fuzz_seed", "guard_helper_disabled",
+    "in_ci", "libnode_prefix", "remote_host_enabled", "selected_backends", "timings_dir", "v8_flags",
+    "wasmtime_library", "worker_python",
 ]
 
 
@@ -81,6 +84,13 @@ def channel_helper_disabled() -> bool:
     """``$PWVM_CHANNEL_NO_HELPER`` set (to anything): worker channels run without their compiled
     wake-up helper (eventfd-only wake-ups, as where no C compiler is found)."""
     return bool(_get("PWVM_CHANNEL_NO_HELPER"))
+
+
+def guard_helper_disabled() -> bool:
+    """``$PWVM_GUARD_NO_HELPER`` set (to anything): a wasmer worker makes the system calls that arm
+    and disarm each call's deadline and memory cap from Python (as where no C compiler is found),
+    not through its compiled helper (``backends/wasmer/_guard.c``)."""
+    return bool(_get("PWVM_GUARD_NO_HELPER"))
 
 
 def v8_flags() -> str:

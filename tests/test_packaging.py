@@ -54,7 +54,8 @@ def test_native_sources_ship_with_their_backend():
 def test_native_shims_are_built_into_the_wheel():
     # setup.py's cffi_modules name every builder of a pure-C shim (the V8 shim needs libnode: not there)
     setup = (ROOT / "setup.py").read_text()
-    for builder in ("proxywasm_vm/backends/wasmtime/_build.py", "proxywasm_vm/_isolation/_build.py"):
+    for builder in ("proxywasm_vm/backends/wasmtime/_build.py", "proxywasm_vm/_isolation/_build.py",
+                    "proxywasm_vm/backends/wasmer/_guard_build.py"):
         assert f"{builder}:make_builder" in setup
     # and the Proxy-Wasm host's pairs codec, a plain extension, through ext_modules
     assert "ext_modules=[_pairs_extension()]" in setup and "_proxywasm\" / \"_build.py" in setup
@@ -128,7 +129,11 @@ def test_the_wasmtime_shim_and_channel_helper_are_stamped_with_their_sources():
     from proxywasm_vm.backends.wasmtime import _build as wasmtime_build
     from proxywasm_vm.backends.wasmtime._ffi import native
 
-    for mod, build in ((native, wasmtime_build), (load_helper(), chan_build)):
+    from proxywasm_vm._native import load_extension
+    from proxywasm_vm.backends.wasmer import _guard_build as guard_build
+
+    guard = load_extension(guard_build.MODULE, guard_build.make_builder, guard_build.SOURCES)
+    for mod, build in ((native, wasmtime_build), (load_helper(), chan_build), (guard, guard_build)):
         assert mod is not None
         assert mod.ffi.string(mod.lib.pwvm_build_key()).decode() == source_key(build.SOURCES)
 

@@ -68,6 +68,7 @@ def test_every_setting_is_documented():
         assert fn.__doc__, name
     doc = _settings.__doc__ or ""
     for var in ("PWVM_CACHE_DIR", "PWVM_WORKER_PYTHON", "PWVM_REMOTE_HOST", "PWVM_CHANNEL_NO_HELPER",
+                "PWVM_GUARD_NO_HELPER",
                 "PWVM_V8_FLAGS", "PWVM_LIBNODE_PREFIX", "PWVM_WASMTIME_LIBRARY", "PWVM_BACKENDS",
                 "PWVM_BENCH_CHECK", "PWVM_TIMINGS_DIR", "PWVM_FUZZ_SCALE", "PWVM_FUZZ_SEED", "``CI``"):
         assert var in doc, var

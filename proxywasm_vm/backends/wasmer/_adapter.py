@@ -13,8 +13,10 @@ process, see proxywasm_vm._isolation). How its gaps are covered:
   or grown from Python (no null funcref value can be built);
 - no fuel, epoch, interrupt or memory limiter: in a worker process (the only way on
   Python >= 3.11) ``StoreLimits.deadline`` and ``memory_bytes`` are enforced around
-  each outermost call by the kernel (:mod:`proxywasm_vm._guard`); in a
-  user's own process they cannot be;
+  each outermost call by the kernel (:mod:`proxywasm_vm._guard`, its system calls made by
+  the compiled helper ``_guard.c``); in a user's own process they cannot be. A module's own
+  memory is capped exactly, without the kernel: the module is compiled with that memory
+  imported, and each instance gets one whose maximum is the store's cap (``_memory_as_import``);
 - argument and result conversions are done here (wasmer refuses ints for
   floats, does not check host results' arity);
 - f32/f64 cross wasmer-python as Python floats (a float32 signalling NaN comes back quiet):
@@ -25,7 +27,9 @@ process, see proxywasm_vm._isolation). How its gaps are covered:
 
 from __future__ import annotations
 
+import functools
 import importlib
+import logging
 import re
 import sys
 from collections.abc import Callable, Sequence
@@ -35,11 +39,12 @@ import wasmer
 
 from proxywasm_vm._engine import Engine, EngineConfig
 from proxywasm_vm import _guard
+from proxywasm_vm._settings import guard_helper_disabled
 from proxywasm_vm._errors import CompileError, LimitError, LinkError, Trap, TrapCode, WasmError
 from proxywasm_vm._func import Caller, Func
 from proxywasm_vm._global import Global
 from proxywasm_vm._instance import Instance
-from proxywasm_vm._memory import Memory
+from proxywasm_vm._memory import PAGE_SIZE, Memory
 from proxywasm_vm._module import Module
 from proxywasm_vm._store import Store, StoreLimits, is_default
 from proxywasm_vm._table import Table
@@ -51,7 +56,7 @@ from proxywasm_vm._values import V128, host_results, raw_results, to_float
 from proxywasm_vm._values import wrap_i32 as to_i32
 from proxywasm_vm._values import wrap_i64 as to_i64
 from proxywasm_vm._values import wrap_v128 as to_v128
-from proxywasm_vm._wasmparse import ModuleInfo, parse_module, sections
+from proxywasm_vm._wasmparse import ModuleInfo, Reader, parse_module, sections, uleb128
 
 from . import UNSUPPORTED_SIMD_NAMES
 
@@ -215,6 +220,94 @@ def _compile_error(msg: str) -> CompileError:
                         f"{msg}", feature="simd")
 
 
+#: Why the guard's compiled helper is not used in this worker ("": it is), once decided (see _use_guard_helper).
+_GUARD_HELPER: list[str] = []
+
+
+def _use_guard_helper() -> None:
+    """In a worker (where the guard brackets every outermost call): make the guard's system calls
+    through the compiled helper (``_guard.c``: one C call to arm, one to disarm, instead of five
+    Python calls; the same system calls). Decided once per process; without a compiler, or with
+    ``PWVM_GUARD_NO_HELPER`` set, the guard makes them from Python, and one log record says why."""
+    if _GUARD_HELPER or not _guard.enabled():
+        return
+    level = logging.WARNING
+    if guard_helper_disabled():
+        why, level = "disabled by PWVM_GUARD_NO_HELPER", logging.INFO
+    else:
+        try:
+            from proxywasm_vm._native import load_extension
+
+            from . import _guard_build
+
+            lib = load_extension(_guard_build.MODULE, _guard_build.make_builder, _guard_build.SOURCES).lib
+            why = "" if _guard.use_helper(lib) else "/proc/self/statm cannot be opened"
+        except Exception as e:  # noqa: BLE001 - no compiler, no cffi: the same system calls from Python
+            why = " ".join(f"{type(e).__name__}: {e}".split())[:400]
+    _GUARD_HELPER.append(why)
+    if why:
+        logging.getLogger("proxywasm_vm").log(
+            level, "wasmer's worker arms each call's deadline and memory cap from Python (a few µs more per "
+                   "call): the compiled helper _guard.c is not used: %s", why)
+
+
+#: (module, name) of the import through which a module receives its own memory (see _memory_as_import):
+#: a name no module can collide with (a NUL byte), never shown (the module's types are its original ones).
+_OWN_MEMORY = ("\0pwvm", "memory")
+#: What a serialized module compiled that way starts with (see WasmerModule.serialize).
+_OWN_MEMORY_MARK = b"pwvm-wasmer-own-memory\n"
+
+
+def _wasm_name(s: str) -> bytes:
+    b = s.encode()
+    return uleb128(len(b)) + b
+
+
+def _memory_as_import(wasm: bytes, info: ModuleInfo) -> tuple[bytes, MemoryType] | None:
+    """``wasm`` rewritten so that its one memory is imported (as :data:`_OWN_MEMORY`) rather than
+    defined, and that memory's type; None when the module has no memory of its own (or more than one
+    memory, a shared or a 64-bit one).
+
+    Why: wasmer-python cannot refuse a ``memory.grow``, but a memory made in Python can be given a
+    maximum, which wasmer enforces. An instance of the rewritten module gets a memory made with the
+    module's limits, its maximum lowered to the store's cap (:meth:`WasmerStore._own_memory`): a
+    ``memory.grow`` past the cap returns -1 by itself, exactly, without the kernel's memory limit
+    around every call (see :mod:`proxywasm_vm._guard`). Nothing else changes: the memory keeps index
+    0 (it is the module's only one), the function, table and global index spaces do not move, the data
+    segments fill it at instantiation as before; the module's import and export types stay those of
+    the original bytes (``_precheck`` parsed them)."""
+    if len(info.memories) != 1 or any(isinstance(i.type, MemoryType) for i in info.imports):
+        return None
+    ty = info.memories[0]
+    if ty.shared or ty.is_64:
+        return None
+    secs = sections(wasm)
+    mems = [sec for sec in secs if sec[0] == 5]
+    imps = [sec for sec in secs if sec[0] == 2]
+    if len(mems) != 1 or len(imps) > 1:
+        return None
+    r = Reader(wasm, mems[0][2], mems[0][3])
+    if r.u32() != 1:
+        return None
+    entry = _wasm_name(_OWN_MEMORY[0]) + _wasm_name(_OWN_MEMORY[1]) + b"\x02" + wasm[r.pos:mems[0][3]]
+    if imps:
+        r = Reader(wasm, imps[0][2], imps[0][3])
+        payload = uleb128(r.u32() + 1) + wasm[r.pos:imps[0][3]] + entry
+    else:
+        payload = b"\x01" + entry
+    import_section = b"\x02" + uleb128(len(payload)) + payload
+    out = [wasm[:8]]
+    if not imps and not any(sec[0] == 1 for sec in secs):
+        out.append(import_section)  # (no type section: first; custom sections may stand anywhere)
+    for sid, start, _body, end in secs:
+        if sid == 5:
+            continue  # the memory section: its one memory is now the import
+        out.append(import_section if sid == 2 else wasm[start:end])
+        if sid == 1 and not imps:
+            out.append(import_section)  # the import section follows the type section
+    return b"".join(out), ty
+
+
 class WasmerEngine(Engine):
     """Compiles with one wasmer compiler (``compiler``) into an engine-wide ``wasmer.Store``."""
 
@@ -238,6 +331,7 @@ class WasmerEngine(Engine):
         except ImportError as e:
             raise ValueError(f"the wasmer {name} compiler is not installed in {sys.prefix}: {sys.executable} -m pip "
                              f"install {COMPILERS[name].replace('_', '-')}==1.1.0") from e
+        _use_guard_helper()
         self = object.__new__(cls)
         self.backend = backend
         self.config = config
@@ -249,8 +343,11 @@ class WasmerEngine(Engine):
         info = _precheck(wasm)
         if self.compiler != DEFAULT_COMPILER:
             self._refuse_simd(wasm)
+        # Only a worker caps memories; not with llvm, whose memory.fill on an imported memory
+        # crashes the process (SIGSEGV): its memories stay capped by the guard's memory limit.
+        own = _memory_as_import(wasm, info) if _guard.enabled() and self.compiler != "llvm" else None
         try:
-            w = wasmer.Module(self._wstore, wasm)
+            w = wasmer.Module(self._wstore, wasm if own is None else own[0])
         except RuntimeError as e:
             raise _compile_error(_message(e)) from None
         except BaseException as e:
@@ -297,11 +394,15 @@ class WasmerEngine(Engine):
             importlib.import_module(COMPILERS[self.compiler]).Compiler))
 
     def _module_deserialize(self, data: bytes) -> Module:
+        marked = data[:len(_OWN_MEMORY_MARK)] == _OWN_MEMORY_MARK
         try:
-            w = wasmer.Module.deserialize(self._wstore, data)
+            w = wasmer.Module.deserialize(self._wstore, data[len(_OWN_MEMORY_MARK):] if marked else data)
         except (RuntimeError, ValueError) as e:
             raise CompileError(_message(e)) from None
-        return WasmerModule._wrap(self, w)
+        mod = WasmerModule._wrap(self, w)
+        if marked != (mod._own_memory is not None):
+            raise CompileError("not a module serialized by this wasmer backend (its memory mark does not match)")
+        return mod
 
     def _store_new(self, limits: StoreLimits, data: Any) -> Store:
         return WasmerStore._create(self, limits, data)
@@ -312,24 +413,35 @@ class WasmerModule(Module):
 
     engine: WasmerEngine
     _w: Any  # wasmer.Module
+    _own_memory: MemoryType | None  # compiled with its memory imported (see _memory_as_import): its type
 
     @classmethod
     def _wrap(cls, engine: WasmerEngine, w: Any) -> WasmerModule:
         m = object.__new__(cls)
         m.engine = engine
         m._w = w
+        m._own_memory = None
+        for i in w.imports:  # (a module compiled here knows; a deserialized one says so by this import)
+            if (i.module, i.name) == _OWN_MEMORY and isinstance(i.type, wasmer.MemoryType):
+                m._own_memory = externtype(i.type)
         return m
 
     def _module_info(self) -> ModuleInfo:
         if self._info is None and self._wasm is None:
             info = ModuleInfo()
-            info.imports.extend(ImportType(i.module, i.name, externtype(i.type)) for i in self._w.imports)
+            info.imports.extend(ImportType(i.module, i.name, externtype(i.type)) for i in self._w.imports
+                                if (i.module, i.name) != _OWN_MEMORY)
             info.exports.extend(ExportType(e.name, externtype(e.type)) for e in self._w.exports)
             self._info = info
         return super()._module_info()
 
     def serialize(self) -> bytes:
-        return bytes(self._w.serialize())
+        data = bytes(self._w.serialize())
+        # a module compiled with its memory imported is marked: a proxywasm-vm from before this
+        # rewrite (sharing a compiled-module cache, say) cannot deserialize it (wasmer refuses the
+        # bytes, so the cache rebuilds the entry) rather than load a module whose instances it
+        # would not give their memory
+        return _OWN_MEMORY_MARK + data if self._own_memory is not None else data
 
 
 # ---- stores ---------------------------------------------------------------------------------
@@ -345,7 +457,7 @@ class WasmerStore(_guard.GuardedStore, Store):
     _active: int  # calls into wasm in progress
     _host_exc: BaseException | None  # the last exception a host function raised
     _mems: list[Any]  # the wasmer.Memory objects of this store (made here or exported by its instances)
-    _bridges: list[Any]  # the adapter instances made for this store (see _bridge)
+    _bridges: list[Any]  # what wasmer objects need kept alive: adapter instances (see _bridge), own memories
 
     @classmethod
     def _create(cls, engine: WasmerEngine, limits: StoreLimits, data: Any) -> WasmerStore:
@@ -382,6 +494,18 @@ class WasmerStore(_guard.GuardedStore, Store):
     def _func_new(self, ty: FuncType, fn: Callable[..., Any], access_caller: bool) -> Func:
         self._check_open()
         return WasmerHostFunc._make(self, ty, fn, access_caller)
+
+    def _own_memory(self, ty: MemoryType) -> Any:
+        """The memory an instance of a module compiled with its memory imported gets (see
+        ``_memory_as_import``): the module's limits, the maximum lowered to this store's cap, so
+        wasmer itself refuses a ``memory.grow`` past it (the minimum was checked against the cap)."""
+        hi = ty.limits.max
+        if self._cap is not None:
+            pages = min(self._cap // PAGE_SIZE, 65536)
+            hi = pages if hi is None else min(hi, pages)
+        w = wasmer.Memory(self._w, wasmer.MemoryType(minimum=ty.limits.min, maximum=hi, shared=False))
+        self._bridges.append(w)  # kept with the store: an instance does not keep its imported memory alive
+        return w
 
     def _memory_new(self, ty: MemoryType) -> Memory:
         self._check_open()
@@ -425,6 +549,9 @@ class WasmerStore(_guard.GuardedStore, Store):
                 if mt.limits.min * 65536 > self._cap:
                     raise Trap(TrapCode.MEMORY_LIMIT, f"memory minimum size {mt.limits.min} pages exceeds the "
                                                       f"store limit of {self._cap} bytes")
+        own = module._own_memory
+        if own is not None:
+            ns.setdefault(_OWN_MEMORY[0], {})[_OWN_MEMORY[1]] = self._own_memory(own)
         self._active += 1
         armed = self._arm()
         try:
@@ -442,7 +569,7 @@ class WasmerStore(_guard.GuardedStore, Store):
                 _guard.leave()
             self._active -= 1
             self._host_exc = None
-        if self._cap is not None:
+        if self._cap is not None and own is None:  # (a memory of its own is capped by its maximum)
             for exp in module.exports:
                 if isinstance(exp.type, MemoryType):
                     self._check_cap(getattr(winst.exports, exp.name))
@@ -452,6 +579,10 @@ class WasmerStore(_guard.GuardedStore, Store):
 
 
 # ---- functions --------------------------------------------------------------------------------
+
+#: The integers wasmer takes as they are for an i32/i64 (what the conversions return unchanged).
+_SIGNED = {ValType.I32: (-(1 << 31), (1 << 31) - 1), ValType.I64: (-(1 << 63), (1 << 63) - 1)}
+
 
 def _check_results(results: tuple[ValType, ...], r: Any) -> Any:
     """A host function's return value as wasmer wants it, checked against the type."""
@@ -472,6 +603,8 @@ class WasmerFunc(Func):
     _refs: bool  # a funcref/externref parameter: no wasmer.Value can carry it in
     _bridged: bool  # f32/f64 params or results: called through a call adapter (see the module docs)
     _adapter: Any  # that adapter's wasmer.Function, made on first call
+    _lo: int  # arguments from _lo to _hi are passed unconverted (integer parameters only; else an empty range)
+    _hi: int
 
     @classmethod
     def _wrap(cls, store: WasmerStore, w: Any, ty: FuncType) -> WasmerFunc:
@@ -483,17 +616,43 @@ class WasmerFunc(Func):
         f._refs = any(t in _REFS for t in ty.params)
         f._bridged = _has_floats(ty.params + ty.results)
         f._adapter = None
+        # integer parameters only: arguments already in the signed range of them all pass unconverted
+        ints = all(t in _SIGNED for t in ty.params)
+        f._lo, f._hi = _SIGNED[ValType.I32] if ints else (1, 0)
         return f
 
     def __call__(self, *args: Any) -> Any:
-        if self._bridged:
-            return self._call_as(args, False)
+        # _invoke inlined for the common case (integer parameters, the Proxy-Wasm callbacks): this
+        # runs for every callback of every request
         conv = self._conv
-        if len(args) != len(conv):
-            raise TypeError(f"expected {len(conv)} arguments, got {len(args)}")
-        if self._refs:
-            raise NotImplementedError(_NO_REFS)
-        return self._invoke(self._w, [c(a) for c, a in zip(conv, args)])
+        if len(args) != len(conv) or self._bridged or self._refs:
+            return self._call_as(args, False)
+        lo, hi = self._lo, self._hi
+        for a in args:
+            if a.__class__ is not int or not lo <= a <= hi:
+                args = tuple([c(a) for c, a in zip(conv, args)])  # (raises for what no conversion takes)
+                break
+        store = self.store
+        if store._closed:
+            raise WasmError("this store is closed")
+        store._active += 1
+        armed = store._guarded and store._arm()
+        try:
+            return self._w(*args)
+        except RuntimeError as e:
+            if e is store._host_exc:
+                raise  # a host function's own RuntimeError, unchanged
+            raise trap_or_error(e) from None
+        except BaseException as e:
+            if type(e).__name__ == "PanicException":  # a funcref/externref result (after the call ran)
+                raise NotImplementedError(_NO_REFS) from None
+            raise
+        finally:
+            if armed:
+                _guard.leave()
+            store._active -= 1
+            if not store._active:
+                store._host_exc = None
 
     def _call_raw(self, args: tuple) -> Any:
         return self._call_as(args, True)
@@ -566,13 +725,26 @@ class WasmerHostFunc(Func):
         if _has_floats(params + results) or ValType.V128 in params:
             return self._native_raw(cell)
         if self._access_caller:
-            caller = WasmerCaller(self.store, cell)
+            fn = functools.partial(fn, WasmerCaller(self.store, cell))
+        if not results:
+            def call(*args: Any) -> Any:
+                try:
+                    fn(*args)
+                    return None  # (whatever fn returned: a function with no results returns nothing)
+                except BaseException as e:
+                    store._host_exc = e  # to tell it from wasmer's own RuntimeErrors
+                    raise
+        elif len(results) == 1 and results[0] in _SIGNED:
+            lo, hi = _SIGNED[results[0]]
 
             def call(*args: Any) -> Any:
                 try:
-                    return _check_results(results, fn(caller, *args))
+                    r = fn(*args)
+                    if r.__class__ is int and lo <= r <= hi:  # already what wasmer takes (the common case)
+                        return r
+                    return _check_results(results, r)
                 except BaseException as e:
-                    store._host_exc = e  # to tell it from wasmer's own RuntimeErrors
+                    store._host_exc = e
                     raise
         else:
             def call(*args: Any) -> Any:
