@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 from typing import TYPE_CHECKING, Any
 
 from proxywasm_vm._errors import LimitError, WasmError
@@ -16,114 +17,162 @@ from ._values import from_val, to_val
 if TYPE_CHECKING:
     from ._store import WasmtimeStore
 
-_span = lib.pwvm_mem_span
-_write = lib.pwvm_mem_write
-_unpack = ffi.unpack
-_from_buffer = ffi.from_buffer
+_buffer = ffi.buffer
+_U32 = struct.Struct("<I")
 
 
 def _oob(offset: int, length: int, size: int) -> IndexError:
     return IndexError(f"memory access out of bounds: offset {offset} length {length} (memory is {size} bytes)")
 
 
+class MemCore:
+    """One linear memory of a store, read and written in place.
+
+    ``view`` is the shim's record of the memory (``pwvm_meminfo``: data, size,
+    generation) as three u64s, which the shim keeps current whenever control
+    returns to Python (see ``pwvm_mem_track``). ``buf`` is a buffer over the
+    bytes made at generation ``gen``: usable only while ``view[2] == gen``, and
+    rebuilt by :meth:`current` otherwise (the memory grew, moved, or its store
+    was closed). It references no Python object of the store, so the store can
+    cache it (``WasmtimeStore._cores``) without a reference cycle.
+    """
+
+    __slots__ = ("m", "info", "view", "gen", "buf")
+
+    def __init__(self, m: Any, info: Any) -> None:
+        self.m = m  # cffi wasmtime_memory_t* (owned)
+        self.info = info  # cffi pwvm_meminfo* (owned by the shim's store)
+        self.view = memoryview(_buffer(info, ffi.sizeof("pwvm_meminfo"))).cast("Q")
+        self.gen = -1
+        self.buf: Any = bytearray()
+
+    def current(self, sp: Any) -> Any:
+        """The buffer for the record's current generation; raises when the store is closed."""
+        if sp.ctx == ffi.NULL:
+            raise WasmError("the store is closed")
+        view = self.view
+        gen, size = view[2], view[1]
+        if gen != self.gen:
+            self.buf = _buffer(self.info.data, size) if size else bytearray()
+            self.gen = gen
+        return self.buf
+
+
+def core_of(store: WasmtimeStore, index: int, m: Any) -> MemCore:
+    """The store's core for tracked memory ``index`` (``m``: its wasmtime_memory_t*, kept by a new core)."""
+    core = store._cores.get(index)
+    if core is None:
+        info = lib.pwvm_mem_info(store._sp, index)
+        if info == ffi.NULL:  # pragma: no cover - the index came from the shim
+            raise WasmError("unknown memory record")
+        core = store._cores[index] = MemCore(m, info)
+    return core
+
+
 class WasmtimeMemory(Memory):
-    __slots__ = ("store", "_type", "_sp", "_m", "_keep")
+    """A linear memory. Reads and writes go through a buffer over its bytes (the core's),
+    used only at the generation it was made at: the shim bumps the generation whenever the
+    memory grows or moves, or the store is closed, and the buffer is then made again."""
+
+    __slots__ = ("store", "_type", "_core", "_view", "_gen", "_buf")
     store: WasmtimeStore
     _type: MemoryType | None
-    _sp: Any  # cffi pwvm_store* of the store (cdata)
-    _m: Any  # cffi wasmtime_memory_t*
-    _keep: Any
+    _core: MemCore
+    _view: memoryview  # the core's record: [1] the size in bytes, [2] the generation
+    _gen: int  # the generation _buf was made at
+    _buf: Any  # cffi buffer (or empty bytearray) over the bytes
 
     @classmethod
     def _wrap(cls, store: WasmtimeStore, m: Any, ty: MemoryType | None, keep: Any = None) -> WasmtimeMemory:
+        index = lib.pwvm_mem_track(store._sp, m)
+        if index < 0:
+            store._ctx  # raises when the store is closed
+            raise MemoryError("cannot track a memory")
+        return cls._from_core(store, core_of(store, index, m), ty)
+
+    @classmethod
+    def _from_core(cls, store: WasmtimeStore, core: MemCore, ty: MemoryType | None) -> WasmtimeMemory:
         mem = object.__new__(cls)
         mem.store = store
         mem._type = ty
-        mem._sp = store._sp
-        mem._m = m
-        mem._keep = keep  # owner of the cdata `m` points into, when it is not `m` itself
+        mem._core = core
+        mem._view = core.view
+        mem._gen = core.gen
+        mem._buf = core.buf
         return mem
+
+    def _current(self) -> Any:
+        buf = self._buf = self._core.current(self.store._sp)
+        self._gen = self._core.gen
+        return buf
 
     @property
     def type(self) -> MemoryType:  # type: ignore[override]  # read lazily: a property over the contract's attribute
-        rt = self.store._rt
         if self._type is None:
-
-            self._type = rt.memorytype_of(self.store._ctx, self._m)
+            self._type = self.store._rt.memorytype_of(self.store._ctx, self._core.m)
         return self._type
 
     def _to_extern(self, ext: Any) -> None:
         ext.kind = 3
-        ext.of.memory = self._m[0]
+        ext.of.memory = self._core.m[0]
 
     @property
     def size(self) -> int:
         rt = self.store._rt
-        api = rt.api
-        return api.wasmtime_memory_size(self.store._ctx, self._m)
+        return rt.api.wasmtime_memory_size(self.store._ctx, self._core.m)
 
     @property
     def data_size(self) -> int:
-        rt = self.store._rt
-        api = rt.api
-        return api.wasmtime_memory_data_size(self.store._ctx, self._m)
+        if self._view[2] != self._gen:
+            self._current()  # raises when the store is closed
+        return self._view[1]
 
     def grow(self, delta: int) -> int:
-        rt = self.store._rt
-        api = rt.api
+        store = self.store
+        rt = store._rt
         if delta < 0:
             raise ValueError("delta must be >= 0")
+        store._ctx  # raises when the store is closed
         prev = ffi.new("uint64_t*")
-        err = api.wasmtime_memory_grow(self.store._ctx, self._m, delta, prev)
+        err = lib.pwvm_mem_grow(store._sp, self._core.m, delta, prev)  # refreshes every tracked record
         if err != ffi.NULL:
             raise LimitError(rt.take_error_message(err))
         return prev[0]
 
     def read(self, offset: int, length: int) -> bytes:
-        try:
-            p = _span(self._sp, self._m, offset, length)
-        except OverflowError:
-            p = None
-        if not p:
-            raise _oob(offset, length, self.data_size)
-        return _unpack(p, length)
+        view = self._view
+        buf = self._buf if view[2] == self._gen else self._current()
+        if 0 <= offset and 0 <= length and offset + length <= view[1]:
+            return buf[offset:offset + length]  # type: ignore[no-any-return]
+        raise _oob(offset, length, view[1])
 
     def write(self, offset: int, data: bytes | bytearray | memoryview) -> None:
-        if not isinstance(data, bytes):
-            data = _from_buffer(data)
-        try:
-            rc = _write(self._sp, self._m, offset, data, len(data))
-        except OverflowError:
-            rc = -1
-        if rc:
-            raise _oob(offset, len(data), self.data_size)
+        view = self._view
+        buf = self._buf if view[2] == self._gen else self._current()
+        cls = data.__class__
+        n = len(data) if cls is bytes or cls is bytearray else memoryview(data).nbytes
+        if 0 <= offset and offset + n <= view[1]:
+            buf[offset:offset + n] = data
+            return
+        raise _oob(offset, n, view[1])
 
     def read_u32(self, offset: int) -> int:
-        try:
-            p = _span(self._sp, self._m, offset, 4)
-        except OverflowError:
-            p = None
-        if not p:
-            raise _oob(offset, 4, self.data_size)
-        return ffi.cast("uint32_t*", p)[0]
+        view = self._view
+        buf = self._buf if view[2] == self._gen else self._current()
+        if 0 <= offset and offset + 4 <= view[1]:
+            return _U32.unpack_from(buf, offset)[0]  # type: ignore[no-any-return]
+        raise _oob(offset, 4, view[1])
 
     def write_u32(self, offset: int, value: int) -> None:
-        try:
-            p = _span(self._sp, self._m, offset, 4)
-        except OverflowError:
-            p = None
-        if not p:
-            raise _oob(offset, 4, self.data_size)
-        ffi.cast("uint32_t*", p)[0] = value & 0xFFFFFFFF
+        view = self._view
+        buf = self._buf if view[2] == self._gen else self._current()
+        if 0 <= offset and offset + 4 <= view[1]:
+            _U32.pack_into(buf, offset, value & 0xFFFFFFFF)
+            return
+        raise _oob(offset, 4, view[1])
 
     def view(self) -> memoryview:
-        rt = self.store._rt
-        api = rt.api
-        ctx = self.store._ctx
-        n = api.wasmtime_memory_data_size(ctx, self._m)
-        if n == 0:
-            return memoryview(bytearray())
-        return memoryview(ffi.buffer(api.wasmtime_memory_data(ctx, self._m), n))
+        return memoryview(self._current())
 
 
 class WasmtimeGlobal(Global):

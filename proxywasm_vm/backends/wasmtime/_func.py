@@ -24,7 +24,8 @@ from proxywasm_vm._types import FuncType, ValType
 from proxywasm_vm._values import host_results, int_result
 
 from ._ffi import ffi, lib
-from ._store import NATIVE, STORES, WasmtimeCaller, WasmtimeStore, park
+from ._store import CALLERS as _CALLERS
+from ._store import NATIVE, STORES, WasmtimeStore, caller_for, park
 from ._values import VAL_KIND, from_raw, to_raw
 
 _call_ints = lib.pwvm_call_ints
@@ -130,43 +131,27 @@ def wrap_func(store: WasmtimeStore, f: Any, ty: FuncType) -> WasmtimeFunc:
 
 # ---- host functions ---------------------------------------------------------------
 
-#: Host-call adapters by id (the id travels in the shim's hostenv).
+#: By host-function id (the id travels in the shim's hostenv): integer signatures, the
+#: function itself (called by the entry of its arity, see below); others, their raw adapter.
 HOSTS: dict[int, Callable[..., Any]] = {}
+#: By the same id: the result type of an integer host function (None: no result).
+RESULTS: dict[int, ValType | None] = {}
 _ids = itertools.count(1)
 
+#: A host function's integer result inside this window is returned to the shim as is: an i32
+#: (signed or unsigned) or an i64 that fits one, never _FAIL. Anything else: _result.
+_LO, _HI = -(1 << 31) - 1, 1 << 32
 
-def _int_result(r: Any, res: ValType, sid: int) -> int:
-    """Check and wrap a host function's integer result (the uncommon shapes)."""
+
+def _result(hid: int, sid: int, r: Any) -> int:
+    """The uncommon results: none expected (ignored), or one to check and wrap."""
+    res = RESULTS[hid]
+    if res is None:
+        return 0
     r = int_result(r, res is ValType.I32, res.value)
     if r == _FAIL:  # an i64 result that happens to equal the failure value: tell the shim it is genuine
         NATIVE[sid].host_failed = lib.PWVM_HOST_GENUINE_FAIL
     return r
-
-
-def _ints_adapter(fn: Callable[..., Any], ty: FuncType, access_caller: bool) -> Callable[..., Any]:
-    """Adapter for the scalar path: ``(store handle, a0..a5) -> int``.
-
-    Generated per arity so a host call costs one extra Python frame and no
-    argument packing; the common result (an in-range int) is returned as is.
-    """
-    n = len(ty.params)
-    res = ty.results[0] if ty.results else None
-    args = ", ".join(f"a{i}" for i in range(n))
-    target = f"fn(_Caller(_STORES[sid]() or _collected()){', ' if n else ''}{args})" if access_caller else f"fn({args})"
-    if res is None:
-        body = f"    {target}\n    return 0\n"
-    else:
-        lo, hi = ((-(1 << 31) - 1, 1 << 32) if res is ValType.I32 else (-(1 << 63) + 1, 1 << 63))
-        body = (f"    r = {target}\n"
-                f"    if r.__class__ is int and {lo} < r < {hi}:\n"  # > lo: the i64 minimum+1 is _FAIL
-                f"        return r\n"
-                f"    return _int_result(r, res, sid)\n")
-    src = "def call(sid, a0, a1, a2, a3, a4, a5):\n" + body
-    ns: dict[str, Any] = {"fn": fn, "res": res, "_int_result": _int_result, "_Caller": WasmtimeCaller,
-                          "_STORES": STORES, "_collected": store_collected}
-    # generated from the template above, per (arity, result, caller); kept: bench/test_trampolines.py
-    what = f"host-call trampoline (wasmtime) for {ty}{' with caller' if access_caller else ''}"
-    return compile_generated(src, what, ns)["call"]
 
 
 def _raw_adapter(fn: Callable[..., Any], ty: FuncType, access_caller: bool) -> Callable[..., Any]:
@@ -174,9 +159,10 @@ def _raw_adapter(fn: Callable[..., Any], ty: FuncType, access_caller: bool) -> C
     params, results = ty.params, ty.results
 
     def call(sid: int, vals: Any) -> None:
+        caller = caller_for(sid) if access_caller else None  # raises in a collected store's finalizer
         store = STORES[sid]() or store_collected()
         args = [from_raw(store, t, vals[i], True) for i, t in enumerate(params)]  # raw: see _func_new
-        r = fn(WasmtimeCaller(store), *args) if access_caller else fn(*args)
+        r = fn(caller, *args) if access_caller else fn(*args)
         if not results:
             return
         for i, (t, v) in enumerate(zip(results, host_results(len(results), r))):
@@ -190,11 +176,16 @@ def register_host(api: Any, fn: Callable[..., Any], ty: FuncType, access_caller:
 
     ``api`` is the function table of the library copy the function is made in."""
     hid = next(_ids)
-    HOSTS[hid] = (_ints_adapter if is_int_signature(ty) else _raw_adapter)(fn, ty, access_caller)
+    ints = is_int_signature(ty)
+    HOSTS[hid] = fn if ints else _raw_adapter(fn, ty, access_caller)
+    if ints:
+        RESULTS[hid] = ty.results[0] if ty.results else None
     kinds = [VAL_KIND[t] for t in ty.params + ty.results][:16]
-    env = lib.pwvm_hostenv_new(api, hid, len(ty.params), len(ty.results), ffi.new("uint8_t[]", kinds or [0]))
+    env = lib.pwvm_hostenv_new(api, hid, len(ty.params), len(ty.results), ffi.new("uint8_t[]", kinds or [0]),
+                               1 if access_caller else 0)
     if env == ffi.NULL:
         del HOSTS[hid]
+        RESULTS.pop(hid, None)
         raise MemoryError("cannot allocate a host function")
     return env
 
@@ -219,13 +210,157 @@ def _unraisable(exc_type: Any, exc: Any, tb: Any) -> None:
     """cffi's report for a callback that could not run: the shim turns it into a trap, so stay quiet."""
 
 
-@ffi.def_extern(error=_FAIL, onerror=_unraisable)
-def pwvm_py_host_ints(hid: int, sid: int, n: int, a0: int, a1: int, a2: int, a3: int, a4: int, a5: int) -> int:
+# The entries of integer host calls, one per arity without and with a Caller (the shim calls
+# the one of the function's shape with exactly its arguments): the function itself is called,
+# with no adapter between, and an in-window integer result goes back as is. Written out per
+# arity: a call with exact arguments is what makes them cheap. Each returns _FAIL, cffi's error
+# value, when it cannot even start (a RecursionError before its `try`): the shim treats an
+# unexplained _FAIL as that failure.
+def pwvm_py_host0(hid: int, sid: int) -> int:
     try:
-        return HOSTS[hid](sid, a0, a1, a2, a3, a4, a5)
+        r = HOSTS[hid]()
+        if r.__class__ is int and _LO < r < _HI:
+            return r  # type: ignore[no-any-return]
+        return _result(hid, sid, r)
     except BaseException as e:  # noqa: BLE001 - every exception must reach the caller, not the C stack
-        _park(sid, e)
-        return 0
+        return _park(sid, e)
+
+
+def pwvm_py_host1(hid: int, sid: int, a0: int) -> int:
+    try:
+        r = HOSTS[hid](a0)
+        if r.__class__ is int and _LO < r < _HI:
+            return r  # type: ignore[no-any-return]
+        return _result(hid, sid, r)
+    except BaseException as e:  # noqa: BLE001
+        return _park(sid, e)
+
+
+def pwvm_py_host2(hid: int, sid: int, a0: int, a1: int) -> int:
+    try:
+        r = HOSTS[hid](a0, a1)
+        if r.__class__ is int and _LO < r < _HI:
+            return r  # type: ignore[no-any-return]
+        return _result(hid, sid, r)
+    except BaseException as e:  # noqa: BLE001
+        return _park(sid, e)
+
+
+def pwvm_py_host3(hid: int, sid: int, a0: int, a1: int, a2: int) -> int:
+    try:
+        r = HOSTS[hid](a0, a1, a2)
+        if r.__class__ is int and _LO < r < _HI:
+            return r  # type: ignore[no-any-return]
+        return _result(hid, sid, r)
+    except BaseException as e:  # noqa: BLE001
+        return _park(sid, e)
+
+
+def pwvm_py_host4(hid: int, sid: int, a0: int, a1: int, a2: int, a3: int) -> int:
+    try:
+        r = HOSTS[hid](a0, a1, a2, a3)
+        if r.__class__ is int and _LO < r < _HI:
+            return r  # type: ignore[no-any-return]
+        return _result(hid, sid, r)
+    except BaseException as e:  # noqa: BLE001
+        return _park(sid, e)
+
+
+def pwvm_py_host5(hid: int, sid: int, a0: int, a1: int, a2: int, a3: int, a4: int) -> int:
+    try:
+        r = HOSTS[hid](a0, a1, a2, a3, a4)
+        if r.__class__ is int and _LO < r < _HI:
+            return r  # type: ignore[no-any-return]
+        return _result(hid, sid, r)
+    except BaseException as e:  # noqa: BLE001
+        return _park(sid, e)
+
+
+def pwvm_py_host6(hid: int, sid: int, a0: int, a1: int, a2: int, a3: int, a4: int, a5: int) -> int:
+    try:
+        r = HOSTS[hid](a0, a1, a2, a3, a4, a5)
+        if r.__class__ is int and _LO < r < _HI:
+            return r  # type: ignore[no-any-return]
+        return _result(hid, sid, r)
+    except BaseException as e:  # noqa: BLE001
+        return _park(sid, e)
+
+
+# With a Caller: the store's (made at its first host call, see caller_for).
+def pwvm_py_hostc0(hid: int, sid: int) -> int:
+    try:
+        r = HOSTS[hid](_CALLERS.get(sid) or caller_for(sid))
+        if r.__class__ is int and _LO < r < _HI:
+            return r  # type: ignore[no-any-return]
+        return _result(hid, sid, r)
+    except BaseException as e:  # noqa: BLE001
+        return _park(sid, e)
+
+
+def pwvm_py_hostc1(hid: int, sid: int, a0: int) -> int:
+    try:
+        r = HOSTS[hid](_CALLERS.get(sid) or caller_for(sid), a0)
+        if r.__class__ is int and _LO < r < _HI:
+            return r  # type: ignore[no-any-return]
+        return _result(hid, sid, r)
+    except BaseException as e:  # noqa: BLE001
+        return _park(sid, e)
+
+
+def pwvm_py_hostc2(hid: int, sid: int, a0: int, a1: int) -> int:
+    try:
+        r = HOSTS[hid](_CALLERS.get(sid) or caller_for(sid), a0, a1)
+        if r.__class__ is int and _LO < r < _HI:
+            return r  # type: ignore[no-any-return]
+        return _result(hid, sid, r)
+    except BaseException as e:  # noqa: BLE001
+        return _park(sid, e)
+
+
+def pwvm_py_hostc3(hid: int, sid: int, a0: int, a1: int, a2: int) -> int:
+    try:
+        r = HOSTS[hid](_CALLERS.get(sid) or caller_for(sid), a0, a1, a2)
+        if r.__class__ is int and _LO < r < _HI:
+            return r  # type: ignore[no-any-return]
+        return _result(hid, sid, r)
+    except BaseException as e:  # noqa: BLE001
+        return _park(sid, e)
+
+
+def pwvm_py_hostc4(hid: int, sid: int, a0: int, a1: int, a2: int, a3: int) -> int:
+    try:
+        r = HOSTS[hid](_CALLERS.get(sid) or caller_for(sid), a0, a1, a2, a3)
+        if r.__class__ is int and _LO < r < _HI:
+            return r  # type: ignore[no-any-return]
+        return _result(hid, sid, r)
+    except BaseException as e:  # noqa: BLE001
+        return _park(sid, e)
+
+
+def pwvm_py_hostc5(hid: int, sid: int, a0: int, a1: int, a2: int, a3: int, a4: int) -> int:
+    try:
+        r = HOSTS[hid](_CALLERS.get(sid) or caller_for(sid), a0, a1, a2, a3, a4)
+        if r.__class__ is int and _LO < r < _HI:
+            return r  # type: ignore[no-any-return]
+        return _result(hid, sid, r)
+    except BaseException as e:  # noqa: BLE001
+        return _park(sid, e)
+
+
+def pwvm_py_hostc6(hid: int, sid: int, a0: int, a1: int, a2: int, a3: int, a4: int, a5: int) -> int:
+    try:
+        r = HOSTS[hid](_CALLERS.get(sid) or caller_for(sid), a0, a1, a2, a3, a4, a5)
+        if r.__class__ is int and _LO < r < _HI:
+            return r  # type: ignore[no-any-return]
+        return _result(hid, sid, r)
+    except BaseException as e:  # noqa: BLE001
+        return _park(sid, e)
+
+
+for _entry in (pwvm_py_host0, pwvm_py_host1, pwvm_py_host2, pwvm_py_host3, pwvm_py_host4, pwvm_py_host5,
+               pwvm_py_host6, pwvm_py_hostc0, pwvm_py_hostc1, pwvm_py_hostc2, pwvm_py_hostc3, pwvm_py_hostc4,
+               pwvm_py_hostc5, pwvm_py_hostc6):
+    ffi.def_extern(error=_FAIL, onerror=_unraisable)(_entry)
 
 
 @ffi.def_extern(error=2, onerror=_unraisable)
@@ -241,8 +376,11 @@ def pwvm_py_host_raw(hid: int, sid: int, vals: Any, n: int) -> int:
 @ffi.def_extern()
 def pwvm_py_host_drop(hid: int) -> None:
     HOSTS.pop(hid, None)
+    RESULTS.pop(hid, None)
 
 
-def _park(sid: int, e: BaseException) -> None:
+def _park(sid: int, e: BaseException) -> int:
+    """Park ``e`` for the call into wasm to re-raise (the shim's trap unwinds to it); returns 0."""
     if sid in NATIVE:
         park(sid, e)
+    return 0

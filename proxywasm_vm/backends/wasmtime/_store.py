@@ -10,15 +10,15 @@ from typing import TYPE_CHECKING, Any, Callable, NoReturn, Sequence
 
 from proxywasm_vm._errors import LinkError, Trap, TrapCode, WasmError
 from proxywasm_vm._func import Caller
-from proxywasm_vm._lifetime import release_after_finalizers
+from proxywasm_vm._lifetime import release_after_finalizers, store_collected
 from proxywasm_vm._store import Store, StoreLimits
 from proxywasm_vm._types import FuncType, GlobalType, MemoryType, TableType
 
+from ._extern import MemCore, WasmtimeGlobal, WasmtimeMemory, WasmtimeTable, core_of
 from ._ffi import ffi, lib
 
 if TYPE_CHECKING:
     from ._engine import WasmtimeEngine
-    from ._extern import WasmtimeGlobal, WasmtimeMemory, WasmtimeTable
     from ._func import WasmtimeFunc
     from ._instance import WasmtimeInstance
     from ._runtime import Runtime
@@ -55,6 +55,7 @@ _handles = itertools.count(1)
 
 def _store_gone(handle: int, sp: Any) -> None:
     """The store's release, when it is deallocated (see :mod:`proxywasm_vm._lifetime`)."""
+    _forget_caller(handle)
     STORES.pop(handle, None)
     NATIVE.pop(handle, None)
     PENDING.pop(handle, None)
@@ -68,48 +69,86 @@ def park(handle: int, exc: BaseException) -> None:
 
 
 class WasmtimeCaller(Caller):
-    """Made for each host call that asked for it; reads the shim's current caller pointer.
+    """What a host function that asked for it receives: one per store, made at its first host call
+    (:func:`caller_for`) and reused, since it reads the shim's current caller pointer.
 
-    It holds no cache: a store must not reference objects that reference it
-    back, or stores (and their linear memories) would wait for the cycle
-    collector instead of being freed when the last reference goes.
+    It references its store only weakly (``STORES``), and is dropped from :data:`CALLERS` when the
+    store is: a strong reference from there would keep every store alive, and one from the store
+    to it a reference cycle, leaving stores (and their linear memories) to the cycle collector
+    instead of freeing them when the last reference goes. Its memories' cores are the store's.
     """
 
-    __slots__ = ("_store",)
+    __slots__ = ("_handle", "_sp", "_cores")
 
-    def __init__(self, store: WasmtimeStore) -> None:
-        self._store = store
+    def __init__(self, handle: int, sp: Any, cores: dict[int, Any]) -> None:
+        self._handle = handle
+        self._sp = sp  # the shim's store; None once the store is gone
+        self._cores = cores
 
     @property
     def store(self) -> WasmtimeStore:
-        return self._store
+        ref = STORES.get(self._handle)
+        store = ref() if ref is not None else None
+        if store is None:
+            raise WasmError("Caller used outside of its host function call")
+        return store
 
     def _caller_ptr(self) -> Any:
-        ptr = self._store._sp.caller
-        if ptr == ffi.NULL:
+        sp = self._sp
+        if sp is None or sp.caller == ffi.NULL:
             raise WasmError("Caller used outside of its host function call")
-        return ptr
+        return sp.caller
 
     def get_export(self, name: str) -> Any:
-        rt = self._store._rt
-        api = rt.api
+        ptr = self._caller_ptr()
+        store = self.store
         ext = ffi.new("wasmtime_extern_t*")
         raw = name.encode()
-        if not api.wasmtime_caller_export_get(self._caller_ptr(), raw, len(raw), ext):
+        if not store._rt.api.wasmtime_caller_export_get(ptr, raw, len(raw), ext):
             return None
-        return self._store._wrap_extern(ext, None)
+        return store._wrap_extern(ext, None)
 
     @property
     def memory(self) -> WasmtimeMemory | None:
-        from ._extern import WasmtimeMemory
+        sp = self._sp
+        index = _caller_mem_index(sp) if sp is not None else -1
+        if index >= 0:
+            core = self._cores.get(index)
+            if core is not None:
+                return _from_core(self.store, core, None)
+            m = ffi.new("wasmtime_memory_t*")
+            lib.pwvm_caller_memory(sp, m)
+            return _from_core(self.store, core_of(self.store, index, m), None)
+        if index == -1:
+            raise WasmError("Caller used outside of its host function call")
+        if index == -3:
+            raise MemoryError("cannot track the caller's memory")
+        return None  # the caller exports no memory named "memory"
 
-        store = self._store
-        m = ffi.new("wasmtime_memory_t*")
-        if not lib.pwvm_caller_memory(store._sp, m):
-            self._caller_ptr()  # raises when used outside the host call
-            return None
-        # The memory type is only looked up if asked for (WasmtimeMemory.type is lazy).
-        return WasmtimeMemory._wrap(store, m, None)
+
+_caller_mem_index = lib.pwvm_caller_mem_index
+#: The Caller of each live store, by handle (see WasmtimeCaller).
+CALLERS: dict[int, WasmtimeCaller] = {}
+
+
+def caller_for(handle: int) -> WasmtimeCaller:
+    """The Caller for a host call into the store ``handle`` (raises when the store cannot be named:
+    a call from a finalizer of the store's reference cycle, see :func:`store_collected`)."""
+    caller = CALLERS.get(handle)
+    if caller is None:
+        ref = STORES.get(handle)
+        store = ref() if ref is not None else None
+        if store is None:
+            store_collected()
+        caller = CALLERS[handle] = WasmtimeCaller(handle, store._sp, store._cores)
+    return caller
+
+
+def _forget_caller(handle: int) -> None:
+    """The store ``handle`` is going (its weak reference was cleared): its Caller stops working."""
+    caller = CALLERS.pop(handle, None)
+    if caller is not None:
+        caller._sp = None
 
 
 class WasmtimeStore(Store):
@@ -123,6 +162,7 @@ class WasmtimeStore(Store):
     _sp: Any  # cffi pwvm_store* (cdata)
     _externrefs: dict[int, Any]
     _keep: list[Any]  # host-function state that must live as long as the store
+    _cores: dict[int, MemCore]  # its tracked memories by the shim's index (see _extern.MemCore)
 
     @classmethod
     def _create(cls, engine: WasmtimeEngine, limits: StoreLimits, data: Any) -> WasmtimeStore:
@@ -140,7 +180,10 @@ class WasmtimeStore(Store):
         s._sp = sp  # freed by _store_gone, never by an ffi.gc destructor (see _lifetime)
         s._externrefs = {}
         s._keep = []
-        STORES[s._handle] = weakref.ref(s)
+        s._cores = {}
+        handle = s._handle
+        # cleared (and its callback run) before any finalizer of a reference cycle holding the store
+        STORES[handle] = weakref.ref(s, lambda _ref: _forget_caller(handle))
         NATIVE[s._handle] = sp
         release_after_finalizers(s, _store_gone, s._handle, sp)
         if limits.memory_bytes is not None or limits.table_elements is not None:
@@ -255,8 +298,6 @@ class WasmtimeStore(Store):
     def _memory_new(self, ty: MemoryType) -> WasmtimeMemory:
         rt = self._rt
         api = rt.api
-        from ._extern import WasmtimeMemory
-
         out = ffi.new("wasmtime_memory_t*")
         err = api.wasmtime_memory_new(self._ctx, rt.new_memorytype(ty), out)
         if err != ffi.NULL:
@@ -266,7 +307,6 @@ class WasmtimeStore(Store):
     def _global_new(self, ty: GlobalType, value: Any) -> WasmtimeGlobal:
         rt = self._rt
         api = rt.api
-        from ._extern import WasmtimeGlobal
         from ._values import to_val
 
         val = ffi.new("wasmtime_val_t*")
@@ -280,7 +320,6 @@ class WasmtimeStore(Store):
     def _table_new(self, ty: TableType, init: Any) -> WasmtimeTable:
         rt = self._rt
         api = rt.api
-        from ._extern import WasmtimeTable
         from ._values import to_val
 
         val = ffi.new("wasmtime_val_t*")
@@ -307,7 +346,6 @@ class WasmtimeStore(Store):
     def _wrap_extern(self, ext: Any, ty: Any) -> Any:
         """A public object for a ``wasmtime_extern_t`` (``ty`` when known, else asked)."""
         rt = self._rt
-        from ._extern import WasmtimeGlobal, WasmtimeMemory, WasmtimeTable
         from ._func import wrap_func
 
         kind = ext.kind
@@ -412,3 +450,6 @@ class WasmtimeStore(Store):
             return None
         key = int(ffi.cast("uintptr_t", api.wasmtime_externref_data(self._ctx, ffi.addressof(val.of, "externref"))))
         return self._externrefs.get(key)
+
+
+_from_core = WasmtimeMemory._from_core
