@@ -31,31 +31,35 @@ class MemCore:
     ``view`` is the shim's record of the memory (``pwvm_meminfo``: data, size,
     generation) as three u64s, which the shim keeps current whenever control
     returns to Python (see ``pwvm_mem_track``). ``buf`` is a buffer over the
-    bytes made at generation ``gen``: usable only while ``view[2] == gen``, and
-    rebuilt by :meth:`current` otherwise (the memory grew, moved, or its store
-    was closed). It references no Python object of the store, so the store can
-    cache it (``WasmtimeStore._cores``) without a reference cycle.
+    ``size`` bytes made at generation ``gen``: usable only while
+    ``view[2] == gen``, and rebuilt by :meth:`current` otherwise (the memory
+    grew, moved, or its store was closed). It references no Python object of
+    the store, so the store can cache it (``WasmtimeStore._cores``) without a
+    reference cycle.
     """
 
-    __slots__ = ("m", "info", "view", "gen", "buf")
+    __slots__ = ("m", "info", "view", "gen", "size", "buf")
 
     def __init__(self, m: Any, info: Any) -> None:
         self.m = m  # cffi wasmtime_memory_t* (owned)
         self.info = info  # cffi pwvm_meminfo* (owned by the shim's store)
         self.view = memoryview(_buffer(info, ffi.sizeof("pwvm_meminfo"))).cast("Q")
         self.gen = -1
+        self.size = 0
         self.buf: Any = bytearray()
 
-    def current(self, sp: Any) -> Any:
-        """The buffer for the record's current generation; raises when the store is closed."""
+    def current(self, sp: Any) -> None:
+        """Make ``buf`` and ``size`` those of the record's current generation; raises when the
+        store is closed."""
         if sp.ctx == ffi.NULL:
             raise WasmError("the store is closed")
         view = self.view
-        gen, size = view[2], view[1]
+        gen = view[2]
         if gen != self.gen:
+            size = view[1]
             self.buf = _buffer(self.info.data, size) if size else bytearray()
+            self.size = size
             self.gen = gen
-        return self.buf
 
 
 def core_of(store: WasmtimeStore, index: int, m: Any) -> MemCore:
@@ -69,17 +73,22 @@ def core_of(store: WasmtimeStore, index: int, m: Any) -> MemCore:
     return core
 
 
+_new = object.__new__
+
+
 class WasmtimeMemory(Memory):
     """A linear memory. Reads and writes go through a buffer over its bytes (the core's),
     used only at the generation it was made at: the shim bumps the generation whenever the
-    memory grows or moves, or the store is closed, and the buffer is then made again."""
+    memory grows or moves, or the store is closed, and the buffer and size are then taken
+    again. One memoryview read per access checks that."""
 
-    __slots__ = ("store", "_type", "_core", "_view", "_gen", "_buf")
+    __slots__ = ("store", "_type", "_core", "_view", "_gen", "_size", "_buf")
     store: WasmtimeStore
     _type: MemoryType | None
     _core: MemCore
     _view: memoryview  # the core's record: [1] the size in bytes, [2] the generation
-    _gen: int  # the generation _buf was made at
+    _gen: int  # the generation _size and _buf are of
+    _size: int  # the size in bytes at that generation
     _buf: Any  # cffi buffer (or empty bytearray) over the bytes
 
     @classmethod
@@ -92,18 +101,22 @@ class WasmtimeMemory(Memory):
 
     @classmethod
     def _from_core(cls, store: WasmtimeStore, core: MemCore, ty: MemoryType | None) -> WasmtimeMemory:
-        mem = object.__new__(cls)
+        mem = _new(cls)
         mem.store = store
         mem._type = ty
         mem._core = core
         mem._view = core.view
         mem._gen = core.gen
+        mem._size = core.size
         mem._buf = core.buf
         return mem
 
     def _current(self) -> Any:
-        buf = self._buf = self._core.current(self.store._sp)
-        self._gen = self._core.gen
+        core = self._core
+        core.current(self.store._sp)
+        self._gen = core.gen
+        self._size = core.size
+        buf = self._buf = core.buf
         return buf
 
     @property
@@ -125,7 +138,7 @@ class WasmtimeMemory(Memory):
     def data_size(self) -> int:
         if self._view[2] != self._gen:
             self._current()  # raises when the store is closed
-        return self._view[1]
+        return self._size
 
     def grow(self, delta: int) -> int:
         store = self.store
@@ -140,39 +153,93 @@ class WasmtimeMemory(Memory):
         return prev[0]
 
     def read(self, offset: int, length: int) -> bytes:
-        view = self._view
-        buf = self._buf if view[2] == self._gen else self._current()
-        if 0 <= offset and 0 <= length and offset + length <= view[1]:
+        buf = self._buf if self._view[2] == self._gen else self._current()
+        if 0 <= offset and 0 <= length and offset + length <= self._size:
             return buf[offset:offset + length]  # type: ignore[no-any-return]
-        raise _oob(offset, length, view[1])
+        raise _oob(offset, length, self._size)
 
     def write(self, offset: int, data: bytes | bytearray | memoryview) -> None:
-        view = self._view
-        buf = self._buf if view[2] == self._gen else self._current()
+        buf = self._buf if self._view[2] == self._gen else self._current()
         cls = data.__class__
         n = len(data) if cls is bytes or cls is bytearray else memoryview(data).nbytes
-        if 0 <= offset and offset + n <= view[1]:
+        if 0 <= offset and offset + n <= self._size:
             buf[offset:offset + n] = data
             return
-        raise _oob(offset, n, view[1])
+        raise _oob(offset, n, self._size)
 
     def read_u32(self, offset: int) -> int:
-        view = self._view
-        buf = self._buf if view[2] == self._gen else self._current()
-        if 0 <= offset and offset + 4 <= view[1]:
+        buf = self._buf if self._view[2] == self._gen else self._current()
+        if 0 <= offset and offset + 4 <= self._size:
             return _U32.unpack_from(buf, offset)[0]  # type: ignore[no-any-return]
-        raise _oob(offset, 4, view[1])
+        raise _oob(offset, 4, self._size)
 
     def write_u32(self, offset: int, value: int) -> None:
-        view = self._view
-        buf = self._buf if view[2] == self._gen else self._current()
-        if 0 <= offset and offset + 4 <= view[1]:
+        buf = self._buf if self._view[2] == self._gen else self._current()
+        if 0 <= offset and offset + 4 <= self._size:
             _U32.pack_into(buf, offset, value & 0xFFFFFFFF)
             return
-        raise _oob(offset, 4, view[1])
+        raise _oob(offset, 4, self._size)
 
     def view(self) -> memoryview:
         return memoryview(self._current())
+
+
+class CallerMemory(WasmtimeMemory):
+    """The memory a :class:`~._store.WasmtimeCaller` hands out: one per memory and Caller, reused
+    at every host call. It reaches its store through the store's weak reference (the Caller
+    lives in a module-level table: a strong reference would keep every store alive); when the
+    store goes it is killed (:meth:`_kill`), so one kept past that raises instead of reading
+    freed memory."""
+
+    __slots__ = ("_ref",)
+    _ref: Any  # weakref.ref to the store
+
+    @property  # type: ignore[override]
+    def store(self) -> WasmtimeStore:  # type: ignore[override]
+        store = self._ref()
+        if store is None:
+            raise WasmError("the store is closed")
+        return store  # type: ignore[no-any-return]
+
+    @classmethod
+    def _for(cls, ref: Any, core: MemCore) -> CallerMemory:
+        mem = _new(cls)
+        mem._ref = ref
+        mem._type = None
+        mem._core = core
+        mem._view = core.view
+        mem._gen = core.gen
+        mem._size = core.size
+        mem._buf = core.buf
+        return mem
+
+    def _kill(self) -> None:
+        """The store is gone: every access raises from now on (generation -1 is never current)."""
+        self._core = _DEAD
+        self._view = _DEAD.view
+        self._gen = -2
+        self._size = 0
+        self._buf = bytearray()
+
+
+class _DeadCore(MemCore):
+    """The core of a memory whose store is gone."""
+
+    __slots__ = ()
+
+    def __init__(self) -> None:
+        self.m = None
+        self.info = None
+        self.view = memoryview(bytearray(24)).cast("Q")
+        self.gen = -1
+        self.size = 0
+        self.buf = bytearray()
+
+    def current(self, sp: Any) -> None:
+        raise WasmError("the store is closed")
+
+
+_DEAD = _DeadCore()
 
 
 class WasmtimeGlobal(Global):

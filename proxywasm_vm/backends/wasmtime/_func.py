@@ -74,18 +74,14 @@ class WasmtimeFunc(Func):
 def _int_call_source(params: tuple[ValType, ...], result: ValType | None) -> str:
     """``__call__`` for integer ``params`` and an optional integer result.
 
-    Everything constant for the signature (slot count, result kind) is baked
-    in; the shim's return value doubles as the status (see ``pwvm_call_ints``).
-    The shim range-checks i32 arguments (it takes every argument as an int64
-    and would otherwise keep the low 32 bits of, say, 2**32 + 5): bit 8+i of
-    the count marks argument i as an i32.
+    Everything constant for the function (store, slot count, which arguments
+    are i32, result kind) is in its descriptor (``pwvm_func``), whose address
+    ``_call<n>`` takes with exactly the arguments; the shim's return value
+    doubles as the status (see ``pwvm_call_ints``). The shim range-checks i32
+    arguments (it takes every argument as an int64 and would otherwise keep the
+    low 32 bits of, say, 2**32 + 5).
     """
-    n = len(params)
-    names = [f"a{i}" for i in range(n)]
-    nargs = n | sum(1 << (8 + i) for i, t in enumerate(params) if t is ValType.I32)
-    padded = ", ".join(names + ["0"] * (6 - n))
-    nslots = max(1, n, 1 if result else 0)
-    rk = -1 if result is None else VAL_KIND[result]
+    names = [f"a{i}" for i in range(len(params))]
     if result is None:
         check, ret = "r", "None"
     elif result is ValType.I32:
@@ -95,7 +91,7 @@ def _int_call_source(params: tuple[ValType, ...], result: ValType | None) -> str
     return (
         f"def __call__({', '.join(['self'] + names)}):\n"
         f"    try:\n"
-        f"        r = _call_ints(self._sp, self._f, {nargs}, {nslots}, {rk}, {padded})\n"
+        f"        r = _callN({', '.join(['self._d'] + names)})\n"
         f"    except OverflowError:\n"
         f"        return self._slow({', '.join(names)})\n"
         f"    if {check}:\n"
@@ -105,12 +101,17 @@ def _int_call_source(params: tuple[ValType, ...], result: ValType | None) -> str
 
 
 class _IntFunc(IntFuncMixin, WasmtimeFunc):
-    __slots__ = ()
+    __slots__ = ("_desc", "_d")
+    _desc: Any  # cffi pwvm_func* (owned): the descriptor
+    _d: int  # its address, as _callN takes it
 
 
+_CALLS = (lib.pwvm_call0, lib.pwvm_call1, lib.pwvm_call2, lib.pwvm_call3, lib.pwvm_call4, lib.pwvm_call5,
+          lib.pwvm_call6)
 # One generated class per integer signature, its __call__ from the _int_call_source template
 # (compiled by _fastcall.compile_generated); kept: bench/test_trampolines.py.
-_INT_CLASSES = IntSignatureClasses(_IntFunc, _int_call_source, {"_call_ints": _call_ints, "_FAIL": lib.PWVM_FAIL})
+_INT_CLASSES = IntSignatureClasses(_IntFunc, _int_call_source,
+                                   lambda params, result: {"_callN": _CALLS[len(params)], "_FAIL": lib.PWVM_FAIL})
 
 
 def wrap_func(store: WasmtimeStore, f: Any, ty: FuncType) -> WasmtimeFunc:
@@ -118,6 +119,15 @@ def wrap_func(store: WasmtimeStore, f: Any, ty: FuncType) -> WasmtimeFunc:
     fn: WasmtimeFunc
     if is_int_signature(ty):
         fn = object.__new__(_INT_CLASSES.for_type(ty))
+        params = ty.params
+        desc = ffi.new("pwvm_func*")
+        desc.s = store._sp
+        desc.f = f[0]
+        desc.nargs = len(params) | sum(1 << (8 + i) for i, t in enumerate(params) if t is ValType.I32)
+        desc.nslots = max(1, len(params), len(ty.results))
+        desc.result_kind = VAL_KIND[ty.results[0]] if ty.results else -1
+        fn._desc = desc  # type: ignore[attr-defined]
+        fn._d = int(ffi.cast("intptr_t", desc))  # type: ignore[attr-defined]
     else:
         fn = object.__new__(WasmtimeFunc)
     fn.store = store

@@ -350,12 +350,11 @@ int pwvm_call(pwvm_store *s, const wasmtime_func_t *f, wasmtime_val_raw_t *buf, 
     return s->status;
 }
 
-int64_t pwvm_call_ints(pwvm_store *s, const wasmtime_func_t *f, uint32_t nargs, uint32_t nslots, int32_t result_kind,
-                       int64_t a0, int64_t a1, int64_t a2, int64_t a3, int64_t a4, int64_t a5) {
+static inline int64_t call_ints(pwvm_store *s, const wasmtime_func_t *f, uint32_t nargs, uint32_t nslots,
+                                int32_t result_kind, const int64_t *a) {
     /* i32 params read only the low half of a slot (little-endian union), so
      * storing every argument as i64 is right for both integer kinds. */
     wasmtime_val_raw_t buf[6];
-    int64_t a[6] = { a0, a1, a2, a3, a4, a5 };
     if (!s->ctx) {
         s->status = PWVM_CLOSED;
         return result_kind < 0 ? PWVM_CLOSED : PWVM_FAIL;
@@ -380,6 +379,45 @@ int64_t pwvm_call_ints(pwvm_store *s, const wasmtime_func_t *f, uint32_t nargs, 
     if (result_kind < 0) return s->status;
     if (s->status != PWVM_OK) return PWVM_FAIL;
     return result_kind == PWVM_K_I32 ? (int64_t)buf[0].i32 : buf[0].i64;
+}
+
+int64_t pwvm_call_ints(pwvm_store *s, const wasmtime_func_t *f, uint32_t nargs, uint32_t nslots, int32_t result_kind,
+                       int64_t a0, int64_t a1, int64_t a2, int64_t a3, int64_t a4, int64_t a5) {
+    const int64_t a[6] = { a0, a1, a2, a3, a4, a5 };
+    return call_ints(s, f, nargs, nslots, result_kind, a);
+}
+
+/* The descriptor arrives as an integer: cffi converts an int faster than a typed pointer. */
+#define PWVM_DESC(d) ((const pwvm_func *)(uintptr_t)(d))
+#define PWVM_CALL_DESC(d, a) call_ints(PWVM_DESC(d)->s, &PWVM_DESC(d)->f, PWVM_DESC(d)->nargs, \
+                                       PWVM_DESC(d)->nslots, PWVM_DESC(d)->result_kind, (a))
+
+int64_t pwvm_call0(int64_t d) {
+    return PWVM_CALL_DESC(d, NULL);
+}
+int64_t pwvm_call1(int64_t d, int64_t a0) {
+    const int64_t a[1] = { a0 };
+    return PWVM_CALL_DESC(d, a);
+}
+int64_t pwvm_call2(int64_t d, int64_t a0, int64_t a1) {
+    const int64_t a[2] = { a0, a1 };
+    return PWVM_CALL_DESC(d, a);
+}
+int64_t pwvm_call3(int64_t d, int64_t a0, int64_t a1, int64_t a2) {
+    const int64_t a[3] = { a0, a1, a2 };
+    return PWVM_CALL_DESC(d, a);
+}
+int64_t pwvm_call4(int64_t d, int64_t a0, int64_t a1, int64_t a2, int64_t a3) {
+    const int64_t a[4] = { a0, a1, a2, a3 };
+    return PWVM_CALL_DESC(d, a);
+}
+int64_t pwvm_call5(int64_t d, int64_t a0, int64_t a1, int64_t a2, int64_t a3, int64_t a4) {
+    const int64_t a[5] = { a0, a1, a2, a3, a4 };
+    return PWVM_CALL_DESC(d, a);
+}
+int64_t pwvm_call6(int64_t d, int64_t a0, int64_t a1, int64_t a2, int64_t a3, int64_t a4, int64_t a5) {
+    const int64_t a[6] = { a0, a1, a2, a3, a4, a5 };
+    return PWVM_CALL_DESC(d, a);
 }
 
 int pwvm_instantiate(pwvm_store *s, const wasmtime_module_t *m, const wasmtime_extern_t *imports, size_t n,

@@ -14,7 +14,7 @@ from proxywasm_vm._lifetime import release_after_finalizers, store_collected
 from proxywasm_vm._store import Store, StoreLimits
 from proxywasm_vm._types import FuncType, GlobalType, MemoryType, TableType
 
-from ._extern import MemCore, WasmtimeGlobal, WasmtimeMemory, WasmtimeTable, core_of
+from ._extern import CallerMemory, MemCore, WasmtimeGlobal, WasmtimeMemory, WasmtimeTable, core_of
 from ._ffi import ffi, lib
 
 if TYPE_CHECKING:
@@ -78,17 +78,17 @@ class WasmtimeCaller(Caller):
     instead of freeing them when the last reference goes. Its memories' cores are the store's.
     """
 
-    __slots__ = ("_handle", "_sp", "_cores")
+    __slots__ = ("_ref", "_sp", "_cores", "_mems")
 
-    def __init__(self, handle: int, sp: Any, cores: dict[int, Any]) -> None:
-        self._handle = handle
+    def __init__(self, ref: weakref.ref[WasmtimeStore], sp: Any, cores: dict[int, Any]) -> None:
+        self._ref = ref  # the store's entry in STORES
         self._sp = sp  # the shim's store; None once the store is gone
         self._cores = cores
+        self._mems: dict[int, CallerMemory] = {}  # handed out so far, by the shim's memory index
 
     @property
     def store(self) -> WasmtimeStore:
-        ref = STORES.get(self._handle)
-        store = ref() if ref is not None else None
+        store = self._ref()
         if store is None:
             raise WasmError("Caller used outside of its host function call")
         return store
@@ -113,12 +113,19 @@ class WasmtimeCaller(Caller):
         sp = self._sp
         index = _caller_mem_index(sp) if sp is not None else -1
         if index >= 0:
+            mem = self._mems.get(index)
+            if mem is not None:
+                return mem
+            store = self._ref()
+            if store is None:  # pragma: no cover - _sp is None by then
+                raise WasmError("Caller used outside of its host function call")
             core = self._cores.get(index)
-            if core is not None:
-                return _from_core(self.store, core, None)
-            m = ffi.new("wasmtime_memory_t*")
-            lib.pwvm_caller_memory(sp, m)
-            return _from_core(self.store, core_of(self.store, index, m), None)
+            if core is None:
+                m = ffi.new("wasmtime_memory_t*")
+                lib.pwvm_caller_memory(sp, m)
+                core = core_of(store, index, m)
+            mem = self._mems[index] = CallerMemory._for(self._ref, core)
+            return mem
         if index == -1:
             raise WasmError("Caller used outside of its host function call")
         if index == -3:
@@ -140,7 +147,7 @@ def caller_for(handle: int) -> WasmtimeCaller:
         store = ref() if ref is not None else None
         if store is None:
             store_collected()
-        caller = CALLERS[handle] = WasmtimeCaller(handle, store._sp, store._cores)
+        caller = CALLERS[handle] = WasmtimeCaller(ref, store._sp, store._cores)  # type: ignore[arg-type]
     return caller
 
 
@@ -149,6 +156,9 @@ def _forget_caller(handle: int) -> None:
     caller = CALLERS.pop(handle, None)
     if caller is not None:
         caller._sp = None
+        for mem in caller._mems.values():
+            mem._kill()
+        caller._mems.clear()
 
 
 class WasmtimeStore(Store):
@@ -451,5 +461,3 @@ class WasmtimeStore(Store):
         key = int(ffi.cast("uintptr_t", api.wasmtime_externref_data(self._ctx, ffi.addressof(val.of, "externref"))))
         return self._externrefs.get(key)
 
-
-_from_core = WasmtimeMemory._from_core
