@@ -386,6 +386,125 @@ def test_caller_get_export_and_missing_memory(instantiate, store):
     assert isinstance(out["f"], pw.Func) and out["f"]() == 3
 
 
+GROWER = """
+(module
+  (import "env" "use" (func $use (param i32) (result i32)))
+  (memory (export "memory") 1 8)
+  (func (export "grow") (param i32) (result i32) local.get 0 memory.grow)
+  (func (export "grow_then_use") (param i32) (result i32)
+    (drop (memory.grow (local.get 0)))
+    (call $use (memory.size)))
+  (func (export "use") (param i32) (result i32) (call $use (local.get 0)))
+  (func (export "load") (param i32) (result i32) local.get 0 i32.load)
+)
+"""
+
+
+@pytest.mark.capability("host_memory_access")
+def test_memory_grown_inside_a_host_function_is_read_and_written_through_the_caller(instantiate, store):
+    """A host function grows the caller's memory (from Python, then through a nested call into wasm)
+    and reaches the new pages through the memory object it took before each growth."""
+    seen = []
+
+    def use(caller, pages):
+        mem = caller.memory
+        before = mem.data_size
+        assert before == pages * pw.PAGE_SIZE
+        with pytest.raises(IndexError):
+            mem.read(before, 4)  # not there yet
+        assert mem.grow(1) == pages
+        mem.write(before, b"grown by the host")
+        mem.write_u32(before + 32, 0xA1B2C3D4)
+        assert ex["grow"](1) == pages + 1  # wasm grows it again, inside this host call
+        after = pages + 2
+        assert mem.data_size == after * pw.PAGE_SIZE
+        mem.write(after * pw.PAGE_SIZE - 4, b"last")
+        seen.append((mem.read(before, 17), mem.read_u32(before + 32), mem.read(after * pw.PAGE_SIZE - 4, 4)))
+        with pytest.raises(IndexError):
+            mem.read(after * pw.PAGE_SIZE - 3, 4)  # one byte past the end
+        return after
+
+    ex = instantiate(GROWER, {"env": {"use": pw.Func(store, I_I, use, access_caller=True)}}).exports
+    assert ex["use"](1) == 3
+    assert seen == [(b"grown by the host", 0xA1B2C3D4, b"last")]
+    m = ex["memory"]
+    assert m.data_size == 3 * pw.PAGE_SIZE and m.read(pw.PAGE_SIZE, 17) == b"grown by the host"
+    assert ex["load"](pw.PAGE_SIZE + 32) == 0xA1B2C3D4 - 2**32
+    assert ex["load"](3 * pw.PAGE_SIZE - 4) == int.from_bytes(b"last", "little")
+
+
+@pytest.mark.capability("host_memory_access")
+def test_memory_grown_by_wasm_before_a_host_call_is_seen_through_the_caller(instantiate, store):
+    """Memory objects kept from an earlier host call (the caller's and the export) see what wasm
+    grew before the next one: its new size, and its new pages readable and writable."""
+    kept = []
+
+    def use(caller, pages):
+        mem = caller.memory
+        kept.append(mem)
+        for m in kept + [exported]:
+            assert m.data_size == pages * pw.PAGE_SIZE
+            m.write_u32(pages * pw.PAGE_SIZE - 4, pages)
+            assert m.read_u32(pages * pw.PAGE_SIZE - 4) == pages
+        return pages
+
+    ex = instantiate(GROWER, {"env": {"use": pw.Func(store, I_I, use, access_caller=True)}}).exports
+    exported = ex["memory"]
+    assert ex["use"](1) == 1
+    assert ex["grow_then_use"](2) == 3
+    assert ex["grow_then_use"](1) == 4
+    assert exported.read_u32(4 * pw.PAGE_SIZE - 4) == 4 and ex["load"](3 * pw.PAGE_SIZE - 4) == 3
+    with pytest.raises(IndexError):
+        exported.read(4 * pw.PAGE_SIZE, 1)
+
+
+@pytest.mark.capability("host_memory_access")
+def test_caller_memory_kept_past_its_store_close_raises(instantiate, store):
+    kept = []
+
+    def use(caller, pages):
+        kept.append(caller.memory)
+        return 0
+
+    ex = instantiate(GROWER, {"env": {"use": pw.Func(store, I_I, use, access_caller=True)}}).exports
+    ex["use"](1)
+    assert kept[0].read(0, 4) == bytes(4)
+    store.close()
+    for op in (lambda: kept[0].read(0, 4), lambda: kept[0].write(0, b"x"), lambda: kept[0].data_size,
+               lambda: kept[0].read_u32(0)):
+        with pytest.raises(pw.WasmError):
+            op()
+
+
+# A memory object a host function kept (its Caller's) holds its store, as every Memory does: it
+# still works once every other reference to the store is gone. In a child: a crash (a read of
+# freed memory) fails the test, not the run.
+CALLER_MEMORY_AFTER_STORE = """
+import gc
+kept = []
+store = pw.Store(engine)
+f = pw.Func(store, FuncType([ValType.I32], [ValType.I32]), lambda c, p: kept.append(c.memory) or 0,
+            access_caller=True)
+inst = pw.Instance(store, pw.Module(engine, pw.wat2wasm(sys.argv[2])), {"env": {"use": f}})
+inst.exports["use"](1)
+inst.exports["use"](1)
+kept[0].write(8, b"kept")
+del f, inst, store
+gc.collect()
+for mem in kept:
+    assert mem.read(8, 4) == b"kept" and mem.data_size == pw.PAGE_SIZE
+    mem.write_u32(0, 7)
+    assert mem.read_u32(0) == 7
+assert kept[0].grow(1) == 1 and kept[1].read(pw.PAGE_SIZE, 2) == bytes(2)
+print("ok")
+"""
+
+
+@pytest.mark.capability("host_memory_access")
+def test_caller_memory_kept_past_its_store_still_works(backend_name):
+    run_child(backend_name, CALLER_MEMORY_AFTER_STORE, GROWER)
+
+
 # ---- the Linker --------------------------------------------------------------------------------
 
 LINKED = """

@@ -26,7 +26,7 @@ def _oob(offset: int, length: int, size: int) -> IndexError:
 
 
 class MemCore:
-    """One linear memory of a store, read and written in place.
+    """One linear memory of a store, read and written in place; shared by every wrapper of it.
 
     ``view`` is the shim's record of the memory (``pwvm_meminfo``: data, size,
     generation) as three u64s, which the shim keeps current whenever control
@@ -48,10 +48,10 @@ class MemCore:
         self.size = 0
         self.buf: Any = bytearray()
 
-    def current(self, sp: Any) -> None:
-        """Make ``buf`` and ``size`` those of the record's current generation; raises when the
-        store is closed."""
-        if sp.ctx == ffi.NULL:
+    def current(self, store: WasmtimeStore) -> Any:
+        """``buf``, after making it and ``size`` those of the record's current generation;
+        raises when the store is closed."""
+        if store._sp.ctx == ffi.NULL:
             raise WasmError("the store is closed")
         view = self.view
         gen = view[2]
@@ -60,6 +60,7 @@ class MemCore:
             self.buf = _buffer(self.info.data, size) if size else bytearray()
             self.size = size
             self.gen = gen
+        return self.buf
 
 
 def core_of(store: WasmtimeStore, index: int, m: Any) -> MemCore:
@@ -77,19 +78,16 @@ _new = object.__new__
 
 
 class WasmtimeMemory(Memory):
-    """A linear memory. Reads and writes go through a buffer over its bytes (the core's),
-    used only at the generation it was made at: the shim bumps the generation whenever the
-    memory grows or moves, or the store is closed, and the buffer and size are then taken
-    again. One memoryview read per access checks that."""
+    """A linear memory: a light wrapper (its store, its core), cheap to make for every
+    ``Caller.memory``. Reads and writes go through the core's buffer over the bytes, used
+    only at the generation it was made at: the shim bumps the generation whenever the memory
+    grows or moves, or the store is closed, and the buffer and size are then taken again.
+    One memoryview read per access checks that."""
 
-    __slots__ = ("store", "_type", "_core", "_view", "_gen", "_size", "_buf")
+    __slots__ = ("store", "_type", "_core")
     store: WasmtimeStore
     _type: MemoryType | None
     _core: MemCore
-    _view: memoryview  # the core's record: [1] the size in bytes, [2] the generation
-    _gen: int  # the generation _size and _buf are of
-    _size: int  # the size in bytes at that generation
-    _buf: Any  # cffi buffer (or empty bytearray) over the bytes
 
     @classmethod
     def _wrap(cls, store: WasmtimeStore, m: Any, ty: MemoryType | None, keep: Any = None) -> WasmtimeMemory:
@@ -97,27 +95,11 @@ class WasmtimeMemory(Memory):
         if index < 0:
             store._ctx  # raises when the store is closed
             raise MemoryError("cannot track a memory")
-        return cls._from_core(store, core_of(store, index, m), ty)
-
-    @classmethod
-    def _from_core(cls, store: WasmtimeStore, core: MemCore, ty: MemoryType | None) -> WasmtimeMemory:
         mem = _new(cls)
         mem.store = store
         mem._type = ty
-        mem._core = core
-        mem._view = core.view
-        mem._gen = core.gen
-        mem._size = core.size
-        mem._buf = core.buf
+        mem._core = core_of(store, index, m)
         return mem
-
-    def _current(self) -> Any:
-        core = self._core
-        core.current(self.store._sp)
-        self._gen = core.gen
-        self._size = core.size
-        buf = self._buf = core.buf
-        return buf
 
     @property
     def type(self) -> MemoryType:  # type: ignore[override]  # read lazily: a property over the contract's attribute
@@ -136,9 +118,10 @@ class WasmtimeMemory(Memory):
 
     @property
     def data_size(self) -> int:
-        if self._view[2] != self._gen:
-            self._current()  # raises when the store is closed
-        return self._size
+        core = self._core
+        if core.view[2] != core.gen:
+            core.current(self.store)  # raises when the store is closed
+        return core.size
 
     def grow(self, delta: int) -> int:
         store = self.store
@@ -153,93 +136,39 @@ class WasmtimeMemory(Memory):
         return prev[0]
 
     def read(self, offset: int, length: int) -> bytes:
-        buf = self._buf if self._view[2] == self._gen else self._current()
-        if 0 <= offset and 0 <= length and offset + length <= self._size:
+        core = self._core
+        buf = core.buf if core.view[2] == core.gen else core.current(self.store)
+        if 0 <= offset and 0 <= length and offset + length <= core.size:
             return buf[offset:offset + length]  # type: ignore[no-any-return]
-        raise _oob(offset, length, self._size)
+        raise _oob(offset, length, core.size)
 
     def write(self, offset: int, data: bytes | bytearray | memoryview) -> None:
-        buf = self._buf if self._view[2] == self._gen else self._current()
+        core = self._core
+        buf = core.buf if core.view[2] == core.gen else core.current(self.store)
         cls = data.__class__
         n = len(data) if cls is bytes or cls is bytearray else memoryview(data).nbytes
-        if 0 <= offset and offset + n <= self._size:
+        if 0 <= offset and offset + n <= core.size:
             buf[offset:offset + n] = data
             return
-        raise _oob(offset, n, self._size)
+        raise _oob(offset, n, core.size)
 
     def read_u32(self, offset: int) -> int:
-        buf = self._buf if self._view[2] == self._gen else self._current()
-        if 0 <= offset and offset + 4 <= self._size:
+        core = self._core
+        buf = core.buf if core.view[2] == core.gen else core.current(self.store)
+        if 0 <= offset and offset + 4 <= core.size:
             return _U32.unpack_from(buf, offset)[0]  # type: ignore[no-any-return]
-        raise _oob(offset, 4, self._size)
+        raise _oob(offset, 4, core.size)
 
     def write_u32(self, offset: int, value: int) -> None:
-        buf = self._buf if self._view[2] == self._gen else self._current()
-        if 0 <= offset and offset + 4 <= self._size:
+        core = self._core
+        buf = core.buf if core.view[2] == core.gen else core.current(self.store)
+        if 0 <= offset and offset + 4 <= core.size:
             _U32.pack_into(buf, offset, value & 0xFFFFFFFF)
             return
-        raise _oob(offset, 4, self._size)
+        raise _oob(offset, 4, core.size)
 
     def view(self) -> memoryview:
-        return memoryview(self._current())
-
-
-class CallerMemory(WasmtimeMemory):
-    """The memory a :class:`~._store.WasmtimeCaller` hands out: one per memory and Caller, reused
-    at every host call. It reaches its store through the store's weak reference (the Caller
-    lives in a module-level table: a strong reference would keep every store alive); when the
-    store goes it is killed (:meth:`_kill`), so one kept past that raises instead of reading
-    freed memory."""
-
-    __slots__ = ("_ref",)
-    _ref: Any  # weakref.ref to the store
-
-    @property  # type: ignore[override]
-    def store(self) -> WasmtimeStore:  # type: ignore[override]
-        store = self._ref()
-        if store is None:
-            raise WasmError("the store is closed")
-        return store  # type: ignore[no-any-return]
-
-    @classmethod
-    def _for(cls, ref: Any, core: MemCore) -> CallerMemory:
-        mem = _new(cls)
-        mem._ref = ref
-        mem._type = None
-        mem._core = core
-        mem._view = core.view
-        mem._gen = core.gen
-        mem._size = core.size
-        mem._buf = core.buf
-        return mem
-
-    def _kill(self) -> None:
-        """The store is gone: every access raises from now on (generation -1 is never current)."""
-        self._core = _DEAD
-        self._view = _DEAD.view
-        self._gen = -2
-        self._size = 0
-        self._buf = bytearray()
-
-
-class _DeadCore(MemCore):
-    """The core of a memory whose store is gone."""
-
-    __slots__ = ()
-
-    def __init__(self) -> None:
-        self.m = None
-        self.info = None
-        self.view = memoryview(bytearray(24)).cast("Q")
-        self.gen = -1
-        self.size = 0
-        self.buf = bytearray()
-
-    def current(self, sp: Any) -> None:
-        raise WasmError("the store is closed")
-
-
-_DEAD = _DeadCore()
+        return memoryview(self._core.current(self.store))
 
 
 class WasmtimeGlobal(Global):

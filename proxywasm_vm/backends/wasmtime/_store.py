@@ -14,7 +14,7 @@ from proxywasm_vm._lifetime import release_after_finalizers, store_collected
 from proxywasm_vm._store import Store, StoreLimits
 from proxywasm_vm._types import FuncType, GlobalType, MemoryType, TableType
 
-from ._extern import CallerMemory, MemCore, WasmtimeGlobal, WasmtimeMemory, WasmtimeTable, core_of
+from ._extern import MemCore, WasmtimeGlobal, WasmtimeMemory, WasmtimeTable, core_of
 from ._ffi import ffi, lib
 
 if TYPE_CHECKING:
@@ -75,16 +75,16 @@ class WasmtimeCaller(Caller):
     It references its store only weakly (``STORES``), and is dropped from :data:`CALLERS` when the
     store is: a strong reference from there would keep every store alive, and one from the store
     to it a reference cycle, leaving stores (and their linear memories) to the cycle collector
-    instead of freeing them when the last reference goes. Its memories' cores are the store's.
+    instead of freeing them when the last reference goes. The memory objects it hands out are
+    made per call (light: a store and a core): they hold their store, as every Memory does.
     """
 
-    __slots__ = ("_ref", "_sp", "_cores", "_mems")
+    __slots__ = ("_ref", "_sp", "_cores")
 
     def __init__(self, ref: weakref.ref[WasmtimeStore], sp: Any, cores: dict[int, Any]) -> None:
         self._ref = ref  # the store's entry in STORES
         self._sp = sp  # the shim's store; None once the store is gone
         self._cores = cores
-        self._mems: dict[int, CallerMemory] = {}  # handed out so far, by the shim's memory index
 
     @property
     def store(self) -> WasmtimeStore:
@@ -113,9 +113,6 @@ class WasmtimeCaller(Caller):
         sp = self._sp
         index = _caller_mem_index(sp) if sp is not None else -1
         if index >= 0:
-            mem = self._mems.get(index)
-            if mem is not None:
-                return mem
             store = self._ref()
             if store is None:  # pragma: no cover - _sp is None by then
                 raise WasmError("Caller used outside of its host function call")
@@ -124,7 +121,10 @@ class WasmtimeCaller(Caller):
                 m = ffi.new("wasmtime_memory_t*")
                 lib.pwvm_caller_memory(sp, m)
                 core = core_of(store, index, m)
-            mem = self._mems[index] = CallerMemory._for(self._ref, core)
+            mem = _new(WasmtimeMemory)  # what WasmtimeMemory._wrap makes, without its calls
+            mem.store = store
+            mem._type = None
+            mem._core = core
             return mem
         if index == -1:
             raise WasmError("Caller used outside of its host function call")
@@ -156,9 +156,6 @@ def _forget_caller(handle: int) -> None:
     caller = CALLERS.pop(handle, None)
     if caller is not None:
         caller._sp = None
-        for mem in caller._mems.values():
-            mem._kill()
-        caller._mems.clear()
 
 
 class WasmtimeStore(Store):
@@ -461,3 +458,5 @@ class WasmtimeStore(Store):
         key = int(ffi.cast("uintptr_t", api.wasmtime_externref_data(self._ctx, ffi.addressof(val.of, "externref"))))
         return self._externrefs.get(key)
 
+
+_new = object.__new__
