@@ -161,6 +161,7 @@ pwvm_store *pwvm_store_new(const pwvm_api *api, wasm_engine_t *engine, int64_t h
     if (!s) return NULL;
     s->api = api;
     s->handle = handle;
+    s->caller_mem = -1;
     s->store = api->wasmtime_store_new(engine, s, NULL);
     s->ctx = api->wasmtime_store_context(s->store);
     api->wasmtime_context_set_epoch_deadline(s->ctx, PWVM_NO_DEADLINE);
@@ -470,6 +471,8 @@ void pwvm_hostenv_free(void *env) {
     free(e);
 }
 
+static int32_t caller_mem_index(pwvm_store *s);
+
 /* Call the Python entry of e's shape with exactly its arguments (a[] holds them, zero-padded). */
 static int64_t call_python_ints(const pwvm_hostenv *e, int64_t sid, const int64_t *a) {
     int64_t id = e->id;
@@ -496,9 +499,14 @@ wasm_trap_t *pwvm_host_trampoline(void *env, wasmtime_caller_t *caller, wasmtime
     pwvm_store *s = api->wasmtime_context_get_data(api->wasmtime_caller_context(caller));
     /* Host calls nest (host -> wasm -> host): keep the outer caller. */
     wasmtime_caller_t *outer = s->caller;
+    int64_t outer_mem = s->caller_mem;
+    pwvm_hostenv *outer_env = s->cur_env;
     s->caller = caller;
+    s->cur_env = e;
     s->host_failed = 0;
     if (s->tracked) refresh_tracked(s);  /* the wasm that called may have grown a memory */
+    /* resolved here (no call from Python) for a function that used its Caller's memory before */
+    s->caller_mem = e->wants_memory ? caller_mem_index(s) : PWVM_MEM_UNKNOWN;
     if (e->ints_only) {
         int64_t a[6] = { 0, 0, 0, 0, 0, 0 };
         for (uint32_t i = 0; i < e->nparams; i++)
@@ -520,6 +528,8 @@ wasm_trap_t *pwvm_host_trampoline(void *env, wasmtime_caller_t *caller, wasmtime
         s->host_failed = PWVM_HOST_NOT_RUN;  /* cffi's error value: the callback did not run */
     }
     s->caller = outer;
+    s->caller_mem = outer_mem;
+    s->cur_env = outer_env;
     if (s->host_failed == PWVM_HOST_NOT_RUN) {
         s->host_failed = 0;
         static const char msg[] = PWVM_HOST_NOT_RUN_MSG;
@@ -573,12 +583,21 @@ pwvm_meminfo *pwvm_mem_info(pwvm_store *s, int32_t index) {
     return NULL;
 }
 
-int32_t pwvm_caller_mem_index(pwvm_store *s) {
+static int32_t caller_mem_index(pwvm_store *s) {
     wasmtime_memory_t m;
     if (!s->caller) return -1;
     if (!pwvm_caller_memory(s, &m)) return -2;
     int32_t i = pwvm_mem_track(s, &m);
     return i < 0 ? -3 : i;
+}
+
+int32_t pwvm_caller_mem_index(pwvm_store *s) {
+    int32_t i = caller_mem_index(s);
+    if (s->caller) {
+        s->caller_mem = i;
+        if (s->cur_env) s->cur_env->wants_memory = 1;
+    }
+    return i;
 }
 
 wasmtime_error_t *pwvm_mem_grow(pwvm_store *s, const wasmtime_memory_t *m, uint64_t delta, uint64_t *prev) {

@@ -276,9 +276,16 @@ typedef struct pwvm_store {
     wasmtime_caller_t *caller; /* the caller of the running host function */
     wasm_trap_t *trap;
     wasmtime_error_t *error;
+    /* While a host function runs: the tracked index of its caller's "memory" export, resolved
+     * at entry for host functions that asked for it before (pwvm_hostenv.wants_memory), else
+     * PWVM_MEM_UNKNOWN until Python asks (pwvm_caller_mem_index); -1 outside host calls. */
+    int64_t caller_mem;
+    struct pwvm_hostenv *cur_env; /* the running host function's env */
     pwvm_tracked *tracked;     /* memories Python reads in place (a list), refreshed at every return to Python */
     int32_t ntracked;          /* their count; a record's index never changes */
 } pwvm_store;
+
+#define PWVM_MEM_UNKNOWN -4
 
 /* What a host function's trampoline needs; owned by wasmtime (freed by its finalizer). */
 typedef struct pwvm_hostenv {
@@ -289,6 +296,7 @@ typedef struct pwvm_hostenv {
     uint8_t kinds[16];   /* param kinds then result kinds (PWVM_K_*), when all fit */
     int32_t ints_only;   /* every param/result is i32 or i64 and there are <= 6/1 */
     int32_t with_caller; /* the Python function takes a Caller first (pwvm_py_hostc<n>) */
+    int32_t wants_memory; /* it asked for its Caller's memory: resolved at entry from then on */
 } pwvm_hostenv;
 
 /* Value kinds of wasmtime_val_t (also used in pwvm_hostenv.kinds). */
@@ -379,7 +387,8 @@ void pwvm_python_exiting(void);
 int32_t pwvm_mem_track(pwvm_store *s, const wasmtime_memory_t *m);
 pwvm_meminfo *pwvm_mem_info(pwvm_store *s, int32_t index);
 /* The tracked index of the calling instance's "memory" export while a host function runs:
- * >= 0, or -1 outside a host call, -2 when the caller exports no such memory, -3 out of memory. */
+ * >= 0, or -1 outside a host call, -2 when the caller exports no such memory, -3 out of memory.
+ * Also stored in s->caller_mem, and the running host function marked as wanting it. */
 int32_t pwvm_caller_mem_index(pwvm_store *s);
 /* wasmtime_memory_grow, then the records refreshed. NULL or the error (the caller deletes it). */
 wasmtime_error_t *pwvm_mem_grow(pwvm_store *s, const wasmtime_memory_t *m, uint64_t delta, uint64_t *prev);

@@ -79,12 +79,14 @@ class WasmtimeCaller(Caller):
     made per call (light: a store and a core): they hold their store, as every Memory does.
     """
 
-    __slots__ = ("_ref", "_sp", "_cores")
+    __slots__ = ("_ref", "_sp", "_cores", "_mem")
 
     def __init__(self, ref: weakref.ref[WasmtimeStore], sp: Any, cores: dict[int, Any]) -> None:
         self._ref = ref  # the store's entry in STORES
         self._sp = sp  # the shim's store; None once the store is gone
         self._cores = cores
+        # the shim's caller_mem field, read without a call (see pwvm_store.caller_mem)
+        self._mem: memoryview | None = memoryview(ffi.buffer(ffi.addressof(sp, "caller_mem"), 8)).cast("q")
 
     @property
     def store(self) -> WasmtimeStore:
@@ -110,8 +112,10 @@ class WasmtimeCaller(Caller):
 
     @property
     def memory(self) -> WasmtimeMemory | None:
-        sp = self._sp
-        index = _caller_mem_index(sp) if sp is not None else -1
+        cm = self._mem
+        index = cm[0] if cm is not None else -1
+        if index == _MEM_UNKNOWN:  # first use by this host function: ask the shim (it remembers)
+            index = _caller_mem_index(self._sp)
         if index >= 0:
             store = self._ref()
             if store is None:  # pragma: no cover - _sp is None by then
@@ -119,7 +123,7 @@ class WasmtimeCaller(Caller):
             core = self._cores.get(index)
             if core is None:
                 m = ffi.new("wasmtime_memory_t*")
-                lib.pwvm_caller_memory(sp, m)
+                lib.pwvm_caller_memory(self._sp, m)
                 core = core_of(store, index, m)
             mem = _new(WasmtimeMemory)  # what WasmtimeMemory._wrap makes, without its calls
             mem.store = store
@@ -134,6 +138,7 @@ class WasmtimeCaller(Caller):
 
 
 _caller_mem_index = lib.pwvm_caller_mem_index
+_MEM_UNKNOWN = lib.PWVM_MEM_UNKNOWN
 #: The Caller of each live store, by handle (see WasmtimeCaller).
 CALLERS: dict[int, WasmtimeCaller] = {}
 
@@ -156,6 +161,7 @@ def _forget_caller(handle: int) -> None:
     caller = CALLERS.pop(handle, None)
     if caller is not None:
         caller._sp = None
+        caller._mem = None
 
 
 class WasmtimeStore(Store):
