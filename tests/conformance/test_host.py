@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 import proxywasm_vm as pw
@@ -503,6 +506,35 @@ print("ok")
 @pytest.mark.capability("host_memory_access")
 def test_caller_memory_kept_past_its_store_still_works(backend_name):
     run_child(backend_name, CALLER_MEMORY_AFTER_STORE, GROWER)
+
+
+# A process that made host calls with a Caller and exits with its stores alive (in reference
+# cycles): nothing is reported on the way out (the stores go after the modules are torn down).
+CALLER_AT_EXIT = """
+import sys
+import proxywasm_vm as pw
+from proxywasm_vm import FuncType, ValType
+engine = pw.Engine(sys.argv[1])
+stores = []
+for i in range(3):
+    store = pw.Store(engine)
+    f = pw.Func(store, FuncType([ValType.I32], [ValType.I32]), lambda c, p: len(c.memory.read(0, 4)),
+                access_caller=True)
+    inst = pw.Instance(store, pw.Module(engine, pw.wat2wasm(sys.argv[2])), {"env": {"use": f}})
+    assert inst.exports["use"](1) == 4
+    store.data = inst  # a reference cycle: collected at exit, after the modules are torn down
+    stores.append(store)
+del store, inst, f
+print("ok")
+"""
+
+
+@pytest.mark.capability("host_memory_access")
+def test_exit_with_live_stores_after_caller_use_is_quiet(backend_name):
+    proc = subprocess.run([sys.executable, "-c", CALLER_AT_EXIT, backend_name, GROWER], capture_output=True,
+                          text=True, timeout=240, check=False)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-2000:]
+    assert "Exception ignored" not in proc.stderr and "Traceback" not in proc.stderr, proc.stderr[-2000:]
 
 
 # ---- the Linker --------------------------------------------------------------------------------

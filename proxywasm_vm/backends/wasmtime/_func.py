@@ -118,7 +118,7 @@ def wrap_func(store: WasmtimeStore, f: Any, ty: FuncType) -> WasmtimeFunc:
     """A public Func for the ``wasmtime_func_t*`` ``f`` of ``store``."""
     fn: WasmtimeFunc
     if is_int_signature(ty):
-        fn = object.__new__(_INT_CLASSES.for_type(ty))
+        ifn: _IntFunc = object.__new__(_INT_CLASSES.for_type(ty))
         params = ty.params
         desc = ffi.new("pwvm_func*")
         desc.s = store._sp
@@ -126,8 +126,9 @@ def wrap_func(store: WasmtimeStore, f: Any, ty: FuncType) -> WasmtimeFunc:
         desc.nargs = len(params) | sum(1 << (8 + i) for i, t in enumerate(params) if t is ValType.I32)
         desc.nslots = max(1, len(params), len(ty.results))
         desc.result_kind = VAL_KIND[ty.results[0]] if ty.results else -1
-        fn._desc = desc  # type: ignore[attr-defined]
-        fn._d = int(ffi.cast("intptr_t", desc))  # type: ignore[attr-defined]
+        ifn._desc = desc
+        ifn._d = int(ffi.cast("intptr_t", desc))
+        fn = ifn
     else:
         fn = object.__new__(WasmtimeFunc)
     fn.store = store

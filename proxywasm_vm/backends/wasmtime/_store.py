@@ -156,9 +156,12 @@ def caller_for(handle: int) -> WasmtimeCaller:
     return caller
 
 
-def _forget_caller(handle: int) -> None:
-    """The store ``handle`` is going (its weak reference was cleared): its Caller stops working."""
-    caller = CALLERS.pop(handle, None)
+def _forget_caller(handle: int, callers: dict[int, WasmtimeCaller] = CALLERS) -> None:
+    """The store ``handle`` is going (its weak reference was cleared): its Caller stops working.
+
+    ``callers`` is bound at definition: this also runs at interpreter exit, once the module's
+    globals may already be gone."""
+    caller = callers.pop(handle, None)
     if caller is not None:
         caller._sp = None
         caller._mem = None
@@ -196,7 +199,7 @@ class WasmtimeStore(Store):
         s._cores = {}
         handle = s._handle
         # cleared (and its callback run) before any finalizer of a reference cycle holding the store
-        STORES[handle] = weakref.ref(s, lambda _ref: _forget_caller(handle))
+        STORES[handle] = weakref.ref(s, lambda _ref, forget=_forget_caller: forget(handle))
         NATIVE[s._handle] = sp
         release_after_finalizers(s, _store_gone, s._handle, sp)
         if limits.memory_bytes is not None or limits.table_elements is not None:
