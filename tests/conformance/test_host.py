@@ -461,6 +461,44 @@ def test_memory_grown_by_wasm_before_a_host_call_is_seen_through_the_caller(inst
         exported.read(4 * pw.PAGE_SIZE, 1)
 
 
+NESTED = """
+(module
+  (import "env" "peek" (func $peek (param i32) (result i32)))
+  (import "other" "run" (func $other (param i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 0) "%s")
+  (func (export "run") (param i32) (result i32) (call $peek (local.get 0)))
+  (func (export "nest") (param i32) (result i32) (call $other (local.get 0)))
+)
+"""
+
+
+@pytest.mark.capability("host_memory_access")
+def test_caller_memory_in_nested_host_calls_from_two_instances(instantiate, store):
+    """Host -> wasm of another instance -> the same host function: each level reads (and keeps
+    using, after the inner call returned) its own caller's memory."""
+    seen = []
+
+    def peek(caller, depth):
+        mem = caller.memory
+        first = mem.read(0, 1)
+        if depth:
+            inner = inner_run(depth - 1)
+            assert caller.memory.read(0, 1) == first  # this level's caller again
+            seen.append((first, inner))
+        mem.write(1, first)
+        return first[0]
+
+    f = pw.Func(store, I_I, peek, access_caller=True)
+    b = instantiate(NESTED % "B", {"env": {"peek": f}, "other": {"run": pw.Func(store, I_I, lambda x: 0)}})
+    inner_run = b.exports["run"]
+    a = instantiate(NESTED % "A", {"env": {"peek": f}, "other": {"run": b.exports["run"]}})
+    assert a.exports["run"](1) == ord("A")
+    assert seen == [(b"A", ord("B"))]
+    assert a.exports["memory"].read(0, 2) == b"AA" and b.exports["memory"].read(0, 2) == b"BB"
+    assert a.exports["nest"](0) == ord("B")  # a's wasm calls b's export directly: b's memory
+
+
 @pytest.mark.capability("host_memory_access")
 def test_caller_memory_kept_past_its_store_close_raises(instantiate, store):
     kept = []
@@ -492,13 +530,25 @@ inst = pw.Instance(store, pw.Module(engine, pw.wat2wasm(sys.argv[2])), {"env": {
 inst.exports["use"](1)
 inst.exports["use"](1)
 kept[0].write(8, b"kept")
-del f, inst, store
+
+def raising(c, p):
+    raise KeyError(c.memory)  # held only by the exception from here on
+
+g = pw.Func(store, FuncType([ValType.I32], [ValType.I32]), raising, access_caller=True)
+other = pw.Instance(store, pw.Module(engine, pw.wat2wasm(sys.argv[2])), {"env": {"use": g}})
+try:
+    other.exports["use"](1)
+except KeyError as e:
+    kept.append(e.args[0])
+kept[2].write(8, b"kept")
+del f, g, inst, other, store
 gc.collect()
 for mem in kept:
     assert mem.read(8, 4) == b"kept" and mem.data_size == pw.PAGE_SIZE
     mem.write_u32(0, 7)
     assert mem.read_u32(0) == 7
 assert kept[0].grow(1) == 1 and kept[1].read(pw.PAGE_SIZE, 2) == bytes(2)
+assert kept[2].data_size == pw.PAGE_SIZE  # another instance's memory, kept by an exception
 print("ok")
 """
 

@@ -171,6 +171,64 @@ class WasmtimeMemory(Memory):
         return memoryview(self._core.current(self.store))
 
 
+class CallerMemory(WasmtimeMemory):
+    """The memory a :class:`~._store.WasmtimeCaller` hands out: one per memory and Caller, reused
+    at every host call instead of a new wrapper each time.
+
+    The Caller lives in a module-level table, so a cached wrapper must not hold its store: it
+    reaches it through the store's weak reference. A host function may keep the wrapper past its
+    call, though, and a Memory holds its store: so at the end of each host call that took it,
+    the Caller checks whether anything besides its cache holds the wrapper (``_settle``), and
+    if so pins the store to it (``_pin``, a strong reference, as every Memory has) and caches a
+    new one from then on. Should a store go while its Caller still caches a wrapper, the wrapper
+    is killed (``_kill``): any access raises instead of reading freed memory.
+    """
+
+    __slots__ = ("_ref", "_pin")
+    _ref: Any  # weakref.ref to the store
+    _pin: WasmtimeStore | None  # the store, once the wrapper is held elsewhere
+
+    @property  # type: ignore[override]
+    def store(self) -> WasmtimeStore:  # type: ignore[override]
+        store = self._pin or self._ref()
+        if store is None:
+            raise WasmError("the store is closed")
+        return store  # type: ignore[no-any-return]
+
+    @classmethod
+    def _for(cls, ref: Any, core: MemCore) -> CallerMemory:
+        mem = _new(cls)
+        mem._ref = ref
+        mem._pin = None
+        mem._type = None
+        mem._core = core
+        return mem
+
+    def _kill(self) -> None:
+        """The store is gone while this wrapper was only cached: every access raises from now on."""
+        self._core = _DEAD
+
+
+class _DeadCore(MemCore):
+    """The core of a killed CallerMemory: its generation never matches, and current() raises."""
+
+    __slots__ = ()
+
+    def __init__(self) -> None:
+        self.m = None
+        self.info = None
+        self.view = memoryview(bytearray(24)).cast("Q")
+        self.gen = -1
+        self.size = 0
+        self.buf = bytearray()
+
+    def current(self, store: Any) -> Any:
+        raise WasmError("the store is closed")
+
+
+_DEAD = _DeadCore()
+
+
 class WasmtimeGlobal(Global):
     __slots__ = ("store", "type", "_g")
     store: WasmtimeStore

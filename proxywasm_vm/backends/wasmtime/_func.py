@@ -174,6 +174,8 @@ def _raw_adapter(fn: Callable[..., Any], ty: FuncType, access_caller: bool) -> C
         store = STORES[sid]() or store_collected()
         args = [from_raw(store, t, vals[i], True) for i, t in enumerate(params)]  # raw: see _func_new
         r = fn(caller, *args) if access_caller else fn(*args)
+        if caller is not None and caller._lent is not None:
+            caller._settle()
         if not results:
             return
         for i, (t, v) in enumerate(zip(results, host_results(len(results), r))):
@@ -297,10 +299,14 @@ def pwvm_py_host6(hid: int, sid: int, a0: int, a1: int, a2: int, a3: int, a4: in
         return _park(sid, e)
 
 
-# With a Caller: the store's (made at its first host call, see caller_for).
+# With a Caller: the store's (made at its first host call, see caller_for). After the call, a
+# memory it handed out is settled (kept by the function: it keeps its store; see CallerMemory).
 def pwvm_py_hostc0(hid: int, sid: int) -> int:
     try:
-        r = HOSTS[hid](_CALLERS.get(sid) or caller_for(sid))
+        c = _CALLERS.get(sid) or caller_for(sid)
+        r = HOSTS[hid](c)
+        if c._lent is not None:
+            c._settle()
         if r.__class__ is int and _LO < r < _HI:
             return r  # type: ignore[no-any-return]
         return _result(hid, sid, r)
@@ -310,7 +316,10 @@ def pwvm_py_hostc0(hid: int, sid: int) -> int:
 
 def pwvm_py_hostc1(hid: int, sid: int, a0: int) -> int:
     try:
-        r = HOSTS[hid](_CALLERS.get(sid) or caller_for(sid), a0)
+        c = _CALLERS.get(sid) or caller_for(sid)
+        r = HOSTS[hid](c, a0)
+        if c._lent is not None:
+            c._settle()
         if r.__class__ is int and _LO < r < _HI:
             return r  # type: ignore[no-any-return]
         return _result(hid, sid, r)
@@ -320,7 +329,10 @@ def pwvm_py_hostc1(hid: int, sid: int, a0: int) -> int:
 
 def pwvm_py_hostc2(hid: int, sid: int, a0: int, a1: int) -> int:
     try:
-        r = HOSTS[hid](_CALLERS.get(sid) or caller_for(sid), a0, a1)
+        c = _CALLERS.get(sid) or caller_for(sid)
+        r = HOSTS[hid](c, a0, a1)
+        if c._lent is not None:
+            c._settle()
         if r.__class__ is int and _LO < r < _HI:
             return r  # type: ignore[no-any-return]
         return _result(hid, sid, r)
@@ -330,7 +342,10 @@ def pwvm_py_hostc2(hid: int, sid: int, a0: int, a1: int) -> int:
 
 def pwvm_py_hostc3(hid: int, sid: int, a0: int, a1: int, a2: int) -> int:
     try:
-        r = HOSTS[hid](_CALLERS.get(sid) or caller_for(sid), a0, a1, a2)
+        c = _CALLERS.get(sid) or caller_for(sid)
+        r = HOSTS[hid](c, a0, a1, a2)
+        if c._lent is not None:
+            c._settle()
         if r.__class__ is int and _LO < r < _HI:
             return r  # type: ignore[no-any-return]
         return _result(hid, sid, r)
@@ -340,7 +355,10 @@ def pwvm_py_hostc3(hid: int, sid: int, a0: int, a1: int, a2: int) -> int:
 
 def pwvm_py_hostc4(hid: int, sid: int, a0: int, a1: int, a2: int, a3: int) -> int:
     try:
-        r = HOSTS[hid](_CALLERS.get(sid) or caller_for(sid), a0, a1, a2, a3)
+        c = _CALLERS.get(sid) or caller_for(sid)
+        r = HOSTS[hid](c, a0, a1, a2, a3)
+        if c._lent is not None:
+            c._settle()
         if r.__class__ is int and _LO < r < _HI:
             return r  # type: ignore[no-any-return]
         return _result(hid, sid, r)
@@ -350,7 +368,10 @@ def pwvm_py_hostc4(hid: int, sid: int, a0: int, a1: int, a2: int, a3: int) -> in
 
 def pwvm_py_hostc5(hid: int, sid: int, a0: int, a1: int, a2: int, a3: int, a4: int) -> int:
     try:
-        r = HOSTS[hid](_CALLERS.get(sid) or caller_for(sid), a0, a1, a2, a3, a4)
+        c = _CALLERS.get(sid) or caller_for(sid)
+        r = HOSTS[hid](c, a0, a1, a2, a3, a4)
+        if c._lent is not None:
+            c._settle()
         if r.__class__ is int and _LO < r < _HI:
             return r  # type: ignore[no-any-return]
         return _result(hid, sid, r)
@@ -360,7 +381,10 @@ def pwvm_py_hostc5(hid: int, sid: int, a0: int, a1: int, a2: int, a3: int, a4: i
 
 def pwvm_py_hostc6(hid: int, sid: int, a0: int, a1: int, a2: int, a3: int, a4: int, a5: int) -> int:
     try:
-        r = HOSTS[hid](_CALLERS.get(sid) or caller_for(sid), a0, a1, a2, a3, a4, a5)
+        c = _CALLERS.get(sid) or caller_for(sid)
+        r = HOSTS[hid](c, a0, a1, a2, a3, a4, a5)
+        if c._lent is not None:
+            c._settle()
         if r.__class__ is int and _LO < r < _HI:
             return r  # type: ignore[no-any-return]
         return _result(hid, sid, r)
@@ -392,6 +416,9 @@ def pwvm_py_host_drop(hid: int) -> None:
 
 def _park(sid: int, e: BaseException) -> int:
     """Park ``e`` for the call into wasm to re-raise (the shim's trap unwinds to it); returns 0."""
+    caller = _CALLERS.get(sid)
+    if caller is not None and caller._lent is not None:
+        caller._settle()  # the exception's traceback may hold a memory the function took
     if sid in NATIVE:
         park(sid, e)
     return 0

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import re
+import sys
 import weakref
 from typing import TYPE_CHECKING, Any, Callable, NoReturn, Sequence
 
@@ -14,7 +16,7 @@ from proxywasm_vm._lifetime import release_after_finalizers, store_collected
 from proxywasm_vm._store import Store, StoreLimits
 from proxywasm_vm._types import FuncType, GlobalType, MemoryType, TableType
 
-from ._extern import MemCore, WasmtimeGlobal, WasmtimeMemory, WasmtimeTable, core_of
+from ._extern import CallerMemory, MemCore, WasmtimeGlobal, WasmtimeMemory, WasmtimeTable, core_of
 from ._ffi import ffi, lib
 
 if TYPE_CHECKING:
@@ -75,11 +77,11 @@ class WasmtimeCaller(Caller):
     It references its store only weakly (``STORES``), and is dropped from :data:`CALLERS` when the
     store is: a strong reference from there would keep every store alive, and one from the store
     to it a reference cycle, leaving stores (and their linear memories) to the cycle collector
-    instead of freeing them when the last reference goes. The memory objects it hands out are
-    made per call (light: a store and a core): they hold their store, as every Memory does.
+    instead of freeing them when the last reference goes. The memories it hands out are cached
+    the same way (see :class:`~._extern.CallerMemory`).
     """
 
-    __slots__ = ("_ref", "_sp", "_cores", "_mem")
+    __slots__ = ("_ref", "_sp", "_cores", "_mem", "_mems", "_lent")
 
     def __init__(self, ref: weakref.ref[WasmtimeStore], sp: Any, cores: dict[int, Any]) -> None:
         self._ref = ref  # the store's entry in STORES
@@ -87,6 +89,19 @@ class WasmtimeCaller(Caller):
         self._cores = cores
         # the shim's caller_mem field, read without a call (see pwvm_store.caller_mem)
         self._mem: memoryview | None = memoryview(ffi.buffer(ffi.addressof(sp, "caller_mem"), 8)).cast("q")
+        self._mems: dict[int, CallerMemory] = {}  # by the shim's memory index
+        self._lent: CallerMemory | None = None  # handed out during the current host call
+
+    def _settle(self) -> None:
+        """After a host call that took a memory: if anything besides the cache still holds it, it
+        keeps its store (pinned) and leaves the cache. Called by the host-call entries."""
+        mem = self._lent
+        self._lent = None
+        if mem is not None and _getrefcount(mem) > _CACHED_REFS:
+            mem._pin = self._ref()
+            for index, cached in list(self._mems.items()):
+                if cached is mem:
+                    del self._mems[index]
 
     @property
     def store(self) -> WasmtimeStore:
@@ -120,15 +135,19 @@ class WasmtimeCaller(Caller):
             store = self._ref()
             if store is None:  # pragma: no cover - _sp is None by then
                 raise WasmError("Caller used outside of its host function call")
-            core = self._cores.get(index)
-            if core is None:
-                m = ffi.new("wasmtime_memory_t*")
-                lib.pwvm_caller_memory(self._sp, m)
-                core = core_of(store, index, m)
-            mem = _new(WasmtimeMemory)  # what WasmtimeMemory._wrap makes, without its calls
-            mem.store = store
-            mem._type = None
-            mem._core = core
+            mem = self._mems.get(index)
+            if mem is None:
+                core = self._cores.get(index)
+                if core is None:
+                    m = ffi.new("wasmtime_memory_t*")
+                    lib.pwvm_caller_memory(self._sp, m)
+                    core = core_of(store, index, m)
+                mem = self._mems[index] = CallerMemory._for(self._ref, core)
+            lent = self._lent
+            if lent is not mem:
+                if lent is not None:  # another memory lent in this call (a nested one): settle it now
+                    self._settle()
+                self._lent = mem
             return mem
         if index == -1:
             raise WasmError("Caller used outside of its host function call")
@@ -138,6 +157,18 @@ class WasmtimeCaller(Caller):
 
 
 _caller_mem_index = lib.pwvm_caller_mem_index
+_getrefcount = sys.getrefcount
+
+
+def _refs_when_only_cached() -> int:
+    """What ``sys.getrefcount`` says in ``_settle`` of a wrapper held by nothing but the cache:
+    the cache, the local variable, the argument (measured in the same shape, not assumed)."""
+    cache = {0: object()}
+    mem = cache[0]
+    return _getrefcount(mem)
+
+
+_CACHED_REFS = _refs_when_only_cached()
 _MEM_UNKNOWN = lib.PWVM_MEM_UNKNOWN
 #: The Caller of each live store, by handle (see WasmtimeCaller).
 CALLERS: dict[int, WasmtimeCaller] = {}
@@ -156,6 +187,11 @@ def caller_for(handle: int) -> WasmtimeCaller:
     return caller
 
 
+def _store_cleared(handle: int, forget: Callable[[int], None], ref: Any) -> None:
+    """The callback of a store's weak reference (``forget`` bound when it was made)."""
+    forget(handle)
+
+
 def _forget_caller(handle: int, callers: dict[int, WasmtimeCaller] = CALLERS) -> None:
     """The store ``handle`` is going (its weak reference was cleared): its Caller stops working.
 
@@ -165,6 +201,9 @@ def _forget_caller(handle: int, callers: dict[int, WasmtimeCaller] = CALLERS) ->
     if caller is not None:
         caller._sp = None
         caller._mem = None
+        for mem in caller._mems.values():
+            if mem._pin is None:  # pragma: no cover - _settle pins every wrapper held elsewhere
+                mem._kill()
 
 
 class WasmtimeStore(Store):
@@ -199,7 +238,7 @@ class WasmtimeStore(Store):
         s._cores = {}
         handle = s._handle
         # cleared (and its callback run) before any finalizer of a reference cycle holding the store
-        STORES[handle] = weakref.ref(s, lambda _ref, forget=_forget_caller: forget(handle))
+        STORES[handle] = weakref.ref(s, functools.partial(_store_cleared, handle, _forget_caller))
         NATIVE[s._handle] = sp
         release_after_finalizers(s, _store_gone, s._handle, sp)
         if limits.memory_bytes is not None or limits.table_elements is not None:
