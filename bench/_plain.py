@@ -33,14 +33,14 @@ def _plain_wasmtime_call(f: Any) -> Any:
     calls, fail = wf._CALLS, wf._FAIL
 
     class PlainWasmtimeIntFunc(IntFuncMixin, wf.WasmtimeFunc):
-        __slots__ = ("_arity", "_desc", "_d", "_void", "_calln")
+        __slots__ = ("_arity", "_void", "_calln")
 
         def __call__(self, *args: Any) -> Any:
             n = len(args)
             if n != self._arity:
                 raise TypeError(f"expected {self._arity} arguments, got {n}")
             try:
-                r = self._calln(self._d, *args)
+                r = self._calln(self._desc, *args)
             except OverflowError:
                 return self._slow(*args)
             if self._void:
@@ -52,7 +52,7 @@ def _plain_wasmtime_call(f: Any) -> Any:
             return r
 
     p = object.__new__(PlainWasmtimeIntFunc)
-    for name in ("store", "type", "_sp", "_f", "_n", "_buf", "_desc", "_d"):
+    for name in ("store", "type", "_sp", "_f", "_n", "_buf", "_desc"):
         setattr(p, name, getattr(f, name))
     p._arity = len(f.type.params)
     p._calln = calls[p._arity]

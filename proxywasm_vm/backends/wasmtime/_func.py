@@ -3,12 +3,14 @@
 Calls into wasm take one of two paths, chosen once per function:
 
 - integer signatures (up to six i32/i64 params, at most one i32/i64 result,
-  the shape of every Proxy-Wasm export) pass their arguments as C scalars to
-  ``pwvm_call_ints``: no buffer to fill, no union to read;
+  the shape of every Proxy-Wasm export) pass the function's descriptor and
+  exactly their arguments, as C scalars, to ``pwvm_call<n>``:
+  no buffer to fill, no union to read;
 - everything else fills a ``wasmtime_val_raw_t`` buffer per call.
 
 Host functions are called by ``pwvm_host_trampoline`` in the shim, which
-hands integer arguments to Python as scalars too.
+hands integer arguments to Python as scalars too, through the entry of the
+function's arity (``pwvm_py_host<n>``, ``pwvm_py_hostc<n>`` with a Caller).
 """
 
 from __future__ import annotations
@@ -75,7 +77,7 @@ def _int_call_source(params: tuple[ValType, ...], result: ValType | None) -> str
     """``__call__`` for integer ``params`` and an optional integer result.
 
     Everything constant for the function (store, slot count, which arguments
-    are i32, result kind) is in its descriptor (``pwvm_func``), whose address
+    are i32, result kind) is in its descriptor (``pwvm_func``), which
     ``_call<n>`` takes with exactly the arguments; the shim's return value
     doubles as the status (see ``pwvm_call_ints``). The shim range-checks i32
     arguments (it takes every argument as an int64 and would otherwise keep the
@@ -91,7 +93,7 @@ def _int_call_source(params: tuple[ValType, ...], result: ValType | None) -> str
     return (
         f"def __call__({', '.join(['self'] + names)}):\n"
         f"    try:\n"
-        f"        r = _callN({', '.join(['self._d'] + names)})\n"
+        f"        r = _callN({', '.join(['self._desc'] + names)})\n"
         f"    except OverflowError:\n"
         f"        return self._slow({', '.join(names)})\n"
         f"    if {check}:\n"
@@ -101,9 +103,8 @@ def _int_call_source(params: tuple[ValType, ...], result: ValType | None) -> str
 
 
 class _IntFunc(IntFuncMixin, WasmtimeFunc):
-    __slots__ = ("_desc", "_d")
+    __slots__ = ("_desc",)
     _desc: Any  # cffi pwvm_func* (owned): the descriptor
-    _d: int  # its address, as _callN takes it
 
 
 _CALLS = (lib.pwvm_call0, lib.pwvm_call1, lib.pwvm_call2, lib.pwvm_call3, lib.pwvm_call4, lib.pwvm_call5,
@@ -127,7 +128,6 @@ def wrap_func(store: WasmtimeStore, f: Any, ty: FuncType) -> WasmtimeFunc:
         desc.nslots = max(1, len(params), len(ty.results))
         desc.result_kind = VAL_KIND[ty.results[0]] if ty.results else -1
         ifn._desc = desc
-        ifn._d = int(ffi.cast("intptr_t", desc))
         fn = ifn
     else:
         fn = object.__new__(WasmtimeFunc)

@@ -388,35 +388,32 @@ int64_t pwvm_call_ints(pwvm_store *s, const wasmtime_func_t *f, uint32_t nargs, 
     return call_ints(s, f, nargs, nslots, result_kind, a);
 }
 
-/* The descriptor arrives as an integer: cffi converts an int faster than a typed pointer. */
-#define PWVM_DESC(d) ((const pwvm_func *)(uintptr_t)(d))
-#define PWVM_CALL_DESC(d, a) call_ints(PWVM_DESC(d)->s, &PWVM_DESC(d)->f, PWVM_DESC(d)->nargs, \
-                                       PWVM_DESC(d)->nslots, PWVM_DESC(d)->result_kind, (a))
+#define PWVM_CALL_DESC(d, a) call_ints((d)->s, &(d)->f, (d)->nargs, (d)->nslots, (d)->result_kind, (a))
 
-int64_t pwvm_call0(int64_t d) {
+int64_t pwvm_call0(const pwvm_func *d) {
     return PWVM_CALL_DESC(d, NULL);
 }
-int64_t pwvm_call1(int64_t d, int64_t a0) {
+int64_t pwvm_call1(const pwvm_func *d, int64_t a0) {
     const int64_t a[1] = { a0 };
     return PWVM_CALL_DESC(d, a);
 }
-int64_t pwvm_call2(int64_t d, int64_t a0, int64_t a1) {
+int64_t pwvm_call2(const pwvm_func *d, int64_t a0, int64_t a1) {
     const int64_t a[2] = { a0, a1 };
     return PWVM_CALL_DESC(d, a);
 }
-int64_t pwvm_call3(int64_t d, int64_t a0, int64_t a1, int64_t a2) {
+int64_t pwvm_call3(const pwvm_func *d, int64_t a0, int64_t a1, int64_t a2) {
     const int64_t a[3] = { a0, a1, a2 };
     return PWVM_CALL_DESC(d, a);
 }
-int64_t pwvm_call4(int64_t d, int64_t a0, int64_t a1, int64_t a2, int64_t a3) {
+int64_t pwvm_call4(const pwvm_func *d, int64_t a0, int64_t a1, int64_t a2, int64_t a3) {
     const int64_t a[4] = { a0, a1, a2, a3 };
     return PWVM_CALL_DESC(d, a);
 }
-int64_t pwvm_call5(int64_t d, int64_t a0, int64_t a1, int64_t a2, int64_t a3, int64_t a4) {
+int64_t pwvm_call5(const pwvm_func *d, int64_t a0, int64_t a1, int64_t a2, int64_t a3, int64_t a4) {
     const int64_t a[5] = { a0, a1, a2, a3, a4 };
     return PWVM_CALL_DESC(d, a);
 }
-int64_t pwvm_call6(int64_t d, int64_t a0, int64_t a1, int64_t a2, int64_t a3, int64_t a4, int64_t a5) {
+int64_t pwvm_call6(const pwvm_func *d, int64_t a0, int64_t a1, int64_t a2, int64_t a3, int64_t a4, int64_t a5) {
     const int64_t a[6] = { a0, a1, a2, a3, a4, a5 };
     return PWVM_CALL_DESC(d, a);
 }

@@ -349,7 +349,7 @@ int64_t pwvm_call_ints(pwvm_store *s, const wasmtime_func_t *f, uint32_t nargs, 
                        int64_t a0, int64_t a1, int64_t a2, int64_t a3, int64_t a4, int64_t a5);
 
 /* The same per function, with everything constant for it in a descriptor: pwvm_call<n> takes
- * the descriptor's address (an integer) and exactly n arguments. Python allocates and fills
+ * the descriptor and exactly n arguments. Python allocates and fills
  * it (its Func owns it, and keeps the Store, hence the pwvm_store, alive). */
 typedef struct pwvm_func {
     pwvm_store *s;
@@ -358,13 +358,13 @@ typedef struct pwvm_func {
     uint32_t nslots;
     int32_t result_kind;
 } pwvm_func;
-int64_t pwvm_call0(int64_t d);
-int64_t pwvm_call1(int64_t d, int64_t a0);
-int64_t pwvm_call2(int64_t d, int64_t a0, int64_t a1);
-int64_t pwvm_call3(int64_t d, int64_t a0, int64_t a1, int64_t a2);
-int64_t pwvm_call4(int64_t d, int64_t a0, int64_t a1, int64_t a2, int64_t a3);
-int64_t pwvm_call5(int64_t d, int64_t a0, int64_t a1, int64_t a2, int64_t a3, int64_t a4);
-int64_t pwvm_call6(int64_t d, int64_t a0, int64_t a1, int64_t a2, int64_t a3, int64_t a4, int64_t a5);
+int64_t pwvm_call0(const pwvm_func *d);
+int64_t pwvm_call1(const pwvm_func *d, int64_t a0);
+int64_t pwvm_call2(const pwvm_func *d, int64_t a0, int64_t a1);
+int64_t pwvm_call3(const pwvm_func *d, int64_t a0, int64_t a1, int64_t a2);
+int64_t pwvm_call4(const pwvm_func *d, int64_t a0, int64_t a1, int64_t a2, int64_t a3);
+int64_t pwvm_call5(const pwvm_func *d, int64_t a0, int64_t a1, int64_t a2, int64_t a3, int64_t a4);
+int64_t pwvm_call6(const pwvm_func *d, int64_t a0, int64_t a1, int64_t a2, int64_t a3, int64_t a4, int64_t a5);
 
 /* Instantiate (directly or through an instance_pre) with the same bookkeeping as a call. */
 int pwvm_instantiate(pwvm_store *s, const wasmtime_module_t *m, const wasmtime_extern_t *imports, size_t n,

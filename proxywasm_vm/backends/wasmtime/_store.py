@@ -202,7 +202,7 @@ def _forget_caller(handle: int, callers: dict[int, WasmtimeCaller] = CALLERS) ->
         caller._sp = None
         caller._mem = None
         for mem in caller._mems.values():
-            if mem._pin is None:  # pragma: no cover - _settle pins every wrapper held elsewhere
+            if mem._pin is None:  # held by the cache alone (_settle pinned any held elsewhere): a safeguard
                 mem._kill()
 
 
