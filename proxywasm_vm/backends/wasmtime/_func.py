@@ -30,7 +30,6 @@ from ._store import CALLERS as _CALLERS
 from ._store import NATIVE, STORES, WasmtimeStore, caller_for, park
 from ._values import VAL_KIND, from_raw, to_raw
 
-_call_ints = lib.pwvm_call_ints
 _call = lib.pwvm_call
 
 
@@ -79,7 +78,7 @@ def _int_call_source(params: tuple[ValType, ...], result: ValType | None) -> str
     Everything constant for the function (store, slot count, which arguments
     are i32, result kind) is in its descriptor (``pwvm_func``), which
     ``_call<n>`` takes with exactly the arguments; the shim's return value
-    doubles as the status (see ``pwvm_call_ints``). The shim range-checks i32
+    doubles as the status (see ``pwvm_call<n>`` in ``_shim.h``). The shim range-checks i32
     arguments (it takes every argument as an int64 and would otherwise keep the
     low 32 bits of, say, 2**32 + 5).
     """

@@ -382,12 +382,6 @@ static inline int64_t call_ints(pwvm_store *s, const wasmtime_func_t *f, uint32_
     return result_kind == PWVM_K_I32 ? (int64_t)buf[0].i32 : buf[0].i64;
 }
 
-int64_t pwvm_call_ints(pwvm_store *s, const wasmtime_func_t *f, uint32_t nargs, uint32_t nslots, int32_t result_kind,
-                       int64_t a0, int64_t a1, int64_t a2, int64_t a3, int64_t a4, int64_t a5) {
-    const int64_t a[6] = { a0, a1, a2, a3, a4, a5 };
-    return call_ints(s, f, nargs, nslots, result_kind, a);
-}
-
 #define PWVM_CALL_DESC(d, a) call_ints((d)->s, &(d)->f, (d)->nargs, (d)->nslots, (d)->result_kind, (a))
 
 int64_t pwvm_call0(const pwvm_func *d) {
@@ -543,20 +537,6 @@ wasm_trap_t *pwvm_host_trampoline(void *env, wasmtime_caller_t *caller, wasmtime
 }
 
 /* ---- memory ------------------------------------------------------------- */
-
-char *pwvm_mem_span(pwvm_store *s, const wasmtime_memory_t *m, uint64_t off, uint64_t len) {
-    if (!s->ctx) return NULL;
-    size_t size = s->api->wasmtime_memory_data_size(s->ctx, m);
-    if (off > size || len > size - off) return NULL;
-    return (char *)s->api->wasmtime_memory_data(s->ctx, m) + off;
-}
-
-int pwvm_mem_write(pwvm_store *s, const wasmtime_memory_t *m, uint64_t off, const char *data, size_t len) {
-    char *p = pwvm_mem_span(s, m, off, len);
-    if (!p) return -1;
-    memcpy(p, data, len);
-    return 0;
-}
 
 int32_t pwvm_mem_track(pwvm_store *s, const wasmtime_memory_t *m) {
     if (!s->ctx) return -1;

@@ -340,21 +340,18 @@ void pwvm_ticker_stop(wasm_engine_t *engine);
 
 /* Call into wasm with raw values (args in, results out, `n` slots). Returns the status. */
 int pwvm_call(pwvm_store *s, const wasmtime_func_t *f, wasmtime_val_raw_t *buf, size_t n);
-/* Typed fast path: up to 6 integer params, one or no integer result.
+/* Typed fast path: up to 6 integer params, one or no integer result, with everything constant
+ * for the function in a descriptor that Python allocates and fills (its Func owns it, and keeps
+ * the Store, hence the pwvm_store, alive). pwvm_call<n> takes the descriptor and exactly n
+ * arguments.
  * nargs: the count in the low 8 bits; bit 8+i set when argument i is an i32
  * (range-checked: PWVM_RANGE when it fits neither i32 nor u32).
  * result_kind: -1 none (returns the status), PWVM_K_I32 or PWVM_K_I64
  * (returns the result, or PWVM_FAIL with s->status set). */
-int64_t pwvm_call_ints(pwvm_store *s, const wasmtime_func_t *f, uint32_t nargs, uint32_t nslots, int32_t result_kind,
-                       int64_t a0, int64_t a1, int64_t a2, int64_t a3, int64_t a4, int64_t a5);
-
-/* The same per function, with everything constant for it in a descriptor: pwvm_call<n> takes
- * the descriptor and exactly n arguments. Python allocates and fills
- * it (its Func owns it, and keeps the Store, hence the pwvm_store, alive). */
 typedef struct pwvm_func {
     pwvm_store *s;
     wasmtime_func_t f;
-    uint32_t nargs;       /* as for pwvm_call_ints */
+    uint32_t nargs;
     uint32_t nslots;
     int32_t result_kind;
 } pwvm_func;
@@ -393,9 +390,6 @@ int32_t pwvm_caller_mem_index(pwvm_store *s);
 /* wasmtime_memory_grow, then the records refreshed. NULL or the error (the caller deletes it). */
 wasmtime_error_t *pwvm_mem_grow(pwvm_store *s, const wasmtime_memory_t *m, uint64_t delta, uint64_t *prev);
 
-/* Memory: a pointer to [off, off+len) or NULL when out of bounds. */
-char *pwvm_mem_span(pwvm_store *s, const wasmtime_memory_t *m, uint64_t off, uint64_t len);
-int pwvm_mem_write(pwvm_store *s, const wasmtime_memory_t *m, uint64_t off, const char *data, size_t len);
 /* The calling instance's "memory" export while a host function runs: 1 and
  * `out` filled, or 0 when there is no caller or no such memory. */
 int pwvm_caller_memory(pwvm_store *s, wasmtime_memory_t *out);
