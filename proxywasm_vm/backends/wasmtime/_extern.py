@@ -90,7 +90,8 @@ class WasmtimeMemory(Memory):
     _core: MemCore
 
     @classmethod
-    def _wrap(cls, store: WasmtimeStore, m: Any, ty: MemoryType | None, keep: Any = None) -> WasmtimeMemory:
+    def _wrap(cls, store: WasmtimeStore, m: Any, ty: MemoryType | None) -> WasmtimeMemory:
+        """The memory ``m`` (an owned ``wasmtime_memory_t*``, kept by the core if it is new) of ``store``."""
         index = lib.pwvm_mem_track(store._sp, m)
         if index < 0:
             store._ctx  # raises when the store is closed
