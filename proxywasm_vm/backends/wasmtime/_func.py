@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import atexit
 import itertools
+import sys
 from typing import Any, Callable
 
 from proxywasm_vm._fastcall import IntFuncMixin, IntSignatureClasses, compile_generated, is_int_signature
@@ -27,6 +28,7 @@ from proxywasm_vm._values import host_results, int_result
 
 from ._ffi import ffi, lib
 from ._store import CALLERS as _CALLERS
+from ._store import CACHED_REFS as _CACHED_REFS
 from ._store import NATIVE, STORES, WasmtimeStore, caller_for, park
 from ._values import VAL_KIND, from_raw, to_raw
 
@@ -216,6 +218,7 @@ def new_host_func(store: WasmtimeStore, ty: FuncType, fn: Callable[..., Any], ac
 
 
 _FAIL = lib.PWVM_FAIL
+_getrefcount = sys.getrefcount
 
 
 def _unraisable(exc_type: Any, exc: Any, tb: Any) -> None:
@@ -304,8 +307,11 @@ def pwvm_py_hostc0(hid: int, sid: int) -> int:
     try:
         c = _CALLERS.get(sid) or caller_for(sid)
         r = HOSTS[hid](c)
-        if c._lent is not None:
-            c._settle()
+        m = c._lent
+        if m is not None:  # c._settle(), inline
+            c._lent = None
+            if _getrefcount(m) > _CACHED_REFS:
+                c._pin(m)
         if r.__class__ is int and _LO < r < _HI:
             return r  # type: ignore[no-any-return]
         return _result(hid, sid, r)
@@ -317,8 +323,11 @@ def pwvm_py_hostc1(hid: int, sid: int, a0: int) -> int:
     try:
         c = _CALLERS.get(sid) or caller_for(sid)
         r = HOSTS[hid](c, a0)
-        if c._lent is not None:
-            c._settle()
+        m = c._lent
+        if m is not None:  # c._settle(), inline
+            c._lent = None
+            if _getrefcount(m) > _CACHED_REFS:
+                c._pin(m)
         if r.__class__ is int and _LO < r < _HI:
             return r  # type: ignore[no-any-return]
         return _result(hid, sid, r)
@@ -330,8 +339,11 @@ def pwvm_py_hostc2(hid: int, sid: int, a0: int, a1: int) -> int:
     try:
         c = _CALLERS.get(sid) or caller_for(sid)
         r = HOSTS[hid](c, a0, a1)
-        if c._lent is not None:
-            c._settle()
+        m = c._lent
+        if m is not None:  # c._settle(), inline
+            c._lent = None
+            if _getrefcount(m) > _CACHED_REFS:
+                c._pin(m)
         if r.__class__ is int and _LO < r < _HI:
             return r  # type: ignore[no-any-return]
         return _result(hid, sid, r)
@@ -343,8 +355,11 @@ def pwvm_py_hostc3(hid: int, sid: int, a0: int, a1: int, a2: int) -> int:
     try:
         c = _CALLERS.get(sid) or caller_for(sid)
         r = HOSTS[hid](c, a0, a1, a2)
-        if c._lent is not None:
-            c._settle()
+        m = c._lent
+        if m is not None:  # c._settle(), inline
+            c._lent = None
+            if _getrefcount(m) > _CACHED_REFS:
+                c._pin(m)
         if r.__class__ is int and _LO < r < _HI:
             return r  # type: ignore[no-any-return]
         return _result(hid, sid, r)
@@ -356,8 +371,11 @@ def pwvm_py_hostc4(hid: int, sid: int, a0: int, a1: int, a2: int, a3: int) -> in
     try:
         c = _CALLERS.get(sid) or caller_for(sid)
         r = HOSTS[hid](c, a0, a1, a2, a3)
-        if c._lent is not None:
-            c._settle()
+        m = c._lent
+        if m is not None:  # c._settle(), inline
+            c._lent = None
+            if _getrefcount(m) > _CACHED_REFS:
+                c._pin(m)
         if r.__class__ is int and _LO < r < _HI:
             return r  # type: ignore[no-any-return]
         return _result(hid, sid, r)
@@ -369,8 +387,11 @@ def pwvm_py_hostc5(hid: int, sid: int, a0: int, a1: int, a2: int, a3: int, a4: i
     try:
         c = _CALLERS.get(sid) or caller_for(sid)
         r = HOSTS[hid](c, a0, a1, a2, a3, a4)
-        if c._lent is not None:
-            c._settle()
+        m = c._lent
+        if m is not None:  # c._settle(), inline
+            c._lent = None
+            if _getrefcount(m) > _CACHED_REFS:
+                c._pin(m)
         if r.__class__ is int and _LO < r < _HI:
             return r  # type: ignore[no-any-return]
         return _result(hid, sid, r)
@@ -382,8 +403,11 @@ def pwvm_py_hostc6(hid: int, sid: int, a0: int, a1: int, a2: int, a3: int, a4: i
     try:
         c = _CALLERS.get(sid) or caller_for(sid)
         r = HOSTS[hid](c, a0, a1, a2, a3, a4, a5)
-        if c._lent is not None:
-            c._settle()
+        m = c._lent
+        if m is not None:  # c._settle(), inline
+            c._lent = None
+            if _getrefcount(m) > _CACHED_REFS:
+                c._pin(m)
         if r.__class__ is int and _LO < r < _HI:
             return r  # type: ignore[no-any-return]
         return _result(hid, sid, r)

@@ -94,14 +94,18 @@ class WasmtimeCaller(Caller):
 
     def _settle(self) -> None:
         """After a host call that took a memory: if anything besides the cache still holds it, it
-        keeps its store (pinned) and leaves the cache. Called by the host-call entries."""
+        keeps its store (pinned) and leaves the cache. (The host-call entries do the same inline.)"""
         mem = self._lent
         self._lent = None
-        if mem is not None and _getrefcount(mem) > _CACHED_REFS:
-            mem._pin = self._ref()
-            for index, cached in list(self._mems.items()):
-                if cached is mem:
-                    del self._mems[index]
+        if mem is not None and _getrefcount(mem) > CACHED_REFS:
+            self._pin(mem)
+
+    def _pin(self, mem: CallerMemory) -> None:
+        """``mem`` is held outside the cache: it keeps its store from now on, and leaves the cache."""
+        mem._pin = self._ref()
+        for index, cached in list(self._mems.items()):
+            if cached is mem:
+                del self._mems[index]
 
     @property
     def store(self) -> WasmtimeStore:
@@ -132,11 +136,11 @@ class WasmtimeCaller(Caller):
         if index == _MEM_UNKNOWN:  # first use by this host function: ask the shim (it remembers)
             index = _caller_mem_index(self._sp)
         if index >= 0:
-            store = self._ref()
-            if store is None:  # pragma: no cover - _sp is None by then
-                raise WasmError("Caller used outside of its host function call")
             mem = self._mems.get(index)
             if mem is None:
+                store = self._ref()
+                if store is None:  # pragma: no cover - _sp is None by then
+                    raise WasmError("Caller used outside of its host function call")
                 core = self._cores.get(index)
                 if core is None:
                     m = ffi.new("wasmtime_memory_t*")
@@ -168,7 +172,8 @@ def _refs_when_only_cached() -> int:
     return _getrefcount(mem)
 
 
-_CACHED_REFS = _refs_when_only_cached()
+#: sys.getrefcount of a memory held by a Caller's cache alone, in _settle and the entries' copies
+CACHED_REFS = _refs_when_only_cached()
 _MEM_UNKNOWN = lib.PWVM_MEM_UNKNOWN
 #: The Caller of each live store, by handle (see WasmtimeCaller).
 CALLERS: dict[int, WasmtimeCaller] = {}
