@@ -30,20 +30,20 @@ def plain_call(f: Any) -> Any:
 def _plain_wasmtime_call(f: Any) -> Any:
     from proxywasm_vm.backends.wasmtime import _func as wf
 
-    call_ints, fail = wf._call_ints, wf._FAIL
+    calls, fail = wf._CALLS, wf._FAIL
 
     class PlainWasmtimeIntFunc(IntFuncMixin, wf.WasmtimeFunc):
-        __slots__ = ("_arity", "_nargs", "_nslots", "_rk")
+        __slots__ = ("_arity", "_void", "_calln")
 
         def __call__(self, *args: Any) -> Any:
             n = len(args)
             if n != self._arity:
                 raise TypeError(f"expected {self._arity} arguments, got {n}")
             try:
-                r = call_ints(self._sp, self._f, self._nargs, self._nslots, self._rk, *args, *_PAD[n])
+                r = self._calln(self._desc, *args)
             except OverflowError:
                 return self._slow(*args)
-            if self._rk < 0:
+            if self._void:
                 if r:
                     self.store._raise_last()
                 return None
@@ -51,14 +51,12 @@ def _plain_wasmtime_call(f: Any) -> Any:
                 self.store._raise_last()
             return r
 
-    ty = f.type
     p = object.__new__(PlainWasmtimeIntFunc)
-    for name in ("store", "type", "_sp", "_f", "_n", "_buf"):
+    for name in ("store", "type", "_sp", "_f", "_n", "_buf", "_desc"):
         setattr(p, name, getattr(f, name))
-    p._arity = len(ty.params)
-    p._nargs = p._arity | sum(1 << (8 + i) for i, t in enumerate(ty.params) if t is I32)
-    p._nslots = max(1, p._arity, 1 if ty.results else 0)
-    p._rk = -1 if not ty.results else wf.VAL_KIND[ty.results[0]]
+    p._arity = len(f.type.params)
+    p._calln = calls[p._arity]
+    p._void = not f.type.results
     return p
 
 
@@ -98,22 +96,11 @@ def _plain_v8_call(f: Any) -> Any:
 # ---- host calls (the backend's adapter between its shim and the host function) ------------
 
 def plain_host_adapter(backend: str, fn: Callable[..., Any], ty: FuncType) -> Callable[..., Any]:
-    """The plain adapter of a host function without caller, for ``backend``'s shim convention."""
+    """The plain adapter of a host function without caller, for V8's shim convention (the
+    wasmtime backend has no generated adapter: its per-arity entries call the function itself)."""
     n = len(ty.params)
     res = ty.results[0] if ty.results else None
     lo, hi = (-(1 << 31) - 1, 1 << 32) if res is I32 else (-(1 << 63), 1 << 63)
-    if backend == "wasmtime":
-        from proxywasm_vm.backends.wasmtime._func import _int_result as wt_int_result
-
-        def wt_call(sid: int, *a: int) -> Any:  # the shim passes six arguments
-            r = fn(*a[:n])
-            if res is None:
-                return 0
-            if r.__class__ is int and lo < r < hi:
-                return r
-            return wt_int_result(r, res, sid)
-        return wt_call
-
     from proxywasm_vm.backends.v8._func import _int_result as v8_int_result
 
     def v8_call(*a: int) -> Any:  # the shim passes the arity's arguments, or six from four on
@@ -127,10 +114,7 @@ def plain_host_adapter(backend: str, fn: Callable[..., Any], ty: FuncType) -> Ca
 
 
 def _hosts(backend: str) -> dict[int, Any]:
-    if backend == "wasmtime":
-        from proxywasm_vm.backends.wasmtime._func import HOSTS
-    else:
-        from proxywasm_vm.backends.v8._func import HOSTS
+    from proxywasm_vm.backends.v8._func import HOSTS
     return HOSTS
 
 
@@ -141,10 +125,7 @@ _ADAPTED: dict[Any, tuple[Callable[..., Any], FuncType]] = {}
 def plain_host_adapters(backend: str) -> Iterator[None]:
     """While active, host functions made on ``backend`` get the plain adapter instead of the
     generated one (the generated one is made, then replaced in the backend's table)."""
-    if backend == "wasmtime":
-        from proxywasm_vm.backends.wasmtime import _func as mod
-    else:
-        from proxywasm_vm.backends.v8 import _func as mod  # type: ignore[no-redef]
+    from proxywasm_vm.backends.v8 import _func as mod
     make = mod._ints_adapter
     hosts = _hosts(backend)
     before = set(hosts)

@@ -6,7 +6,8 @@ through the plain one, in alternating rounds (``paired_min``), and report the sa
 per call (reported, never asserted: see ``conftest.target``).
 
 - call into wasm (``Func.__call__`` of integer signatures, wasmtime and V8): ``call``;
-- host call (the backend's adapter between its shim and the host function): ``host_call``;
+- host call (the backend's adapter between its shim and the host function, V8; the wasmtime
+  backend has none: its per-arity entries call the host function itself): ``host_call``;
 - the Proxy-Wasm host-function guard (finds the VM, masks i32 arguments, maps errors to
   statuses): per call, and in whole request cycles (``request_c``, ``request_gcore``).
 """
@@ -65,7 +66,7 @@ def test_call_trampoline(backend):
     _report(f"{backend} call into wasm (i32, i32) -> i32", g, p)
 
 
-@pytest.mark.parametrize("backend", GENERATED)
+@pytest.mark.parametrize("backend", [b for b in GENERATED if b == "v8"])
 def test_host_call_trampoline(backend):
     engine = engine_for(backend)
     generated = _host_instance(engine)

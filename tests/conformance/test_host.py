@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 import proxywasm_vm as pw
@@ -384,6 +387,204 @@ def test_caller_get_export_and_missing_memory(instantiate, store):
     ex["go"]()
     assert out["memory"] is None and out["missing"] is None
     assert isinstance(out["f"], pw.Func) and out["f"]() == 3
+
+
+GROWER = """
+(module
+  (import "env" "use" (func $use (param i32) (result i32)))
+  (memory (export "memory") 1 8)
+  (func (export "grow") (param i32) (result i32) local.get 0 memory.grow)
+  (func (export "grow_then_use") (param i32) (result i32)
+    (drop (memory.grow (local.get 0)))
+    (call $use (memory.size)))
+  (func (export "use") (param i32) (result i32) (call $use (local.get 0)))
+  (func (export "load") (param i32) (result i32) local.get 0 i32.load)
+)
+"""
+
+
+@pytest.mark.capability("host_memory_access")
+def test_memory_grown_inside_a_host_function_is_read_and_written_through_the_caller(instantiate, store):
+    """A host function grows the caller's memory (from Python, then through a nested call into wasm)
+    and reaches the new pages through the memory object it took before each growth."""
+    seen = []
+
+    def use(caller, pages):
+        mem = caller.memory
+        before = mem.data_size
+        assert before == pages * pw.PAGE_SIZE
+        with pytest.raises(IndexError):
+            mem.read(before, 4)  # not there yet
+        assert mem.grow(1) == pages
+        mem.write(before, b"grown by the host")
+        mem.write_u32(before + 32, 0xA1B2C3D4)
+        assert ex["grow"](1) == pages + 1  # wasm grows it again, inside this host call
+        after = pages + 2
+        assert mem.data_size == after * pw.PAGE_SIZE
+        mem.write(after * pw.PAGE_SIZE - 4, b"last")
+        seen.append((mem.read(before, 17), mem.read_u32(before + 32), mem.read(after * pw.PAGE_SIZE - 4, 4)))
+        with pytest.raises(IndexError):
+            mem.read(after * pw.PAGE_SIZE - 3, 4)  # one byte past the end
+        return after
+
+    ex = instantiate(GROWER, {"env": {"use": pw.Func(store, I_I, use, access_caller=True)}}).exports
+    assert ex["use"](1) == 3
+    assert seen == [(b"grown by the host", 0xA1B2C3D4, b"last")]
+    m = ex["memory"]
+    assert m.data_size == 3 * pw.PAGE_SIZE and m.read(pw.PAGE_SIZE, 17) == b"grown by the host"
+    assert ex["load"](pw.PAGE_SIZE + 32) == 0xA1B2C3D4 - 2**32
+    assert ex["load"](3 * pw.PAGE_SIZE - 4) == int.from_bytes(b"last", "little")
+
+
+@pytest.mark.capability("host_memory_access")
+def test_memory_grown_by_wasm_before_a_host_call_is_seen_through_the_caller(instantiate, store):
+    """Memory objects kept from an earlier host call (the caller's and the export) see what wasm
+    grew before the next one: its new size, and its new pages readable and writable."""
+    kept = []
+
+    def use(caller, pages):
+        mem = caller.memory
+        kept.append(mem)
+        for m in kept + [exported]:
+            assert m.data_size == pages * pw.PAGE_SIZE
+            m.write_u32(pages * pw.PAGE_SIZE - 4, pages)
+            assert m.read_u32(pages * pw.PAGE_SIZE - 4) == pages
+        return pages
+
+    ex = instantiate(GROWER, {"env": {"use": pw.Func(store, I_I, use, access_caller=True)}}).exports
+    exported = ex["memory"]
+    assert ex["use"](1) == 1
+    assert ex["grow_then_use"](2) == 3
+    assert ex["grow_then_use"](1) == 4
+    assert exported.read_u32(4 * pw.PAGE_SIZE - 4) == 4 and ex["load"](3 * pw.PAGE_SIZE - 4) == 3
+    with pytest.raises(IndexError):
+        exported.read(4 * pw.PAGE_SIZE, 1)
+
+
+NESTED = """
+(module
+  (import "env" "peek" (func $peek (param i32) (result i32)))
+  (import "other" "run" (func $other (param i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 0) "%s")
+  (func (export "run") (param i32) (result i32) (call $peek (local.get 0)))
+  (func (export "nest") (param i32) (result i32) (call $other (local.get 0)))
+)
+"""
+
+
+@pytest.mark.capability("host_memory_access")
+def test_caller_memory_in_nested_host_calls_from_two_instances(instantiate, store):
+    """Host -> wasm of another instance -> the same host function: each level reads (and keeps
+    using, after the inner call returned) its own caller's memory."""
+    seen = []
+
+    def peek(caller, depth):
+        mem = caller.memory
+        first = mem.read(0, 1)
+        if depth:
+            inner = inner_run(depth - 1)
+            assert caller.memory.read(0, 1) == first  # this level's caller again
+            seen.append((first, inner))
+        mem.write(1, first)
+        return first[0]
+
+    f = pw.Func(store, I_I, peek, access_caller=True)
+    b = instantiate(NESTED % "B", {"env": {"peek": f}, "other": {"run": pw.Func(store, I_I, lambda x: 0)}})
+    inner_run = b.exports["run"]
+    a = instantiate(NESTED % "A", {"env": {"peek": f}, "other": {"run": b.exports["run"]}})
+    assert a.exports["run"](1) == ord("A")
+    assert seen == [(b"A", ord("B"))]
+    assert a.exports["memory"].read(0, 2) == b"AA" and b.exports["memory"].read(0, 2) == b"BB"
+    assert a.exports["nest"](0) == ord("B")  # a's wasm calls b's export directly: b's memory
+
+
+@pytest.mark.capability("host_memory_access")
+def test_caller_memory_kept_past_its_store_close_raises(instantiate, store):
+    kept = []
+
+    def use(caller, pages):
+        kept.append(caller.memory)
+        return 0
+
+    ex = instantiate(GROWER, {"env": {"use": pw.Func(store, I_I, use, access_caller=True)}}).exports
+    ex["use"](1)
+    assert kept[0].read(0, 4) == bytes(4)
+    store.close()
+    for op in (lambda: kept[0].read(0, 4), lambda: kept[0].write(0, b"x"), lambda: kept[0].data_size,
+               lambda: kept[0].read_u32(0)):
+        with pytest.raises(pw.WasmError):
+            op()
+
+
+# A memory object a host function kept (its Caller's) holds its store, as every Memory does: it
+# still works once every other reference to the store is gone. In a child: a crash (a read of
+# freed memory) fails the test, not the run.
+CALLER_MEMORY_AFTER_STORE = """
+import gc
+kept = []
+store = pw.Store(engine)
+f = pw.Func(store, FuncType([ValType.I32], [ValType.I32]), lambda c, p: kept.append(c.memory) or 0,
+            access_caller=True)
+inst = pw.Instance(store, pw.Module(engine, pw.wat2wasm(sys.argv[2])), {"env": {"use": f}})
+inst.exports["use"](1)
+inst.exports["use"](1)
+kept[0].write(8, b"kept")
+
+def raising(c, p):
+    raise KeyError(c.memory)  # held only by the exception from here on
+
+g = pw.Func(store, FuncType([ValType.I32], [ValType.I32]), raising, access_caller=True)
+other = pw.Instance(store, pw.Module(engine, pw.wat2wasm(sys.argv[2])), {"env": {"use": g}})
+try:
+    other.exports["use"](1)
+except KeyError as e:
+    kept.append(e.args[0])
+kept[2].write(8, b"kept")
+del f, g, inst, other, store
+gc.collect()
+for mem in kept:
+    assert mem.read(8, 4) == b"kept" and mem.data_size == pw.PAGE_SIZE
+    mem.write_u32(0, 7)
+    assert mem.read_u32(0) == 7
+assert kept[0].grow(1) == 1 and kept[1].read(pw.PAGE_SIZE, 2) == bytes(2)
+assert kept[2].data_size == pw.PAGE_SIZE  # another instance's memory, kept by an exception
+print("ok")
+"""
+
+
+@pytest.mark.capability("host_memory_access")
+def test_caller_memory_kept_past_its_store_still_works(backend_name):
+    run_child(backend_name, CALLER_MEMORY_AFTER_STORE, GROWER)
+
+
+# A process that made host calls with a Caller and exits with its stores alive (in reference
+# cycles): nothing is reported on the way out (the stores go after the modules are torn down).
+CALLER_AT_EXIT = """
+import sys
+import proxywasm_vm as pw
+from proxywasm_vm import FuncType, ValType
+engine = pw.Engine(sys.argv[1])
+stores = []
+for i in range(3):
+    store = pw.Store(engine)
+    f = pw.Func(store, FuncType([ValType.I32], [ValType.I32]), lambda c, p: len(c.memory.read(0, 4)),
+                access_caller=True)
+    inst = pw.Instance(store, pw.Module(engine, pw.wat2wasm(sys.argv[2])), {"env": {"use": f}})
+    assert inst.exports["use"](1) == 4
+    store.data = inst  # a reference cycle: collected at exit, after the modules are torn down
+    stores.append(store)
+del store, inst, f
+print("ok")
+"""
+
+
+@pytest.mark.capability("host_memory_access")
+def test_exit_with_live_stores_after_caller_use_is_quiet(backend_name):
+    proc = subprocess.run([sys.executable, "-c", CALLER_AT_EXIT, backend_name, GROWER], capture_output=True,
+                          text=True, timeout=240, check=False)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-2000:]
+    assert "Exception ignored" not in proc.stderr and "Traceback" not in proc.stderr, proc.stderr[-2000:]
 
 
 # ---- the Linker --------------------------------------------------------------------------------

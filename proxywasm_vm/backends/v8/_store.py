@@ -16,11 +16,12 @@ from proxywasm_vm._store import Store, StoreLimits
 from proxywasm_vm._types import FuncType, GlobalType, MemoryType, TableType, ValType
 from proxywasm_vm._values import wrap_v128
 
+from ._extern import V8Memory
 from ._ffi import ffi, last_error, lib
 
 if TYPE_CHECKING:
     from ._engine import V8Engine, V8Module
-    from ._extern import V8Global, V8Instance, V8Memory, V8Table, _Core
+    from ._extern import V8Global, V8Instance, V8Table, _Core
     from ._func import V8Func, _Binding
 
 # pwv8_code -> TrapCode (the shim's classify() reads V8's RuntimeError messages).
@@ -106,8 +107,6 @@ class V8Caller(Caller):
 
     @property
     def memory(self) -> V8Memory | None:
-        from ._extern import V8Memory
-
         core = self._binding.memory
         return None if core is None else V8Memory._from_core(self._store, core)
 
@@ -249,8 +248,6 @@ class V8Store(Store):
         return out[0]
 
     def _memory_new(self, ty: MemoryType) -> V8Memory:
-        from ._extern import V8Memory
-
         try:
             ref = self._new_memory_ref(ty)
         except Trap as e:
@@ -288,7 +285,7 @@ class V8Store(Store):
         return V8Table._wrap(self, ref, ty)
 
     def _instantiate(self, module: Any, imports: Sequence[Any]) -> V8Instance:
-        from ._extern import V8Global, V8Instance, V8Memory, core_of
+        from ._extern import V8Global, V8Instance, core_of
         from ._func import V8Func, rebind
 
         refs = []

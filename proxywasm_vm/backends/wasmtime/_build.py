@@ -24,6 +24,21 @@ MODULE = "proxywasm_vm.backends.wasmtime._native"
 SOURCES = [HERE / "_shim.h", HERE / "_shim.c", HERE / "_build.py"]
 
 
+def _host_callbacks() -> str:
+    """The integer host-call entries into Python: one per arity (0..6), without and with a
+    Caller (``pwvm_py_host<n>`` / ``pwvm_py_hostc<n>``), so each call converts exactly its
+    arguments (see ``pwvm_host_trampoline``)."""
+    lines = []
+    for kind in ("", "c"):
+        for n in range(7):
+            args = "".join(f", int64_t a{i}" for i in range(n))
+            lines.append(f'extern "Python" int64_t pwvm_py_host{kind}{n}(int64_t id, int64_t store{args});')
+    return "\n".join(lines) + "\n"
+
+
+HOST_CALLBACKS = _host_callbacks()
+
+
 def native_helpers() -> ModuleType:
     """``proxywasm_vm/_native.py`` loaded by path (its key functions import only the standard library)."""
     spec = importlib.util.spec_from_file_location("_pwvm_native_build", HERE.parents[1] / "_native.py")
@@ -41,14 +56,10 @@ def make_builder() -> Any:
     header, source = (HERE / "_shim.h").read_text(), (HERE / "_shim.c").read_text()
     ffibuilder = FFI()
     ffibuilder.cdef(header)
-    ffibuilder.cdef(
-        """
-        extern "Python" int64_t pwvm_py_host_ints(int64_t id, int64_t store, uint32_t n, int64_t a0, int64_t a1,
-                                                  int64_t a2, int64_t a3, int64_t a4, int64_t a5);
+    ffibuilder.cdef(HOST_CALLBACKS + """
         extern "Python" int32_t pwvm_py_host_raw(int64_t id, int64_t store, wasmtime_val_raw_t *vals, size_t n);
         extern "Python" void pwvm_py_host_drop(int64_t id);
-        """
-    )
+        """)
     ffibuilder.cdef(native.KEY_CDEF)
     ffibuilder.set_source(
         MODULE,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 from typing import TYPE_CHECKING, Any
 
 from proxywasm_vm._errors import LimitError, WasmError
@@ -16,114 +17,217 @@ from ._values import from_val, to_val
 if TYPE_CHECKING:
     from ._store import WasmtimeStore
 
-_span = lib.pwvm_mem_span
-_write = lib.pwvm_mem_write
-_unpack = ffi.unpack
-_from_buffer = ffi.from_buffer
+_buffer = ffi.buffer
+_U32 = struct.Struct("<I")
 
 
 def _oob(offset: int, length: int, size: int) -> IndexError:
     return IndexError(f"memory access out of bounds: offset {offset} length {length} (memory is {size} bytes)")
 
 
+class MemCore:
+    """One linear memory of a store, read and written in place; shared by every wrapper of it.
+
+    ``view`` is the shim's record of the memory (``pwvm_meminfo``: data, size,
+    generation) as three u64s, which the shim keeps current whenever control
+    returns to Python (see ``pwvm_mem_track``). ``buf`` is a buffer over the
+    ``size`` bytes made at generation ``gen``: usable only while
+    ``view[2] == gen``, and rebuilt by :meth:`current` otherwise (the memory
+    grew, moved, or its store was closed). It references no Python object of
+    the store, so the store can cache it (``WasmtimeStore._cores``) without a
+    reference cycle.
+    """
+
+    __slots__ = ("m", "info", "view", "gen", "size", "buf")
+
+    def __init__(self, m: Any, info: Any) -> None:
+        self.m = m  # cffi wasmtime_memory_t* (owned)
+        self.info = info  # cffi pwvm_meminfo* (owned by the shim's store)
+        self.view = memoryview(_buffer(info, ffi.sizeof("pwvm_meminfo"))).cast("Q")
+        self.gen = -1
+        self.size = 0
+        self.buf: Any = bytearray()
+
+    def current(self, store: WasmtimeStore) -> Any:
+        """``buf``, after making it and ``size`` those of the record's current generation;
+        raises when the store is closed."""
+        if store._sp.ctx == ffi.NULL:
+            raise WasmError("the store is closed")
+        view = self.view
+        gen = view[2]
+        if gen != self.gen:
+            size = view[1]
+            self.buf = _buffer(self.info.data, size) if size else bytearray()
+            self.size = size
+            self.gen = gen
+        return self.buf
+
+
+def core_of(store: WasmtimeStore, index: int, m: Any) -> MemCore:
+    """The store's core for tracked memory ``index`` (``m``: its wasmtime_memory_t*, kept by a new core)."""
+    core = store._cores.get(index)
+    if core is None:
+        info = lib.pwvm_mem_info(store._sp, index)
+        if info == ffi.NULL:  # pragma: no cover - the index came from the shim
+            raise WasmError("unknown memory record")
+        core = store._cores[index] = MemCore(m, info)
+    return core
+
+
+_new = object.__new__
+
+
 class WasmtimeMemory(Memory):
-    __slots__ = ("store", "_type", "_sp", "_m", "_keep")
+    """A linear memory: a light wrapper (its store, its core), cheap to make for every
+    ``Caller.memory``. Reads and writes go through the core's buffer over the bytes, used
+    only at the generation it was made at: the shim bumps the generation whenever the memory
+    grows or moves, or the store is closed, and the buffer and size are then taken again.
+    One memoryview read per access checks that."""
+
+    __slots__ = ("store", "_type", "_core")
     store: WasmtimeStore
     _type: MemoryType | None
-    _sp: Any  # cffi pwvm_store* of the store (cdata)
-    _m: Any  # cffi wasmtime_memory_t*
-    _keep: Any
+    _core: MemCore
 
     @classmethod
-    def _wrap(cls, store: WasmtimeStore, m: Any, ty: MemoryType | None, keep: Any = None) -> WasmtimeMemory:
-        mem = object.__new__(cls)
+    def _wrap(cls, store: WasmtimeStore, m: Any, ty: MemoryType | None) -> WasmtimeMemory:
+        """The memory ``m`` (an owned ``wasmtime_memory_t*``, kept by the core if it is new) of ``store``."""
+        index = lib.pwvm_mem_track(store._sp, m)
+        if index < 0:
+            store._ctx  # raises when the store is closed
+            raise MemoryError("cannot track a memory")
+        mem = _new(cls)
         mem.store = store
         mem._type = ty
-        mem._sp = store._sp
-        mem._m = m
-        mem._keep = keep  # owner of the cdata `m` points into, when it is not `m` itself
+        mem._core = core_of(store, index, m)
         return mem
 
     @property
     def type(self) -> MemoryType:  # type: ignore[override]  # read lazily: a property over the contract's attribute
-        rt = self.store._rt
         if self._type is None:
-
-            self._type = rt.memorytype_of(self.store._ctx, self._m)
+            self._type = self.store._rt.memorytype_of(self.store._ctx, self._core.m)
         return self._type
 
     def _to_extern(self, ext: Any) -> None:
         ext.kind = 3
-        ext.of.memory = self._m[0]
+        ext.of.memory = self._core.m[0]
 
     @property
     def size(self) -> int:
         rt = self.store._rt
-        api = rt.api
-        return api.wasmtime_memory_size(self.store._ctx, self._m)
+        return rt.api.wasmtime_memory_size(self.store._ctx, self._core.m)
 
     @property
     def data_size(self) -> int:
-        rt = self.store._rt
-        api = rt.api
-        return api.wasmtime_memory_data_size(self.store._ctx, self._m)
+        core = self._core
+        if core.view[2] != core.gen:
+            core.current(self.store)  # raises when the store is closed
+        return core.size
 
     def grow(self, delta: int) -> int:
-        rt = self.store._rt
-        api = rt.api
+        store = self.store
+        rt = store._rt
         if delta < 0:
             raise ValueError("delta must be >= 0")
+        store._ctx  # raises when the store is closed
         prev = ffi.new("uint64_t*")
-        err = api.wasmtime_memory_grow(self.store._ctx, self._m, delta, prev)
+        err = lib.pwvm_mem_grow(store._sp, self._core.m, delta, prev)  # refreshes every tracked record
         if err != ffi.NULL:
             raise LimitError(rt.take_error_message(err))
         return prev[0]
 
     def read(self, offset: int, length: int) -> bytes:
-        try:
-            p = _span(self._sp, self._m, offset, length)
-        except OverflowError:
-            p = None
-        if not p:
-            raise _oob(offset, length, self.data_size)
-        return _unpack(p, length)
+        core = self._core
+        buf = core.buf if core.view[2] == core.gen else core.current(self.store)
+        if 0 <= offset and 0 <= length and offset + length <= core.size:
+            return buf[offset:offset + length]  # type: ignore[no-any-return]
+        raise _oob(offset, length, core.size)
 
     def write(self, offset: int, data: bytes | bytearray | memoryview) -> None:
-        if not isinstance(data, bytes):
-            data = _from_buffer(data)
-        try:
-            rc = _write(self._sp, self._m, offset, data, len(data))
-        except OverflowError:
-            rc = -1
-        if rc:
-            raise _oob(offset, len(data), self.data_size)
+        core = self._core
+        buf = core.buf if core.view[2] == core.gen else core.current(self.store)
+        cls = data.__class__
+        n = len(data) if cls is bytes or cls is bytearray else memoryview(data).nbytes
+        if 0 <= offset and offset + n <= core.size:
+            buf[offset:offset + n] = data
+            return
+        raise _oob(offset, n, core.size)
 
     def read_u32(self, offset: int) -> int:
-        try:
-            p = _span(self._sp, self._m, offset, 4)
-        except OverflowError:
-            p = None
-        if not p:
-            raise _oob(offset, 4, self.data_size)
-        return ffi.cast("uint32_t*", p)[0]
+        core = self._core
+        buf = core.buf if core.view[2] == core.gen else core.current(self.store)
+        if 0 <= offset and offset + 4 <= core.size:
+            return _U32.unpack_from(buf, offset)[0]  # type: ignore[no-any-return]
+        raise _oob(offset, 4, core.size)
 
     def write_u32(self, offset: int, value: int) -> None:
-        try:
-            p = _span(self._sp, self._m, offset, 4)
-        except OverflowError:
-            p = None
-        if not p:
-            raise _oob(offset, 4, self.data_size)
-        ffi.cast("uint32_t*", p)[0] = value & 0xFFFFFFFF
+        core = self._core
+        buf = core.buf if core.view[2] == core.gen else core.current(self.store)
+        if 0 <= offset and offset + 4 <= core.size:
+            _U32.pack_into(buf, offset, value & 0xFFFFFFFF)
+            return
+        raise _oob(offset, 4, core.size)
 
     def view(self) -> memoryview:
-        rt = self.store._rt
-        api = rt.api
-        ctx = self.store._ctx
-        n = api.wasmtime_memory_data_size(ctx, self._m)
-        if n == 0:
-            return memoryview(bytearray())
-        return memoryview(ffi.buffer(api.wasmtime_memory_data(ctx, self._m), n))
+        return memoryview(self._core.current(self.store))
+
+
+class CallerMemory(WasmtimeMemory):
+    """The memory a :class:`~._store.WasmtimeCaller` hands out: one per memory and Caller, reused
+    at every host call instead of a new wrapper each time.
+
+    The Caller lives in a module-level table, so a cached wrapper must not hold its store: it
+    reaches it through the store's weak reference. A host function may keep the wrapper past its
+    call, though, and a Memory holds its store: so at the end of each host call that took it,
+    the Caller checks whether anything besides its cache holds the wrapper (``_settle``), and
+    if so pins the store to it (``_pin``, a strong reference, as every Memory has) and caches a
+    new one from then on. Should a store go while its Caller still caches a wrapper, the wrapper
+    is killed (``_kill``): any access raises instead of reading freed memory.
+    """
+
+    __slots__ = ("_ref", "_pin")
+    _ref: Any  # weakref.ref to the store
+    _pin: WasmtimeStore | None  # the store, once the wrapper is held elsewhere
+
+    @property  # type: ignore[override]
+    def store(self) -> WasmtimeStore:  # type: ignore[override]
+        store = self._pin or self._ref()
+        if store is None:
+            raise WasmError("the store is closed")
+        return store  # type: ignore[no-any-return]
+
+    @classmethod
+    def _for(cls, ref: Any, core: MemCore) -> CallerMemory:
+        mem = _new(cls)
+        mem._ref = ref
+        mem._pin = None
+        mem._type = None
+        mem._core = core
+        return mem
+
+    def _kill(self) -> None:
+        """The store is gone while this wrapper was only cached: every access raises from now on."""
+        self._core = _DEAD
+
+
+class _DeadCore(MemCore):
+    """The core of a killed CallerMemory: its generation never matches, and current() raises."""
+
+    __slots__ = ()
+
+    def __init__(self) -> None:
+        self.m = None
+        self.info = None
+        self.view = memoryview(bytearray(24)).cast("Q")
+        self.gen = -1
+        self.size = 0
+        self.buf = bytearray()
+
+    def current(self, store: Any) -> Any:
+        raise WasmError("the store is closed")
+
+
+_DEAD = _DeadCore()
 
 
 class WasmtimeGlobal(Global):

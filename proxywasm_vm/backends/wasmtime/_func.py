@@ -3,18 +3,21 @@
 Calls into wasm take one of two paths, chosen once per function:
 
 - integer signatures (up to six i32/i64 params, at most one i32/i64 result,
-  the shape of every Proxy-Wasm export) pass their arguments as C scalars to
-  ``pwvm_call_ints``: no buffer to fill, no union to read;
+  the shape of every Proxy-Wasm export) pass the function's descriptor and
+  exactly their arguments, as C scalars, to ``pwvm_call<n>``:
+  no buffer to fill, no union to read;
 - everything else fills a ``wasmtime_val_raw_t`` buffer per call.
 
 Host functions are called by ``pwvm_host_trampoline`` in the shim, which
-hands integer arguments to Python as scalars too.
+hands integer arguments to Python as scalars too, through the entry of the
+function's arity (``pwvm_py_host<n>``, ``pwvm_py_hostc<n>`` with a Caller).
 """
 
 from __future__ import annotations
 
 import atexit
 import itertools
+import sys
 from typing import Any, Callable
 
 from proxywasm_vm._fastcall import IntFuncMixin, IntSignatureClasses, compile_generated, is_int_signature
@@ -24,10 +27,11 @@ from proxywasm_vm._types import FuncType, ValType
 from proxywasm_vm._values import host_results, int_result
 
 from ._ffi import ffi, lib
-from ._store import NATIVE, STORES, WasmtimeCaller, WasmtimeStore, park
+from ._store import CALLERS as _CALLERS
+from ._store import CACHED_REFS as _CACHED_REFS
+from ._store import NATIVE, STORES, WasmtimeStore, caller_for, park
 from ._values import VAL_KIND, from_raw, to_raw
 
-_call_ints = lib.pwvm_call_ints
 _call = lib.pwvm_call
 
 
@@ -73,18 +77,14 @@ class WasmtimeFunc(Func):
 def _int_call_source(params: tuple[ValType, ...], result: ValType | None) -> str:
     """``__call__`` for integer ``params`` and an optional integer result.
 
-    Everything constant for the signature (slot count, result kind) is baked
-    in; the shim's return value doubles as the status (see ``pwvm_call_ints``).
-    The shim range-checks i32 arguments (it takes every argument as an int64
-    and would otherwise keep the low 32 bits of, say, 2**32 + 5): bit 8+i of
-    the count marks argument i as an i32.
+    Everything constant for the function (store, slot count, which arguments
+    are i32, result kind) is in its descriptor (``pwvm_func``), which
+    ``_call<n>`` takes with exactly the arguments; the shim's return value
+    doubles as the status (see ``pwvm_call<n>`` in ``_shim.h``). The shim range-checks i32
+    arguments (it takes every argument as an int64 and would otherwise keep the
+    low 32 bits of, say, 2**32 + 5).
     """
-    n = len(params)
-    names = [f"a{i}" for i in range(n)]
-    nargs = n | sum(1 << (8 + i) for i, t in enumerate(params) if t is ValType.I32)
-    padded = ", ".join(names + ["0"] * (6 - n))
-    nslots = max(1, n, 1 if result else 0)
-    rk = -1 if result is None else VAL_KIND[result]
+    names = [f"a{i}" for i in range(len(params))]
     if result is None:
         check, ret = "r", "None"
     elif result is ValType.I32:
@@ -94,7 +94,7 @@ def _int_call_source(params: tuple[ValType, ...], result: ValType | None) -> str
     return (
         f"def __call__({', '.join(['self'] + names)}):\n"
         f"    try:\n"
-        f"        r = _call_ints(self._sp, self._f, {nargs}, {nslots}, {rk}, {padded})\n"
+        f"        r = _callN({', '.join(['self._desc'] + names)})\n"
         f"    except OverflowError:\n"
         f"        return self._slow({', '.join(names)})\n"
         f"    if {check}:\n"
@@ -104,19 +104,32 @@ def _int_call_source(params: tuple[ValType, ...], result: ValType | None) -> str
 
 
 class _IntFunc(IntFuncMixin, WasmtimeFunc):
-    __slots__ = ()
+    __slots__ = ("_desc",)
+    _desc: Any  # cffi pwvm_func* (owned): the descriptor
 
 
+_CALLS = (lib.pwvm_call0, lib.pwvm_call1, lib.pwvm_call2, lib.pwvm_call3, lib.pwvm_call4, lib.pwvm_call5,
+          lib.pwvm_call6)
 # One generated class per integer signature, its __call__ from the _int_call_source template
 # (compiled by _fastcall.compile_generated); kept: bench/test_trampolines.py.
-_INT_CLASSES = IntSignatureClasses(_IntFunc, _int_call_source, {"_call_ints": _call_ints, "_FAIL": lib.PWVM_FAIL})
+_INT_CLASSES = IntSignatureClasses(_IntFunc, _int_call_source,
+                                   lambda params, result: {"_callN": _CALLS[len(params)], "_FAIL": lib.PWVM_FAIL})
 
 
 def wrap_func(store: WasmtimeStore, f: Any, ty: FuncType) -> WasmtimeFunc:
     """A public Func for the ``wasmtime_func_t*`` ``f`` of ``store``."""
     fn: WasmtimeFunc
     if is_int_signature(ty):
-        fn = object.__new__(_INT_CLASSES.for_type(ty))
+        ifn: _IntFunc = object.__new__(_INT_CLASSES.for_type(ty))
+        params = ty.params
+        desc = ffi.new("pwvm_func*")
+        desc.s = store._sp
+        desc.f = f[0]
+        desc.nargs = len(params) | sum(1 << (8 + i) for i, t in enumerate(params) if t is ValType.I32)
+        desc.nslots = max(1, len(params), len(ty.results))
+        desc.result_kind = VAL_KIND[ty.results[0]] if ty.results else -1
+        ifn._desc = desc
+        fn = ifn
     else:
         fn = object.__new__(WasmtimeFunc)
     fn.store = store
@@ -130,43 +143,27 @@ def wrap_func(store: WasmtimeStore, f: Any, ty: FuncType) -> WasmtimeFunc:
 
 # ---- host functions ---------------------------------------------------------------
 
-#: Host-call adapters by id (the id travels in the shim's hostenv).
+#: By host-function id (the id travels in the shim's hostenv): integer signatures, the
+#: function itself (called by the entry of its arity, see below); others, their raw adapter.
 HOSTS: dict[int, Callable[..., Any]] = {}
+#: By the same id: the result type of an integer host function (None: no result).
+RESULTS: dict[int, ValType | None] = {}
 _ids = itertools.count(1)
 
+#: A host function's integer result inside this window is returned to the shim as is: an i32
+#: (signed or unsigned) or an i64 that fits one, never _FAIL. Anything else: _result.
+_LO, _HI = -(1 << 31) - 1, 1 << 32
 
-def _int_result(r: Any, res: ValType, sid: int) -> int:
-    """Check and wrap a host function's integer result (the uncommon shapes)."""
+
+def _result(hid: int, sid: int, r: Any) -> int:
+    """The uncommon results: none expected (ignored), or one to check and wrap."""
+    res = RESULTS[hid]
+    if res is None:
+        return 0
     r = int_result(r, res is ValType.I32, res.value)
     if r == _FAIL:  # an i64 result that happens to equal the failure value: tell the shim it is genuine
         NATIVE[sid].host_failed = lib.PWVM_HOST_GENUINE_FAIL
     return r
-
-
-def _ints_adapter(fn: Callable[..., Any], ty: FuncType, access_caller: bool) -> Callable[..., Any]:
-    """Adapter for the scalar path: ``(store handle, a0..a5) -> int``.
-
-    Generated per arity so a host call costs one extra Python frame and no
-    argument packing; the common result (an in-range int) is returned as is.
-    """
-    n = len(ty.params)
-    res = ty.results[0] if ty.results else None
-    args = ", ".join(f"a{i}" for i in range(n))
-    target = f"fn(_Caller(_STORES[sid]() or _collected()){', ' if n else ''}{args})" if access_caller else f"fn({args})"
-    if res is None:
-        body = f"    {target}\n    return 0\n"
-    else:
-        lo, hi = ((-(1 << 31) - 1, 1 << 32) if res is ValType.I32 else (-(1 << 63) + 1, 1 << 63))
-        body = (f"    r = {target}\n"
-                f"    if r.__class__ is int and {lo} < r < {hi}:\n"  # > lo: the i64 minimum+1 is _FAIL
-                f"        return r\n"
-                f"    return _int_result(r, res, sid)\n")
-    src = "def call(sid, a0, a1, a2, a3, a4, a5):\n" + body
-    ns: dict[str, Any] = {"fn": fn, "res": res, "_int_result": _int_result, "_Caller": WasmtimeCaller,
-                          "_STORES": STORES, "_collected": store_collected}
-    # generated from the template above, per (arity, result, caller); kept: bench/test_trampolines.py
-    what = f"host-call trampoline (wasmtime) for {ty}{' with caller' if access_caller else ''}"
-    return compile_generated(src, what, ns)["call"]
 
 
 def _raw_adapter(fn: Callable[..., Any], ty: FuncType, access_caller: bool) -> Callable[..., Any]:
@@ -174,9 +171,12 @@ def _raw_adapter(fn: Callable[..., Any], ty: FuncType, access_caller: bool) -> C
     params, results = ty.params, ty.results
 
     def call(sid: int, vals: Any) -> None:
+        caller = caller_for(sid) if access_caller else None  # raises in a collected store's finalizer
         store = STORES[sid]() or store_collected()
         args = [from_raw(store, t, vals[i], True) for i, t in enumerate(params)]  # raw: see _func_new
-        r = fn(WasmtimeCaller(store), *args) if access_caller else fn(*args)
+        r = fn(caller, *args) if access_caller else fn(*args)
+        if caller is not None and caller._lent is not None:
+            caller._settle()
         if not results:
             return
         for i, (t, v) in enumerate(zip(results, host_results(len(results), r))):
@@ -190,11 +190,16 @@ def register_host(api: Any, fn: Callable[..., Any], ty: FuncType, access_caller:
 
     ``api`` is the function table of the library copy the function is made in."""
     hid = next(_ids)
-    HOSTS[hid] = (_ints_adapter if is_int_signature(ty) else _raw_adapter)(fn, ty, access_caller)
+    ints = is_int_signature(ty)
+    HOSTS[hid] = fn if ints else _raw_adapter(fn, ty, access_caller)
+    if ints:
+        RESULTS[hid] = ty.results[0] if ty.results else None
     kinds = [VAL_KIND[t] for t in ty.params + ty.results][:16]
-    env = lib.pwvm_hostenv_new(api, hid, len(ty.params), len(ty.results), ffi.new("uint8_t[]", kinds or [0]))
+    env = lib.pwvm_hostenv_new(api, hid, len(ty.params), len(ty.results), ffi.new("uint8_t[]", kinds or [0]),
+                               1 if access_caller else 0)
     if env == ffi.NULL:
         del HOSTS[hid]
+        RESULTS.pop(hid, None)
         raise MemoryError("cannot allocate a host function")
     return env
 
@@ -213,19 +218,207 @@ def new_host_func(store: WasmtimeStore, ty: FuncType, fn: Callable[..., Any], ac
 
 
 _FAIL = lib.PWVM_FAIL
+_getrefcount = sys.getrefcount
 
 
 def _unraisable(exc_type: Any, exc: Any, tb: Any) -> None:
     """cffi's report for a callback that could not run: the shim turns it into a trap, so stay quiet."""
 
 
-@ffi.def_extern(error=_FAIL, onerror=_unraisable)
-def pwvm_py_host_ints(hid: int, sid: int, n: int, a0: int, a1: int, a2: int, a3: int, a4: int, a5: int) -> int:
+# The entries of integer host calls, one per arity without and with a Caller (the shim calls
+# the one of the function's shape with exactly its arguments): the function itself is called,
+# with no adapter between, and an in-window integer result goes back as is. Written out per
+# arity: a call with exact arguments is what makes them cheap. Each returns _FAIL, cffi's error
+# value, when it cannot even start (a RecursionError before its `try`): the shim treats an
+# unexplained _FAIL as that failure.
+def pwvm_py_host0(hid: int, sid: int) -> int:
     try:
-        return HOSTS[hid](sid, a0, a1, a2, a3, a4, a5)
+        r = HOSTS[hid]()
+        if r.__class__ is int and _LO < r < _HI:
+            return r  # type: ignore[no-any-return]
+        return _result(hid, sid, r)
     except BaseException as e:  # noqa: BLE001 - every exception must reach the caller, not the C stack
-        _park(sid, e)
-        return 0
+        return _park(sid, e)
+
+
+def pwvm_py_host1(hid: int, sid: int, a0: int) -> int:
+    try:
+        r = HOSTS[hid](a0)
+        if r.__class__ is int and _LO < r < _HI:
+            return r  # type: ignore[no-any-return]
+        return _result(hid, sid, r)
+    except BaseException as e:  # noqa: BLE001
+        return _park(sid, e)
+
+
+def pwvm_py_host2(hid: int, sid: int, a0: int, a1: int) -> int:
+    try:
+        r = HOSTS[hid](a0, a1)
+        if r.__class__ is int and _LO < r < _HI:
+            return r  # type: ignore[no-any-return]
+        return _result(hid, sid, r)
+    except BaseException as e:  # noqa: BLE001
+        return _park(sid, e)
+
+
+def pwvm_py_host3(hid: int, sid: int, a0: int, a1: int, a2: int) -> int:
+    try:
+        r = HOSTS[hid](a0, a1, a2)
+        if r.__class__ is int and _LO < r < _HI:
+            return r  # type: ignore[no-any-return]
+        return _result(hid, sid, r)
+    except BaseException as e:  # noqa: BLE001
+        return _park(sid, e)
+
+
+def pwvm_py_host4(hid: int, sid: int, a0: int, a1: int, a2: int, a3: int) -> int:
+    try:
+        r = HOSTS[hid](a0, a1, a2, a3)
+        if r.__class__ is int and _LO < r < _HI:
+            return r  # type: ignore[no-any-return]
+        return _result(hid, sid, r)
+    except BaseException as e:  # noqa: BLE001
+        return _park(sid, e)
+
+
+def pwvm_py_host5(hid: int, sid: int, a0: int, a1: int, a2: int, a3: int, a4: int) -> int:
+    try:
+        r = HOSTS[hid](a0, a1, a2, a3, a4)
+        if r.__class__ is int and _LO < r < _HI:
+            return r  # type: ignore[no-any-return]
+        return _result(hid, sid, r)
+    except BaseException as e:  # noqa: BLE001
+        return _park(sid, e)
+
+
+def pwvm_py_host6(hid: int, sid: int, a0: int, a1: int, a2: int, a3: int, a4: int, a5: int) -> int:
+    try:
+        r = HOSTS[hid](a0, a1, a2, a3, a4, a5)
+        if r.__class__ is int and _LO < r < _HI:
+            return r  # type: ignore[no-any-return]
+        return _result(hid, sid, r)
+    except BaseException as e:  # noqa: BLE001
+        return _park(sid, e)
+
+
+# With a Caller: the store's (made at its first host call, see caller_for). After the call, a
+# memory it handed out is settled (kept by the function: it keeps its store; see CallerMemory).
+def pwvm_py_hostc0(hid: int, sid: int) -> int:
+    try:
+        c = _CALLERS.get(sid) or caller_for(sid)
+        r = HOSTS[hid](c)
+        m = c._lent
+        if m is not None:  # c._settle(), inline
+            c._lent = None
+            if _getrefcount(m) > _CACHED_REFS:
+                c._pin(m)
+        if r.__class__ is int and _LO < r < _HI:
+            return r  # type: ignore[no-any-return]
+        return _result(hid, sid, r)
+    except BaseException as e:  # noqa: BLE001
+        return _park(sid, e)
+
+
+def pwvm_py_hostc1(hid: int, sid: int, a0: int) -> int:
+    try:
+        c = _CALLERS.get(sid) or caller_for(sid)
+        r = HOSTS[hid](c, a0)
+        m = c._lent
+        if m is not None:  # c._settle(), inline
+            c._lent = None
+            if _getrefcount(m) > _CACHED_REFS:
+                c._pin(m)
+        if r.__class__ is int and _LO < r < _HI:
+            return r  # type: ignore[no-any-return]
+        return _result(hid, sid, r)
+    except BaseException as e:  # noqa: BLE001
+        return _park(sid, e)
+
+
+def pwvm_py_hostc2(hid: int, sid: int, a0: int, a1: int) -> int:
+    try:
+        c = _CALLERS.get(sid) or caller_for(sid)
+        r = HOSTS[hid](c, a0, a1)
+        m = c._lent
+        if m is not None:  # c._settle(), inline
+            c._lent = None
+            if _getrefcount(m) > _CACHED_REFS:
+                c._pin(m)
+        if r.__class__ is int and _LO < r < _HI:
+            return r  # type: ignore[no-any-return]
+        return _result(hid, sid, r)
+    except BaseException as e:  # noqa: BLE001
+        return _park(sid, e)
+
+
+def pwvm_py_hostc3(hid: int, sid: int, a0: int, a1: int, a2: int) -> int:
+    try:
+        c = _CALLERS.get(sid) or caller_for(sid)
+        r = HOSTS[hid](c, a0, a1, a2)
+        m = c._lent
+        if m is not None:  # c._settle(), inline
+            c._lent = None
+            if _getrefcount(m) > _CACHED_REFS:
+                c._pin(m)
+        if r.__class__ is int and _LO < r < _HI:
+            return r  # type: ignore[no-any-return]
+        return _result(hid, sid, r)
+    except BaseException as e:  # noqa: BLE001
+        return _park(sid, e)
+
+
+def pwvm_py_hostc4(hid: int, sid: int, a0: int, a1: int, a2: int, a3: int) -> int:
+    try:
+        c = _CALLERS.get(sid) or caller_for(sid)
+        r = HOSTS[hid](c, a0, a1, a2, a3)
+        m = c._lent
+        if m is not None:  # c._settle(), inline
+            c._lent = None
+            if _getrefcount(m) > _CACHED_REFS:
+                c._pin(m)
+        if r.__class__ is int and _LO < r < _HI:
+            return r  # type: ignore[no-any-return]
+        return _result(hid, sid, r)
+    except BaseException as e:  # noqa: BLE001
+        return _park(sid, e)
+
+
+def pwvm_py_hostc5(hid: int, sid: int, a0: int, a1: int, a2: int, a3: int, a4: int) -> int:
+    try:
+        c = _CALLERS.get(sid) or caller_for(sid)
+        r = HOSTS[hid](c, a0, a1, a2, a3, a4)
+        m = c._lent
+        if m is not None:  # c._settle(), inline
+            c._lent = None
+            if _getrefcount(m) > _CACHED_REFS:
+                c._pin(m)
+        if r.__class__ is int and _LO < r < _HI:
+            return r  # type: ignore[no-any-return]
+        return _result(hid, sid, r)
+    except BaseException as e:  # noqa: BLE001
+        return _park(sid, e)
+
+
+def pwvm_py_hostc6(hid: int, sid: int, a0: int, a1: int, a2: int, a3: int, a4: int, a5: int) -> int:
+    try:
+        c = _CALLERS.get(sid) or caller_for(sid)
+        r = HOSTS[hid](c, a0, a1, a2, a3, a4, a5)
+        m = c._lent
+        if m is not None:  # c._settle(), inline
+            c._lent = None
+            if _getrefcount(m) > _CACHED_REFS:
+                c._pin(m)
+        if r.__class__ is int and _LO < r < _HI:
+            return r  # type: ignore[no-any-return]
+        return _result(hid, sid, r)
+    except BaseException as e:  # noqa: BLE001
+        return _park(sid, e)
+
+
+for _entry in (pwvm_py_host0, pwvm_py_host1, pwvm_py_host2, pwvm_py_host3, pwvm_py_host4, pwvm_py_host5,
+               pwvm_py_host6, pwvm_py_hostc0, pwvm_py_hostc1, pwvm_py_hostc2, pwvm_py_hostc3, pwvm_py_hostc4,
+               pwvm_py_hostc5, pwvm_py_hostc6):
+    ffi.def_extern(error=_FAIL, onerror=_unraisable)(_entry)
 
 
 @ffi.def_extern(error=2, onerror=_unraisable)
@@ -241,8 +434,14 @@ def pwvm_py_host_raw(hid: int, sid: int, vals: Any, n: int) -> int:
 @ffi.def_extern()
 def pwvm_py_host_drop(hid: int) -> None:
     HOSTS.pop(hid, None)
+    RESULTS.pop(hid, None)
 
 
-def _park(sid: int, e: BaseException) -> None:
+def _park(sid: int, e: BaseException) -> int:
+    """Park ``e`` for the call into wasm to re-raise (the shim's trap unwinds to it); returns 0."""
+    caller = _CALLERS.get(sid)
+    if caller is not None and caller._lent is not None:
+        caller._settle()  # the exception's traceback may hold a memory the function took
     if sid in NATIVE:
         park(sid, e)
+    return 0

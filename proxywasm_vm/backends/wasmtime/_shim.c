@@ -24,9 +24,20 @@
  * (in practice: host <-> wasm recursion exhausted Python's recursion limit). */
 #define PWVM_HOST_NOT_RUN_MSG "host function could not be called: the Python stack is exhausted"
 
-/* Defined by cffi from the `extern "Python"` declarations in _build.py. */
-static int64_t pwvm_py_host_ints(int64_t id, int64_t store, uint32_t n, int64_t a0, int64_t a1, int64_t a2,
-                                 int64_t a3, int64_t a4, int64_t a5);
+/* Defined by cffi from the `extern "Python"` declarations in _build.py: per arity, the host
+ * functions without a Caller (pwvm_py_host<n>) and with one (pwvm_py_hostc<n>). */
+#define PWVM_I64S0
+#define PWVM_I64S1 , int64_t
+#define PWVM_I64S2 PWVM_I64S1, int64_t
+#define PWVM_I64S3 PWVM_I64S2, int64_t
+#define PWVM_I64S4 PWVM_I64S3, int64_t
+#define PWVM_I64S5 PWVM_I64S4, int64_t
+#define PWVM_I64S6 PWVM_I64S5, int64_t
+#define PWVM_DECLARE_HOST(n)                                           \
+    static int64_t pwvm_py_host##n(int64_t id, int64_t store PWVM_I64S##n); \
+    static int64_t pwvm_py_hostc##n(int64_t id, int64_t store PWVM_I64S##n);
+PWVM_DECLARE_HOST(0) PWVM_DECLARE_HOST(1) PWVM_DECLARE_HOST(2) PWVM_DECLARE_HOST(3)
+PWVM_DECLARE_HOST(4) PWVM_DECLARE_HOST(5) PWVM_DECLARE_HOST(6)
 static int32_t pwvm_py_host_raw(int64_t id, int64_t store, wasmtime_val_raw_t *vals, size_t n);
 static void pwvm_py_host_drop(int64_t id);
 
@@ -150,10 +161,38 @@ pwvm_store *pwvm_store_new(const pwvm_api *api, wasm_engine_t *engine, int64_t h
     if (!s) return NULL;
     s->api = api;
     s->handle = handle;
+    s->caller_mem = -1;
     s->store = api->wasmtime_store_new(engine, s, NULL);
     s->ctx = api->wasmtime_store_context(s->store);
     api->wasmtime_context_set_epoch_deadline(s->ctx, PWVM_NO_DEADLINE);
     return s;
+}
+
+/* A tracked memory (see pwvm_meminfo): the record Python reads first, so a pwvm_tracked*
+ * is a pwvm_meminfo*. */
+struct pwvm_tracked {
+    pwvm_meminfo info;
+    wasmtime_memory_t mem;
+    int32_t index;
+    pwvm_tracked *next;
+};
+
+/* Bring every tracked record up to date (the store may be closed: then empty). Any change of
+ * base or size bumps the generation, so Python never reads through a buffer made before. */
+static void refresh_tracked(pwvm_store *s) {
+    for (pwvm_tracked *t = s->tracked; t; t = t->next) {
+        uint8_t *data = NULL;
+        uint64_t size = 0;
+        if (s->ctx) {
+            size = s->api->wasmtime_memory_data_size(s->ctx, &t->mem);
+            data = s->api->wasmtime_memory_data(s->ctx, &t->mem);
+        }
+        if (data != t->info.data || size != t->info.size) {
+            t->info.data = data;
+            t->info.size = size;
+            t->info.gen++;
+        }
+    }
 }
 
 static void clear_outcome(pwvm_store *s) {
@@ -165,6 +204,10 @@ void pwvm_store_delete(pwvm_store *s) {
     if (!s) return;
     clear_outcome(s);
     if (s->store) s->api->wasmtime_store_delete(s->store);
+    for (pwvm_tracked *t = s->tracked, *next; t; t = next) {
+        next = t->next;
+        free(t);
+    }
     free(s);
 }
 
@@ -174,6 +217,9 @@ int pwvm_store_close(pwvm_store *s) {
     if (s->store) s->api->wasmtime_store_delete(s->store);
     s->store = NULL;
     s->ctx = NULL;
+    refresh_tracked(s);
+    /* even a record that was already empty: Python must see the store closed */
+    for (pwvm_tracked *t = s->tracked; t; t = t->next) t->info.gen++;
     return 0;
 }
 
@@ -282,6 +328,7 @@ static inline void enter(pwvm_store *s) {
 
 static inline void leave(pwvm_store *s, wasmtime_error_t *err, wasm_trap_t *trap) {
     s->depth--;
+    if (s->tracked) refresh_tracked(s);  /* wasm may have grown a memory */
     if (err) {
         clear_outcome(s);
         s->error = err;
@@ -304,12 +351,11 @@ int pwvm_call(pwvm_store *s, const wasmtime_func_t *f, wasmtime_val_raw_t *buf, 
     return s->status;
 }
 
-int64_t pwvm_call_ints(pwvm_store *s, const wasmtime_func_t *f, uint32_t nargs, uint32_t nslots, int32_t result_kind,
-                       int64_t a0, int64_t a1, int64_t a2, int64_t a3, int64_t a4, int64_t a5) {
+static inline int64_t call_ints(pwvm_store *s, const wasmtime_func_t *f, uint32_t nargs, uint32_t nslots,
+                                int32_t result_kind, const int64_t *a) {
     /* i32 params read only the low half of a slot (little-endian union), so
      * storing every argument as i64 is right for both integer kinds. */
     wasmtime_val_raw_t buf[6];
-    int64_t a[6] = { a0, a1, a2, a3, a4, a5 };
     if (!s->ctx) {
         s->status = PWVM_CLOSED;
         return result_kind < 0 ? PWVM_CLOSED : PWVM_FAIL;
@@ -336,6 +382,36 @@ int64_t pwvm_call_ints(pwvm_store *s, const wasmtime_func_t *f, uint32_t nargs, 
     return result_kind == PWVM_K_I32 ? (int64_t)buf[0].i32 : buf[0].i64;
 }
 
+#define PWVM_CALL_DESC(d, a) call_ints((d)->s, &(d)->f, (d)->nargs, (d)->nslots, (d)->result_kind, (a))
+
+int64_t pwvm_call0(const pwvm_func *d) {
+    return PWVM_CALL_DESC(d, NULL);
+}
+int64_t pwvm_call1(const pwvm_func *d, int64_t a0) {
+    const int64_t a[1] = { a0 };
+    return PWVM_CALL_DESC(d, a);
+}
+int64_t pwvm_call2(const pwvm_func *d, int64_t a0, int64_t a1) {
+    const int64_t a[2] = { a0, a1 };
+    return PWVM_CALL_DESC(d, a);
+}
+int64_t pwvm_call3(const pwvm_func *d, int64_t a0, int64_t a1, int64_t a2) {
+    const int64_t a[3] = { a0, a1, a2 };
+    return PWVM_CALL_DESC(d, a);
+}
+int64_t pwvm_call4(const pwvm_func *d, int64_t a0, int64_t a1, int64_t a2, int64_t a3) {
+    const int64_t a[4] = { a0, a1, a2, a3 };
+    return PWVM_CALL_DESC(d, a);
+}
+int64_t pwvm_call5(const pwvm_func *d, int64_t a0, int64_t a1, int64_t a2, int64_t a3, int64_t a4) {
+    const int64_t a[5] = { a0, a1, a2, a3, a4 };
+    return PWVM_CALL_DESC(d, a);
+}
+int64_t pwvm_call6(const pwvm_func *d, int64_t a0, int64_t a1, int64_t a2, int64_t a3, int64_t a4, int64_t a5) {
+    const int64_t a[6] = { a0, a1, a2, a3, a4, a5 };
+    return PWVM_CALL_DESC(d, a);
+}
+
 int pwvm_instantiate(pwvm_store *s, const wasmtime_module_t *m, const wasmtime_extern_t *imports, size_t n,
                      wasmtime_instance_t *out) {
     if (!s->ctx) return s->status = PWVM_CLOSED;
@@ -358,11 +434,12 @@ int pwvm_instantiate_pre(pwvm_store *s, const wasmtime_instance_pre_t *pre, wasm
 /* ---- host functions ----------------------------------------------------- */
 
 pwvm_hostenv *pwvm_hostenv_new(const pwvm_api *api, int64_t id, uint32_t nparams, uint32_t nresults,
-                               const uint8_t *kinds) {
+                               const uint8_t *kinds, int32_t with_caller) {
     pwvm_hostenv *e = calloc(1, sizeof *e);
     if (!e) return NULL;
     e->api = api;
     e->id = id;
+    e->with_caller = with_caller;
     e->nparams = nparams;
     e->nresults = nresults;
     int ints = nparams <= 6 && nresults <= 1 && nparams + nresults <= sizeof e->kinds;
@@ -385,19 +462,47 @@ void pwvm_hostenv_free(void *env) {
     free(e);
 }
 
+static int32_t caller_mem_index(pwvm_store *s);
+
+/* Call the Python entry of e's shape with exactly its arguments (a[] holds them, zero-padded). */
+static int64_t call_python_ints(const pwvm_hostenv *e, int64_t sid, const int64_t *a) {
+    int64_t id = e->id;
+#define PWVM_ARGS0
+#define PWVM_ARGS1 , a[0]
+#define PWVM_ARGS2 PWVM_ARGS1, a[1]
+#define PWVM_ARGS3 PWVM_ARGS2, a[2]
+#define PWVM_ARGS4 PWVM_ARGS3, a[3]
+#define PWVM_ARGS5 PWVM_ARGS4, a[4]
+#define PWVM_ARGS6 PWVM_ARGS5, a[5]
+#define PWVM_CASE(n) \
+    case n: return e->with_caller ? pwvm_py_hostc##n(id, sid PWVM_ARGS##n) : pwvm_py_host##n(id, sid PWVM_ARGS##n);
+    switch (e->nparams) {
+        PWVM_CASE(0) PWVM_CASE(1) PWVM_CASE(2) PWVM_CASE(3) PWVM_CASE(4) PWVM_CASE(5)
+        default: break;
+    }
+    return e->with_caller ? pwvm_py_hostc6(id, sid PWVM_ARGS6) : pwvm_py_host6(id, sid PWVM_ARGS6);
+#undef PWVM_CASE
+}
+
 wasm_trap_t *pwvm_host_trampoline(void *env, wasmtime_caller_t *caller, wasmtime_val_raw_t *vals, size_t n) {
     pwvm_hostenv *e = env;
     const pwvm_api *api = e->api;
     pwvm_store *s = api->wasmtime_context_get_data(api->wasmtime_caller_context(caller));
     /* Host calls nest (host -> wasm -> host): keep the outer caller. */
     wasmtime_caller_t *outer = s->caller;
+    int64_t outer_mem = s->caller_mem;
+    pwvm_hostenv *outer_env = s->cur_env;
     s->caller = caller;
+    s->cur_env = e;
     s->host_failed = 0;
+    if (s->tracked) refresh_tracked(s);  /* the wasm that called may have grown a memory */
+    /* resolved here (no call from Python) for a function that used its Caller's memory before */
+    s->caller_mem = e->wants_memory ? caller_mem_index(s) : PWVM_MEM_UNKNOWN;
     if (e->ints_only) {
         int64_t a[6] = { 0, 0, 0, 0, 0, 0 };
         for (uint32_t i = 0; i < e->nparams; i++)
             a[i] = e->kinds[i] == PWVM_K_I32 ? (int64_t)vals[i].i32 : vals[i].i64;
-        int64_t r = pwvm_py_host_ints(e->id, s->handle, e->nparams, a[0], a[1], a[2], a[3], a[4], a[5]);
+        int64_t r = call_python_ints(e, s->handle, a);
         /* PWVM_FAIL is also what cffi returns when the Python function could
          * not even start (its RecursionError happens before any `try`), so
          * unless Python said the value is genuine (an i64 result can be it),
@@ -414,6 +519,8 @@ wasm_trap_t *pwvm_host_trampoline(void *env, wasmtime_caller_t *caller, wasmtime
         s->host_failed = PWVM_HOST_NOT_RUN;  /* cffi's error value: the callback did not run */
     }
     s->caller = outer;
+    s->caller_mem = outer_mem;
+    s->cur_env = outer_env;
     if (s->host_failed == PWVM_HOST_NOT_RUN) {
         s->host_failed = 0;
         static const char msg[] = PWVM_HOST_NOT_RUN_MSG;
@@ -431,18 +538,49 @@ wasm_trap_t *pwvm_host_trampoline(void *env, wasmtime_caller_t *caller, wasmtime
 
 /* ---- memory ------------------------------------------------------------- */
 
-char *pwvm_mem_span(pwvm_store *s, const wasmtime_memory_t *m, uint64_t off, uint64_t len) {
-    if (!s->ctx) return NULL;
-    size_t size = s->api->wasmtime_memory_data_size(s->ctx, m);
-    if (off > size || len > size - off) return NULL;
-    return (char *)s->api->wasmtime_memory_data(s->ctx, m) + off;
+int32_t pwvm_mem_track(pwvm_store *s, const wasmtime_memory_t *m) {
+    if (!s->ctx) return -1;
+    for (pwvm_tracked *t = s->tracked; t; t = t->next)  /* one record per memory (not per padding bytes) */
+        if (t->mem.store_id == m->store_id && t->mem.private1 == m->private1 && t->mem.private2 == m->private2)
+            return t->index;
+    pwvm_tracked *t = calloc(1, sizeof *t);
+    if (!t) return -1;
+    t->mem = *m;
+    t->index = s->ntracked++;
+    t->info.gen = 1;  /* Python starts at generation 0: its first access builds the buffer */
+    t->next = s->tracked;
+    s->tracked = t;
+    refresh_tracked(s);
+    return t->index;
 }
 
-int pwvm_mem_write(pwvm_store *s, const wasmtime_memory_t *m, uint64_t off, const char *data, size_t len) {
-    char *p = pwvm_mem_span(s, m, off, len);
-    if (!p) return -1;
-    memcpy(p, data, len);
-    return 0;
+pwvm_meminfo *pwvm_mem_info(pwvm_store *s, int32_t index) {
+    for (pwvm_tracked *t = s->tracked; t; t = t->next)
+        if (t->index == index) return &t->info;
+    return NULL;
+}
+
+static int32_t caller_mem_index(pwvm_store *s) {
+    wasmtime_memory_t m;
+    if (!s->caller) return -1;
+    if (!pwvm_caller_memory(s, &m)) return -2;
+    int32_t i = pwvm_mem_track(s, &m);
+    return i < 0 ? -3 : i;
+}
+
+int32_t pwvm_caller_mem_index(pwvm_store *s) {
+    int32_t i = caller_mem_index(s);
+    if (s->caller) {
+        s->caller_mem = i;
+        if (s->cur_env) s->cur_env->wants_memory = 1;
+    }
+    return i;
+}
+
+wasmtime_error_t *pwvm_mem_grow(pwvm_store *s, const wasmtime_memory_t *m, uint64_t delta, uint64_t *prev) {
+    wasmtime_error_t *err = s->api->wasmtime_memory_grow(s->ctx, m, delta, prev);
+    refresh_tracked(s);
+    return err;
 }
 
 int pwvm_caller_memory(pwvm_store *s, wasmtime_memory_t *out) {

@@ -250,6 +250,18 @@ typedef struct pwvm_api {
     const wasm_memorytype_t *(*wasm_externtype_as_memorytype_const)(const wasm_externtype_t *);
 } pwvm_api;
 
+/* A memory that Python reads and writes in place (see pwvm_mem_track): its
+ * current base and size, and a generation bumped whenever either changes or
+ * the store is closed. Python keeps a buffer over [data, data+size) and
+ * rebuilds it when `gen` differs from the one it was made at. */
+typedef struct pwvm_meminfo {
+    uint8_t *data;
+    uint64_t size;
+    uint64_t gen;
+} pwvm_meminfo;
+
+typedef struct pwvm_tracked pwvm_tracked;
+
 /* Per-store state shared by Python and the shim. Python reads `status`
  * after every call; the shim owns `trap`/`error` until Python takes them. */
 typedef struct pwvm_store {
@@ -264,7 +276,16 @@ typedef struct pwvm_store {
     wasmtime_caller_t *caller; /* the caller of the running host function */
     wasm_trap_t *trap;
     wasmtime_error_t *error;
+    /* While a host function runs: the tracked index of its caller's "memory" export, resolved
+     * at entry for host functions that asked for it before (pwvm_hostenv.wants_memory), else
+     * PWVM_MEM_UNKNOWN until Python asks (pwvm_caller_mem_index); -1 outside host calls. */
+    int64_t caller_mem;
+    struct pwvm_hostenv *cur_env; /* the running host function's env */
+    pwvm_tracked *tracked;     /* memories Python reads in place (a list), refreshed at every return to Python */
+    int32_t ntracked;          /* their count; a record's index never changes */
 } pwvm_store;
+
+#define PWVM_MEM_UNKNOWN -4
 
 /* What a host function's trampoline needs; owned by wasmtime (freed by its finalizer). */
 typedef struct pwvm_hostenv {
@@ -274,6 +295,8 @@ typedef struct pwvm_hostenv {
     uint32_t nresults;
     uint8_t kinds[16];   /* param kinds then result kinds (PWVM_K_*), when all fit */
     int32_t ints_only;   /* every param/result is i32 or i64 and there are <= 6/1 */
+    int32_t with_caller; /* the Python function takes a Caller first (pwvm_py_hostc<n>) */
+    int32_t wants_memory; /* it asked for its Caller's memory: resolved at entry from then on */
 } pwvm_hostenv;
 
 /* Value kinds of wasmtime_val_t (also used in pwvm_hostenv.kinds). */
@@ -317,13 +340,28 @@ void pwvm_ticker_stop(wasm_engine_t *engine);
 
 /* Call into wasm with raw values (args in, results out, `n` slots). Returns the status. */
 int pwvm_call(pwvm_store *s, const wasmtime_func_t *f, wasmtime_val_raw_t *buf, size_t n);
-/* Typed fast path: up to 6 integer params, one or no integer result.
+/* Typed fast path: up to 6 integer params, one or no integer result, with everything constant
+ * for the function in a descriptor that Python allocates and fills (its Func owns it, and keeps
+ * the Store, hence the pwvm_store, alive). pwvm_call<n> takes the descriptor and exactly n
+ * arguments.
  * nargs: the count in the low 8 bits; bit 8+i set when argument i is an i32
  * (range-checked: PWVM_RANGE when it fits neither i32 nor u32).
  * result_kind: -1 none (returns the status), PWVM_K_I32 or PWVM_K_I64
  * (returns the result, or PWVM_FAIL with s->status set). */
-int64_t pwvm_call_ints(pwvm_store *s, const wasmtime_func_t *f, uint32_t nargs, uint32_t nslots, int32_t result_kind,
-                       int64_t a0, int64_t a1, int64_t a2, int64_t a3, int64_t a4, int64_t a5);
+typedef struct pwvm_func {
+    pwvm_store *s;
+    wasmtime_func_t f;
+    uint32_t nargs;
+    uint32_t nslots;
+    int32_t result_kind;
+} pwvm_func;
+int64_t pwvm_call0(const pwvm_func *d);
+int64_t pwvm_call1(const pwvm_func *d, int64_t a0);
+int64_t pwvm_call2(const pwvm_func *d, int64_t a0, int64_t a1);
+int64_t pwvm_call3(const pwvm_func *d, int64_t a0, int64_t a1, int64_t a2);
+int64_t pwvm_call4(const pwvm_func *d, int64_t a0, int64_t a1, int64_t a2, int64_t a3);
+int64_t pwvm_call5(const pwvm_func *d, int64_t a0, int64_t a1, int64_t a2, int64_t a3, int64_t a4);
+int64_t pwvm_call6(const pwvm_func *d, int64_t a0, int64_t a1, int64_t a2, int64_t a3, int64_t a4, int64_t a5);
 
 /* Instantiate (directly or through an instance_pre) with the same bookkeeping as a call. */
 int pwvm_instantiate(pwvm_store *s, const wasmtime_module_t *m, const wasmtime_extern_t *imports, size_t n,
@@ -332,15 +370,26 @@ int pwvm_instantiate_pre(pwvm_store *s, const wasmtime_instance_pre_t *pre, wasm
 
 /* Host functions: the trampoline wasmtime calls, and its env. */
 pwvm_hostenv *pwvm_hostenv_new(const pwvm_api *api, int64_t id, uint32_t nparams, uint32_t nresults,
-                               const uint8_t *kinds);
+                               const uint8_t *kinds, int32_t with_caller);
 wasm_trap_t *pwvm_host_trampoline(void *env, wasmtime_caller_t *caller, wasmtime_val_raw_t *vals, size_t n);
 void pwvm_hostenv_free(void *env);
 /* Called at interpreter exit: from then on freed host functions do not call into Python. */
 void pwvm_python_exiting(void);
 
-/* Memory: a pointer to [off, off+len) or NULL when out of bounds. */
-char *pwvm_mem_span(pwvm_store *s, const wasmtime_memory_t *m, uint64_t off, uint64_t len);
-int pwvm_mem_write(pwvm_store *s, const wasmtime_memory_t *m, uint64_t off, const char *data, size_t len);
+/* Memories read in place. pwvm_mem_track: the index of m's record in s (made on first use,
+ * one per memory whatever the handle), or -1 (store closed, or out of memory).
+ * pwvm_mem_info: the record of an index. The records are refreshed whenever control returns
+ * to Python (a call into wasm returns, a host function is entered, pwvm_mem_grow) and emptied
+ * when the store is closed; they live as long as the pwvm_store. */
+int32_t pwvm_mem_track(pwvm_store *s, const wasmtime_memory_t *m);
+pwvm_meminfo *pwvm_mem_info(pwvm_store *s, int32_t index);
+/* The tracked index of the calling instance's "memory" export while a host function runs:
+ * >= 0, or -1 outside a host call, -2 when the caller exports no such memory, -3 out of memory.
+ * Also stored in s->caller_mem, and the running host function marked as wanting it. */
+int32_t pwvm_caller_mem_index(pwvm_store *s);
+/* wasmtime_memory_grow, then the records refreshed. NULL or the error (the caller deletes it). */
+wasmtime_error_t *pwvm_mem_grow(pwvm_store *s, const wasmtime_memory_t *m, uint64_t delta, uint64_t *prev);
+
 /* The calling instance's "memory" export while a host function runs: 1 and
  * `out` filled, or 0 when there is no caller or no such memory. */
 int pwvm_caller_memory(pwvm_store *s, wasmtime_memory_t *out);

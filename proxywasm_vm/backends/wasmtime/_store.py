@@ -2,23 +2,25 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import re
+import sys
 import weakref
 from typing import TYPE_CHECKING, Any, Callable, NoReturn, Sequence
 
 from proxywasm_vm._errors import LinkError, Trap, TrapCode, WasmError
 from proxywasm_vm._func import Caller
-from proxywasm_vm._lifetime import release_after_finalizers
+from proxywasm_vm._lifetime import release_after_finalizers, store_collected
 from proxywasm_vm._store import Store, StoreLimits
 from proxywasm_vm._types import FuncType, GlobalType, MemoryType, TableType
 
+from ._extern import CallerMemory, MemCore, WasmtimeGlobal, WasmtimeMemory, WasmtimeTable, core_of
 from ._ffi import ffi, lib
 
 if TYPE_CHECKING:
     from ._engine import WasmtimeEngine
-    from ._extern import WasmtimeGlobal, WasmtimeMemory, WasmtimeTable
     from ._func import WasmtimeFunc
     from ._instance import WasmtimeInstance
     from ._runtime import Runtime
@@ -55,6 +57,7 @@ _handles = itertools.count(1)
 
 def _store_gone(handle: int, sp: Any) -> None:
     """The store's release, when it is deallocated (see :mod:`proxywasm_vm._lifetime`)."""
+    _forget_caller(handle)
     STORES.pop(handle, None)
     NATIVE.pop(handle, None)
     PENDING.pop(handle, None)
@@ -68,48 +71,144 @@ def park(handle: int, exc: BaseException) -> None:
 
 
 class WasmtimeCaller(Caller):
-    """Made for each host call that asked for it; reads the shim's current caller pointer.
+    """What a host function that asked for it receives: one per store, made at its first host call
+    (:func:`caller_for`) and reused, since it reads the shim's current caller pointer.
 
-    It holds no cache: a store must not reference objects that reference it
-    back, or stores (and their linear memories) would wait for the cycle
-    collector instead of being freed when the last reference goes.
+    It references its store only weakly (``STORES``), and is dropped from :data:`CALLERS` when the
+    store is: a strong reference from there would keep every store alive, and one from the store
+    to it a reference cycle, leaving stores (and their linear memories) to the cycle collector
+    instead of freeing them when the last reference goes. The memories it hands out are cached
+    the same way (see :class:`~._extern.CallerMemory`).
     """
 
-    __slots__ = ("_store",)
+    __slots__ = ("_ref", "_sp", "_cores", "_mem", "_mems", "_lent")
 
-    def __init__(self, store: WasmtimeStore) -> None:
-        self._store = store
+    def __init__(self, ref: weakref.ref[WasmtimeStore], sp: Any, cores: dict[int, Any]) -> None:
+        self._ref = ref  # the store's entry in STORES
+        self._sp = sp  # the shim's store; None once the store is gone
+        self._cores = cores
+        # the shim's caller_mem field, read without a call (see pwvm_store.caller_mem)
+        self._mem: memoryview | None = memoryview(ffi.buffer(ffi.addressof(sp, "caller_mem"), 8)).cast("q")
+        self._mems: dict[int, CallerMemory] = {}  # by the shim's memory index
+        self._lent: CallerMemory | None = None  # handed out during the current host call
+
+    def _settle(self) -> None:
+        """After a host call that took a memory: if anything besides the cache still holds it, it
+        keeps its store (pinned) and leaves the cache. (The host-call entries do the same inline.)"""
+        mem = self._lent
+        self._lent = None
+        if mem is not None and _getrefcount(mem) > CACHED_REFS:
+            self._pin(mem)
+
+    def _pin(self, mem: CallerMemory) -> None:
+        """``mem`` is held outside the cache: it keeps its store from now on, and leaves the cache."""
+        mem._pin = self._ref()
+        for index, cached in list(self._mems.items()):
+            if cached is mem:
+                del self._mems[index]
 
     @property
     def store(self) -> WasmtimeStore:
-        return self._store
+        store = self._ref()
+        if store is None:
+            raise WasmError("Caller used outside of its host function call")
+        return store
 
     def _caller_ptr(self) -> Any:
-        ptr = self._store._sp.caller
-        if ptr == ffi.NULL:
+        sp = self._sp
+        if sp is None or sp.caller == ffi.NULL:
             raise WasmError("Caller used outside of its host function call")
-        return ptr
+        return sp.caller
 
     def get_export(self, name: str) -> Any:
-        rt = self._store._rt
-        api = rt.api
+        ptr = self._caller_ptr()
+        store = self.store
         ext = ffi.new("wasmtime_extern_t*")
         raw = name.encode()
-        if not api.wasmtime_caller_export_get(self._caller_ptr(), raw, len(raw), ext):
+        if not store._rt.api.wasmtime_caller_export_get(ptr, raw, len(raw), ext):
             return None
-        return self._store._wrap_extern(ext, None)
+        return store._wrap_extern(ext, None)
 
     @property
     def memory(self) -> WasmtimeMemory | None:
-        from ._extern import WasmtimeMemory
+        cm = self._mem
+        index = cm[0] if cm is not None else -1
+        if index == _MEM_UNKNOWN:  # first use by this host function: ask the shim (it remembers)
+            index = _caller_mem_index(self._sp)
+        if index >= 0:
+            mem = self._mems.get(index)
+            if mem is None:
+                store = self._ref()
+                if store is None:  # pragma: no cover - _sp is None by then
+                    raise WasmError("Caller used outside of its host function call")
+                core = self._cores.get(index)
+                if core is None:
+                    m = ffi.new("wasmtime_memory_t*")
+                    lib.pwvm_caller_memory(self._sp, m)
+                    core = core_of(store, index, m)
+                mem = self._mems[index] = CallerMemory._for(self._ref, core)
+            lent = self._lent
+            if lent is not mem:
+                if lent is not None:  # another memory lent in this call (a nested one): settle it now
+                    self._settle()
+                self._lent = mem
+            return mem
+        if index == -1:
+            raise WasmError("Caller used outside of its host function call")
+        if index == -3:
+            raise MemoryError("cannot track the caller's memory")
+        return None  # the caller exports no memory named "memory"
 
-        store = self._store
-        m = ffi.new("wasmtime_memory_t*")
-        if not lib.pwvm_caller_memory(store._sp, m):
-            self._caller_ptr()  # raises when used outside the host call
-            return None
-        # The memory type is only looked up if asked for (WasmtimeMemory.type is lazy).
-        return WasmtimeMemory._wrap(store, m, None)
+
+_caller_mem_index = lib.pwvm_caller_mem_index
+_getrefcount = sys.getrefcount
+
+
+def _refs_when_only_cached() -> int:
+    """What ``sys.getrefcount`` says in ``_settle`` of a wrapper held by nothing but the cache:
+    the cache, the local variable, the argument (measured in the same shape, not assumed)."""
+    cache = {0: object()}
+    mem = cache[0]
+    return _getrefcount(mem)
+
+
+#: sys.getrefcount of a memory held by a Caller's cache alone, in _settle and the entries' copies
+CACHED_REFS = _refs_when_only_cached()
+_MEM_UNKNOWN = lib.PWVM_MEM_UNKNOWN
+#: The Caller of each live store, by handle (see WasmtimeCaller).
+CALLERS: dict[int, WasmtimeCaller] = {}
+
+
+def caller_for(handle: int) -> WasmtimeCaller:
+    """The Caller for a host call into the store ``handle`` (raises when the store cannot be named:
+    a call from a finalizer of the store's reference cycle, see :func:`store_collected`)."""
+    caller = CALLERS.get(handle)
+    if caller is None:
+        ref = STORES.get(handle)
+        store = ref() if ref is not None else None
+        if store is None:
+            store_collected()
+        caller = CALLERS[handle] = WasmtimeCaller(ref, store._sp, store._cores)  # type: ignore[arg-type]
+    return caller
+
+
+def _store_cleared(handle: int, forget: Callable[[int], None], ref: Any) -> None:
+    """The callback of a store's weak reference (``forget`` bound when it was made)."""
+    forget(handle)
+
+
+def _forget_caller(handle: int, callers: dict[int, WasmtimeCaller] = CALLERS) -> None:
+    """The store ``handle`` is going (its weak reference was cleared): its Caller stops working.
+
+    ``callers`` is bound at definition: this also runs at interpreter exit, once the module's
+    globals may already be gone."""
+    caller = callers.pop(handle, None)
+    if caller is not None:
+        caller._sp = None
+        caller._mem = None
+        for mem in caller._mems.values():
+            if mem._pin is None:  # held by the cache alone (_settle pinned any held elsewhere): a safeguard
+                mem._kill()
 
 
 class WasmtimeStore(Store):
@@ -123,6 +222,7 @@ class WasmtimeStore(Store):
     _sp: Any  # cffi pwvm_store* (cdata)
     _externrefs: dict[int, Any]
     _keep: list[Any]  # host-function state that must live as long as the store
+    _cores: dict[int, MemCore]  # its tracked memories by the shim's index (see _extern.MemCore)
 
     @classmethod
     def _create(cls, engine: WasmtimeEngine, limits: StoreLimits, data: Any) -> WasmtimeStore:
@@ -140,7 +240,10 @@ class WasmtimeStore(Store):
         s._sp = sp  # freed by _store_gone, never by an ffi.gc destructor (see _lifetime)
         s._externrefs = {}
         s._keep = []
-        STORES[s._handle] = weakref.ref(s)
+        s._cores = {}
+        handle = s._handle
+        # cleared (and its callback run) before any finalizer of a reference cycle holding the store
+        STORES[handle] = weakref.ref(s, functools.partial(_store_cleared, handle, _forget_caller))
         NATIVE[s._handle] = sp
         release_after_finalizers(s, _store_gone, s._handle, sp)
         if limits.memory_bytes is not None or limits.table_elements is not None:
@@ -255,8 +358,6 @@ class WasmtimeStore(Store):
     def _memory_new(self, ty: MemoryType) -> WasmtimeMemory:
         rt = self._rt
         api = rt.api
-        from ._extern import WasmtimeMemory
-
         out = ffi.new("wasmtime_memory_t*")
         err = api.wasmtime_memory_new(self._ctx, rt.new_memorytype(ty), out)
         if err != ffi.NULL:
@@ -266,7 +367,6 @@ class WasmtimeStore(Store):
     def _global_new(self, ty: GlobalType, value: Any) -> WasmtimeGlobal:
         rt = self._rt
         api = rt.api
-        from ._extern import WasmtimeGlobal
         from ._values import to_val
 
         val = ffi.new("wasmtime_val_t*")
@@ -280,7 +380,6 @@ class WasmtimeStore(Store):
     def _table_new(self, ty: TableType, init: Any) -> WasmtimeTable:
         rt = self._rt
         api = rt.api
-        from ._extern import WasmtimeTable
         from ._values import to_val
 
         val = ffi.new("wasmtime_val_t*")
@@ -307,7 +406,6 @@ class WasmtimeStore(Store):
     def _wrap_extern(self, ext: Any, ty: Any) -> Any:
         """A public object for a ``wasmtime_extern_t`` (``ty`` when known, else asked)."""
         rt = self._rt
-        from ._extern import WasmtimeGlobal, WasmtimeMemory, WasmtimeTable
         from ._func import wrap_func
 
         kind = ext.kind
@@ -412,3 +510,6 @@ class WasmtimeStore(Store):
             return None
         key = int(ffi.cast("uintptr_t", api.wasmtime_externref_data(self._ctx, ffi.addressof(val.of, "externref"))))
         return self._externrefs.get(key)
+
+
+_new = object.__new__
