@@ -67,13 +67,14 @@ def park(handle: int, exc: BaseException) -> None:
 
 def _cleanup(handle: int, hids: list[int], sp: Any) -> None:
     """The store's release, when it is deallocated (see :mod:`proxywasm_vm._lifetime`)."""
-    from ._func import HOSTS
+    from ._func import HOST_STORE, HOSTS
 
     STORES.pop(handle, None)
     STATES.pop(handle, None)
     PENDING.pop(handle, None)
     for h in hids:
         HOSTS.pop(h, None)
+        HOST_STORE.pop(h, None)
     lib.pwv8_store_delete(sp)
 
 
