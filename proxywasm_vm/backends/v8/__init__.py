@@ -1,7 +1,8 @@
 """The V8 backend: the V8 inside Debian's libnode, driven through a C++ shim and cffi.
 
-``_shim.cpp`` gives V8's C++ API a small wasm.h-shaped C surface (one isolate
-per store, a chaining SIGSEGV handler, a watchdog thread for deadlines); this
+``_shim.cpp`` gives V8's C++ API a small wasm.h-shaped C surface (stores made
+by one thread share an isolate and context, each with its own handle table,
+limits and deadline; a chaining SIGSEGV handler; a watchdog thread for deadlines); this
 package adapts it to the public classes. Import and export types come from
 the module bytes (V8 does not expose them). Memory and table limits work by
 having the host create the module's memories and tables (see ``_rewrite``).

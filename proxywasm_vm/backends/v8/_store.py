@@ -114,7 +114,8 @@ class V8Caller(Caller):
 
 
 class V8Store(Store):
-    """An isolate of its own (``_sp``), with the engine's compiled modules."""
+    """A handle table (``_sp``) in the isolate its engine keeps for the creating thread, with the
+    engine's compiled modules (see the header comment of ``_shim.cpp``)."""
 
     # Set by _create (stores are made with object.__new__, not __init__).
     engine: V8Engine
@@ -170,7 +171,8 @@ class V8Store(Store):
         return bool(lib.pwv8_store_interrupt(self._sp))
 
     def close(self) -> None:
-        # The isolate goes now; the shim's struct stays until collected and
+        # Its objects are released now (the isolate goes with the thread's last store); the
+        # shim's struct stays until collected and
         # answers PWV8_CLOSED, so objects of this store raise instead of crashing.
         if lib.pwv8_store_close(self._sp):
             raise WasmError("cannot close a store while wasm runs in it")
