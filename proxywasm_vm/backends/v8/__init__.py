@@ -2,7 +2,9 @@
 
 ``_shim.cpp`` gives V8's C++ API a small wasm.h-shaped C surface (stores made
 by one thread share an isolate and context, each with its own handle table,
-limits and deadline; a chaining SIGSEGV handler; a watchdog thread for deadlines); this
+limits and deadline, so calls into stores one thread made take turns whatever
+thread makes them, while stores made by different threads run at the same time;
+a chaining SIGSEGV handler; a watchdog thread for deadlines); this
 package adapts it to the public classes. Import and export types come from
 the module bytes (V8 does not expose them). Memory and table limits work by
 having the host create the module's memories and tables (see ``_rewrite``).
