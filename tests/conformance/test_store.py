@@ -375,3 +375,42 @@ def test_closed_stores_give_their_memory_back(backend_name):
     if pw.get_backend(backend_name).isolation == "process":
         pytest.skip("runtime in a worker process")
     run_child(backend_name, CHURN, CHURN_MOD, "4000", timeout=300)
+
+
+# Short-lived threads, each making a store (a thread per request): on V8 each thread's isolate
+# outlives its stores for the thread's next one, and goes once the thread ended.
+THREAD_CHURN = """
+import gc
+import threading
+from proxywasm_vm._workloads import rss_bytes
+
+module = pw.Module(engine, pw.wat2wasm(sys.argv[2]))
+
+def one(i):
+    store = pw.Store(engine)
+    f = pw.Func(store, FuncType([ValType.I32], [ValType.I32]), lambda x: x + 1)
+    assert pw.Instance(store, module, {"env": {"h": f}}).exports["call_h"](i) == i + 1
+    if i % 2:
+        store.close()
+
+def threads(n):
+    for i in range(n):
+        t = threading.Thread(target=one, args=(i,))
+        t.start()
+        t.join()
+
+threads(30)
+gc.collect()
+before = rss_bytes(engine.worker_pid)
+threads(int(sys.argv[3]))
+gc.collect()
+grown = rss_bytes(engine.worker_pid) - before
+assert grown < 48 << 20, f"RSS grew by {grown >> 20} MiB over {sys.argv[3]} threads"
+print("ok")
+"""
+
+
+def test_stores_of_ended_threads_give_their_memory_back(backend_name):
+    if pw.get_backend(backend_name).isolation == "process":
+        pytest.skip("runtime in a worker process")
+    run_child(backend_name, THREAD_CHURN, CHURN_MOD, "300", timeout=300)

@@ -9,7 +9,8 @@
 //   NativeModule is process-wide, FromCompiledModule is cheap).
 // - pwv8_store: stores share an isolate and its context (struct Shared): one
 //   per engine and creating thread, made with the thread's first store and
-//   disposed when its last store closes.  An isolate of its own costs a store
+//   kept while the thread runs and the engine lives (idle when its stores
+//   are all closed, for the thread's next store).  An isolate of its own costs a store
 //   ~1.7 ms and ~500 KiB, a context of its own ~0.3-0.6 ms and ~190 KiB (both
 //   measured); a store in a shared context costs its handle table.  Stores
 //   stay apart because nothing of one is reachable from another: no JS but
@@ -31,6 +32,7 @@
 #include <v8-locker.h>
 #include <v8.h>
 
+#include <errno.h>
 #include <linux/futex.h>
 #include <pthread.h>
 #include <signal.h>
@@ -251,7 +253,7 @@ struct pwv8_module {
 
 // The isolate and context stores share (see the header comment): one per
 // engine and creating thread, made with that thread's first store and
-// disposed when its last store closes.  What V8 keeps per isolate lives here
+// kept while the thread runs and the engine lives.  What V8 keeps per isolate lives here
 // (the lock, the Locker switch, the stack limit, the sticky HandleScope, the
 // cached JS objects); a store keeps its handle table, limits and deadline.
 struct pwv8_store;
@@ -263,6 +265,7 @@ struct Shared {
   FutexLock mu;
   std::atomic<uintptr_t> owner{0};
   uintptr_t creator = 0;  // pthread_self() of the thread that made the isolate
+  pid_t creator_tid = 0;  // and its kernel id (to see whether it still runs)
   bool locking = false;   // every outermost entry takes a v8::Locker (go_locking)
   // The stack limit in force: set for thread limit_owner, entered at limit_sp,
   // for a store allowing limit_max bytes of stack.
@@ -282,12 +285,13 @@ struct Shared {
   // that per-call scopes reuse its handle block instead of malloc+free.
   alignas(HandleScope) unsigned char sticky_mem[sizeof(HandleScope)];
   HandleScope* sticky = nullptr;
-  // Guarded by g_reg_mu: stores not closed yet (the isolate is disposed when
-  // the count drops to 0) and store structs pointing here (this struct is
-  // freed when that drops to 0: a closed store still locks mu).
+  // Guarded by g_reg_mu: stores not closed yet and store structs pointing here
+  // (this struct is freed when that drops to 0 after the isolate went: a
+  // closed store still locks mu).  An isolate whose stores all closed stays,
+  // idle, for the thread's next store (see pwv8_store_close).
   int open = 0, structs = 0;
   size_t gc_base = 0;  // heap + external bytes after the last collection (see collect_garbage)
-  bool registered = false;  // in g_shared under key (the engines' compile isolates are not)
+  bool registered = false;  // in g_shared under key (an engine's compile isolate never is)
   std::pair<uint64_t, uint64_t> key;
 };
 
@@ -876,7 +880,7 @@ static Shared* shared_new() {
   Integer::New(iso, 0);
   iso->Exit();
   h->creator = uintptr_t(pthread_self());
-  pwv8_ensure_signal_handler();
+  h->creator_tid = pid_t(syscall(SYS_gettid));
   return h;
 }
 
@@ -924,6 +928,12 @@ static std::mutex g_reg_mu;
 static std::map<std::pair<uint64_t, uint64_t>, Shared*> g_shared;
 static std::atomic<uint64_t> g_serial{1};
 static thread_local uint64_t t_serial;
+
+// Whether the thread that made h's isolate has ended (a kernel id reused by a
+// new thread since only delays the answer).
+static bool thread_gone(Shared* h) {
+  return syscall(SYS_tgkill, getpid(), h->creator_tid, 0) != 0 && errno == ESRCH;
+}
 
 // Called with g_reg_mu held (or on a Shared no one else sees yet).
 static pwv8_store* store_on(Shared* h, uint64_t id) {
@@ -986,15 +996,39 @@ int32_t pwv8_store_close(pwv8_store* s) {
     release_store(s);
     collect_garbage(h);
   }
-  bool last;
+  bool dispose;
   {
     std::lock_guard<std::mutex> lk(g_reg_mu);
-    // inside: the store whose call holds the isolate is open, so this is never the last
-    last = --h->open == 0 && !inside;
-    if (last && h->registered) g_shared.erase(h->key);
+    // inside: the store whose call holds the isolate is open, so this is never the last.
+    // The last store's isolate stays for its thread's next store (a store made and closed
+    // over and over would otherwise pay a new isolate each time), unless no thread will
+    // make one there: the engine went (not registered) or the thread ended.
+    dispose = --h->open == 0 && !inside && (!h->registered || thread_gone(h));
+    if (dispose && h->registered) {
+      g_shared.erase(h->key);
+      h->registered = false;
+    }
   }
-  if (last) shared_dispose(h);
+  if (dispose) shared_dispose(h);
   return 0;
+}
+
+// Disposes of (and frees, if no store struct points there) the idle isolates
+// the test picks, taking them out of the registry.  Called with g_reg_mu held.
+template <class Pick>
+static void drop_idle(Pick pick) {
+  for (auto it = g_shared.begin(); it != g_shared.end();) {
+    Shared* h = it->second;
+    if (!pick(h)) {
+      ++it;
+      continue;
+    }
+    it = g_shared.erase(it);
+    h->registered = false;
+    if (h->open > 0) continue;  // (the engine went: its last store's close disposes of it)
+    shared_dispose(h);
+    if (h->structs == 0) delete h;
+  }
 }
 
 pwv8_store* pwv8_store_new(pwv8_engine* e, uint64_t store_id) {
@@ -1007,11 +1041,14 @@ pwv8_store* pwv8_store_new(pwv8_engine* e, uint64_t store_id) {
   if (it != g_shared.end()) {
     h = it->second;
   } else {  // this thread's first store of the engine (the lock is held ~2 ms, once)
+    // and the time to let go of the idle isolates of threads that ended
+    drop_idle([](Shared* x) { return x->open == 0 && thread_gone(x); });
     h = shared_new();
     h->registered = true;
     h->key = key;
     g_shared[key] = h;
   }
+  pwv8_ensure_signal_handler();  // (each new store puts our SIGSEGV handler back on top)
   return store_on(h, store_id);
 }
 
@@ -1055,6 +1092,11 @@ pwv8_engine* pwv8_engine_new(void) {
 
 void pwv8_engine_delete(pwv8_engine* e) {
   if (!e) return;
+  {
+    std::lock_guard<std::mutex> lk(g_reg_mu);
+    uint64_t serial = e->serial;
+    drop_idle([serial](Shared* x) { return x->key.first == serial; });
+  }
   pwv8_store_delete(e->compiler);
   delete e;
 }
