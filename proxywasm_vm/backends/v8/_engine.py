@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import io
 import pickle
+import sys
 from typing import TYPE_CHECKING, Any
 
 from proxywasm_vm._engine import Engine, EngineConfig
@@ -69,6 +70,11 @@ class V8Engine(Engine):
         self.backend = backend
         self.config = config
         start(config.signals_based_traps)  # the first engine of the process decides the trap mode
+        # In a worker process (v8@process) every store gets an isolate of its own: the worker's
+        # threads serve whichever stores the parent's threads call, so stores one worker thread
+        # made must still run at the same time (see pwv8_set_isolate_sharing).
+        worker = sys.modules.get("proxywasm_vm._isolation._conn")
+        lib.pwv8_set_isolate_sharing(0 if getattr(worker, "IN_WORKER", False) else 1)
         ptr = lib.pwv8_engine_new()
         if ptr == ffi.NULL:
             raise CompileError("cannot create a V8 engine")

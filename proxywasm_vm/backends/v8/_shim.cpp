@@ -1031,10 +1031,17 @@ static void drop_idle(Pick pick) {
   }
 }
 
+static std::atomic<int32_t> g_share{1};
+void pwv8_set_isolate_sharing(int32_t share) { g_share.store(share != 0 ? 1 : 0); }
+
 pwv8_store* pwv8_store_new(pwv8_engine* e, uint64_t store_id) {
   if (g_init_rc != PWV8_OK) return nullptr;
   if (t_serial == 0) t_serial = g_serial.fetch_add(1);
   std::lock_guard<std::mutex> lk(g_reg_mu);
+  if (!g_share.load()) {  // an isolate of its own, in no registry: it goes with the store
+    pwv8_ensure_signal_handler();
+    return store_on(shared_new(), store_id);
+  }
   auto key = std::make_pair(e->serial, t_serial);
   auto it = g_shared.find(key);
   Shared* h;
