@@ -178,11 +178,15 @@ def test_deadline_interrupts_a_runaway_loop(v8):
 
 
 def test_deadline_in_one_thread_leaves_the_other_alone(v8):
-    slow = _instance(v8, pw.Store(v8, limits=StoreLimits(deadline=0.3))).exports
+    # Each store made by the thread that uses it (stores made by different threads have
+    # different isolates): they run at the same time, and one's deadline stops only its call.
     fast = _instance(v8).exports
     result: dict[str, object] = {}
+    ready = threading.Event()
 
     def spin() -> None:
+        slow = _instance(v8, pw.Store(v8, limits=StoreLimits(deadline=0.3))).exports
+        ready.set()
         try:
             slow["spin"]()
         except pw.Trap as e:
@@ -190,12 +194,40 @@ def test_deadline_in_one_thread_leaves_the_other_alone(v8):
 
     t = threading.Thread(target=spin)
     t.start()
+    assert ready.wait(HANG_GUARD)
     calls = 0
     while t.is_alive():
         assert fast["ok"](calls) == calls + 1
         calls += 1
     t.join()
     assert result.get("code") is TrapCode.INTERRUPTED and calls > 100
+
+
+def test_deadline_of_a_store_of_the_same_thread_used_elsewhere(v8):
+    # Both stores made by this thread (they share its isolate): while the other thread's call
+    # spins, this thread's calls wait their turn; the deadline stops the spinning call only.
+    slow = _instance(v8, pw.Store(v8, limits=StoreLimits(deadline=0.3))).exports
+    fast = _instance(v8).exports
+    result: dict[str, object] = {}
+    started = threading.Event()
+
+    def spin() -> None:
+        started.set()
+        try:
+            slow["spin"]()
+        except pw.Trap as e:
+            result["code"] = e.code
+
+    t = threading.Thread(target=spin)
+    t.start()
+    assert started.wait(HANG_GUARD)
+    calls = 0
+    while t.is_alive() or calls < 10:
+        assert fast["ok"](calls) == calls + 1
+        calls += 1
+    t.join()
+    assert result.get("code") is TrapCode.INTERRUPTED
+    assert slow["ok"](1) == 2
 
 
 def test_interrupt_from_another_thread(v8):

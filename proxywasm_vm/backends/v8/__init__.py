@@ -1,7 +1,10 @@
 """The V8 backend: the V8 inside Debian's libnode, driven through a C++ shim and cffi.
 
-``_shim.cpp`` gives V8's C++ API a small wasm.h-shaped C surface (one isolate
-per store, a chaining SIGSEGV handler, a watchdog thread for deadlines); this
+``_shim.cpp`` gives V8's C++ API a small wasm.h-shaped C surface (stores made
+by one thread share an isolate and context, each with its own handle table,
+limits and deadline, so calls into stores one thread made take turns whatever
+thread makes them, while stores made by different threads run at the same time;
+a chaining SIGSEGV handler; a watchdog thread for deadlines); this
 package adapts it to the public classes. Import and export types come from
 the module bytes (V8 does not expose them). Memory and table limits work by
 having the host create the module's memories and tables (see ``_rewrite``).
@@ -45,7 +48,7 @@ _CAPS = Capabilities(
     deadline=True,  # a watchdog thread calls TerminateExecution
     memory_limit=True,  # host-created memories with a capped maximum
     max_wasm_stack=True,  # the isolate's stack limit
-    serialize=False,  # no public API to load serialized code
+    serialize=True,  # the rewritten bytes and their types: V8 compiles lazily (see _engine)
     table_access=True,
     reference_values=True,  # funcref via type reflection, externref as ids
     v128_values=True,

@@ -1,7 +1,23 @@
-"""Engine and Module of the V8 backend."""
+"""Engine and Module of the V8 backend.
+
+Serialized modules (``Module.serialize``, and so the compiled-module cache): V8's
+public API cannot load compiled code, and it needs none: its compile is lazy
+(Liftoff compiles a function when it is first called), so compiling a module's
+bytes costs V8 a fraction of a millisecond even for a large module. What makes
+``Module(engine, wasm)`` cost milliseconds here is our front end: the
+validation, :func:`~proxywasm_vm._wasmparse.parse_module` and the rewrite (see
+``_rewrite``). A serialized V8 module is therefore the rewritten bytes with
+what the front end found (the synthesized imports, the types): loading it
+compiles the rewritten bytes and reads the types only when first asked for.
+Like any serialized module it is trusted input (only the project's own
+classes are unpickled from it).
+"""
 
 from __future__ import annotations
 
+import io
+import pickle
+import sys
 from typing import TYPE_CHECKING, Any
 
 from proxywasm_vm._engine import Engine, EngineConfig
@@ -12,8 +28,29 @@ from proxywasm_vm._store import StoreLimits
 from proxywasm_vm._types import GlobalType, ValType
 from proxywasm_vm._wasmparse import parse_module
 
-from ._ffi import ffi, last_error, lib, start
+from ._ffi import ffi, last_error, lib, start, version
 from ._rewrite import Rewritten, Synth, rewrite, v128_const_exports
+
+#: How a serialized V8 module begins: a magic, the format and the V8 version that made it.
+_MAGIC = b"pwvm-v8-module\0"
+_FORMAT = 1
+
+
+def _tag() -> bytes:
+    return _MAGIC + f"{_FORMAT} {version()}\0".encode()
+
+
+class _Unpickler(pickle.Unpickler):
+    """Reads only what serialize() writes: plain data and the project's own classes."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if module.startswith("proxywasm_vm.") or (module == "builtins" and name in ("frozenset", "set")):
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"{module}.{name} is not part of a serialized V8 module")
+
+
+def _loads(data: bytes) -> Any:
+    return _Unpickler(io.BytesIO(data)).load()
 
 if TYPE_CHECKING:
     from . import V8Backend
@@ -33,6 +70,11 @@ class V8Engine(Engine):
         self.backend = backend
         self.config = config
         start(config.signals_based_traps)  # the first engine of the process decides the trap mode
+        # In a worker process (v8@process) every store gets an isolate of its own: the worker's
+        # threads serve whichever stores the parent's threads call, so stores one worker thread
+        # made must still run at the same time (see pwv8_set_isolate_sharing).
+        worker = sys.modules.get("proxywasm_vm._isolation._conn")
+        lib.pwv8_set_isolate_sharing(0 if getattr(worker, "IN_WORKER", False) else 1)
         ptr = lib.pwv8_engine_new()
         if ptr == ffi.NULL:
             raise CompileError("cannot create a V8 engine")
@@ -55,14 +97,36 @@ class V8Engine(Engine):
                 raise CompileError(last_error()) from None
             lib.pwv8_module_delete(out[0])
             raise
-        out = ffi.new("pwv8_module**")
-        if lib.pwv8_module_new(self._ptr, ffi.from_buffer("uint8_t[]", rw.wasm), len(rw.wasm), out):
-            raise CompileError(last_error())
-        mod = V8Module._wrap(self, out[0], rw)
+        mod = V8Module._wrap(self, self._compile_rewritten(rw.wasm), rw)
         mod._info = info
         if any(isinstance(e.type, GlobalType) and e.type.content is ValType.V128 and not e.type.mutable
                for e in info.exports):
             mod._v128_consts = v128_const_exports(wasm)
+        return mod
+
+    def _compile_rewritten(self, wasm: bytes) -> Any:
+        out = ffi.new("pwv8_module**")
+        if lib.pwv8_module_new(self._ptr, ffi.from_buffer("uint8_t[]", wasm), len(wasm), out):
+            raise CompileError(last_error())
+        return out[0]
+
+    def _module_deserialize(self, data: bytes) -> Module:
+        tag = _tag()
+        if not data.startswith(tag):
+            why = "made by another V8 or format" if data.startswith(_MAGIC) else "not a serialized V8 module"
+            raise CompileError(f"cannot load the serialized module: {why}")
+        try:
+            wasm, synth, memory_export, v128, info = _loads(data[len(tag):])
+            if not isinstance(wasm, bytes) or not isinstance(info, bytes):
+                raise TypeError("bad layout")
+        except Exception as e:  # noqa: BLE001 - any damage is a CompileError
+            raise CompileError(f"cannot load the serialized module: corrupt ({e})") from None
+        mod = V8Module._wrap(self, self._compile_rewritten(wasm), Rewritten(wasm, tuple(synth), ()))
+        mod._memory_export = memory_export
+        if v128:
+            mod._v128_consts = v128
+        mod._info_blob = info
+        mod._serialized = data
         return mod
 
     def _module_validate(self, wasm: bytes) -> bool:
@@ -96,5 +160,21 @@ class V8Module(Module):
         m._memory_export = next((i for n, k, i in rw.exports if n == "memory" and k == 2), None)
         return m
 
+    _info_blob: bytes | None = None  # the pickled ModuleInfo of a deserialized module, read on first use
+    _serialized: bytes | None = None  # what a deserialized module was loaded from
+
+    def _module_info(self) -> Any:
+        if self._info is None and self._info_blob is not None:
+            self._info = _loads(self._info_blob)
+        return super()._module_info()
+
     def serialize(self) -> bytes:
-        raise NotImplementedError("the v8 backend cannot serialize modules (V8 has no public API to load them)")
+        """The rewritten bytes and what the front end read (see the module docstring)."""
+        if self._serialized is not None:
+            return self._serialized
+        if self._wasm is None:
+            raise CompileError("this module has no bytes to serialize")
+        rw = rewrite(self._wasm)  # again: the compiled module keeps no copy (the cache calls this once)
+        info = pickle.dumps(self._module_info(), protocol=5)
+        return _tag() + pickle.dumps((rw.wasm, list(self._synth), self._memory_export, self._v128_consts, info),
+                                     protocol=5)

@@ -7,11 +7,22 @@
 // - pwv8_engine: owns a private "compile" store; modules are compiled there
 //   once and shared with every store as v8::CompiledWasmModule (V8's
 //   NativeModule is process-wide, FromCompiledModule is cheap).
-// - pwv8_store: one isolate + one context.  No v8::Locker (it costs 250-500
-//   ns per call): a per-store mutex, and the stack limit retargeted when the
-//   store is entered from another thread (see retarget_stack).  With
-//   signal-based traps, a store entered from a thread other than its creator
-//   switches to v8::Locker for good (see Entry and go_locking).
+// - pwv8_store: stores share an isolate and its context (struct Shared): one
+//   per engine and creating thread, made with the thread's first store and
+//   kept while the thread runs and the engine lives (idle when its stores
+//   are all closed, for the thread's next store).  An isolate of its own costs a store
+//   ~1.7 ms and ~500 KiB, a context of its own ~0.3-0.6 ms and ~190 KiB (both
+//   measured); a store in a shared context costs its handle table.  Stores
+//   stay apart because nothing of one is reachable from another: no JS but
+//   our own runs, wasm reaches only its imports, and every object a store
+//   uses is in its own handle table (closing a store releases it: its objects
+//   become garbage of the isolate).  Each store keeps its limits and deadline.
+// - No v8::Locker (it costs 250-500 ns per call): a per-isolate mutex, and the
+//   stack limit retargeted when the isolate is entered from another thread
+//   (see retarget_stack).  With signal-based traps, an isolate entered from a
+//   thread other than its creator switches to v8::Locker for good (see Entry
+//   and go_locking).  Stores made by one thread take turns: a call into one of
+//   them from another thread waits while the isolate runs a call.
 // - Refs: a store's objects live in its handle table (v8::Global), addressed
 //   by small integers.  Import/export *types* are not in V8's API; the Python
 //   side parses the module and passes value kinds to each call.
@@ -21,6 +32,7 @@
 #include <v8-locker.h>
 #include <v8.h>
 
+#include <errno.h>
 #include <linux/futex.h>
 #include <pthread.h>
 #include <signal.h>
@@ -36,6 +48,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <map>
 #include <unordered_map>
 #include <vector>
 
@@ -238,18 +251,65 @@ struct pwv8_module {
   explicit pwv8_module(v8::CompiledWasmModule c) : compiled(std::move(c)) {}
 };
 
-struct pwv8_store {
-  pwv8_state state = {0, 0};
-  uint64_t id = 0;
+// The isolate and context stores share (see the header comment): one per
+// engine and creating thread, made with that thread's first store and
+// kept while the thread runs and the engine lives.  What V8 keeps per isolate lives here
+// (the lock, the Locker switch, the stack limit, the sticky HandleScope, the
+// cached JS objects); a store keeps its handle table, limits and deadline.
+struct pwv8_store;
+struct Shared {
   Isolate* iso = nullptr;
   Global<Context> ctx;
-  // Entry: owner thread token + nesting depth, guarded by mu.
+  // The isolate's lock: a call into any of its stores holds it; owner is the
+  // holding thread (recursive entries on that thread skip the lock).
   FutexLock mu;
   std::atomic<uintptr_t> owner{0};
-  int depth = 0;
   uintptr_t creator = 0;  // pthread_self() of the thread that made the isolate
+  pid_t creator_tid = 0;  // and its kernel id (to see whether it still runs)
   bool locking = false;   // every outermost entry takes a v8::Locker (go_locking)
-  uintptr_t limit_owner = 0, limit_sp = 0;
+  // The stack limit in force: set for thread limit_owner, entered at limit_sp,
+  // for a store allowing limit_max bytes of stack.
+  uintptr_t limit_owner = 0, limit_sp = 0, limit = 0;
+  uint64_t limit_max = 0;
+  unsigned pump_counter = 0;
+  // The store whose call is the innermost one running (the watchdog terminates
+  // only that one; see try_terminate).  Written by the lock holder.
+  std::atomic<pwv8_store*> running{nullptr};
+  // Cached JS objects of the context.
+  Global<Function> f_instantiate, c_memory, c_global, c_table, c_runtime_error, c_function;
+  Global<Function> f_table_get, f_table_set, f_table_grow, f_mem_grow;
+  Global<Function> f_mod_imports, f_validate, f_func_type;
+  Global<Object> host_marker;
+  Global<String> s_value, s_length, s_exports, s_parameters, s_results;
+  // A HandleScope open for the isolate's whole life, holding one handle, so
+  // that per-call scopes reuse its handle block instead of malloc+free.
+  alignas(HandleScope) unsigned char sticky_mem[sizeof(HandleScope)];
+  HandleScope* sticky = nullptr;
+  // Guarded by g_reg_mu: stores not closed yet and store structs pointing here
+  // (this struct is freed when that drops to 0 after the isolate went: a
+  // closed store still locks mu).  An isolate whose stores all closed stays,
+  // idle, for the thread's next store (see pwv8_store_close).
+  int open = 0, structs = 0;
+  size_t gc_base = 0;  // heap + external bytes after the last collection (see collect_garbage)
+  bool registered = false;  // in g_shared under key (an engine's compile isolate never is)
+  std::pair<uint64_t, uint64_t> key;
+};
+
+struct pwv8_store {
+  explicit pwv8_store(Shared* sh)
+      : h(sh), ctx(sh->ctx), f_instantiate(sh->f_instantiate), c_memory(sh->c_memory),
+        c_global(sh->c_global), c_table(sh->c_table), c_runtime_error(sh->c_runtime_error),
+        c_function(sh->c_function), f_table_get(sh->f_table_get), f_table_set(sh->f_table_set),
+        f_table_grow(sh->f_table_grow), f_mem_grow(sh->f_mem_grow),
+        f_mod_imports(sh->f_mod_imports), f_validate(sh->f_validate),
+        f_func_type(sh->f_func_type), host_marker(sh->host_marker), s_value(sh->s_value),
+        s_length(sh->s_length), s_exports(sh->s_exports), s_parameters(sh->s_parameters),
+        s_results(sh->s_results) {}
+  Shared* h;
+  pwv8_state state = {0, 0};
+  uint64_t id = 0;
+  Isolate* iso = nullptr;  // h->iso while the store is open, nullptr once closed
+  int depth = 0;           // nesting of entries into this store (its thread holds h->mu)
   uint64_t max_stack = 1 << 20;
   // Handle table; slot 0 is never used (0 = null).
   std::vector<Global<Value>> refs;
@@ -259,21 +319,17 @@ struct pwv8_store {
   bool watched = false;
   std::atomic<int64_t> deadline{0};
   std::atomic<int> active{0}, intr_busy{0}, term_requested{0};
-  unsigned pump_counter = 0;
-  // Cached JS objects.
-  Global<Function> f_instantiate, c_memory, c_global, c_table, c_runtime_error, c_function;
-  Global<Function> f_table_get, f_table_set, f_table_grow, f_mem_grow;
-  Global<Function> f_mod_imports, f_validate, f_func_type;
-  Global<Object> host_marker;
-  Global<String> s_value, s_length, s_exports, s_parameters, s_results;
+  // The shared context and its cached objects (references into h).
+  Global<Context>& ctx;
+  Global<Function>&f_instantiate, &c_memory, &c_global, &c_table, &c_runtime_error, &c_function;
+  Global<Function>&f_table_get, &f_table_set, &f_table_grow, &f_mem_grow;
+  Global<Function>&f_mod_imports, &f_validate, &f_func_type;
+  Global<Object>& host_marker;
+  Global<String>&s_value, &s_length, &s_exports, &s_parameters, &s_results;
   std::unordered_map<uint64_t, Global<Object>> modules;  // serial -> module
   std::vector<std::unique_ptr<HostFunc>> hostfuncs;
   std::unordered_map<uint32_t, HostFunc*> host_by_ref;
   std::vector<std::unique_ptr<Tracked>> tracked;
-  // A HandleScope open for the store's whole life, holding one handle, so
-  // that per-call scopes reuse its handle block instead of malloc+free.
-  alignas(HandleScope) unsigned char sticky_mem[sizeof(HandleScope)];
-  HandleScope* sticky = nullptr;
 
   Local<Value> get(uint32_t r) { return refs[r].Get(iso); }
   uint32_t add(Local<Value> v) {
@@ -286,6 +342,7 @@ struct pwv8_store {
 
 struct pwv8_engine {
   pwv8_store* compiler;
+  uint64_t serial;  // never reused: the key of its shared isolates
 };
 
 // ------------------------------------------------------------- stack limit
@@ -295,15 +352,18 @@ struct pwv8_engine {
 // switch), entering from another thread leaves a limit pointing into the
 // creator's stack: every call would overflow, or none would.  So on the
 // outermost entry we set the limit below the current stack pointer whenever
-// the thread changed or the entry point moved by more than 16 KiB, keeping
-// 256 KiB of the thread's stack free below the limit for V8's runtime and
-// for Python host functions called from deep wasm recursion.
+// the thread changed, the entry point moved by more than 16 KiB or the store
+// allows another stack size, keeping 256 KiB of the thread's stack free below
+// the limit for V8's runtime and for Python host functions called from deep
+// wasm recursion.  A store entered while a call into another store of the
+// isolate is under it (force) gets its own limit for the time of its call.
 
 static const uintptr_t kStackSlack = 256 << 10;
 
-static void retarget_stack(pwv8_store* s, uintptr_t me) {
+static void retarget_stack(Shared* h, uint64_t max_stack, uintptr_t me, bool force) {
   uintptr_t sp = uintptr_t(__builtin_frame_address(0));
-  if (s->limit_owner == me && sp + 16384 > s->limit_sp && sp < s->limit_sp + 16384)
+  if (!force && h->limit_owner == me && h->limit_max == max_stack && sp + 16384 > h->limit_sp &&
+      sp < h->limit_sp + 16384)
     return;
   if (t_stack_lo == 0) {
     pthread_attr_t attr;
@@ -315,11 +375,13 @@ static void retarget_stack(pwv8_store* s, uintptr_t me) {
     }
     t_stack_lo = addr ? uintptr_t(addr) : sp - (8u << 20);
   }
-  uintptr_t limit = sp > s->max_stack ? sp - s->max_stack : 0;
+  uintptr_t limit = sp > max_stack ? sp - max_stack : 0;
   if (limit < t_stack_lo + kStackSlack) limit = t_stack_lo + kStackSlack;
-  s->iso->SetStackLimit(limit);
-  s->limit_owner = me;
-  s->limit_sp = sp;
+  h->iso->SetStackLimit(limit);
+  h->limit_owner = me;
+  h->limit_sp = sp;
+  h->limit = limit;
+  h->limit_max = max_stack;
 }
 
 // ---------------------------------------------------------------- watchdog
@@ -347,7 +409,10 @@ static bool try_terminate(pwv8_store* s) {
   bool running = s->active.load() != 0;
   if (running) {
     s->term_requested.store(1);
-    s->iso->TerminateExecution();
+    // Only while this store's call is the innermost one: a call into another
+    // store of the isolate, made from one of our host functions, runs to its
+    // end, and Run::finish terminates ours then.
+    if (s->h->running.load() == s) s->iso->TerminateExecution();
   }
   s->intr_busy.store(0);
   return running;
@@ -400,81 +465,101 @@ static void unwatch(pwv8_store* s) {
 
 // ------------------------------------------------------------------ entry
 
-// A store entered from a thread other than its creator, with signal-based
+// An isolate entered from a thread other than its creator, with signal-based
 // traps: the wasm code V8 generated marks "this thread is in wasm" through a
 // flag address the isolate took from its *creating* thread, while the SIGSEGV
 // handler reads the faulting thread's own flag, so an out-of-bounds access in
 // the other thread would not be recognised as a trap and would kill the
 // process.  v8::Locker makes V8 set up its per-thread state (that flag address
 // included) for whichever thread locks, as V8 requires for isolates used by
-// several threads.  Once a store was shared it always locks (a locker-using
-// isolate cannot go back), which costs each outermost entry ~0.3 µs; stores
-// used by one thread never pay it.  The store-long HandleScope goes first: its
-// handle block is per-thread state the top-level Locker frees on exit.
-// Called with s->mu held and the isolate not entered.
-static void go_locking(pwv8_store* s) {
-  if (s->sticky != nullptr) {
-    s->iso->Enter();
-    s->sticky->~HandleScope();
-    s->sticky = nullptr;
-    s->iso->Exit();
+// several threads.  Once an isolate was shared it always locks (a locker-using
+// isolate cannot go back), which costs each outermost entry ~0.3 µs; isolates
+// used by one thread never pay it.  The isolate-long HandleScope goes first:
+// its handle block is per-thread state the top-level Locker frees on exit.
+// Called with h->mu held and the isolate not entered.
+static void go_locking(Shared* h) {
+  if (h->sticky != nullptr) {
+    h->iso->Enter();
+    h->sticky->~HandleScope();
+    h->sticky = nullptr;
+    h->iso->Exit();
   }
-  s->locking = true;
+  h->locking = true;
 }
 
-// Enters a store: recursive on the owning thread (host function -> Python ->
-// call into the same store), exclusive across threads.
+// Enters a store: recursive on the thread holding its isolate (host function
+// -> Python -> call into the same store or another store of the isolate),
+// exclusive across threads.  outer() is true for the outermost entry into
+// *this store* (its call arms the deadline); the isolate's lock, Locker and
+// Enter are taken by the outermost entry into the isolate.
 class Entry {
  public:
   explicit Entry(pwv8_store* s) : s_(s) {
     uintptr_t me = uintptr_t(pthread_self());  // no TLS lookup: reads %fs
-    if (s->owner.load(std::memory_order_relaxed) == me) {
-      outer_ = false;
-      s->depth++;
+    Shared* h = s->h;
+    if (h->owner.load(std::memory_order_relaxed) == me) {  // this thread holds the isolate
+      if (s->iso == nullptr) {  // closed: the caller returns PWV8_CLOSED
+        closed_ = true;
+        return;
+      }
+      outer_ = s->depth++ == 0;
+      if (outer_) {  // a call into another store is under us: our own stack limit meanwhile
+        saved_owner_ = h->limit_owner, saved_sp_ = h->limit_sp, saved_limit_ = h->limit;
+        saved_max_ = h->limit_max;
+        retarget_stack(h, s->max_stack, me, true);
+      }
       return;
     }
-    s->mu.lock();
-    outer_ = true;
-    if (s->iso == nullptr) {  // closed: the caller returns PWV8_CLOSED
+    h->mu.lock();
+    locked_ = outer_ = true;
+    if (s->iso == nullptr) {
       closed_ = true;
       return;
     }
-    if (!s->locking && me != s->creator && g_signal_traps) go_locking(s);
-    s->owner.store(me, std::memory_order_relaxed);
+    if (!h->locking && me != h->creator && g_signal_traps) go_locking(h);
+    h->owner.store(me, std::memory_order_relaxed);
     s->depth = 1;
-    if (s->locking) {
-      locker_ = ::new (static_cast<void*>(locker_mem_)) v8::Locker(s->iso);
-      s->limit_owner = 0;  // the Locker reset this thread's stack limit: set ours again
+    if (h->locking) {
+      locker_ = ::new (static_cast<void*>(locker_mem_)) v8::Locker(h->iso);
+      h->limit_owner = 0;  // the Locker reset this thread's stack limit: set ours again
     }
-    s->iso->Enter();
-    retarget_stack(s, me);
+    h->iso->Enter();
+    retarget_stack(h, s->max_stack, me, false);
   }
   ~Entry() {
-    if (!outer_) {
-      s_->depth--;
+    Shared* h = s_->h;
+    if (!locked_) {
+      if (closed_) return;
+      if (--s_->depth == 0) {  // back to the store under us, and to its stack limit
+        h->iso->SetStackLimit(saved_limit_);
+        h->limit_owner = saved_owner_, h->limit_sp = saved_sp_, h->limit = saved_limit_;
+        h->limit_max = saved_max_;
+      }
       return;
     }
     if (closed_) {
-      s_->mu.unlock();
+      h->mu.unlock();
       return;
     }
     // Now and then run the platform's foreground tasks for this isolate
     // (GC finalisation and the like): no one else ever pumps them.
-    if ((++s_->pump_counter & 63) == 0)
-      while (v8::platform::PumpMessageLoop(g_platform, s_->iso)) {
+    if ((++h->pump_counter & 63) == 0)
+      while (v8::platform::PumpMessageLoop(g_platform, h->iso)) {
       }
-    s_->iso->Exit();
+    h->iso->Exit();
     if (locker_ != nullptr) locker_->~Locker();
     s_->depth = 0;
-    s_->owner.store(0, std::memory_order_relaxed);
-    s_->mu.unlock();
+    h->owner.store(0, std::memory_order_relaxed);
+    h->mu.unlock();
   }
   bool outer() const { return outer_; }
   bool ok() const { return !closed_; }
 
  private:
   pwv8_store* s_;
-  bool outer_, closed_ = false;
+  bool outer_ = false, locked_ = false, closed_ = false;
+  uintptr_t saved_owner_ = 0, saved_sp_ = 0, saved_limit_ = 0;
+  uint64_t saved_max_ = 0;
   v8::Locker* locker_ = nullptr;
   alignas(v8::Locker) unsigned char locker_mem_[sizeof(v8::Locker)];
 };
@@ -485,7 +570,9 @@ static int32_t closed(pwv8_store* s) {
 }
 
 // Wraps code that may run wasm: deadline arming and termination bookkeeping
-// on the outermost call.
+// on the store's outermost call, which is the isolate's running store while
+// it lasts (a call into another store of the isolate, from a host function,
+// is the running one for its duration).
 class Run {
  public:
   Run(pwv8_store* s, bool outer) : s_(s), outer_(outer) {
@@ -499,6 +586,8 @@ class Run {
         g_wd->cv.notify_one();
       }
     }
+    prev_ = s->h->running.load(std::memory_order_relaxed);
+    s->h->running.store(s);
     s->active.store(1);
   }
   int32_t finish(int32_t rc) {
@@ -507,19 +596,27 @@ class Run {
     while (s_->intr_busy.load()) std::this_thread::yield();
     s_->deadline.store(0, std::memory_order_relaxed);
     if (s_->term_requested.load(std::memory_order_relaxed) && s_->term_requested.exchange(0)) {
-      // No JS is on the stack any more: clear the termination so the next
-      // call starts clean.  A call that completed anyway keeps its result.
+      // No JS of this call is on the stack any more: clear the termination so
+      // the next call (or the call under us) goes on clean.  A call that
+      // completed anyway keeps its result.
       s_->iso->CancelTerminateExecution();
       if (rc == PWV8_TRAP_HOST || rc == PWV8_ERROR) {
         t_error = "execution terminated (deadline or interrupt)";
         rc = PWV8_TRAP_DEADLINE;
       }
     }
+    // Back to the call under us; if its deadline passed meanwhile, the
+    // watchdog left the termination to us (Dekker with try_terminate:
+    // running is written before term_requested is read, and the other way
+    // round there).
+    s_->h->running.store(prev_);
+    if (prev_ != nullptr && prev_->term_requested.load()) s_->iso->TerminateExecution();
     return rc;
   }
 
  private:
   pwv8_store* s_;
+  pwv8_store* prev_ = nullptr;
   bool outer_;
 };
 
@@ -727,98 +824,88 @@ static Local<Function> fn_prop(Local<Context> ctx, Local<Object> o, const char* 
       .As<Function>();
 }
 
-static pwv8_store* store_create(uint64_t id) {
-  auto* s = new pwv8_store();
-  s->id = id;
+// An isolate and its context with the cached objects (the caller registers it).
+static Shared* shared_new() {
+  auto* h = new Shared();
   Isolate::CreateParams params;
   params.array_buffer_allocator = g_allocator;
-  s->iso = Isolate::New(params);
-  Isolate* iso = s->iso;
+  h->iso = Isolate::New(params);
+  Isolate* iso = h->iso;
   // No promises here: skip the microtask checkpoint after every call.
   iso->SetMicrotasksPolicy(v8::MicrotasksPolicy::kExplicit);
-  s->refs.emplace_back();  // slot 0 = null
-  s->meta.push_back(0);
   iso->Enter();
   {
     HandleScope hs(iso);
     Local<Context> ctx = Context::New(iso);
     Context::Scope cs(ctx);
-    s->ctx.Reset(iso, ctx);
+    h->ctx.Reset(iso, ctx);
     Local<Object> wa = fn_prop(ctx, ctx->Global(), "WebAssembly").As<Object>();
     // Instantiate from a JS frame: called straight from C++, V8 10/11 drop
     // an exception thrown by the start function and return the instance.
     Local<String> src = String::NewFromUtf8Literal(
         iso, "(function(m, i) { return new WebAssembly.Instance(m, i); })");
-    s->f_instantiate.Reset(iso, v8::Script::Compile(ctx, src)
+    h->f_instantiate.Reset(iso, v8::Script::Compile(ctx, src)
                                     .ToLocalChecked()
                                     ->Run(ctx)
                                     .ToLocalChecked()
                                     .As<Function>());
-    s->c_memory.Reset(iso, fn_prop(ctx, wa, "Memory"));
-    s->c_global.Reset(iso, fn_prop(ctx, wa, "Global"));
-    s->c_table.Reset(iso, fn_prop(ctx, wa, "Table"));
-    s->c_runtime_error.Reset(iso, fn_prop(ctx, wa, "RuntimeError"));
-    s->c_function.Reset(iso, fn_prop(ctx, wa, "Function"));
-    s->f_func_type.Reset(iso, fn_prop(ctx, s->c_function.Get(iso), "type"));
-    s->f_validate.Reset(iso, fn_prop(ctx, wa, "validate"));
+    h->c_memory.Reset(iso, fn_prop(ctx, wa, "Memory"));
+    h->c_global.Reset(iso, fn_prop(ctx, wa, "Global"));
+    h->c_table.Reset(iso, fn_prop(ctx, wa, "Table"));
+    h->c_runtime_error.Reset(iso, fn_prop(ctx, wa, "RuntimeError"));
+    h->c_function.Reset(iso, fn_prop(ctx, wa, "Function"));
+    h->f_func_type.Reset(iso, fn_prop(ctx, h->c_function.Get(iso), "type"));
+    h->f_validate.Reset(iso, fn_prop(ctx, wa, "validate"));
     Local<Function> mod = fn_prop(ctx, wa, "Module");
-    s->f_mod_imports.Reset(iso, fn_prop(ctx, mod, "imports"));
-    Local<Object> tp = fn_prop(ctx, s->c_table.Get(iso), "prototype").As<Object>();
-    s->f_table_get.Reset(iso, fn_prop(ctx, tp, "get"));
-    s->f_table_set.Reset(iso, fn_prop(ctx, tp, "set"));
-    s->f_table_grow.Reset(iso, fn_prop(ctx, tp, "grow"));
-    Local<Object> mp = fn_prop(ctx, s->c_memory.Get(iso), "prototype").As<Object>();
-    s->f_mem_grow.Reset(iso, fn_prop(ctx, mp, "grow"));
+    h->f_mod_imports.Reset(iso, fn_prop(ctx, mod, "imports"));
+    Local<Object> tp = fn_prop(ctx, h->c_table.Get(iso), "prototype").As<Object>();
+    h->f_table_get.Reset(iso, fn_prop(ctx, tp, "get"));
+    h->f_table_set.Reset(iso, fn_prop(ctx, tp, "set"));
+    h->f_table_grow.Reset(iso, fn_prop(ctx, tp, "grow"));
+    Local<Object> mp = fn_prop(ctx, h->c_memory.Get(iso), "prototype").As<Object>();
+    h->f_mem_grow.Reset(iso, fn_prop(ctx, mp, "grow"));
     // Thrown by failing host functions; recognised by identity.
-    s->host_marker.Reset(
+    h->host_marker.Reset(
         iso, v8::Exception::Error(String::NewFromUtf8Literal(iso, "host function failed"))
                  .As<Object>());
-    s->s_value.Reset(iso, String::NewFromUtf8Literal(iso, "value"));
-    s->s_length.Reset(iso, String::NewFromUtf8Literal(iso, "length"));
-    s->s_exports.Reset(iso, String::NewFromUtf8Literal(iso, "exports"));
-    s->s_parameters.Reset(iso, String::NewFromUtf8Literal(iso, "parameters"));
-    s->s_results.Reset(iso, String::NewFromUtf8Literal(iso, "results"));
+    h->s_value.Reset(iso, String::NewFromUtf8Literal(iso, "value"));
+    h->s_length.Reset(iso, String::NewFromUtf8Literal(iso, "length"));
+    h->s_exports.Reset(iso, String::NewFromUtf8Literal(iso, "exports"));
+    h->s_parameters.Reset(iso, String::NewFromUtf8Literal(iso, "parameters"));
+    h->s_results.Reset(iso, String::NewFromUtf8Literal(iso, "results"));
   }
   // Placement new: HandleScope forbids operator new, and this scope must
-  // outlive the function (closed in pwv8_store_close, innermost-last).
-  s->sticky = ::new (static_cast<void*>(s->sticky_mem)) HandleScope(iso);
+  // outlive the function (closed in shared_dispose, innermost-last).
+  h->sticky = ::new (static_cast<void*>(h->sticky_mem)) HandleScope(iso);
   Integer::New(iso, 0);
   iso->Exit();
-  s->creator = uintptr_t(pthread_self());
-  pwv8_ensure_signal_handler();
-  return s;
+  h->creator = uintptr_t(pthread_self());
+  h->creator_tid = pid_t(syscall(SYS_gettid));
+  return h;
 }
 
-// Dispose of the isolate now; the struct stays (with iso == nullptr, which
-// every entry checks) until pwv8_store_delete, so stale objects fail cleanly.
-int32_t pwv8_store_close(pwv8_store* s) {
-  if (s->owner.load(std::memory_order_relaxed) == uintptr_t(pthread_self()))
-    return -1;  // inside a call into this store
-  unwatch(s);
-  std::lock_guard<FutexLock> lk(s->mu);
-  if (s->iso == nullptr) return 0;
-  Isolate* iso = s->iso;
+// Dispose of the isolate of h, whose last store was closed.
+static void shared_dispose(Shared* h) {
+  Isolate* iso = h->iso;
   {
-    // (a shared store is locked like any entry; the Locker is gone before Dispose)
-    std::unique_ptr<v8::Locker> locker(s->locking ? new v8::Locker(iso) : nullptr);
+    std::lock_guard<FutexLock> lk(h->mu);
+    std::unique_ptr<v8::Locker> locker(h->locking ? new v8::Locker(iso) : nullptr);
     iso->Enter();
     // Every Global must be reset before Dispose (their destructors would touch
     // the freed isolate).
-    for (auto& r : s->refs) r.Reset();
-    for (auto& kv : s->modules) kv.second.Reset();
-    Global<Function>* fs[] = {&s->f_instantiate, &s->c_memory,      &s->c_global,
-                              &s->c_table,       &s->c_runtime_error, &s->c_function,
-                              &s->f_table_get,   &s->f_table_set,   &s->f_table_grow,
-                              &s->f_mem_grow,    &s->f_mod_imports,
-                              &s->f_validate,    &s->f_func_type};
+    Global<Function>* fs[] = {&h->f_instantiate, &h->c_memory,      &h->c_global,
+                              &h->c_table,       &h->c_runtime_error, &h->c_function,
+                              &h->f_table_get,   &h->f_table_set,   &h->f_table_grow,
+                              &h->f_mem_grow,    &h->f_mod_imports,
+                              &h->f_validate,    &h->f_func_type};
     for (auto* f : fs) f->Reset();
-    Global<String>* ss[] = {&s->s_value, &s->s_length, &s->s_exports, &s->s_parameters,
-                            &s->s_results};
+    Global<String>* ss[] = {&h->s_value, &h->s_length, &h->s_exports, &h->s_parameters,
+                            &h->s_results};
     for (auto* x : ss) x->Reset();
-    s->host_marker.Reset();
-    s->ctx.Reset();
-    if (s->sticky != nullptr) s->sticky->~HandleScope();
-    s->sticky = nullptr;
+    h->host_marker.Reset();
+    h->ctx.Reset();
+    if (h->sticky != nullptr) h->sticky->~HandleScope();
+    h->sticky = nullptr;
     iso->Exit();
   }
   // The default platform keeps a foreground task runner per isolate, keyed by the
@@ -832,15 +919,144 @@ int32_t pwv8_store_close(pwv8_store* s) {
   g_platform->GetForegroundTaskRunner(iso);
   v8::platform::NotifyIsolateShutdown(g_platform, iso);
   iso->Dispose();
+  h->iso = nullptr;
+}
+
+// The shared isolates by (engine serial, thread serial).  Serials are never
+// reused, so a new thread that gets a dead thread's pthread_t gets its own.
+static std::mutex g_reg_mu;
+static std::map<std::pair<uint64_t, uint64_t>, Shared*> g_shared;
+static std::atomic<uint64_t> g_serial{1};
+static thread_local uint64_t t_serial;
+
+// Whether the thread that made h's isolate has ended (a kernel id reused by a
+// new thread since only delays the answer).
+static bool thread_gone(Shared* h) {
+  return syscall(SYS_tgkill, getpid(), h->creator_tid, 0) != 0 && errno == ESRCH;
+}
+
+// Called with g_reg_mu held (or on a Shared no one else sees yet).
+static pwv8_store* store_on(Shared* h, uint64_t id) {
+  h->open++;
+  h->structs++;
+  auto* s = new pwv8_store(h);
+  s->id = id;
+  s->iso = h->iso;
+  s->refs.emplace_back();  // slot 0 = null
+  s->meta.push_back(0);
+  return s;
+}
+
+// The store's objects become garbage of the shared isolate: its handle table
+// and module objects are released (called with the isolate held).
+static void release_store(pwv8_store* s) {
+  for (auto& r : s->refs) r.Reset();
+  for (auto& kv : s->modules) kv.second.Reset();
   s->iso = nullptr;
   for (auto& t : s->tracked) t->info = {nullptr, 0};  // Python sees an empty memory
+}
+
+// A closed store's objects are garbage of the isolate, much of it in the old
+// generation (a host function's template and shared info) and outside the heap
+// (its memories' pages), which V8 on its own collects late: its incremental
+// marking is driven by foreground tasks no one runs here, so under store churn
+// the heap grew by ~1 KiB per closed store and kept it.  So a close collects
+// (a full GC, ~1-5 ms) when the heap and external bytes grew by 16 MiB and by
+// half since the last collection: amortised, well under 1 µs per close.
+// Called with the isolate held, not entered.
+static void collect_garbage(Shared* h) {
+  static const size_t kGcSlack = 16 << 20;
+  v8::HeapStatistics st;
+  h->iso->GetHeapStatistics(&st);
+  size_t cur = st.used_heap_size() + st.external_memory();
+  if (cur < h->gc_base + kGcSlack + h->gc_base / 2) return;
+  h->iso->Enter();
+  h->iso->LowMemoryNotification();
+  h->iso->Exit();
+  h->iso->GetHeapStatistics(&st);
+  h->gc_base = st.used_heap_size() + st.external_memory();
+}
+
+// Release the store's objects now; the isolate goes with its last store.  The
+// struct stays (with iso == nullptr, which every entry checks) until
+// pwv8_store_delete, so stale objects fail cleanly.
+int32_t pwv8_store_close(pwv8_store* s) {
+  Shared* h = s->h;
+  bool inside = h->owner.load(std::memory_order_relaxed) == uintptr_t(pthread_self());
+  if (inside && s->depth > 0) return -1;  // inside a call into this store
+  unwatch(s);
+  if (inside) {  // from a call into another store of the isolate: this thread holds it
+    if (s->iso == nullptr) return 0;
+    release_store(s);
+  } else {
+    std::lock_guard<FutexLock> lk(h->mu);
+    if (s->iso == nullptr) return 0;
+    // (a shared isolate is locked like any entry)
+    std::unique_ptr<v8::Locker> locker(h->locking ? new v8::Locker(s->iso) : nullptr);
+    release_store(s);
+    collect_garbage(h);
+  }
+  bool dispose;
+  {
+    std::lock_guard<std::mutex> lk(g_reg_mu);
+    // inside: the store whose call holds the isolate is open, so this is never the last.
+    // The last store's isolate stays for its thread's next store (a store made and closed
+    // over and over would otherwise pay a new isolate each time), unless no thread will
+    // make one there: the engine went (not registered) or the thread ended.
+    dispose = --h->open == 0 && !inside && (!h->registered || thread_gone(h));
+    if (dispose && h->registered) {
+      g_shared.erase(h->key);
+      h->registered = false;
+    }
+  }
+  if (dispose) shared_dispose(h);
   return 0;
 }
 
+// Disposes of (and frees, if no store struct points there) the idle isolates
+// the test picks, taking them out of the registry.  Called with g_reg_mu held.
+template <class Pick>
+static void drop_idle(Pick pick) {
+  for (auto it = g_shared.begin(); it != g_shared.end();) {
+    Shared* h = it->second;
+    if (!pick(h)) {
+      ++it;
+      continue;
+    }
+    it = g_shared.erase(it);
+    h->registered = false;
+    if (h->open > 0) continue;  // (the engine went: its last store's close disposes of it)
+    shared_dispose(h);
+    if (h->structs == 0) delete h;
+  }
+}
+
+static std::atomic<int32_t> g_share{1};
+void pwv8_set_isolate_sharing(int32_t share) { g_share.store(share != 0 ? 1 : 0); }
+
 pwv8_store* pwv8_store_new(pwv8_engine* e, uint64_t store_id) {
-  (void)e;
   if (g_init_rc != PWV8_OK) return nullptr;
-  return store_create(store_id);
+  if (t_serial == 0) t_serial = g_serial.fetch_add(1);
+  std::lock_guard<std::mutex> lk(g_reg_mu);
+  if (!g_share.load()) {  // an isolate of its own, in no registry: it goes with the store
+    pwv8_ensure_signal_handler();
+    return store_on(shared_new(), store_id);
+  }
+  auto key = std::make_pair(e->serial, t_serial);
+  auto it = g_shared.find(key);
+  Shared* h;
+  if (it != g_shared.end()) {
+    h = it->second;
+  } else {  // this thread's first store of the engine (the lock is held ~2 ms, once)
+    // and the time to let go of the idle isolates of threads that ended
+    drop_idle([](Shared* x) { return x->open == 0 && thread_gone(x); });
+    h = shared_new();
+    h->registered = true;
+    h->key = key;
+    g_shared[key] = h;
+  }
+  pwv8_ensure_signal_handler();  // (each new store puts our SIGSEGV handler back on top)
+  return store_on(h, store_id);
 }
 
 pwv8_state* pwv8_store_state(pwv8_store* s) { return &s->state; }
@@ -852,14 +1068,20 @@ void pwv8_store_delete(pwv8_store* s) {
   // pull it from under that call, whose exit still writes to it, and leave it on the
   // watchdog's list.  Leak it instead.
   if (pwv8_store_close(s) != 0) return;
+  Shared* h = s->h;
   delete s;
+  bool free_h;
+  {
+    std::lock_guard<std::mutex> lk(g_reg_mu);
+    free_h = --h->structs == 0 && h->iso == nullptr;
+  }
+  if (free_h) delete h;
 }
 
 void pwv8_store_set_limits(pwv8_store* s, int64_t timeout_ns, uint64_t max_stack) {
   Entry e(s);
   s->timeout_ns = timeout_ns > 0 ? timeout_ns : 0;
-  s->max_stack = max_stack ? max_stack : (1 << 20);
-  s->limit_owner = 0;  // recompute the stack limit on the next entry
+  s->max_stack = max_stack ? max_stack : (1 << 20);  // (the next outermost entry applies it)
   if (s->timeout_ns) watch(s);
 }
 
@@ -870,12 +1092,18 @@ int32_t pwv8_store_interrupt(pwv8_store* s) { return try_terminate(s) ? 1 : 0; }
 pwv8_engine* pwv8_engine_new(void) {
   if (g_init_rc != PWV8_OK) return nullptr;
   auto* e = new pwv8_engine();
-  e->compiler = store_create(0);
+  e->serial = g_serial.fetch_add(1);
+  e->compiler = store_on(shared_new(), 0);  // a private isolate, in no registry
   return e;
 }
 
 void pwv8_engine_delete(pwv8_engine* e) {
   if (!e) return;
+  {
+    std::lock_guard<std::mutex> lk(g_reg_mu);
+    uint64_t serial = e->serial;
+    drop_idle([serial](Shared* x) { return x->key.first == serial; });
+  }
   pwv8_store_delete(e->compiler);
   delete e;
 }

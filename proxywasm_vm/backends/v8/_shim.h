@@ -110,6 +110,12 @@ int32_t pwv8_ensure_signal_handler(void);
 const char *pwv8_last_error(void);
 int64_t pwv8_now_ns(void);
 
+/* share = 1 (the default): stores an engine's thread makes share that
+ * thread's isolate, and take turns when called from several threads; 0: every
+ * store made from now on gets an isolate of its own (a worker process, whose
+ * threads serve whichever stores the parent's threads call, so its stores
+ * must run at the same time whatever thread made them). */
+void pwv8_set_isolate_sharing(int32_t share);
 pwv8_engine *pwv8_engine_new(void);
 void pwv8_engine_delete(pwv8_engine *e);
 

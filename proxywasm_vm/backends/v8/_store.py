@@ -68,13 +68,14 @@ def park(handle: int, exc: BaseException) -> None:
 
 def _cleanup(handle: int, hids: list[int], sp: Any) -> None:
     """The store's release, when it is deallocated (see :mod:`proxywasm_vm._lifetime`)."""
-    from ._func import HOSTS
+    from ._func import HOST_STORE, HOSTS
 
     STORES.pop(handle, None)
     STATES.pop(handle, None)
     PENDING.pop(handle, None)
     for h in hids:
         HOSTS.pop(h, None)
+        HOST_STORE.pop(h, None)
     lib.pwv8_store_delete(sp)
 
 
@@ -112,7 +113,8 @@ class V8Caller(Caller):
 
 
 class V8Store(Store):
-    """An isolate of its own (``_sp``), with the engine's compiled modules."""
+    """A handle table (``_sp``) in the isolate its engine keeps for the creating thread, with the
+    engine's compiled modules (see the header comment of ``_shim.cpp``)."""
 
     # Set by _create (stores are made with object.__new__, not __init__).
     engine: V8Engine
@@ -168,7 +170,8 @@ class V8Store(Store):
         return bool(lib.pwv8_store_interrupt(self._sp))
 
     def close(self) -> None:
-        # The isolate goes now; the shim's struct stays until collected and
+        # Its objects are released now (the isolate goes with the thread's last store); the
+        # shim's struct stays until collected and
         # answers PWV8_CLOSED, so objects of this store raise instead of crashing.
         if lib.pwv8_store_close(self._sp):
             raise WasmError("cannot close a store while wasm runs in it")
