@@ -681,7 +681,7 @@ class ProcessLinker(Linker):
         self._setup(engine)
         self._lids = {}
         self._hid_of = {}
-        release_after_finalizers(self, _linker_gone, weakref.ref(engine._hosts), self._hid_of)
+        release_after_finalizers(self, _linker_gone, weakref.ref(engine), self._hid_of, self._lids)
         return self
 
     def _live_lid(self) -> tuple[Connection, int] | None:
@@ -718,7 +718,8 @@ class ProcessLinker(Linker):
             if getattr(item, "_conn", None) is conn:  # externs of a dead worker are gone with it
                 # so a Process{Func,Memory,Global,Table}, which all have _oid
                 conn.request("linker_define", (lid, module, name, cast(Any, item)._oid))
-        self._lids = {conn.gen: lid}
+        self._lids.clear()  # (in place: _linker_gone holds this dict) a dead worker's linker went with it
+        self._lids[conn.gen] = lid
         return lid
 
     def instantiate(self, store: Any, module: Any) -> Instance:
@@ -736,8 +737,14 @@ class ProcessLinker(Linker):
         return ProcessInstance._wrap(store, module, iid)
 
 
-def _linker_gone(hosts_ref: weakref.ref, hid_of: dict[tuple[str, str], int]) -> None:
-    hosts = hosts_ref()
-    if hosts is not None:
-        for hid in hid_of.values():
-            hosts.pop(hid, None)
+def _linker_gone(engine_ref: weakref.ref, hid_of: dict[tuple[str, str], int], lids: dict[int, int]) -> None:
+    """A linker was dropped: its host functions leave the engine's table, and its twin in the live
+    worker is released with the next batch (each one held the definitions: ~6 KB per linker)."""
+    engine = engine_ref()
+    if engine is None:
+        return
+    for hid in hid_of.values():
+        engine._hosts.pop(hid, None)
+    conn = engine._conn
+    if conn is not None and not conn.dead and conn.gen in lids:
+        conn.released.append(lids[conn.gen])

@@ -32,6 +32,7 @@ import importlib
 import logging
 import re
 import sys
+import weakref
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -458,6 +459,7 @@ class WasmerStore(_guard.GuardedStore, Store):
     _host_exc: BaseException | None  # the last exception a host function raised
     _mems: list[Any]  # the wasmer.Memory objects of this store (made here or exported by its instances)
     _bridges: list[Any]  # what wasmer objects need kept alive: adapter instances (see _bridge), own memories
+    _links: list[Any]  # the callables of this store's host functions (see _function)
 
     @classmethod
     def _create(cls, engine: WasmerEngine, limits: StoreLimits, data: Any) -> WasmerStore:
@@ -470,6 +472,7 @@ class WasmerStore(_guard.GuardedStore, Store):
         s._active = 0
         s._host_exc = None
         s._bridges = []
+        s._links = []
         return s
 
     def _check_cap(self, w: Any) -> None:
@@ -701,6 +704,19 @@ class WasmerFunc(Func):
                 store._host_exc = None
 
 
+def _function(store: WasmerStore, call: Callable[..., Any], ty: FuncType) -> Any:
+    """The ``wasmer.Function`` calling ``call``, which ``store`` keeps alive.
+
+    wasmer-python 1.1.0 never frees what a host function holds (its environment outlives the
+    function, the instances and the store). Given ``call`` itself, that pinned the closure and,
+    through it, the store with its instances and memories: ~1 MiB per store of a Proxy-Wasm plugin
+    in a worker, for as long as the worker lived. wasmer gets a weak proxy of ``call`` instead (a
+    C-level forwarder, no Python frame per call): what leaks is that small proxy, and ``call`` goes
+    with its store."""
+    store._links.append(call)
+    return wasmer.Function(store._w, weakref.proxy(call), w_functype(ty))
+
+
 class WasmerHostFunc(Func):
     """A Python host function; the wasmer.Function is made per instantiation (see module docs)."""
 
@@ -753,7 +769,7 @@ class WasmerHostFunc(Func):
                 except BaseException as e:
                     store._host_exc = e
                     raise
-        return wasmer.Function(self.store._w, call, w_functype(self.type))
+        return _function(store, call, self.type)
 
     def _native_raw(self, cell: list[Any]) -> Any:
         """The host function for a signature with f32/f64 (through a host adapter: wasmer sees
@@ -776,7 +792,7 @@ class WasmerHostFunc(Func):
                 raise
 
         mty = FuncType(mapped_types(params, False), mapped_types(results, False))
-        w = wasmer.Function(store._w, call, w_functype(mty))
+        w = _function(store, call, mty)
         if not _has_floats(params + results):
             return w
         return _bridge(store, host_adapter(ty, False), {"t": {"f": w}}).f
