@@ -1,11 +1,25 @@
 """The parent's end of one worker process: start, lanes, requests, host calls, death and deadlines.
 
-A worker serves several *lanes* (channels), one worker thread each, so calls
-from different threads of this process run in the worker at the same time (as
-far as its runtime allows: wasmtime releases the GIL in wasm, wasmer does not,
-except while a host call waits). A thread takes a free lane for its outermost
-call and keeps it for every nested call (a host function calling back into
-wasm must reach the worker thread whose stack holds the waiting wasm frames).
+A worker serves several *lanes* (channels), so calls from different threads of
+this process run in the worker at the same time (as far as its runtime allows:
+wasmtime releases the GIL in wasm, wasmer does not, except while a host call
+waits). A thread takes a free lane for its outermost call and keeps it for every
+nested call (a host function calling back into wasm must reach the worker thread
+whose stack holds the waiting wasm frames).
+
+Two pools of lanes: the call lanes (``worker_lanes - 1`` of them, a worker
+thread each), and the remote-object lanes (lane 0 and ``worker_remote_lanes - 1``
+more), all served by *one* worker thread (``_channel.LaneGroup``): objects served
+there (a Proxy-Wasm host, its per-thread VMs) see a single thread, yet no parent
+thread waits for another's round trip to send its request, and the worker takes
+the next request as soon as it answered the last. A runtime whose objects are
+bound to one thread (wasmer) has one worker thread serve every lane: then there
+is one pool. No lock is held across a round trip: a lane is taken from its pool
+for the outermost request (a thread waits only when every lane of the pool is in
+use), and a thread waiting for its answer while other threads of this process
+have requests in flight blocks at once instead of spinning (the cores are wanted
+by the worker and by those threads; see ``_chan.c``, which also lets only one
+thread per process spin at a time).
 """
 
 from __future__ import annotations
@@ -60,6 +74,10 @@ _BOOT = str(Path(__file__).with_name("_boot.py"))
 _generations = itertools.count(1)
 _LIVE: weakref.WeakSet[Connection] = weakref.WeakSet()
 DEFAULT_LANES = 4
+_XSPIN = os.environ.get("PWVM_XSPIN") == "1"
+#: Remote-object lanes (one worker thread serves them all, see the module docs): past this many
+#: parent threads with a remote request in flight at once, a thread waits for a free lane.
+DEFAULT_REMOTE_LANES = 8
 #: ``request(..., budget=OP_BUDGET)`` (the default): the connection's bound for an ordinary
 #: operation, ``Connection.op_timeout`` (see ``_proxy.crossing_timeout``).
 OP_BUDGET: Any = object()
@@ -148,6 +166,46 @@ class Lane:
         self.pending: dict[int, BaseException] = {}
 
 
+class Pool:
+    """Free lanes of one kind; a thread waits (noticing a dead worker) only when none is free."""
+
+    __slots__ = ("cv", "free", "size", "waiting")
+
+    def __init__(self, lanes: list[Lane]) -> None:
+        self.free = list(reversed(lanes))
+        self.size = len(lanes)
+        self.cv = threading.Condition(threading.Lock())
+        self.waiting = 0
+
+    def take(self, conn: Connection) -> Lane:
+        try:
+            return self.free.pop()  # atomic under the GIL: the uncontended case takes no lock
+        except IndexError:
+            pass
+        with self.cv:
+            self.waiting += 1
+            try:
+                while True:
+                    try:
+                        return self.free.pop()
+                    except IndexError:
+                        if conn.dead:
+                            raise conn.lost() from None
+                        self.cv.wait(0.5)
+            finally:
+                self.waiting -= 1
+
+    def give(self, lane: Lane) -> None:
+        self.free.append(lane)
+        if self.waiting:
+            with self.cv:
+                self.cv.notify()
+
+    def wake_all(self) -> None:
+        with self.cv:
+            self.cv.notify_all()
+
+
 class Connection:
     """One worker process and the conversation with it.
 
@@ -158,7 +216,8 @@ class Connection:
 
     def __init__(self, python: str, backend: str, config: EngineConfig, hosts: dict[int, HostEntry], *,
                  spin: float = DEFAULT_SPIN, mailbox: int = DEFAULT_MAILBOX, lanes: int = DEFAULT_LANES,
-                 startup_timeout: float = 300.0, op_timeout: float | None = 10.0) -> None:
+                 remote_lanes: int = DEFAULT_REMOTE_LANES, startup_timeout: float = 300.0,
+                 op_timeout: float | None = 10.0) -> None:
         refuse_in_worker(backend)
         self.gen = next(_generations)
         self.python = python
@@ -171,17 +230,19 @@ class Connection:
         self.bounds: dict[str, float | None] = {}  # the engine's bounds by kind (see _proxy.crossing_timeout)
         self._tokens = itertools.count(1)
         self._tl = threading.local()
-        self._free_cv = threading.Condition()
-        self._waiting = 0
         self.released: list[int] = []
         #: what the worker reported at start (pid, versions, its backend's capabilities ...)
         self.info: dict[str, Any] = {}
         t0 = time.perf_counter()
+        lanes = max(1, lanes)
+        # lane 0 and the lanes past the call lanes: the remote-object lanes
+        remote = [0, *range(lanes, lanes + max(1, remote_lanes) - 1)]
+        lanes = lanes + len(remote) - 1
         fd, size = create_shared(lanes, mailbox)
         efds = [os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK) for _ in range(2 * lanes)]  # parent, worker per lane
         death_r, self._death_w = os.pipe()  # the worker's end sees EOF when this process is gone
         args = {"package": _package_path(), "backend": backend, "fd": fd, "size": size,
-                "mailbox": mailbox, "efds": efds, "death_fd": death_r, "spin": spin,
+                "mailbox": mailbox, "efds": efds, "death_fd": death_r, "spin": spin, "remote": remote,
                 "config": pickle.dumps(config, PICKLE_PROTOCOL).hex()}
         fds = (fd, death_r, *efds)
         try:
@@ -200,8 +261,10 @@ class Connection:
         self._efds = efds
         self.lanes = [Lane(Channel("parent", self._map, i * lane_size(mailbox), mailbox, efds[2 * i],
                                    efds[2 * i + 1], self.pidfd, spin=spin), i) for i in range(lanes)]
-        self._free = list(reversed(self.lanes))
-        self._lane0_lock = threading.Lock()  # lane 0 is also the remote-object lane (see _remote)
+        # (until the worker said how it serves them: its hello comes on lane 0)
+        self._pool = self._remote_pool = Pool([])
+        self._pools: tuple[Pool, ...] = ()
+        self._pooled = 0
         from ._remote import parent_table
 
         self.remote = parent_table(self)  # parent objects sent by reference, proxies of worker objects
@@ -224,10 +287,14 @@ class Connection:
             raise BackendUnavailable(backend, f"the worker ({python}) failed to start: "
                                               f"{type(exc).__name__}: {exc}") from exc
         self.info = msg[1]
-        served = int(self.info.get("lanes", lanes))
-        # the worker serves lanes [0, served); with several, lane 0 is kept for remote objects
-        self._free = [lane for lane in self._free if lane.index < served and (lane.index or served == 1)]
-        self._shared_lane0 = served == 1
+        if self.info.get("one_thread"):  # one worker thread serves every lane: one pool
+            self._pool = self._remote_pool = Pool(self.lanes)
+        else:
+            self._remote_pool = Pool([self.lanes[i] for i in remote])
+            calls = [lane for lane in self.lanes if lane.index not in remote]
+            self._pool = Pool(calls) if calls else self._remote_pool
+        self._pools = (self._pool,) if self._pool is self._remote_pool else (self._pool, self._remote_pool)
+        self._pooled = sum(p.size for p in self._pools)
         self.start_seconds = time.perf_counter() - t0
 
     # -- life and death -------------------------------------------------------------------
@@ -245,8 +312,8 @@ class Connection:
         self.dead = True
         self.death = why
         _LIVE.discard(self)
-        with self._free_cv:
-            self._free_cv.notify_all()
+        for pool in self._pools:
+            pool.wake_all()
         # The eventfds, pidfd and mapping are left to the garbage collector's last reference
         # (other threads may still be waiting on them): see __del__.
 
@@ -310,29 +377,12 @@ class Connection:
                              signal=-rc if rc is not None and rc < 0 else None)
 
     # -- lanes ---------------------------------------------------------------------------------
-    def _take_lane(self) -> Lane:
-        try:
-            return self._free.pop()  # atomic under the GIL: the uncontended case takes no lock
-        except IndexError:
-            pass
-        with self._free_cv:
-            self._waiting += 1
-            try:
-                while True:
-                    try:
-                        return self._free.pop()
-                    except IndexError:
-                        if self.dead:
-                            raise self.lost() from None
-                        self._free_cv.wait(0.5)
-            finally:
-                self._waiting -= 1
-
-    def _give_lane(self, lane: Lane) -> None:
-        self._free.append(lane)
-        if self._waiting:
-            with self._free_cv:
-                self._free_cv.notify()
+    def in_flight(self) -> int:
+        """How many threads of this process have a request out to the worker now."""
+        n = self._pooled
+        for pool in self._pools:
+            n -= len(pool.free)
+        return n
 
     # -- requests ---------------------------------------------------------------------------
     def use_extension(self, module: str) -> None:
@@ -344,22 +394,6 @@ class Connection:
         self.request("import", (module,))
         self.extensions.add(module)
 
-    def _take_lane0(self) -> Lane:
-        if self._shared_lane0:
-            return self._take_lane()
-        lock = self._lane0_lock
-        if not lock.acquire(False):  # taken: wait, noticing a dead worker now and then
-            while not lock.acquire(timeout=0.5):
-                if self.dead:
-                    raise self.lost()
-        return self.lanes[0]
-
-    def _give_lane0(self, lane: Lane) -> None:
-        if self._shared_lane0:
-            self._give_lane(lane)
-            return
-        self._lane0_lock.release()
-
     def request(self, op: str, args: tuple, budget: Any = OP_BUDGET, why: str = "",
                 lane: int | None = None) -> Any:
         """Send a request and serve the worker's own requests until its answer comes.
@@ -369,7 +403,7 @@ class Connection:
         reaped, and the request raises ``Trap(INTERRUPTED)`` for a call into wasm, else
         :class:`WorkerCrashed`; ``why`` says which limit. Time this process spends serving the
         worker's own requests meanwhile (host functions) does not count.
-        ``lane=0``: the remote-object lane (when this thread holds no lane yet).
+        ``lane=0``: a remote-object lane (when this thread holds no lane yet).
         """
         if self.dead:
             raise self.lost()
@@ -379,7 +413,8 @@ class Connection:
         held = getattr(tl, "lane", None)
         if held is not None:
             return self._request(held, op, args, budget, why)
-        ln = self._take_lane0() if lane == 0 else self._take_lane()
+        pool = self._remote_pool if lane == 0 else self._pool
+        ln = pool.take(self)
         tl.lane = ln
         try:
             if len(self.released) >= 64 and op != "release":
@@ -393,10 +428,7 @@ class Connection:
             return self._request(ln, op, args, budget, why)
         finally:
             tl.lane = None
-            if lane == 0:
-                self._give_lane0(ln)
-            else:
-                self._give_lane(ln)
+            pool.give(ln)
 
     def _request(self, lane: Lane, op: str, args: tuple, budget: float | None, why: str) -> Any:
         if self.dead:
@@ -483,7 +515,9 @@ class Connection:
     def _recv(self, lane: Lane, op: str, timeout: float | None = None, budget: float | None = None,
               why: str = "") -> tuple:
         try:
-            return decode(lane.chan.recv(timeout))
+            # alone, spin for the answer (it comes in µs); with other threads' requests in flight,
+            # block: the worker and those threads need the cores more than this wait does
+            return decode(lane.chan.recv(timeout, _XSPIN or self.in_flight() <= 1))
         except PeerGone:
             self._reap()
             from .._guard import limit_trap  # the worker ended at a limit it enforces around calls?
