@@ -6,7 +6,8 @@
 
 For each backend and workload, N threads run the same operation in a loop for ``--seconds``
 (after a warm-up round) and the total rate over all threads is printed, with its ratio to the
-one-thread rate measured in the same run. Thread counts are run in alternating rounds
+one-thread rate measured in the same run and the CPU time spent per unit by this process and
+its worker together (what spinning waiters cost shows there). Thread counts are run in alternating rounds
 (``--rounds``, the best round counts) so that a burst of load on a shared machine hits every
 count alike.
 
@@ -52,8 +53,22 @@ def prepare(engine: Any, workload: str) -> Any:
     return op
 
 
-def rate(ops: list[Any], threads: int, seconds: float) -> float:
-    """Units per second of ``ops[i]`` run by thread ``i`` of ``threads`` at once for ``seconds``."""
+def _cpu(pid: int | None) -> float:
+    """CPU seconds used so far by this process and by ``pid`` (the worker) together."""
+    t = time.process_time()
+    if pid is not None:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            t += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except OSError:
+            pass
+    return t
+
+
+def rate(ops: list[Any], threads: int, seconds: float, pid: int | None = None) -> tuple[float, float]:
+    """Units per second of ``ops[i]`` run by thread ``i`` of ``threads`` at once for ``seconds``,
+    and the CPU time (this process and the worker ``pid``) per unit, in seconds."""
     counts = [0] * threads
     errors: list[BaseException] = []
     start = threading.Barrier(threads + 1)
@@ -76,20 +91,22 @@ def rate(ops: list[Any], threads: int, seconds: float) -> float:
     for t in ts:
         t.start()
     start.wait()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), _cpu(pid)
     time.sleep(seconds)
     stop.set()
     for t in ts:
         t.join()
-    elapsed = time.perf_counter() - t0
+    elapsed, cpu = time.perf_counter() - t0, _cpu(pid) - c0
     if errors:
         raise errors[0]
-    return sum(counts) * ops[0].units / elapsed
+    units = max(1, sum(counts) * ops[0].units)
+    return units / elapsed, cpu / units
 
 
 def measure(backend: str, workload: str, counts: list[int], seconds: float, rounds: int,
-            options: tuple[tuple[str, Any], ...] = ()) -> dict[int, float]:
-    """The best total rate per thread count of ``workload`` on one engine of ``backend``."""
+            options: tuple[tuple[str, Any], ...] = ()) -> dict[int, tuple[float, float]]:
+    """The best total rate per thread count of ``workload`` on one engine of ``backend`` (and the
+    CPU time per unit in that round)."""
     from proxywasm_vm import Engine
 
     engine = Engine(backend, options=options) if options else Engine(backend)
@@ -97,10 +114,11 @@ def measure(backend: str, workload: str, counts: list[int], seconds: float, roun
         ops = [prepare(engine, workload)] * max(counts)
     else:
         ops = [prepare(engine, workload) for _ in range(max(counts))]
-    best = dict.fromkeys(counts, 0.0)
+    pid = getattr(engine, "worker_pid", None)
+    best = dict.fromkeys(counts, (0.0, 0.0))
     for _ in range(rounds):
         for n in counts:
-            best[n] = max(best[n], rate(ops, n, seconds))
+            best[n] = max(best[n], rate(ops, n, seconds, pid))
     return best
 
 
@@ -135,8 +153,9 @@ def main(argv: list[str] | None = None) -> None:
             except Exception as e:  # noqa: BLE001 - one line per failure, go on with the next
                 print(f"{backend:18} {workload:10} failed: {type(e).__name__}: {e}")
                 continue
-            one = best[1]
-            row = "  ".join(f"{n}t {best[n]:>9,.0f}/s ({best[n] / one:4.2f}x)" for n in counts)
+            one = best[1][0]
+            row = "  ".join(f"{n}t {best[n][0]:>9,.0f}/s ({best[n][0] / one:4.2f}x, cpu {best[n][1] * 1e6:5.1f} µs)"
+                            for n in counts)
             print(f"{backend:18} {workload:10} {row}", flush=True)
     print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     sys.stdout.flush()

@@ -21,7 +21,11 @@ GIL released, yielding its core every few µs (so a peer waiting for that core
 gets it; with a single usable core it does not spin at all), then blocks in
 ``poll`` on its eventfd *and* a death descriptor:
 the child's pidfd in the parent, a pipe only the parent holds in the worker.
-Messages larger than a mailbox go in chunks, each acknowledged.
+Only one thread per process spins at a time: when several wait at once (many
+parent threads with a request out, several idle worker threads), the others
+block at once, so waiters never take the cores the peer needs to answer.
+A worker thread serving several lanes (:class:`LaneGroup`) waits on all of them
+at once. Messages larger than a mailbox go in chunks, each acknowledged.
 
 Without a C compiler the helper cannot be built; the channel then skips the
 spin and always wakes the peer through its eventfd (a system call on each side,
@@ -249,16 +253,14 @@ class Channel:
                 if not flags & _ACK:
                     raise RuntimeError("channel protocol error: expected a chunk acknowledgement")
 
-    def recv(self, timeout: float | None = None, spin: bool = True) -> bytes:
-        """The next message from the peer (waits; raises PeerGone or Timeout). ``spin=False``:
-        block at once (other threads of this process want the cores meanwhile)."""
+    def recv(self, timeout: float | None = None) -> bytes:
+        """The next message from the peer (waits; raises PeerGone or Timeout)."""
         if self.helper is not None:  # the common case, without _await's loop
             # a timed wait costs nothing more: the spin reads the clock anyway, and the block is
             # the same poll() with a timeout
             last = self._last_in
             rc = self._wait(self._in_seq, last, self._my_sleep, self.efd_in, self.death_fd,
-                            max(self.spin_ns, self._min_spin) if spin else 0,
-                            -1 if timeout is None else max(0, int(timeout * 1e9)))
+                            max(self.spin_ns, self._min_spin), -1 if timeout is None else max(0, int(timeout * 1e9)))
             if rc == 0 or rc == 4:
                 self._last_in = (last + 1) & 0xFFFFFFFF
             elif rc == 1:

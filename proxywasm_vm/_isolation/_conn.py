@@ -16,10 +16,9 @@ the next request as soon as it answered the last. A runtime whose objects are
 bound to one thread (wasmer) has one worker thread serve every lane: then there
 is one pool. No lock is held across a round trip: a lane is taken from its pool
 for the outermost request (a thread waits only when every lane of the pool is in
-use), and a thread waiting for its answer while other threads of this process
-have requests in flight blocks at once instead of spinning (the cores are wanted
-by the worker and by those threads; see ``_chan.c``, which also lets only one
-thread per process spin at a time).
+use). Of the threads waiting for an answer, only one per process spins (see
+``_chan.c``); the others block at once, leaving the cores to the worker and to
+the threads that have work.
 """
 
 from __future__ import annotations
@@ -46,6 +45,7 @@ from ._channel import (
     DEFAULT_MAILBOX,
     DEFAULT_SPIN,
     Channel,
+    LaneGroup,
     PeerGone,
     Timeout,
     close_shared,
@@ -74,7 +74,6 @@ _BOOT = str(Path(__file__).with_name("_boot.py"))
 _generations = itertools.count(1)
 _LIVE: weakref.WeakSet[Connection] = weakref.WeakSet()
 DEFAULT_LANES = 4
-_XSPIN = os.environ.get("PWVM_XSPIN") == "1"
 #: Remote-object lanes (one worker thread serves them all, see the module docs): past this many
 #: parent threads with a remote request in flight at once, a thread waits for a free lane.
 DEFAULT_REMOTE_LANES = 8
@@ -264,7 +263,6 @@ class Connection:
         # (until the worker said how it serves them: its hello comes on lane 0)
         self._pool = self._remote_pool = Pool([])
         self._pools: tuple[Pool, ...] = ()
-        self._pooled = 0
         from ._remote import parent_table
 
         self.remote = parent_table(self)  # parent objects sent by reference, proxies of worker objects
@@ -288,13 +286,17 @@ class Connection:
                                               f"{type(exc).__name__}: {exc}") from exc
         self.info = msg[1]
         if self.info.get("one_thread"):  # one worker thread serves every lane: one pool
+            group = self.lanes
             self._pool = self._remote_pool = Pool(self.lanes)
         else:
-            self._remote_pool = Pool([self.lanes[i] for i in remote])
+            group = [self.lanes[i] for i in remote]
+            self._remote_pool = Pool(group)
             calls = [lane for lane in self.lanes if lane.index not in remote]
             self._pool = Pool(calls) if calls else self._remote_pool
+        # the lanes one worker thread serves: a spin set on one of them (min_spin_ns, as a
+        # Proxy-Wasm host sets on lane 0) holds for all, since any of them may carry the next event
+        LaneGroup([lane.chan for lane in group])
         self._pools = (self._pool,) if self._pool is self._remote_pool else (self._pool, self._remote_pool)
-        self._pooled = sum(p.size for p in self._pools)
         self.start_seconds = time.perf_counter() - t0
 
     # -- life and death -------------------------------------------------------------------
@@ -375,14 +377,6 @@ class Connection:
         return WorkerCrashed(f"the worker process {self.pid} of this engine is gone ({self.death}); "
                              f"{what or 'objects that lived in it are lost'}", pid=self.pid,
                              signal=-rc if rc is not None and rc < 0 else None)
-
-    # -- lanes ---------------------------------------------------------------------------------
-    def in_flight(self) -> int:
-        """How many threads of this process have a request out to the worker now."""
-        n = self._pooled
-        for pool in self._pools:
-            n -= len(pool.free)
-        return n
 
     # -- requests ---------------------------------------------------------------------------
     def use_extension(self, module: str) -> None:
@@ -515,9 +509,7 @@ class Connection:
     def _recv(self, lane: Lane, op: str, timeout: float | None = None, budget: float | None = None,
               why: str = "") -> tuple:
         try:
-            # alone, spin for the answer (it comes in µs); with other threads' requests in flight,
-            # block: the worker and those threads need the cores more than this wait does
-            return decode(lane.chan.recv(timeout, _XSPIN or self.in_flight() <= 1))
+            return decode(lane.chan.recv(timeout))
         except PeerGone:
             self._reap()
             from .._guard import limit_trap  # the worker ended at a limit it enforces around calls?
