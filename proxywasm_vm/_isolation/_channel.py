@@ -253,14 +253,16 @@ class Channel:
                 if not flags & _ACK:
                     raise RuntimeError("channel protocol error: expected a chunk acknowledgement")
 
-    def recv(self, timeout: float | None = None) -> bytes:
-        """The next message from the peer (waits; raises PeerGone or Timeout)."""
+    def recv(self, timeout: float | None = None, spin: bool = True) -> bytes:
+        """The next message from the peer (waits; raises PeerGone or Timeout). ``spin=False``:
+        block at once (the answer is known to come late)."""
         if self.helper is not None:  # the common case, without _await's loop
             # a timed wait costs nothing more: the spin reads the clock anyway, and the block is
             # the same poll() with a timeout
             last = self._last_in
             rc = self._wait(self._in_seq, last, self._my_sleep, self.efd_in, self.death_fd,
-                            max(self.spin_ns, self._min_spin), -1 if timeout is None else max(0, int(timeout * 1e9)))
+                            max(self.spin_ns, self._min_spin) if spin else 0,
+                            -1 if timeout is None else max(0, int(timeout * 1e9)))
             if rc == 0 or rc == 4:
                 self._last_in = (last + 1) & 0xFFFFFFFF
             elif rc == 1:

@@ -17,8 +17,9 @@ bound to one thread (wasmer) has one worker thread serve every lane: then there
 is one pool. No lock is held across a round trip: a lane is taken from its pool
 for the outermost request (a thread waits only when every lane of the pool is in
 use). Of the threads waiting for an answer, only one per process spins (see
-``_chan.c``); the others block at once, leaving the cores to the worker and to
-the threads that have work.
+``_chan.c``), and none waits spinning behind other requests to the same worker
+thread; the others block at once, leaving the cores to the worker and to the
+threads that have work.
 """
 
 from __future__ import annotations
@@ -156,25 +157,38 @@ class Reaper:
 class Lane:
     """One channel to one worker thread, used by one parent thread at a time."""
 
-    __slots__ = ("chan", "depth", "index", "pending")
+    __slots__ = ("chan", "depth", "index", "pending", "pool")
 
     def __init__(self, chan: Channel, index: int) -> None:
         self.chan = chan
         self.index = index
+        self.pool: Pool | None = None
         self.depth = 0
         self.pending: dict[int, BaseException] = {}
 
 
 class Pool:
-    """Free lanes of one kind; a thread waits (noticing a dead worker) only when none is free."""
+    """Free lanes of one kind; a thread waits (noticing a dead worker) only when none is free.
 
-    __slots__ = ("cv", "free", "size", "waiting")
+    ``serial``: one worker thread serves them all, in turn (see ``_channel.LaneGroup``).
+    """
 
-    def __init__(self, lanes: list[Lane]) -> None:
+    __slots__ = ("cv", "free", "serial", "size", "waiting")
+
+    def __init__(self, lanes: list[Lane], serial: bool = False) -> None:
         self.free = list(reversed(lanes))
         self.size = len(lanes)
+        self.serial = serial
         self.cv = threading.Condition(threading.Lock())
         self.waiting = 0
+        for lane in lanes:
+            lane.pool = self
+
+    def may_spin(self) -> bool:
+        """Whether a thread waiting for an answer on a lane of this pool may spin: not when the
+        worker thread serving it has other requests to answer first (the wait is then long, and
+        the cores are wanted by the worker and by the threads that have work)."""
+        return not self.serial or self.size - len(self.free) <= 1
 
     def take(self, conn: Connection) -> Lane:
         try:
@@ -287,10 +301,10 @@ class Connection:
         self.info = msg[1]
         if self.info.get("one_thread"):  # one worker thread serves every lane: one pool
             group = self.lanes
-            self._pool = self._remote_pool = Pool(self.lanes)
+            self._pool = self._remote_pool = Pool(self.lanes, serial=True)
         else:
             group = [self.lanes[i] for i in remote]
-            self._remote_pool = Pool(group)
+            self._remote_pool = Pool(group, serial=True)
             calls = [lane for lane in self.lanes if lane.index not in remote]
             self._pool = Pool(calls) if calls else self._remote_pool
         # the lanes one worker thread serves: a spin set on one of them (min_spin_ns, as a
@@ -509,7 +523,8 @@ class Connection:
     def _recv(self, lane: Lane, op: str, timeout: float | None = None, budget: float | None = None,
               why: str = "") -> tuple:
         try:
-            return decode(lane.chan.recv(timeout))
+            pool = lane.pool
+            return decode(lane.chan.recv(timeout, pool is None or pool.may_spin()))
         except PeerGone:
             self._reap()
             from .._guard import limit_trap  # the worker ended at a limit it enforces around calls?
