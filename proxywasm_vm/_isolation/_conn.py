@@ -25,6 +25,7 @@ threads that have work.
 from __future__ import annotations
 
 import atexit
+import collections
 import itertools
 import json
 import os
@@ -74,7 +75,10 @@ if TYPE_CHECKING:
 _BOOT = str(Path(__file__).with_name("_boot.py"))
 _generations = itertools.count(1)
 _LIVE: weakref.WeakSet[Connection] = weakref.WeakSet()
-DEFAULT_LANES = 4
+#: Lane 0 and the call lanes (a worker thread each): up to 8 threads of this process call into
+#: the worker at once without waiting for a lane (a thread waiting for a lane costs a wake-up per
+#: call; an idle worker thread costs nothing: it sleeps on its eventfd).
+DEFAULT_LANES = 9
 #: Remote-object lanes (one worker thread serves them all, see the module docs): past this many
 #: parent threads with a remote request in flight at once, a thread waits for a free lane.
 DEFAULT_REMOTE_LANES = 8
@@ -167,20 +171,33 @@ class Lane:
         self.pending: dict[int, BaseException] = {}
 
 
+class _Waiter:
+    """A thread waiting for a lane of a pool: the lane is handed to it directly."""
+
+    __slots__ = ("lane", "lock")
+
+    def __init__(self) -> None:
+        self.lane: Lane | None = None
+        self.lock = threading.Lock()
+        self.lock.acquire()  # released by the thread that hands it a lane
+
+
 class Pool:
     """Free lanes of one kind; a thread waits (noticing a dead worker) only when none is free.
 
+    A lane given back while threads wait goes to the one that waited longest, directly: each
+    wake-up finds its lane (no thread woken for a lane another took meanwhile).
     ``serial``: one worker thread serves them all, in turn (see ``_channel.LaneGroup``).
     """
 
-    __slots__ = ("cv", "free", "serial", "size", "waiting")
+    __slots__ = ("free", "mutex", "serial", "size", "waiters")
 
     def __init__(self, lanes: list[Lane], serial: bool = False) -> None:
         self.free = list(reversed(lanes))
         self.size = len(lanes)
         self.serial = serial
-        self.cv = threading.Condition(threading.Lock())
-        self.waiting = 0
+        self.mutex = threading.Lock()
+        self.waiters: collections.deque[_Waiter] = collections.deque()
         for lane in lanes:
             lane.pool = self
 
@@ -191,32 +208,40 @@ class Pool:
         return not self.serial or self.size - len(self.free) <= 1
 
     def take(self, conn: Connection) -> Lane:
-        try:
-            return self.free.pop()  # atomic under the GIL: the uncontended case takes no lock
-        except IndexError:
-            pass
-        with self.cv:
-            self.waiting += 1
+        if not self.waiters:
             try:
-                while True:
-                    try:
-                        return self.free.pop()
-                    except IndexError:
-                        if conn.dead:
-                            raise conn.lost() from None
-                        self.cv.wait(0.5)
-            finally:
-                self.waiting -= 1
+                return self.free.pop()  # atomic under the GIL: the uncontended case takes no lock
+            except IndexError:
+                pass
+        with self.mutex:
+            if self.free and not self.waiters:
+                return self.free.pop()
+            w = _Waiter()
+            self.waiters.append(w)
+        while True:
+            w.lock.acquire(timeout=0.5)  # released when a lane is handed over, or the worker died
+            with self.mutex:
+                if w.lane is not None:
+                    return w.lane
+                if conn.dead:
+                    if w in self.waiters:
+                        self.waiters.remove(w)
+                    raise conn.lost() from None
 
     def give(self, lane: Lane) -> None:
-        self.free.append(lane)
-        if self.waiting:
-            with self.cv:
-                self.cv.notify()
+        with self.mutex:
+            if self.waiters:
+                w = self.waiters.popleft()
+                w.lane = lane
+                w.lock.release()
+            else:
+                self.free.append(lane)
 
     def wake_all(self) -> None:
-        with self.cv:
-            self.cv.notify_all()
+        """The worker died: waiting threads see it now (each then raises WorkerCrashed)."""
+        with self.mutex:
+            while self.waiters:
+                self.waiters.popleft().lock.release()
 
 
 class Connection:
