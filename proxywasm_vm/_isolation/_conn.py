@@ -75,13 +75,13 @@ if TYPE_CHECKING:
 _BOOT = str(Path(__file__).with_name("_boot.py"))
 _generations = itertools.count(1)
 _LIVE: weakref.WeakSet[Connection] = weakref.WeakSet()
-#: Lane 0 and the call lanes (a worker thread each): up to 8 threads of this process call into
+#: Lane 0 and the call lanes (a worker thread each): up to 4 threads of this process call into
 #: the worker at once without waiting for a lane (a thread waiting for a lane costs a wake-up per
-#: call; an idle worker thread costs nothing: it sleeps on its eventfd).
-DEFAULT_LANES = 9
+#: call; an idle worker thread costs only its eventfds: two file descriptors per lane).
+DEFAULT_LANES = 5
 #: Remote-object lanes (one worker thread serves them all, see the module docs): past this many
 #: parent threads with a remote request in flight at once, a thread waits for a free lane.
-DEFAULT_REMOTE_LANES = 8
+DEFAULT_REMOTE_LANES = 4
 #: ``request(..., budget=OP_BUDGET)`` (the default): the connection's bound for an ordinary
 #: operation, ``Connection.op_timeout`` (see ``_proxy.crossing_timeout``).
 OP_BUDGET: Any = object()
@@ -277,12 +277,18 @@ class Connection:
         remote = [0, *range(lanes, lanes + max(1, remote_lanes) - 1)]
         lanes = lanes + len(remote) - 1
         fd, size = create_shared(lanes, mailbox)
-        efds = [os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK) for _ in range(2 * lanes)]  # parent, worker per lane
+        # per lane: the eventfd its parent thread sleeps on, and its worker thread's; the one worker
+        # thread serving the remote-object lanes sleeps on one eventfd for all of them
+        group_efd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
+        efds = []
+        for i in range(lanes):
+            efds.append(os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK))
+            efds.append(group_efd if i in remote else os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK))
         death_r, self._death_w = os.pipe()  # the worker's end sees EOF when this process is gone
         args = {"package": _package_path(), "backend": backend, "fd": fd, "size": size,
                 "mailbox": mailbox, "efds": efds, "death_fd": death_r, "spin": spin, "remote": remote,
                 "config": pickle.dumps(config, PICKLE_PROTOCOL).hex()}
-        fds = (fd, death_r, *efds)
+        fds = (fd, death_r, *dict.fromkeys(efds))
         try:
             self.proc = subprocess.Popen([python, _BOOT, json.dumps(args)], pass_fds=fds, stdin=subprocess.DEVNULL,
                                          start_new_session=True, close_fds=True)
@@ -296,7 +302,7 @@ class Connection:
         self.pidfd = os.pidfd_open(self.pid)
         self._map = map_shared(fd, size)
         os.close(fd)  # the mapping stays
-        self._efds = efds
+        self._efds = list(dict.fromkeys(efds))  # each once (closed once, see _release_resources)
         self.lanes = [Lane(Channel("parent", self._map, i * lane_size(mailbox), mailbox, efds[2 * i],
                                    efds[2 * i + 1], self.pidfd, spin=spin), i) for i in range(lanes)]
         # (until the worker said how it serves them: its hello comes on lane 0)
