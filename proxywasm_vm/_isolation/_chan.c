@@ -57,16 +57,6 @@ uint32_t pwvm_chan_load(uint32_t *word) { return __atomic_load_n(word, __ATOMIC_
 
 void pwvm_chan_store(uint32_t *word, uint32_t value) { __atomic_store_n(word, value, __ATOMIC_RELEASE); }
 
-/* Wait until *seq != last.
- * Returns 0: a message came while spinning; 4: a message came after blocking;
- * 1: death_fd became readable (peer gone) and no message came; 2: timeout_ns
- * elapsed (< 0: none); 3: interrupted by a signal (the caller lets Python run
- * its handlers, then waits again).
- *
- * The spin is a pause-loop of at most spin_ns that yields the core every few
- * microseconds: when more threads want to run than there are cores (the peer
- * among them), sched_yield hands the core over instead of burning the slice the
- * peer needs; on an idle core it returns at once. */
 #define PWVM_YIELD_NS 4000
 
 /* Threads of this process spinning right now, and how many may: one. A spinning waiter keeps a
@@ -94,10 +84,10 @@ static int find_any(uint32_t **seqs, const uint32_t *lasts, int n, int from) {
 }
 
 /* Spin until one of seqs[i] != lasts[i] (its index) or spin_ns passed since start (-1). */
-static int spin_any(uint32_t **seqs, const uint32_t *lasts, int n, int64_t start, int64_t spin_ns) {
+static int spin_any(uint32_t **seqs, const uint32_t *lasts, int n, int from, int64_t start, int64_t spin_ns) {
     int64_t end = start + spin_ns, next_yield = start + PWVM_YIELD_NS;
     for (unsigned i = 1;; i++) {
-        int got = find_any(seqs, lasts, n, 0);
+        int got = find_any(seqs, lasts, n, from);
         if (got >= 0) return got;
         PWVM_PAUSE();
         if ((i & 31) == 0) {
@@ -110,12 +100,23 @@ static int spin_any(uint32_t **seqs, const uint32_t *lasts, int n, int64_t start
         }
     }
 }
+
+/* Wait until *seq != last.
+ * Returns 0: a message came while spinning; 4: a message came after blocking;
+ * 1: death_fd became readable (peer gone) and no message came; 2: timeout_ns
+ * elapsed (< 0: none); 3: interrupted by a signal (the caller lets Python run
+ * its handlers, then waits again).
+ *
+ * The spin is a pause-loop of at most spin_ns that yields the core every few
+ * microseconds: when more threads want to run than there are cores (the peer
+ * among them), sched_yield hands the core over instead of burning the slice the
+ * peer needs; on an idle core it returns at once. */
 int pwvm_chan_wait(uint32_t *seq, uint32_t last, uint32_t *sleeping, int efd, int death_fd,
                    int64_t spin_ns, int64_t timeout_ns) {
     int64_t start = now_ns();
     if (__atomic_load_n(seq, __ATOMIC_ACQUIRE) != last) return 0;
     if (spin_ns > 0 && spin_begin()) {
-        int got = spin_any(&seq, &last, 1, start, spin_ns);
+        int got = spin_any(&seq, &last, 1, 0, start, spin_ns);
         spin_end();
         if (got >= 0) return 0;
     }
@@ -157,7 +158,8 @@ int pwvm_chan_wait(uint32_t *seq, uint32_t last, uint32_t *sleeping, int efd, in
  * from ``from``, so that a busy lane does not starve the others); the message itself is then
  * received from that lane as usual. Returns -1: death_fd became readable; -3: interrupted by a
  * signal. Spins first as pwvm_chan_wait does, then sets every lane's ``sleeping`` word and
- * blocks in poll on every lane's eventfd (at most PWVM_MAX_LANES lanes). */
+ * blocks in poll on every lane's eventfd (lanes may share one). At most PWVM_MAX_LANES lanes (the
+ * parent makes no more, see _conn.MAX_LANES). */
 #define PWVM_MAX_LANES 64
 int pwvm_chan_wait_any(uint32_t **seqs, const uint32_t *lasts, uint32_t **sleeping, const int *efds, int n,
                        int from, int death_fd, int64_t spin_ns) {
@@ -165,7 +167,7 @@ int pwvm_chan_wait_any(uint32_t **seqs, const uint32_t *lasts, uint32_t **sleepi
     int got = find_any(seqs, lasts, n, from);
     if (got >= 0) return got;
     if (spin_ns > 0 && spin_begin()) {
-        got = spin_any(seqs, lasts, n, now_ns(), spin_ns);
+        got = spin_any(seqs, lasts, n, from, now_ns(), spin_ns);
         spin_end();
         if (got >= 0) return got;
     }

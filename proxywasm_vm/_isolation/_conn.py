@@ -82,6 +82,9 @@ DEFAULT_LANES = 5
 #: Remote-object lanes (one worker thread serves them all, see the module docs): past this many
 #: parent threads with a remote request in flight at once, a thread waits for a free lane.
 DEFAULT_REMOTE_LANES = 4
+#: At most this many lanes in all (``worker_lanes`` and ``worker_remote_lanes`` are capped at half
+#: of it each): one worker thread may wait on all of them (``pwvm_chan_wait_any``'s bound).
+MAX_LANES = 64
 #: ``request(..., budget=OP_BUDGET)`` (the default): the connection's bound for an ordinary
 #: operation, ``Connection.op_timeout`` (see ``_proxy.crossing_timeout``).
 OP_BUDGET: Any = object()
@@ -272,9 +275,9 @@ class Connection:
         #: what the worker reported at start (pid, versions, its backend's capabilities ...)
         self.info: dict[str, Any] = {}
         t0 = time.perf_counter()
-        lanes = max(1, lanes)
+        lanes = min(max(1, lanes), MAX_LANES // 2)
         # lane 0 and the lanes past the call lanes: the remote-object lanes
-        remote = [0, *range(lanes, lanes + max(1, remote_lanes) - 1)]
+        remote = [0, *range(lanes, lanes + min(max(1, remote_lanes), MAX_LANES // 2) - 1)]
         lanes = lanes + len(remote) - 1
         fd, size = create_shared(lanes, mailbox)
         # per lane: the eventfd its parent thread sleeps on, and its worker thread's; the one worker
