@@ -33,7 +33,7 @@ How it works (see ``_channel``, ``_conn``, ``_worker``):
   host's. That lane spins ``worker_event_spin`` (100 µs) on both sides;
 - threads: a parent thread takes a free lane for its outermost call, so threads
   run in the worker at the same time: ``worker_lanes - 1`` call lanes (4 by
-  default), a worker thread each, and ``worker_remote_lanes`` (4) remote-object
+  default), a worker thread each, and ``worker_remote_lanes`` (8) remote-object
   lanes, all served by one worker thread that takes their requests in turn
   (objects living there, such as a Proxy-Wasm host, see one thread; no parent
   thread waits for another's round trip to send). A runtime whose objects are

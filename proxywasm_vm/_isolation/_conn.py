@@ -81,7 +81,7 @@ _LIVE: weakref.WeakSet[Connection] = weakref.WeakSet()
 DEFAULT_LANES = 5
 #: Remote-object lanes (one worker thread serves them all, see the module docs): past this many
 #: parent threads with a remote request in flight at once, a thread waits for a free lane.
-DEFAULT_REMOTE_LANES = 4
+DEFAULT_REMOTE_LANES = 8
 #: At most this many lanes in all (``worker_lanes`` and ``worker_remote_lanes`` are capped at half
 #: of it each): one worker thread may wait on all of them (``pwvm_chan_wait_any``'s bound).
 MAX_LANES = 64
