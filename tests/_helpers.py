@@ -221,7 +221,9 @@ def wait_exited(pid: int, guard: float = 30.0) -> None:
     except ProcessLookupError:
         return  # gone and reaped
     try:
-        if not select.select([fd], [], [], guard)[0]:
+        poller = select.poll()  # (not select(): a long session's descriptors may pass 1024)
+        poller.register(fd, select.POLLIN)
+        if not poller.poll(guard * 1000):
             raise AssertionError(f"process {pid} did not exit within {guard}s")
     finally:
         os.close(fd)

@@ -31,10 +31,14 @@ How it works (see ``_channel``, ``_conn``, ``_worker``):
   nothing of it): its host calls stay there, a stream event is one crossing,
   and the event loop (callout responses, queue events, ticks) stays the parent
   host's. That lane spins ``worker_event_spin`` (100 µs) on both sides;
-- threads: a parent thread takes a free lane for its outermost call (4 by
-  default, engine option ``worker_lanes``), so threads run in the worker at the
-  same time; a runtime whose objects are bound to one thread (wasmer) gets one
-  worker thread and one lane, and calls from parent threads take turns;
+- threads: a parent thread takes a free lane for its outermost call, so threads
+  run in the worker at the same time: ``worker_lanes - 1`` call lanes (4 by
+  default), a worker thread each, and ``worker_remote_lanes`` (8) remote-object
+  lanes, all served by one worker thread that takes their requests in turn
+  (objects living there, such as a Proxy-Wasm host, see one thread; no parent
+  thread waits for another's round trip to send). A runtime whose objects are
+  bound to one thread (wasmer) gets one worker thread serving every lane. Only
+  one waiting thread per process spins; the others sleep on their eventfd;
 - host functions stay Python callables of this process: wasm calling one sends a
   request back here, and either side serves nested requests while it waits, so
   host -> wasm -> host recursion works to any depth; a host exception object is
@@ -91,7 +95,7 @@ Not available across the boundary: ``Memory.view()`` (``Capabilities.memory_view
 
 Engine options read here (the rest go to the backend in the worker):
 ``worker_python``, ``call_timeout``, ``worker_event_timeout``,
-``worker_compile_timeout``, ``worker_op_timeout`` (seconds, see above), ``worker_lanes``,
+``worker_compile_timeout``, ``worker_op_timeout`` (seconds, see above), ``worker_lanes``, ``worker_remote_lanes``,
 ``worker_spin`` and ``worker_event_spin`` (seconds a waiting side busy-waits
 before it sleeps: CPU time traded for latency; 0 always sleeps), ``worker_mailbox`` (bytes).
 """

@@ -62,7 +62,7 @@ def boot() -> None:
 
     from proxywasm_vm._isolation._worker import main
 
-    main(chans, args["backend"], config)
+    main(chans, args["backend"], config, args.get("remote"))
 
 if __name__ == "__main__":
     boot()

@@ -57,6 +57,50 @@ uint32_t pwvm_chan_load(uint32_t *word) { return __atomic_load_n(word, __ATOMIC_
 
 void pwvm_chan_store(uint32_t *word, uint32_t value) { __atomic_store_n(word, value, __ATOMIC_RELEASE); }
 
+#define PWVM_YIELD_NS 4000
+
+/* Threads of this process spinning right now, and how many may: one. A spinning waiter keeps a
+ * core busy; with several threads waiting at once (many parent threads with a request in flight,
+ * several idle worker threads) their spins would take the cores the peer needs to answer, so
+ * past the first one a waiter blocks at once (its wake-up then costs a system call). */
+static int spinners;
+#define PWVM_MAX_SPINNERS 1
+
+static int spin_begin(void) {
+    if (__atomic_add_fetch(&spinners, 1, __ATOMIC_RELAXED) <= PWVM_MAX_SPINNERS) return 1;
+    __atomic_sub_fetch(&spinners, 1, __ATOMIC_RELAXED);
+    return 0;
+}
+
+static void spin_end(void) { __atomic_sub_fetch(&spinners, 1, __ATOMIC_RELAXED); }
+
+/* The index of the first of the n words seqs[i] that differs from lasts[i], or -1. */
+static int find_any(uint32_t **seqs, const uint32_t *lasts, int n, int from) {
+    for (int k = 0; k < n; k++) {
+        int i = (from + k) % n;
+        if (__atomic_load_n(seqs[i], __ATOMIC_ACQUIRE) != lasts[i]) return i;
+    }
+    return -1;
+}
+
+/* Spin until one of seqs[i] != lasts[i] (its index) or spin_ns passed since start (-1). */
+static int spin_any(uint32_t **seqs, const uint32_t *lasts, int n, int from, int64_t start, int64_t spin_ns) {
+    int64_t end = start + spin_ns, next_yield = start + PWVM_YIELD_NS;
+    for (unsigned i = 1;; i++) {
+        int got = find_any(seqs, lasts, n, from);
+        if (got >= 0) return got;
+        PWVM_PAUSE();
+        if ((i & 31) == 0) {
+            int64_t t = now_ns();
+            if (t >= end) return -1;
+            if (t >= next_yield) {
+                sched_yield();
+                next_yield = t + PWVM_YIELD_NS;
+            }
+        }
+    }
+}
+
 /* Wait until *seq != last.
  * Returns 0: a message came while spinning; 4: a message came after blocking;
  * 1: death_fd became readable (peer gone) and no message came; 2: timeout_ns
@@ -67,25 +111,14 @@ void pwvm_chan_store(uint32_t *word, uint32_t value) { __atomic_store_n(word, va
  * microseconds: when more threads want to run than there are cores (the peer
  * among them), sched_yield hands the core over instead of burning the slice the
  * peer needs; on an idle core it returns at once. */
-#define PWVM_YIELD_NS 4000
 int pwvm_chan_wait(uint32_t *seq, uint32_t last, uint32_t *sleeping, int efd, int death_fd,
                    int64_t spin_ns, int64_t timeout_ns) {
     int64_t start = now_ns();
     if (__atomic_load_n(seq, __ATOMIC_ACQUIRE) != last) return 0;
-    if (spin_ns > 0) {
-        int64_t end = start + spin_ns, next_yield = start + PWVM_YIELD_NS;
-        for (unsigned i = 1;; i++) {
-            if (__atomic_load_n(seq, __ATOMIC_ACQUIRE) != last) return 0;
-            PWVM_PAUSE();
-            if ((i & 31) == 0) {
-                int64_t t = now_ns();
-                if (t >= end) break;
-                if (t >= next_yield) {
-                    sched_yield();
-                    next_yield = t + PWVM_YIELD_NS;
-                }
-            }
-        }
+    if (spin_ns > 0 && spin_begin()) {
+        int got = spin_any(&seq, &last, 1, 0, start, spin_ns);
+        spin_end();
+        if (got >= 0) return 0;
     }
     for (;;) {
         __atomic_store_n(sleeping, 1, __ATOMIC_SEQ_CST);
@@ -116,6 +149,53 @@ int pwvm_chan_wait(uint32_t *seq, uint32_t last, uint32_t *sleeping, int efd, in
         }
         if (__atomic_load_n(seq, __ATOMIC_ACQUIRE) != last) return 4;
         if (n > 0 && death_fd >= 0 && fds[1].revents) return 1;
+    }
+}
+
+/* In the worker: one thread serving several lanes (the remote-object lanes, or every lane of a
+ * runtime whose objects are bound to one thread) waits for a request on any of them. Wait until
+ * one of the n words seqs[i] differs from lasts[i] and return its index (the lanes are scanned
+ * from ``from``, so that a busy lane does not starve the others); the message itself is then
+ * received from that lane as usual. Returns -1: death_fd became readable; -3: interrupted by a
+ * signal. Spins first as pwvm_chan_wait does, then sets every lane's ``sleeping`` word and
+ * blocks in poll on every lane's eventfd (lanes may share one). At most PWVM_MAX_LANES lanes (the
+ * parent makes no more, see _conn.MAX_LANES). */
+#define PWVM_MAX_LANES 64
+int pwvm_chan_wait_any(uint32_t **seqs, const uint32_t *lasts, uint32_t **sleeping, const int *efds, int n,
+                       int from, int death_fd, int64_t spin_ns) {
+    if (n <= 0 || n > PWVM_MAX_LANES) return -1;
+    int got = find_any(seqs, lasts, n, from);
+    if (got >= 0) return got;
+    if (spin_ns > 0 && spin_begin()) {
+        got = spin_any(seqs, lasts, n, from, now_ns(), spin_ns);
+        spin_end();
+        if (got >= 0) return got;
+    }
+    struct pollfd fds[PWVM_MAX_LANES + 1];
+    for (;;) {
+        for (int i = 0; i < n; i++) __atomic_store_n(sleeping[i], 1, __ATOMIC_SEQ_CST);
+        got = find_any(seqs, lasts, n, from);  /* posted before it saw our sleeping word? */
+        if (got < 0) {
+            for (int i = 0; i < n; i++) fds[i] = (struct pollfd){efds[i], POLLIN, 0};
+            fds[n] = (struct pollfd){death_fd, POLLIN, 0};
+            int m = poll(fds, death_fd >= 0 ? n + 1 : n, -1);
+            int err = errno;
+            for (int i = 0; m > 0 && i < n; i++) {
+                if (fds[i].revents & POLLIN) {
+                    uint64_t v;
+                    ssize_t r = read(efds[i], &v, sizeof v);
+                    (void)r;
+                }
+            }
+            got = find_any(seqs, lasts, n, from);
+            if (got < 0) {
+                if (m < 0) got = err == EINTR ? -3 : -1;
+                else if (m > 0 && death_fd >= 0 && fds[n].revents) got = -1;
+                else got = -2;  /* a stale wake-up: wait again */
+            }
+        }
+        for (int i = 0; i < n; i++) __atomic_store_n(sleeping[i], 0, __ATOMIC_SEQ_CST);
+        if (got != -2) return got;
     }
 }
 

@@ -21,7 +21,11 @@ GIL released, yielding its core every few µs (so a peer waiting for that core
 gets it; with a single usable core it does not spin at all), then blocks in
 ``poll`` on its eventfd *and* a death descriptor:
 the child's pidfd in the parent, a pipe only the parent holds in the worker.
-Messages larger than a mailbox go in chunks, each acknowledged.
+Only one thread per process spins at a time: when several wait at once (many
+parent threads with a request out, several idle worker threads), the others
+block at once, so waiters never take the cores the peer needs to answer.
+A worker thread serving several lanes (:class:`LaneGroup`) waits on all of them
+at once. Messages larger than a mailbox go in chunks, each acknowledged.
 
 Without a C compiler the helper cannot be built; the channel then skips the
 spin and always wakes the peer through its eventfd (a system call on each side,
@@ -37,7 +41,7 @@ import select
 import struct
 from typing import Any
 
-__all__ = ["Channel", "PeerGone", "Timeout", "close_shared", "create_shared", "load_helper", "map_shared"]
+__all__ = ["Channel", "LaneGroup", "PeerGone", "Timeout", "close_shared", "create_shared", "load_helper", "map_shared"]
 
 HEADER = 256
 _U32 = struct.Struct("<I")
@@ -130,6 +134,7 @@ class Channel:
         self._can_spin = len(os.sched_getaffinity(0)) > 1
         self.spin_ns = int(spin * 1e9) if self._can_spin else 0
         self._min_spin = 0
+        self.group: LaneGroup | None = None  # the lanes one thread serves together (see LaneGroup)
         self.closed = False
         self.helper = load_helper()
         if self.helper is not None:
@@ -155,7 +160,14 @@ class Channel:
 
     @min_spin_ns.setter
     def min_spin_ns(self, ns: int) -> None:
-        self._min_spin = ns if self._can_spin else 0
+        ns = ns if self._can_spin else 0
+        group = self.group
+        if group is None:
+            self._min_spin = ns
+            return
+        for chan in group.chans:  # the lanes of a group serve the same objects: one setting for all
+            chan._min_spin = ns
+        group.spin_ns = max(group.spin_ns, ns)
 
     # -- words -------------------------------------------------------------------
     def _load(self, off: int) -> int:
@@ -241,14 +253,16 @@ class Channel:
                 if not flags & _ACK:
                     raise RuntimeError("channel protocol error: expected a chunk acknowledgement")
 
-    def recv(self, timeout: float | None = None) -> bytes:
-        """The next message from the peer (waits; raises PeerGone or Timeout)."""
+    def recv(self, timeout: float | None = None, spin: bool = True) -> bytes:
+        """The next message from the peer (waits; raises PeerGone or Timeout). ``spin=False``:
+        block at once (the answer is known to come late)."""
         if self.helper is not None:  # the common case, without _await's loop
             # a timed wait costs nothing more: the spin reads the clock anyway, and the block is
             # the same poll() with a timeout
             last = self._last_in
             rc = self._wait(self._in_seq, last, self._my_sleep, self.efd_in, self.death_fd,
-                            max(self.spin_ns, self._min_spin), -1 if timeout is None else max(0, int(timeout * 1e9)))
+                            max(self.spin_ns, self._min_spin) if spin else 0,
+                            -1 if timeout is None else max(0, int(timeout * 1e9)))
             if rc == 0 or rc == 4:
                 self._last_in = (last + 1) & 0xFFFFFFFF
             elif rc == 1:
@@ -285,6 +299,85 @@ class Channel:
                 self.helper.ffi.release(self._buf)
             except Exception:  # noqa: BLE001, S110 - at interpreter exit the module may be half torn down
                 pass
+
+
+class LaneGroup:
+    """Lanes served together by one thread of the worker: it waits for a request on any of them.
+
+    The remote-object lanes are one group (the objects served there see one thread, whichever
+    parent thread calls), and so is every lane of a runtime whose objects are bound to the
+    thread that made them (wasmer). The parent's threads each take a lane of the group, so none
+    waits for another's round trip to *send*: their requests queue in their own mailboxes, and
+    the worker thread takes the next one as soon as it finished the last (in turn, see
+    ``pwvm_chan_wait_any``). A group of one lane is that lane's plain receive.
+    """
+
+    def __init__(self, chans: list[Channel]) -> None:
+        self.chans = chans
+        self.spin_ns = max(c.spin_ns for c in chans)
+        self._next = 0
+        helper = chans[0].helper
+        self._helper = helper if len(chans) > 1 else None
+        for c in chans:
+            c.group = self
+        if self._helper is not None:
+            ffi = helper.ffi
+            self._seqs = ffi.new("uint32_t *[]", [c._in_seq for c in chans])
+            self._sleeping = ffi.new("uint32_t *[]", [c._my_sleep for c in chans])
+            self._efds = ffi.new("int[]", [c.efd_in for c in chans])
+            self._lasts = ffi.new("uint32_t[]", len(chans))
+            self._wait_any = helper.lib.pwvm_chan_wait_any
+
+    def wait(self) -> Channel:
+        """The next lane holding a message (not received yet); raises PeerGone."""
+        chans = self.chans
+        if len(chans) == 1:
+            return chans[0]
+        n = len(chans)
+        start = self._next
+        if self._helper is not None:
+            lasts = self._lasts
+            for i, c in enumerate(chans):
+                lasts[i] = c._last_in
+            while True:
+                i = self._wait_any(self._seqs, lasts, self._sleeping, self._efds, n, start,
+                                   chans[0].death_fd, self.spin_ns)
+                if i >= 0:
+                    break
+                if i == -1:
+                    raise PeerGone()
+                # -3: a signal; Python runs its handler on return, then we wait again
+        else:
+            i = self._poll_any(start)
+        self._next = (i + 1) % n
+        return chans[i]
+
+    def _poll_any(self, start: int) -> int:
+        """Without the helper: poll every lane's eventfd (each message is posted with a write)."""
+        chans = self.chans
+        n = len(chans)
+        poller = select.poll()
+        for c in chans:
+            poller.register(c.efd_in, select.POLLIN)
+        death = chans[0].death_fd
+        if death >= 0:
+            poller.register(death, select.POLLIN)
+        while True:
+            for k in range(n):
+                i = (start + k) % n
+                c = chans[i]
+                if c._load(c._in_seq_off) != c._last_in:
+                    return i
+            events = poller.poll(None)
+            for fd, _ in events:
+                if fd == death:
+                    if all(c._load(c._in_seq_off) == c._last_in for c in chans):
+                        raise PeerGone()
+                else:
+                    try:
+                        os.eventfd_read(fd)
+                    except BlockingIOError:
+                        pass
 
 
 def close_shared(mm: mmap.mmap) -> None:

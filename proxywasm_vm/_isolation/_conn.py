@@ -1,16 +1,31 @@
 """The parent's end of one worker process: start, lanes, requests, host calls, death and deadlines.
 
-A worker serves several *lanes* (channels), one worker thread each, so calls
-from different threads of this process run in the worker at the same time (as
-far as its runtime allows: wasmtime releases the GIL in wasm, wasmer does not,
-except while a host call waits). A thread takes a free lane for its outermost
-call and keeps it for every nested call (a host function calling back into
-wasm must reach the worker thread whose stack holds the waiting wasm frames).
+A worker serves several *lanes* (channels), so calls from different threads of
+this process run in the worker at the same time (as far as its runtime allows:
+wasmtime releases the GIL in wasm, wasmer does not, except while a host call
+waits). A thread takes a free lane for its outermost call and keeps it for every
+nested call (a host function calling back into wasm must reach the worker thread
+whose stack holds the waiting wasm frames).
+
+Two pools of lanes: the call lanes (``worker_lanes - 1`` of them, a worker
+thread each), and the remote-object lanes (lane 0 and ``worker_remote_lanes - 1``
+more), all served by *one* worker thread (``_channel.LaneGroup``): objects served
+there (a Proxy-Wasm host, its per-thread VMs) see a single thread, yet no parent
+thread waits for another's round trip to send its request, and the worker takes
+the next request as soon as it answered the last. A runtime whose objects are
+bound to one thread (wasmer) has one worker thread serve every lane: then there
+is one pool. No lock is held across a round trip: a lane is taken from its pool
+for the outermost request (a thread waits only when every lane of the pool is in
+use). Of the threads waiting for an answer, only one per process spins (see
+``_chan.c``), and none waits spinning behind other requests to the same worker
+thread; the others block at once, leaving the cores to the worker and to the
+threads that have work.
 """
 
 from __future__ import annotations
 
 import atexit
+import collections
 import itertools
 import json
 import os
@@ -32,6 +47,7 @@ from ._channel import (
     DEFAULT_MAILBOX,
     DEFAULT_SPIN,
     Channel,
+    LaneGroup,
     PeerGone,
     Timeout,
     close_shared,
@@ -59,7 +75,16 @@ if TYPE_CHECKING:
 _BOOT = str(Path(__file__).with_name("_boot.py"))
 _generations = itertools.count(1)
 _LIVE: weakref.WeakSet[Connection] = weakref.WeakSet()
-DEFAULT_LANES = 4
+#: Lane 0 and the call lanes (a worker thread each): up to 4 threads of this process call into
+#: the worker at once without waiting for a lane (a thread waiting for a lane costs a wake-up per
+#: call; an idle worker thread costs only its eventfds: two file descriptors per lane).
+DEFAULT_LANES = 5
+#: Remote-object lanes (one worker thread serves them all, see the module docs): past this many
+#: parent threads with a remote request in flight at once, a thread waits for a free lane.
+DEFAULT_REMOTE_LANES = 8
+#: At most this many lanes in all (``worker_lanes`` and ``worker_remote_lanes`` are capped at half
+#: of it each): one worker thread may wait on all of them (``pwvm_chan_wait_any``'s bound).
+MAX_LANES = 64
 #: ``request(..., budget=OP_BUDGET)`` (the default): the connection's bound for an ordinary
 #: operation, ``Connection.op_timeout`` (see ``_proxy.crossing_timeout``).
 OP_BUDGET: Any = object()
@@ -139,13 +164,87 @@ class Reaper:
 class Lane:
     """One channel to one worker thread, used by one parent thread at a time."""
 
-    __slots__ = ("chan", "depth", "index", "pending")
+    __slots__ = ("chan", "depth", "index", "pending", "pool")
 
     def __init__(self, chan: Channel, index: int) -> None:
         self.chan = chan
         self.index = index
+        self.pool: Pool | None = None
         self.depth = 0
         self.pending: dict[int, BaseException] = {}
+
+
+class _Waiter:
+    """A thread waiting for a lane of a pool: the lane is handed to it directly."""
+
+    __slots__ = ("lane", "lock")
+
+    def __init__(self) -> None:
+        self.lane: Lane | None = None
+        self.lock = threading.Lock()
+        self.lock.acquire()  # released by the thread that hands it a lane
+
+
+class Pool:
+    """Free lanes of one kind; a thread waits (noticing a dead worker) only when none is free.
+
+    A lane given back while threads wait goes to the one that waited longest, directly: each
+    wake-up finds its lane (no thread woken for a lane another took meanwhile).
+    ``serial``: one worker thread serves them all, in turn (see ``_channel.LaneGroup``).
+    """
+
+    __slots__ = ("free", "mutex", "serial", "size", "waiters")
+
+    def __init__(self, lanes: list[Lane], serial: bool = False) -> None:
+        self.free = list(reversed(lanes))
+        self.size = len(lanes)
+        self.serial = serial
+        self.mutex = threading.Lock()
+        self.waiters: collections.deque[_Waiter] = collections.deque()
+        for lane in lanes:
+            lane.pool = self
+
+    def may_spin(self) -> bool:
+        """Whether a thread waiting for an answer on a lane of this pool may spin: not when the
+        worker thread serving it has other requests to answer first (the wait is then long, and
+        the cores are wanted by the worker and by the threads that have work)."""
+        return not self.serial or self.size - len(self.free) <= 1
+
+    def take(self, conn: Connection) -> Lane:
+        if not self.waiters:
+            try:
+                return self.free.pop()  # atomic under the GIL: the uncontended case takes no lock
+            except IndexError:
+                pass
+        with self.mutex:
+            if self.free and not self.waiters:
+                return self.free.pop()
+            w = _Waiter()
+            self.waiters.append(w)
+        while True:
+            w.lock.acquire(timeout=0.5)  # released when a lane is handed over, or the worker died
+            with self.mutex:
+                if w.lane is not None:
+                    return w.lane
+                if conn.dead:
+                    if w in self.waiters:
+                        self.waiters.remove(w)
+                    raise conn.lost() from None
+
+    def give(self, lane: Lane) -> None:
+        with self.mutex:
+            if self.waiters:
+                w = self.waiters.popleft()
+                w.lane = lane
+                w.lock.release()
+            else:
+                self.free.append(lane)
+
+    def wake_all(self) -> None:
+        """The worker died: waiting threads see it now (each then raises WorkerCrashed)."""
+        with self.mutex:
+            while self.waiters:
+                self.waiters.popleft().lock.release()
 
 
 class Connection:
@@ -158,7 +257,8 @@ class Connection:
 
     def __init__(self, python: str, backend: str, config: EngineConfig, hosts: dict[int, HostEntry], *,
                  spin: float = DEFAULT_SPIN, mailbox: int = DEFAULT_MAILBOX, lanes: int = DEFAULT_LANES,
-                 startup_timeout: float = 300.0, op_timeout: float | None = 10.0) -> None:
+                 remote_lanes: int = DEFAULT_REMOTE_LANES, startup_timeout: float = 300.0,
+                 op_timeout: float | None = 10.0) -> None:
         refuse_in_worker(backend)
         self.gen = next(_generations)
         self.python = python
@@ -171,19 +271,27 @@ class Connection:
         self.bounds: dict[str, float | None] = {}  # the engine's bounds by kind (see _proxy.crossing_timeout)
         self._tokens = itertools.count(1)
         self._tl = threading.local()
-        self._free_cv = threading.Condition()
-        self._waiting = 0
         self.released: list[int] = []
         #: what the worker reported at start (pid, versions, its backend's capabilities ...)
         self.info: dict[str, Any] = {}
         t0 = time.perf_counter()
+        lanes = min(max(1, lanes), MAX_LANES // 2)
+        # lane 0 and the lanes past the call lanes: the remote-object lanes
+        remote = [0, *range(lanes, lanes + min(max(1, remote_lanes), MAX_LANES // 2) - 1)]
+        lanes = lanes + len(remote) - 1
         fd, size = create_shared(lanes, mailbox)
-        efds = [os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK) for _ in range(2 * lanes)]  # parent, worker per lane
+        # per lane: the eventfd its parent thread sleeps on, and its worker thread's; the one worker
+        # thread serving the remote-object lanes sleeps on one eventfd for all of them
+        group_efd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
+        efds = []
+        for i in range(lanes):
+            efds.append(os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK))
+            efds.append(group_efd if i in remote else os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK))
         death_r, self._death_w = os.pipe()  # the worker's end sees EOF when this process is gone
         args = {"package": _package_path(), "backend": backend, "fd": fd, "size": size,
-                "mailbox": mailbox, "efds": efds, "death_fd": death_r, "spin": spin,
+                "mailbox": mailbox, "efds": efds, "death_fd": death_r, "spin": spin, "remote": remote,
                 "config": pickle.dumps(config, PICKLE_PROTOCOL).hex()}
-        fds = (fd, death_r, *efds)
+        fds = (fd, death_r, *dict.fromkeys(efds))
         try:
             self.proc = subprocess.Popen([python, _BOOT, json.dumps(args)], pass_fds=fds, stdin=subprocess.DEVNULL,
                                          start_new_session=True, close_fds=True)
@@ -197,11 +305,12 @@ class Connection:
         self.pidfd = os.pidfd_open(self.pid)
         self._map = map_shared(fd, size)
         os.close(fd)  # the mapping stays
-        self._efds = efds
+        self._efds = list(dict.fromkeys(efds))  # each once (closed once, see _release_resources)
         self.lanes = [Lane(Channel("parent", self._map, i * lane_size(mailbox), mailbox, efds[2 * i],
                                    efds[2 * i + 1], self.pidfd, spin=spin), i) for i in range(lanes)]
-        self._free = list(reversed(self.lanes))
-        self._lane0_lock = threading.Lock()  # lane 0 is also the remote-object lane (see _remote)
+        # (until the worker said how it serves them: its hello comes on lane 0)
+        self._pool = self._remote_pool = Pool([])
+        self._pools: tuple[Pool, ...] = ()
         from ._remote import parent_table
 
         self.remote = parent_table(self)  # parent objects sent by reference, proxies of worker objects
@@ -224,10 +333,18 @@ class Connection:
             raise BackendUnavailable(backend, f"the worker ({python}) failed to start: "
                                               f"{type(exc).__name__}: {exc}") from exc
         self.info = msg[1]
-        served = int(self.info.get("lanes", lanes))
-        # the worker serves lanes [0, served); with several, lane 0 is kept for remote objects
-        self._free = [lane for lane in self._free if lane.index < served and (lane.index or served == 1)]
-        self._shared_lane0 = served == 1
+        if self.info.get("one_thread"):  # one worker thread serves every lane: one pool
+            group = self.lanes
+            self._pool = self._remote_pool = Pool(self.lanes, serial=True)
+        else:
+            group = [self.lanes[i] for i in remote]
+            self._remote_pool = Pool(group, serial=True)
+            calls = [lane for lane in self.lanes if lane.index not in remote]
+            self._pool = Pool(calls) if calls else self._remote_pool
+        # the lanes one worker thread serves: a spin set on one of them (min_spin_ns, as a
+        # Proxy-Wasm host sets on lane 0) holds for all, since any of them may carry the next event
+        LaneGroup([lane.chan for lane in group])
+        self._pools = (self._pool,) if self._pool is self._remote_pool else (self._pool, self._remote_pool)
         self.start_seconds = time.perf_counter() - t0
 
     # -- life and death -------------------------------------------------------------------
@@ -245,8 +362,8 @@ class Connection:
         self.dead = True
         self.death = why
         _LIVE.discard(self)
-        with self._free_cv:
-            self._free_cv.notify_all()
+        for pool in self._pools:
+            pool.wake_all()
         # The eventfds, pidfd and mapping are left to the garbage collector's last reference
         # (other threads may still be waiting on them): see __del__.
 
@@ -309,31 +426,6 @@ class Connection:
                              f"{what or 'objects that lived in it are lost'}", pid=self.pid,
                              signal=-rc if rc is not None and rc < 0 else None)
 
-    # -- lanes ---------------------------------------------------------------------------------
-    def _take_lane(self) -> Lane:
-        try:
-            return self._free.pop()  # atomic under the GIL: the uncontended case takes no lock
-        except IndexError:
-            pass
-        with self._free_cv:
-            self._waiting += 1
-            try:
-                while True:
-                    try:
-                        return self._free.pop()
-                    except IndexError:
-                        if self.dead:
-                            raise self.lost() from None
-                        self._free_cv.wait(0.5)
-            finally:
-                self._waiting -= 1
-
-    def _give_lane(self, lane: Lane) -> None:
-        self._free.append(lane)
-        if self._waiting:
-            with self._free_cv:
-                self._free_cv.notify()
-
     # -- requests ---------------------------------------------------------------------------
     def use_extension(self, module: str) -> None:
         """Have the worker import ``module``, a layer's module registering the worker-side
@@ -344,22 +436,6 @@ class Connection:
         self.request("import", (module,))
         self.extensions.add(module)
 
-    def _take_lane0(self) -> Lane:
-        if self._shared_lane0:
-            return self._take_lane()
-        lock = self._lane0_lock
-        if not lock.acquire(False):  # taken: wait, noticing a dead worker now and then
-            while not lock.acquire(timeout=0.5):
-                if self.dead:
-                    raise self.lost()
-        return self.lanes[0]
-
-    def _give_lane0(self, lane: Lane) -> None:
-        if self._shared_lane0:
-            self._give_lane(lane)
-            return
-        self._lane0_lock.release()
-
     def request(self, op: str, args: tuple, budget: Any = OP_BUDGET, why: str = "",
                 lane: int | None = None) -> Any:
         """Send a request and serve the worker's own requests until its answer comes.
@@ -369,7 +445,7 @@ class Connection:
         reaped, and the request raises ``Trap(INTERRUPTED)`` for a call into wasm, else
         :class:`WorkerCrashed`; ``why`` says which limit. Time this process spends serving the
         worker's own requests meanwhile (host functions) does not count.
-        ``lane=0``: the remote-object lane (when this thread holds no lane yet).
+        ``lane=0``: a remote-object lane (when this thread holds no lane yet).
         """
         if self.dead:
             raise self.lost()
@@ -379,7 +455,8 @@ class Connection:
         held = getattr(tl, "lane", None)
         if held is not None:
             return self._request(held, op, args, budget, why)
-        ln = self._take_lane0() if lane == 0 else self._take_lane()
+        pool = self._remote_pool if lane == 0 else self._pool
+        ln = pool.take(self)
         tl.lane = ln
         try:
             if len(self.released) >= 64 and op != "release":
@@ -393,10 +470,7 @@ class Connection:
             return self._request(ln, op, args, budget, why)
         finally:
             tl.lane = None
-            if lane == 0:
-                self._give_lane0(ln)
-            else:
-                self._give_lane(ln)
+            pool.give(ln)
 
     def _request(self, lane: Lane, op: str, args: tuple, budget: float | None, why: str) -> Any:
         if self.dead:
@@ -483,7 +557,8 @@ class Connection:
     def _recv(self, lane: Lane, op: str, timeout: float | None = None, budget: float | None = None,
               why: str = "") -> tuple:
         try:
-            return decode(lane.chan.recv(timeout))
+            pool = lane.pool
+            return decode(lane.chan.recv(timeout, pool is None or pool.may_spin()))
         except PeerGone:
             self._reap()
             from .._guard import limit_trap  # the worker ended at a limit it enforces around calls?

@@ -32,12 +32,13 @@ from .._store import Store, StoreLimits
 from .._table import Table
 from .._types import FuncType, GlobalType, MemoryType, TableType, ValType
 from .._wasmparse import ModuleInfo
-from ._conn import Connection, HostEntry, HostTable
+from ._conn import DEFAULT_LANES, DEFAULT_REMOTE_LANES, Connection, HostEntry, HostTable
 from ._protocol import ExternRef, FuncRef
 
 #: Engine options read by the isolation layer (removed before the worker sees the config).
 ISOLATION_OPTIONS = ("worker_python", "call_timeout", "worker_spin", "worker_event_spin", "worker_mailbox",
-                     "worker_lanes", "worker_op_timeout", "worker_compile_timeout", "worker_event_timeout")
+                     "worker_lanes", "worker_remote_lanes", "worker_op_timeout", "worker_compile_timeout",
+                     "worker_event_timeout")
 #: Default bounds (seconds) on one crossing into a worker, by kind; the engine options
 #: ``worker_<kind>_timeout`` change them (``None`` given explicitly: no bound). See crossing_timeout.
 DEFAULT_BOUNDS: dict[str, float | None] = {"op": 10.0, "compile": 120.0, "event": 5.0}
@@ -202,6 +203,7 @@ class ProcessEngine(Engine):
     _event_spin: float
     _mailbox: int
     _lanes: int
+    _remote_lanes: int
     _hosts: HostTable
     _hid: Iterator[int]
     _lock: threading.Lock
@@ -232,7 +234,8 @@ class ProcessEngine(Engine):
         self._spin = float(opts.get("worker_spin", 50e-6))
         self._event_spin = float(opts.get("worker_event_spin", 100e-6))
         self._mailbox = int(opts.get("worker_mailbox", 1 << 20))
-        self._lanes = int(opts.get("worker_lanes", 4))
+        self._lanes = int(opts.get("worker_lanes", DEFAULT_LANES))
+        self._remote_lanes = int(opts.get("worker_remote_lanes", DEFAULT_REMOTE_LANES))
         self._hosts = HostTable()
         self._hid = itertools.count(1)
         self._lock = threading.Lock()
@@ -266,6 +269,7 @@ class ProcessEngine(Engine):
                     self.restarts += 1
                 conn = Connection(self.python, self.backend.base, self._worker_config, self._hosts,
                                   spin=self._spin, mailbox=self._mailbox, lanes=self._lanes,
+                                  remote_lanes=self._remote_lanes,
                                   op_timeout=self._bounds["op"])
                 conn.bounds = self._bounds
                 self._conn = conn

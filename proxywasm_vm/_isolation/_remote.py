@@ -21,9 +21,11 @@ How a value crosses (both directions, containers element by element):
 - anything else (services, callables, streams, plugins ...): *by reference*: the
   receiver gets a proxy whose attribute reads and method calls cross back.
 
-All remote-object traffic of an engine goes through one lane (one worker
-thread, see ``_conn``): objects that keep state per thread (the Proxy-Wasm host
-keeps its VMs per thread) see a single thread, whichever parent thread calls.
+All remote-object traffic of an engine goes through the remote-object lanes,
+all served by one worker thread (``_conn``, ``_channel.LaneGroup``): objects that
+keep state per thread (the Proxy-Wasm host keeps its VMs per thread) see a single
+thread, whichever parent thread calls, while parent threads each send on a lane
+of their own (their requests wait in their mailboxes, not behind a lock).
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ from typing import Any
 from .._lifetime import release_after_finalizers
 from ._extensions import BY_VALUE, COMPILING_METHODS
 
-#: The lane of remote-object traffic.
+#: ``Connection.request(..., lane=REMOTE_LANE)``: on a remote-object lane (lane 0 is one of them).
 REMOTE_LANE = 0
 
 _PLAIN = (type(None), bool, int, float, str, bytes)

@@ -32,7 +32,7 @@ from .._store import Store, StoreLimits
 from .._table import Table
 from .._types import FuncType, ValType
 from . import _extensions
-from ._channel import Channel, PeerGone
+from ._channel import Channel, LaneGroup, PeerGone
 from ._protocol import (
     ERR,
     HOSTERR,
@@ -95,10 +95,16 @@ class Worker:
         except PeerGone:
             os._exit(0)  # the parent is gone: nobody to answer
 
-    def serve_forever(self, chan: Channel) -> None:
-        """Serve one lane (in the calling thread) until the parent goes."""
-        self._tl.chan = chan
+    def serve_forever(self, chans: list[Channel]) -> None:
+        """Serve these lanes (in the calling thread, one request at a time, in turn) until the
+        parent goes. A request's nested requests come on its own lane."""
+        group = LaneGroup(chans)
+        tl = self._tl
         while True:
+            try:
+                tl.chan = group.wait()
+            except PeerGone:
+                os._exit(0)  # the parent is gone: nobody to answer
             msg = self._recv()
             if msg[0] != REQ:
                 raise RuntimeError(f"worker: expected a request, got message kind {msg[0]}")
@@ -428,26 +434,36 @@ class Worker:
         self.remote.release(keys)
 
 
-def main(chans: list[Channel], backend: str, config: EngineConfig) -> None:
-    """Start the backend, say hello on lane 0 (or why not), then serve every lane until the parent goes."""
+def main(chans: list[Channel], backend: str, config: EngineConfig, remote: list[int] | None = None) -> None:
+    """Start the backend, say hello on lane 0 (or why not), then serve every lane until the parent goes.
+
+    The lanes in ``remote`` (lane 0 among them: the remote-object lanes) are served by one
+    thread, every other lane by a thread of its own; a runtime whose objects are bound to the
+    thread that made them has one thread serve every lane."""
     from .. import _guard
     from . import _conn
 
     _conn.IN_WORKER = True  # from now on, asking for a worker here raises (see refuse_in_worker)
     _guard.enable()  # limits a runtime cannot enforce itself may end this process (see _guard)
+    remote_set = set(remote or [0]) | {0}
     try:
         worker = Worker(backend, config)
         b = worker.backend
         caps = b.capabilities()
-        if not caps.concurrent_stores:
-            chans = chans[:1]  # the runtime's objects are bound to the thread that made them: one thread serves all
+        one_thread = not caps.concurrent_stores  # the runtime's objects are bound to the thread that made them
         info = {"pid": os.getpid(), "python": sys.version.split()[0], "version": b.version(),
-                "capabilities": caps, "channel_helper": chans[0].helper is not None, "lanes": len(chans)}
+                "capabilities": caps, "channel_helper": chans[0].helper is not None, "lanes": len(chans),
+                "one_thread": one_thread}
     except BaseException as e:  # noqa: BLE001
         chans[0].send(encode((ERR, encode_exception(e))))
         return
-    for chan in chans[1:]:
-        threading.Thread(target=worker.serve_forever, args=(chan,), daemon=True,
-                         name=f"pwvm-lane-{chans.index(chan)}").start()
+    if one_thread:
+        first = chans
+    else:
+        first = [c for i, c in enumerate(chans) if i in remote_set]
+        for i, chan in enumerate(chans):
+            if i not in remote_set:
+                threading.Thread(target=worker.serve_forever, args=([chan],), daemon=True,
+                                 name=f"pwvm-lane-{i}").start()
     chans[0].send(encode((OK, info)))
-    worker.serve_forever(chans[0])
+    worker.serve_forever(first)
