@@ -625,8 +625,8 @@ class WasmerFunc(Func):
         return f
 
     def __call__(self, *args: Any) -> Any:
-        # _invoke inlined for the common case (integer parameters, the Proxy-Wasm callbacks): this
-        # runs for every callback of every request
+        # the common case (integer parameters, the Proxy-Wasm callbacks) in one step: this runs for
+        # every callback of every request
         conv = self._conv
         if len(args) != len(conv) or self._bridged or self._refs:
             return self._call_as(args, False)
@@ -635,27 +635,7 @@ class WasmerFunc(Func):
             if a.__class__ is not int or not lo <= a <= hi:
                 args = tuple([c(a) for c, a in zip(conv, args)])  # (raises for what no conversion takes)
                 break
-        store = self.store
-        if store._closed:
-            raise WasmError("this store is closed")
-        store._active += 1
-        armed = store._guarded and store._arm()
-        try:
-            return self._w(*args)
-        except RuntimeError as e:
-            if e is store._host_exc:
-                raise  # a host function's own RuntimeError, unchanged
-            raise trap_or_error(e) from None
-        except BaseException as e:
-            if type(e).__name__ == "PanicException":  # a funcref/externref result (after the call ran)
-                raise NotImplementedError(_NO_REFS) from None
-            raise
-        finally:
-            if armed:
-                _guard.leave()
-            store._active -= 1
-            if not store._active:
-                store._host_exc = None
+        return self._invoke(self._w, args)
 
     def _call_raw(self, args: tuple) -> Any:
         return self._call_as(args, True)
@@ -680,12 +660,12 @@ class WasmerFunc(Func):
         out = from_mapped(ty.results, [r] if n == 1 else list(r), False, raw)
         return out[0] if n == 1 else tuple(out)
 
-    def _invoke(self, w: Any, vals: list[Any]) -> Any:
+    def _invoke(self, w: Any, vals: Any) -> Any:
         store = self.store
         if store._closed:
             raise WasmError("this store is closed")
         store._active += 1
-        armed = store._arm()
+        armed = store._guarded and store._arm()
         try:
             return w(*vals)
         except RuntimeError as e:

@@ -227,198 +227,44 @@ def _unraisable(exc_type: Any, exc: Any, tb: Any) -> None:
 
 # The entries of integer host calls, one per arity without and with a Caller (the shim calls
 # the one of the function's shape with exactly its arguments): the function itself is called,
-# with no adapter between, and an in-window integer result goes back as is. Written out per
-# arity: a call with exact arguments is what makes them cheap. Each returns _FAIL, cffi's error
-# value, when it cannot even start (a RecursionError before its `try`): the shim treats an
-# unexplained _FAIL as that failure.
-def pwvm_py_host0(hid: int, sid: int) -> int:
+# with no adapter between, and an in-window integer result goes back as is. Generated per arity
+# from these templates (a call with exact arguments is what makes them cheap), into this module's
+# namespace. Each returns _FAIL, cffi's error value, when it cannot even start (a RecursionError
+# before its `try`): the shim treats an unexplained _FAIL as that failure.
+_HOST_ENTRY = """
+def pwvm_py_host{n}(hid, sid{params}):
     try:
-        r = HOSTS[hid]()
+        r = HOSTS[hid]({args})
         if r.__class__ is int and _LO < r < _HI:
-            return r  # type: ignore[no-any-return]
+            return r
         return _result(hid, sid, r)
-    except BaseException as e:  # noqa: BLE001 - every exception must reach the caller, not the C stack
+    except BaseException as e:  # every exception must reach the caller, not the C stack
         return _park(sid, e)
-
-
-def pwvm_py_host1(hid: int, sid: int, a0: int) -> int:
-    try:
-        r = HOSTS[hid](a0)
-        if r.__class__ is int and _LO < r < _HI:
-            return r  # type: ignore[no-any-return]
-        return _result(hid, sid, r)
-    except BaseException as e:  # noqa: BLE001
-        return _park(sid, e)
-
-
-def pwvm_py_host2(hid: int, sid: int, a0: int, a1: int) -> int:
-    try:
-        r = HOSTS[hid](a0, a1)
-        if r.__class__ is int and _LO < r < _HI:
-            return r  # type: ignore[no-any-return]
-        return _result(hid, sid, r)
-    except BaseException as e:  # noqa: BLE001
-        return _park(sid, e)
-
-
-def pwvm_py_host3(hid: int, sid: int, a0: int, a1: int, a2: int) -> int:
-    try:
-        r = HOSTS[hid](a0, a1, a2)
-        if r.__class__ is int and _LO < r < _HI:
-            return r  # type: ignore[no-any-return]
-        return _result(hid, sid, r)
-    except BaseException as e:  # noqa: BLE001
-        return _park(sid, e)
-
-
-def pwvm_py_host4(hid: int, sid: int, a0: int, a1: int, a2: int, a3: int) -> int:
-    try:
-        r = HOSTS[hid](a0, a1, a2, a3)
-        if r.__class__ is int and _LO < r < _HI:
-            return r  # type: ignore[no-any-return]
-        return _result(hid, sid, r)
-    except BaseException as e:  # noqa: BLE001
-        return _park(sid, e)
-
-
-def pwvm_py_host5(hid: int, sid: int, a0: int, a1: int, a2: int, a3: int, a4: int) -> int:
-    try:
-        r = HOSTS[hid](a0, a1, a2, a3, a4)
-        if r.__class__ is int and _LO < r < _HI:
-            return r  # type: ignore[no-any-return]
-        return _result(hid, sid, r)
-    except BaseException as e:  # noqa: BLE001
-        return _park(sid, e)
-
-
-def pwvm_py_host6(hid: int, sid: int, a0: int, a1: int, a2: int, a3: int, a4: int, a5: int) -> int:
-    try:
-        r = HOSTS[hid](a0, a1, a2, a3, a4, a5)
-        if r.__class__ is int and _LO < r < _HI:
-            return r  # type: ignore[no-any-return]
-        return _result(hid, sid, r)
-    except BaseException as e:  # noqa: BLE001
-        return _park(sid, e)
-
-
+"""
 # With a Caller: the store's (made at its first host call, see caller_for). After the call, a
 # memory it handed out is settled (kept by the function: it keeps its store; see CallerMemory).
-def pwvm_py_hostc0(hid: int, sid: int) -> int:
+_HOST_ENTRY_CALLER = """
+def pwvm_py_hostc{n}(hid, sid{params}):
     try:
         c = _CALLERS.get(sid) or caller_for(sid)
-        r = HOSTS[hid](c)
+        r = HOSTS[hid](c{params})
         m = c._lent
         if m is not None:  # c._settle(), inline
             c._lent = None
             if _getrefcount(m) > _CACHED_REFS:
                 c._pin(m)
         if r.__class__ is int and _LO < r < _HI:
-            return r  # type: ignore[no-any-return]
+            return r
         return _result(hid, sid, r)
-    except BaseException as e:  # noqa: BLE001
+    except BaseException as e:
         return _park(sid, e)
-
-
-def pwvm_py_hostc1(hid: int, sid: int, a0: int) -> int:
-    try:
-        c = _CALLERS.get(sid) or caller_for(sid)
-        r = HOSTS[hid](c, a0)
-        m = c._lent
-        if m is not None:  # c._settle(), inline
-            c._lent = None
-            if _getrefcount(m) > _CACHED_REFS:
-                c._pin(m)
-        if r.__class__ is int and _LO < r < _HI:
-            return r  # type: ignore[no-any-return]
-        return _result(hid, sid, r)
-    except BaseException as e:  # noqa: BLE001
-        return _park(sid, e)
-
-
-def pwvm_py_hostc2(hid: int, sid: int, a0: int, a1: int) -> int:
-    try:
-        c = _CALLERS.get(sid) or caller_for(sid)
-        r = HOSTS[hid](c, a0, a1)
-        m = c._lent
-        if m is not None:  # c._settle(), inline
-            c._lent = None
-            if _getrefcount(m) > _CACHED_REFS:
-                c._pin(m)
-        if r.__class__ is int and _LO < r < _HI:
-            return r  # type: ignore[no-any-return]
-        return _result(hid, sid, r)
-    except BaseException as e:  # noqa: BLE001
-        return _park(sid, e)
-
-
-def pwvm_py_hostc3(hid: int, sid: int, a0: int, a1: int, a2: int) -> int:
-    try:
-        c = _CALLERS.get(sid) or caller_for(sid)
-        r = HOSTS[hid](c, a0, a1, a2)
-        m = c._lent
-        if m is not None:  # c._settle(), inline
-            c._lent = None
-            if _getrefcount(m) > _CACHED_REFS:
-                c._pin(m)
-        if r.__class__ is int and _LO < r < _HI:
-            return r  # type: ignore[no-any-return]
-        return _result(hid, sid, r)
-    except BaseException as e:  # noqa: BLE001
-        return _park(sid, e)
-
-
-def pwvm_py_hostc4(hid: int, sid: int, a0: int, a1: int, a2: int, a3: int) -> int:
-    try:
-        c = _CALLERS.get(sid) or caller_for(sid)
-        r = HOSTS[hid](c, a0, a1, a2, a3)
-        m = c._lent
-        if m is not None:  # c._settle(), inline
-            c._lent = None
-            if _getrefcount(m) > _CACHED_REFS:
-                c._pin(m)
-        if r.__class__ is int and _LO < r < _HI:
-            return r  # type: ignore[no-any-return]
-        return _result(hid, sid, r)
-    except BaseException as e:  # noqa: BLE001
-        return _park(sid, e)
-
-
-def pwvm_py_hostc5(hid: int, sid: int, a0: int, a1: int, a2: int, a3: int, a4: int) -> int:
-    try:
-        c = _CALLERS.get(sid) or caller_for(sid)
-        r = HOSTS[hid](c, a0, a1, a2, a3, a4)
-        m = c._lent
-        if m is not None:  # c._settle(), inline
-            c._lent = None
-            if _getrefcount(m) > _CACHED_REFS:
-                c._pin(m)
-        if r.__class__ is int and _LO < r < _HI:
-            return r  # type: ignore[no-any-return]
-        return _result(hid, sid, r)
-    except BaseException as e:  # noqa: BLE001
-        return _park(sid, e)
-
-
-def pwvm_py_hostc6(hid: int, sid: int, a0: int, a1: int, a2: int, a3: int, a4: int, a5: int) -> int:
-    try:
-        c = _CALLERS.get(sid) or caller_for(sid)
-        r = HOSTS[hid](c, a0, a1, a2, a3, a4, a5)
-        m = c._lent
-        if m is not None:  # c._settle(), inline
-            c._lent = None
-            if _getrefcount(m) > _CACHED_REFS:
-                c._pin(m)
-        if r.__class__ is int and _LO < r < _HI:
-            return r  # type: ignore[no-any-return]
-        return _result(hid, sid, r)
-    except BaseException as e:  # noqa: BLE001
-        return _park(sid, e)
-
-
-for _entry in (pwvm_py_host0, pwvm_py_host1, pwvm_py_host2, pwvm_py_host3, pwvm_py_host4, pwvm_py_host5,
-               pwvm_py_host6, pwvm_py_hostc0, pwvm_py_hostc1, pwvm_py_hostc2, pwvm_py_hostc3, pwvm_py_hostc4,
-               pwvm_py_hostc5, pwvm_py_hostc6):
-    ffi.def_extern(error=_FAIL, onerror=_unraisable)(_entry)
+"""
+for _n in range(7):
+    _params = "".join(f", a{i}" for i in range(_n))
+    for _template, _name in ((_HOST_ENTRY, "pwvm_py_host"), (_HOST_ENTRY_CALLER, "pwvm_py_hostc")):
+        compile_generated(_template.format(n=_n, params=_params, args=_params[2:]),
+                          f"wasmtime host-call entry {_name}{_n}", globals())
+        ffi.def_extern(name=f"{_name}{_n}", error=_FAIL, onerror=_unraisable)(globals()[f"{_name}{_n}"])
 
 
 @ffi.def_extern(error=2, onerror=_unraisable)
