@@ -7,6 +7,7 @@ import json
 import signal
 import socket
 import threading
+import uuid
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -131,21 +132,23 @@ def test_sigterm_lets_requests_in_flight_finish(upstream: Upstream, tmp_path: Pa
     srv = Serve(["--listen", "127.0.0.1:0", "--upstream", upstream.url, "--access-log", "off", "--grace", "20"],
                 tmp_path)
     results: list[Any] = []
+    # names this test's requests at the session-wide upstream: its count of requests in progress
+    # also holds earlier tests' (a /slow request whose client gave up goes on there, and ends)
+    tag = uuid.uuid4().hex
 
-    def call() -> None:
+    def call(i: int) -> None:
         try:
-            results.append(httpx.get(srv.url + "/slow?delay=1.5", timeout=30).status_code)
+            results.append(httpx.get(f"{srv.url}/slow?delay=1.5&tag={tag}-{i}", timeout=30).status_code)
         except Exception as e:  # noqa: BLE001 (reported by the assertion)
             results.append(e)
 
-    base = upstream.active
-    threads = [threading.Thread(target=call) for _ in range(4)]
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(4)]
     for t in threads:
         t.start()
     import time
 
     deadline = time.monotonic() + 20
-    while upstream.active < base + 4:  # all four reached the upstream
+    while sum(f"tag={tag}-" in q for q in upstream.slow_queries) < 4:  # all four reached the upstream
         assert time.monotonic() < deadline, "the requests did not reach the upstream"
         time.sleep(0.01)
     srv.signal(signal.SIGTERM)

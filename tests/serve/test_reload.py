@@ -151,20 +151,20 @@ def test_sigterm_completes_requests_in_flight_through_a_plugin(upstream: Upstrea
     s = Serve(["--listen", "127.0.0.1:0", "--upstream", upstream.url, "--access-log", "off",
                "--plugin", str(PLUGINS / "as_gcore_headers.wasm"), "--deadline", "10", "--grace", "20"], tmp_path)
     results: list[Any] = []
+    tag = uuid.uuid4().hex  # names this test's requests at the session-wide upstream (see test_proxy)
 
-    def call() -> None:
+    def call(i: int) -> None:
         try:
-            r = httpx.get(s.url + "/slow?delay=1.5", timeout=30)
+            r = httpx.get(f"{s.url}/slow?delay=1.5&tag={tag}-{i}", timeout=30)
             results.append((r.status_code, header(r.json(), "x-pwvm-sdk")))
         except Exception as e:  # noqa: BLE001
             results.append(e)
 
-    base = upstream.active
-    threads = [threading.Thread(target=call) for _ in range(3)]
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(3)]
     for t in threads:
         t.start()
     deadline = time.monotonic() + 30
-    while upstream.active < base + 3:
+    while sum(f"tag={tag}-" in q for q in upstream.slow_queries) < 3:
         assert time.monotonic() < deadline, "the requests did not reach the upstream"
         time.sleep(0.01)
     s.signal(signal.SIGTERM)
