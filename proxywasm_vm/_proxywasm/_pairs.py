@@ -102,7 +102,9 @@ _NAMES: dict = {}
 _RAW_NAMES: dict = {}
 
 
-def _flatten(headers: HeadersLike, *, lower: bool = True) -> list:
+def _flatten(headers: HeadersLike, *, lower: bool = True, fast: bool = True) -> list:
+    """``headers`` as a flat list of bytes (names lower-cased when ``lower``); ``fast=False``: the
+    caller already tried the C fast path on them."""
     cls = headers.__class__
     if cls is list or cls is tuple:  # the common case first: pairs, as a proxy passes them
         is_map = False
@@ -120,13 +122,13 @@ def _flatten(headers: HeadersLike, *, lower: bool = True) -> list:
     flat: list = []
     append = flat.append
     names = _NAMES if lower else _RAW_NAMES
-    if is_map or cls is list or cls is tuple:
+    if fast and (is_map or cls is list or cls is tuple):
         # Fast path (C): exact ``(str, str)`` tuples (or a dict of str) whose names were seen
         # before (``names`` holds their bytes), values that encode as UTF-8. Anything else gives
         # None and the general loop below does the whole of it: same result, same errors.
-        fast = _fast_flatten(headers if cls is list or cls is tuple or cls is dict else list(items), names)
-        if fast is not None:
-            return fast
+        done = _fast_flatten(headers if cls is list or cls is tuple or cls is dict else list(items), names)
+        if done is not None:
+            return done
     for k, v in items:
         kb = names.get(k)
         if kb is None:

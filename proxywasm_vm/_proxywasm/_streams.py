@@ -332,7 +332,9 @@ class HttpStream(_StreamBase):
             keep = self._vm.keep_case
             # _flatten's C fast path called straight away for the common input (a list of pairs)
             flat = _fast_flatten(headers, _RAW_NAMES if keep else _NAMES) if headers.__class__ is list else None
-            m = HeaderMap._from_flat(flat if flat is not None else _flatten(headers, lower=not keep), keep)
+            if flat is None:
+                flat = _flatten(headers, lower=not keep, fast=headers.__class__ is not list)
+            m = HeaderMap._from_flat(flat, keep)
         msg.headers = m
         msg.end_of_stream = eos
         if self.closed or self.error is not None or self.local_response is not None or self.reset:

@@ -319,12 +319,24 @@ def test_stores_of_one_thread_called_from_two_threads(engine, wat_module):
     assert exports[0]["call_h"](1) == 1
 
 
-# Stores made and closed over and over (a plugin reloaded, a VM per request) give their memory
-# back: on V8 they share their thread's isolate, and a closed store's objects are its garbage.
-CHURN = """
+# What the churn tests below share (child code): how much resident memory the process, or the
+# engine's worker, grew over ``run(n)`` after a warm-up ``run(warm)``.
+GROWTH = """
 import gc
 from proxywasm_vm._workloads import rss_bytes
 
+def rss_growth(run, warm, n):
+    run(warm)
+    gc.collect()
+    before = rss_bytes(engine.worker_pid)
+    run(n)
+    gc.collect()
+    return rss_bytes(engine.worker_pid) - before
+"""
+
+# Stores made and closed over and over (a plugin reloaded, a VM per request) give their memory
+# back: on V8 they share their thread's isolate, and a closed store's objects are its garbage.
+CHURN = GROWTH + """
 module = pw.Module(engine, pw.wat2wasm(sys.argv[2]))
 linker = pw.Linker(engine)
 linker.define_func("env", "h", FuncType([ValType.I32], [ValType.I32]), lambda x: x)
@@ -349,12 +361,7 @@ def cycles(n):
             store.close()
         del store, funcs
 
-cycles(300)
-gc.collect()
-before = rss_bytes(engine.worker_pid)
-cycles(int(sys.argv[3]))
-gc.collect()
-grown = rss_bytes(engine.worker_pid) - before
+grown = rss_growth(cycles, 300, int(sys.argv[3]))
 assert grown < 48 << 20, f"RSS grew by {grown >> 20} MiB over {sys.argv[3]} stores"
 assert kept.exports["call_h"](7) == 7
 print("ok")
@@ -379,10 +386,7 @@ def test_closed_stores_give_their_memory_back(backend_name):
 # it may stay behind, here or in a worker (wasmer-python keeps what a host function holds forever:
 # given the host function itself, that pinned the store with its instance and memory; the worker
 # also kept every linker made through it).
-VM_CHURN = """
-import gc
-from proxywasm_vm._workloads import rss_bytes
-
+VM_CHURN = GROWTH + """
 module = pw.Module(engine, pw.wat2wasm(sys.argv[2]))
 chunk = bytes(range(256)) * 4096  # 1 MiB
 
@@ -400,12 +404,7 @@ def vms(n):
         store.close()
         del store, linker, inst, mem
 
-vms(50)
-gc.collect()
-before = rss_bytes(engine.worker_pid)
-vms(int(sys.argv[3]))
-gc.collect()
-grown = rss_bytes(engine.worker_pid) - before
+grown = rss_growth(vms, 50, int(sys.argv[3]))
 assert grown < 64 << 20, f"RSS grew by {grown >> 20} MiB over {sys.argv[3]} VMs of 1 MiB"
 print("ok")
 """
@@ -417,10 +416,7 @@ def test_a_vm_per_request_leaves_nothing_behind(backend_name):
 
 # Linkers made and dropped (a plugin loaded per tenant, say): under a worker each has a twin there,
 # which goes with it.
-LINKER_CHURN = """
-import gc
-from proxywasm_vm._workloads import rss_bytes
-
+LINKER_CHURN = GROWTH + """
 module = pw.Module(engine, pw.wat2wasm(sys.argv[2]))
 ty = FuncType([ValType.I32], [ValType.I32])
 
@@ -434,12 +430,7 @@ def linkers(n):
         store.close()
         del linker, store
 
-linkers(50)
-gc.collect()
-before = rss_bytes(engine.worker_pid)
-linkers(int(sys.argv[3]))
-gc.collect()
-grown = rss_bytes(engine.worker_pid) - before
+grown = rss_growth(linkers, 50, int(sys.argv[3]))
 assert grown < 24 << 20, f"RSS grew by {grown >> 20} MiB over {sys.argv[3]} linkers"
 print("ok")
 """
@@ -451,10 +442,8 @@ def test_dropped_linkers_leave_nothing_behind(backend_name):
 
 # Short-lived threads, each making a store (a thread per request): on V8 each thread's isolate
 # outlives its stores for the thread's next one, and goes once the thread ended.
-THREAD_CHURN = """
-import gc
+THREAD_CHURN = GROWTH + """
 import threading
-from proxywasm_vm._workloads import rss_bytes
 
 module = pw.Module(engine, pw.wat2wasm(sys.argv[2]))
 
@@ -471,18 +460,13 @@ def threads(n):
         t.start()
         t.join()
 
-threads(30)
-gc.collect()
-before = rss_bytes(engine.worker_pid)
-threads(int(sys.argv[3]))
-gc.collect()
-grown = rss_bytes(engine.worker_pid) - before
+grown = rss_growth(threads, 30, int(sys.argv[3]))
 assert grown < 48 << 20, f"RSS grew by {grown >> 20} MiB over {sys.argv[3]} threads"
 print("ok")
 """
 
 
-def test_stores_of_ended_threads_give_their_memory_back(backend_name):
-    if pw.get_backend(backend_name).isolation == "process":
-        pytest.skip("runtime in a worker process")
+def test_stores_of_ended_threads_give_their_memory_back(backend_name, request):
+    if backend_name == "wasm3":  # its worker's native memory grows ~130 KB per instance (in wasm3 0.5.0)
+        request.applymarker(pytest.mark.xfail(reason="wasm3's worker keeps native memory per instance", strict=False))
     run_child(backend_name, THREAD_CHURN, CHURN_MOD, "300", timeout=300)
