@@ -395,6 +395,10 @@ class Connection:
             return False
         try:  # thread-safe, and WNOWAIT leaves the reaping to _reap (Popen's own bookkeeping)
             gone = os.waitid(os.P_PIDFD, self.pidfd, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+        except ChildProcessError:
+            # Already reaped: another thread's _reap is waiting it out right now. (Popen.poll
+            # would say None, "still running", while that thread holds Popen's wait lock.)
+            gone = True
         except (OSError, AttributeError):
             gone = self.proc.poll() is not None
         if gone:

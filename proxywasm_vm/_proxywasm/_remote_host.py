@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import threading
 import weakref
 from typing import Any, Mapping
 
@@ -198,6 +199,9 @@ class RemotePlugin:
         #: that takes its worker down on every stream must not start a process per stream)
         self.crashes = 0
         self.retry_ns = 0
+        #: held while a dead worker's replacement gets the plugin: threads that find the worker
+        #: dead together load the plugin there once (the others then use that load)
+        self._reattach = threading.Lock()
         self._attach()
 
     def _attach(self) -> None:
@@ -231,7 +235,12 @@ class RemotePlugin:
         reload backoff (or never comes, with ``reload_on_failure=False``): :class:`_InBackoff`
         then tells the stream to take the failure policy without a worker."""
         conn = self.conn
-        if not conn.alive():
+        if conn.alive():
+            return conn
+        with self._reattach:
+            conn = self.conn
+            if conn.alive():  # another thread brought the replacement meanwhile
+                return conn
             if stream and self.crashes:
                 cfg = self.config
                 host = self.plugin_ref().host  # type: ignore[union-attr]
@@ -241,8 +250,7 @@ class RemotePlugin:
                     raise _InBackoff()
                 host._count(cfg.name, "vm_reload")
             self._attach()
-            conn = self.conn
-        return conn
+            return self.conn
 
     def worker_failed(self, err: Any, context_id: int) -> None:
         """The worker failed under one of this plugin's streams: one record, one count, and the

@@ -14,6 +14,7 @@ from __future__ import annotations
 import gc
 import os
 import signal
+import threading
 import time
 
 import pytest
@@ -135,6 +136,57 @@ def test_worker_killed_while_idle_is_replaced_before_the_next_stream(name):
     after = descendants()
     assert pid not in after and engine.worker_pid != pid and len(after) == len(before), (before, after)
     report_time(name, "SIGKILL idle -> next served", took)
+    p.close()
+    engine.close()
+
+
+@pytest.mark.parametrize("name", WORKER_BACKENDS)
+def test_threads_meeting_a_dead_worker_load_the_plugin_once_in_its_replacement(name, monkeypatch):
+    # Eight threads start a stream together after the worker died while idle. Each must be served
+    # by the replacement, and the plugin loaded there once. Two races did otherwise: every thread
+    # that found the worker dead loaded its own copy of the plugin (a VM leaked for the worker's
+    # life), and a thread asking whether the worker lived while another reaped it was told "alive"
+    # (Popen.poll answers None while another thread waits on the child), so its stream went to
+    # the dead worker and failed.
+    from proxywasm_vm._proxywasm._remote_host import RemotePlugin
+
+    engine = _engine(name)
+    host, up = _host(engine)
+    p = _callout_plugin(host, "fail_closed")
+    _served(p)
+    pid = engine.worker_pid
+    os.kill(pid, signal.SIGKILL)
+    wait_exited(pid)
+    loads: list[int] = []
+    attach = RemotePlugin._attach
+
+    def counted(self: RemotePlugin) -> None:
+        loads.append(threading.get_ident())
+        time.sleep(0.05)  # widen the window in which the other threads find the worker dead
+        attach(self)
+
+    monkeypatch.setattr(RemotePlugin, "_attach", counted)
+    start = threading.Barrier(8)
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            start.wait()
+            with p.http_stream() as s:
+                assert s.request_headers(REQUEST) is pw.Action.PAUSE and s.wait(GUARD)
+                assert not s.failed, s.error
+                assert s.request.headers["x-pwvm-callout-body"] == "pong"
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=run, daemon=True) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(GUARD)
+        assert not t.is_alive(), "a thread hung"
+    assert errors == [] and len(loads) == 1 and engine.worker_pid != pid, (errors, loads)
+    assert p.stats()["vm_failed"] == 0
     p.close()
     engine.close()
 
