@@ -466,7 +466,5 @@ print("ok")
 """
 
 
-def test_stores_of_ended_threads_give_their_memory_back(backend_name, request):
-    if backend_name == "wasm3":  # its worker's native memory grows ~130 KB per instance (in wasm3 0.5.0)
-        request.applymarker(pytest.mark.xfail(reason="wasm3's worker keeps native memory per instance", strict=False))
+def test_stores_of_ended_threads_give_their_memory_back(backend_name):
     run_child(backend_name, THREAD_CHURN, CHURN_MOD, "300", timeout=300)
