@@ -142,3 +142,52 @@ def test_host_exception_stays_in_its_thread(engine, wat_module):
         t.join(timeout=60)
     assert isinstance(caught[0], RuntimeError) and str(caught[0]) == "thread 0"
     assert caught[1] == 1
+
+
+CALLS_HOST = """
+(module
+  (import "env" "h" (func $h))
+  (func (export "f") call $h))
+"""
+
+
+def test_a_host_function_waiting_for_another_threads_call_does_not_hang(engine, wat_module, capabilities):
+    # A host function of store A waits for another thread's call into store B, both stores made
+    # by this thread. The call into B either runs (the stores run at the same time), or gives up
+    # at B's deadline with a Trap where it must wait for A's call to end: in-process V8, whose
+    # stores share their thread's isolate, and a worker that runs one call at a time
+    # (wasmer, wasm3), which is killed then, taking A's call with it. Never a deadlock.
+    b = pw.Store(engine, limits=pw.StoreLimits(deadline=1.0))
+    work = pw.Instance(b, wat_module(RENDEZVOUS), {"env": {
+        "arrived": pw.Func(b, FuncType(), lambda: None),
+        "peer_here": pw.Func(b, FuncType([], [I32]), lambda: 1)}}).exports["work"]
+    outcome: list = []
+
+    def call_b() -> None:
+        try:
+            outcome.append(work(1000))
+        except BaseException as e:  # noqa: BLE001 - checked below
+            outcome.append(e)
+
+    def h() -> None:
+        t = threading.Thread(target=call_b, daemon=True)
+        t.start()
+        t.join(timeout=30)
+        assert not t.is_alive(), "the call into store B hung"
+
+    a = pw.Store(engine)
+    f = pw.Instance(a, wat_module(CALLS_HOST), {"env": {"h": pw.Func(a, FuncType(), h)}}).exports["f"]
+    try:
+        f()
+        lost = False
+    except pw.WorkerCrashed:
+        assert not capabilities.concurrent_stores  # (the killed worker: see above)
+        lost = True
+    assert len(outcome) == 1
+    got = outcome[0]
+    if isinstance(got, pw.Trap):
+        assert got.code is TrapCode.INTERRUPTED, got
+    else:
+        assert got == _expected_work(1000) and not lost, got
+    if not lost:
+        assert work(1000) == _expected_work(1000)  # B runs once A's call is over

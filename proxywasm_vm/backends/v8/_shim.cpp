@@ -219,6 +219,21 @@ class FutexLock {
       c = v_.exchange(2, std::memory_order_acquire);
     }
   }
+  // lock(), giving up after timeout_ns: false if it was not had by then.
+  bool lock_for(int64_t timeout_ns) {
+    int c = 0;
+    if (v_.compare_exchange_strong(c, 1, std::memory_order_acquire)) return true;
+    int64_t end = pwv8_now_ns() + timeout_ns;
+    if (c != 2) c = v_.exchange(2, std::memory_order_acquire);
+    while (c != 0) {
+      int64_t left = end - pwv8_now_ns();
+      if (left <= 0) return false;  // (v_ stays 2: the holder's unlock wakes for nothing)
+      struct timespec ts = {time_t(left / 1000000000), long(left % 1000000000)};
+      syscall(SYS_futex, reinterpret_cast<int*>(&v_), FUTEX_WAIT_PRIVATE, 2, &ts, nullptr, 0);
+      c = v_.exchange(2, std::memory_order_acquire);
+    }
+    return true;
+  }
   void unlock() {
     if (v_.exchange(0, std::memory_order_release) == 2)
       syscall(SYS_futex, reinterpret_cast<int*>(&v_), FUTEX_WAKE_PRIVATE, 1, nullptr, nullptr, 0);
@@ -494,7 +509,9 @@ static void go_locking(Shared* h) {
 // Enter are taken by the outermost entry into the isolate.
 class Entry {
  public:
-  explicit Entry(pwv8_store* s) : s_(s) {
+  // may_give_up: a store with a deadline waits for its isolate no longer than
+  // that (operations that cannot fail, such as setting the limits, wait).
+  explicit Entry(pwv8_store* s, bool may_give_up = true) : s_(s) {
     uintptr_t me = uintptr_t(pthread_self());  // no TLS lookup: reads %fs
     Shared* h = s->h;
     if (h->owner.load(std::memory_order_relaxed) == me) {  // this thread holds the isolate
@@ -510,7 +527,16 @@ class Entry {
       }
       return;
     }
-    h->mu.lock();
+    // The outermost entry into the isolate on this thread: take its lock.  If
+    // another thread holds it, a store with a deadline waits no longer than
+    // that: the holder may be a host function waiting for this very call
+    // (stores one thread made share its isolate), and both threads would
+    // deadlock.  The call then fails as a deadline trap (see not_entered).
+    int64_t wait_ns = may_give_up ? s->timeout_ns : 0;
+    if (wait_ns > 0 ? !h->mu.lock_for(wait_ns) : (h->mu.lock(), false)) {
+      busy_ = closed_ = true;  // (not entered: the destructor has nothing to undo)
+      return;
+    }
     locked_ = outer_ = true;
     if (s->iso == nullptr) {
       closed_ = true;
@@ -554,10 +580,11 @@ class Entry {
   }
   bool outer() const { return outer_; }
   bool ok() const { return !closed_; }
+  bool busy() const { return busy_; }
 
  private:
   pwv8_store* s_;
-  bool outer_ = false, locked_ = false, closed_ = false;
+  bool outer_ = false, locked_ = false, closed_ = false, busy_ = false;
   uintptr_t saved_owner_ = 0, saved_sp_ = 0, saved_limit_ = 0;
   uint64_t saved_max_ = 0;
   v8::Locker* locker_ = nullptr;
@@ -567,6 +594,17 @@ class Entry {
 static int32_t closed(pwv8_store* s) {
   s->state.status = PWV8_CLOSED;
   return fail(PWV8_CLOSED, "the store is closed");
+}
+
+// Why an Entry did not enter: the store is closed, or its isolate stayed busy
+// in another thread past the store's deadline (see Entry).
+static int32_t not_entered(pwv8_store* s, const Entry& e) {
+  if (!e.busy()) return closed(s);
+  s->state.status = PWV8_TRAP_DEADLINE;
+  return fail(PWV8_TRAP_DEADLINE,
+              "the call could not start within its deadline: the V8 isolate this store shares with the "
+              "other stores its thread made was busy in another thread all along (a host function "
+              "waiting for this call? make the store in the thread that calls it)");
 }
 
 // Wraps code that may run wasm: deadline arming and termination bookkeeping
@@ -630,9 +668,9 @@ class Run {
   HandleScope hs_(iso);                   \
   Local<Context> ctx = (s)->ctx.Get(iso); \
   TryCatch tc(iso)
-#define ENTER_CALL(s) ENTER_OR(s, closed(s))
+#define ENTER_CALL(s) ENTER_OR(s, not_entered(s, entry_))
 #define ENTER(s)     \
-  ENTER_OR(s, closed(s)); \
+  ENTER_OR(s, not_entered(s, entry_)); \
   Context::Scope cs_(ctx)
 
 // ------------------------------------------------------------ conversions
@@ -1079,7 +1117,7 @@ void pwv8_store_delete(pwv8_store* s) {
 }
 
 void pwv8_store_set_limits(pwv8_store* s, int64_t timeout_ns, uint64_t max_stack) {
-  Entry e(s);
+  Entry e(s, false);
   s->timeout_ns = timeout_ns > 0 ? timeout_ns : 0;
   s->max_stack = max_stack ? max_stack : (1 << 20);  // (the next outermost entry applies it)
   if (s->timeout_ns) watch(s);
@@ -1345,7 +1383,7 @@ int32_t pwv8_func_call(pwv8_store* s, uint32_t func, const char* pk, uint32_t np
 
 int32_t pwv8_func_sig(pwv8_store* s, uint32_t func, uint32_t nargs, uint32_t i64mask,
                       int32_t rkind) {
-  Entry e(s);
+  Entry e(s, false);
   if (!s->valid(func) || nargs > 6) return fail(PWV8_ERROR, "invalid function ref");
   s->meta[func] = uint16_t((s->meta[func] & kMetaHost) | kMetaSig | nargs | (i64mask & 63) << 3 |
                           (rkind + 1) << 9);
@@ -1354,7 +1392,7 @@ int32_t pwv8_func_sig(pwv8_store* s, uint32_t func, uint32_t nargs, uint32_t i64
 
 // The integer fast path behind pwv8_call0..6.
 static int64_t call_ints(pwv8_store* s, uint32_t func, uint32_t n, const int64_t* a) {
-  ENTER_OR(s, (closed(s), PWV8_FAIL));
+  ENTER_OR(s, (not_entered(s, entry_), PWV8_FAIL));
   uint32_t m = func < s->meta.size() ? s->meta[func] : 0;
   if (!(m & kMetaSig) || (m & 7) != n) {
     s->state.status = fail(PWV8_ERROR, "pwv8_func_sig was not called for this function");
