@@ -8,7 +8,9 @@ through an Envoy HTTP filter chain: the request (headers, then body) through the
 in list order, then to the application; the response (headers, then body, and trailers
 when the server offers the ASGI ``http.response.trailers`` extension) back through them
 in reverse order. A plugin that answers (``proxy_send_local_response``) short-circuits
-the application and the plugins after it; a plugin that pauses holds its direction
+the application and the plugins after it; as Envoy's local reply, its answer then goes back
+through the response callbacks of that plugin and of those before it (when it answers before
+the response began; later, straight to the client). A plugin that pauses holds its direction
 until it resumes (when its HTTP callout answers, for example). Bodies stream chunk by
 chunk; the host holds bytes only while a plugin pauses to buffer them, up to its
 ``HostLimits.body_buffer_max_bytes`` (past it: 413 for a request, 500 or a reset for a

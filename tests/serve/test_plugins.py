@@ -229,3 +229,45 @@ limits = {{ deadline = 10 }}
         assert r.status_code == 200 and '"body": "' + "X" * 900 + '"' in r.text and upstream.count == before + 1
     finally:
         assert s.stop() == 0, s.stderr()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_local_response_goes_back_through_the_plugins_before_it(backend: str, upstream: Upstream,
+                                                                  tmp_path: Path) -> None:
+    """The chain's local reply as Envoy's: through the response callbacks of the plugin that
+    answered (as_solo_headers adds x-pwvm-response) and of those before it (c_http_all's
+    ``headers`` test adds x-pwvm-set-pairs), never to the upstream."""
+    load_backend(backend)
+    cfg = tmp_path / "pwvm.toml"
+    cfg.write_text(f"""
+listen = "127.0.0.1:0"
+
+[limits]
+deadline = 10                   # generous: a busy test machine must not trip the 0.5 s default
+
+[clusters.app]
+url = "{upstream.url}"
+
+[[plugins]]
+name = "a"
+path = "{PLUGINS / 'c_http_all.wasm'}"
+backend = "{backend}"
+configuration = "test=headers"
+
+[[plugins]]
+name = "solo"
+path = "{PLUGINS / 'as_solo_headers.wasm'}"
+backend = "{backend}"
+root_id = "pwvm_solo_headers"
+""")
+    s = Serve(["-c", str(cfg)], tmp_path)
+    try:
+        before = upstream.count
+        r = httpx.get(s.url + "/d", headers={"x-pwvm-deny": "1"}, timeout=30)
+        assert (r.status_code, r.text) == (403, "denied") and upstream.count == before
+        assert r.headers["x-pwvm-response"] == "1" and r.headers["x-pwvm-set-pairs"] == "4"
+        r = httpx.get(s.url + "/ok", timeout=30)  # no answer: the upstream's response, through both
+        assert r.status_code == 200 and upstream.count == before + 1
+        assert r.headers["x-pwvm-response"] == "1" and "x-pwvm-set-pairs" in r.headers
+    finally:
+        assert s.stop() == 0, s.stderr()
