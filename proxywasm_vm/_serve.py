@@ -269,15 +269,22 @@ def _plugin_config(spec: Any) -> Any:
     from ._proxywasm import PluginConfig
     from ._store import StoreLimits
 
+    # the plugin's VM limits: what its configuration says (a value, or "unlimited": None), else the
+    # library's defaults (DEFAULT_PLUGIN_LIMITS: 0.5 s per callback, 512 MiB of memory ...)
     limits = None
-    if spec.deadline is not None or spec.memory_bytes is not None:
+    given = {k: getattr(spec, k) for k in ("deadline", "memory_bytes", "table_elements")
+             if getattr(spec, k) is not None or k in spec.unlimited}
+    if given:
         from ._proxywasm._plugin import DEFAULT_PLUGIN_LIMITS as d
 
-        limits = StoreLimits(memory_bytes=spec.memory_bytes if spec.memory_bytes is not None else d.memory_bytes,
-                             deadline=spec.deadline if spec.deadline is not None else d.deadline)
+        limits = StoreLimits(**{k: given.get(k, getattr(d, k)) for k in ("memory_bytes", "table_elements",
+                                                                          "deadline")})
+    extra: dict[str, Any] = {}
+    if spec.start_deadline is not None:
+        extra["start_deadline"] = spec.start_deadline
     return PluginConfig(name=spec.name, root_id=spec.root_id, vm_id=spec.vm_id, configuration=spec.configuration,
                         vm_config=spec.vm_config, backend=spec.backend, vm_per_stream=spec.vm_per_stream,
-                        failure_policy=spec.failure_policy, limits=limits)
+                        failure_policy=spec.failure_policy, limits=limits, **extra)
 
 
 def build_chain(config: ServeConfig, host: Any, stats: _Stats, number: int) -> _Chain:
@@ -582,7 +589,9 @@ class _Admin:
 # ---- the server ----------------------------------------------------------------------------
 
 class _PluginLogger:
-    """Plugin log records to the ``proxywasm_vm.plugin`` Python logger (stderr), never kept."""
+    """Plugin log records to the ``proxywasm_vm.plugin`` Python logger (stderr), never kept; the
+    host's own records (a plugin failure) too, once: the host does not log them again on
+    ``proxywasm_vm`` (``forwards_to_logging``)."""
 
     _LEVELS = {0: 5, 1: logging.DEBUG, 2: logging.INFO, 3: logging.WARNING, 4: logging.ERROR, 5: logging.CRITICAL}
 
@@ -594,8 +603,12 @@ class _PluginLogger:
         levels = _PluginLogger._LEVELS
 
         class PluginLogger(Logger):
+            forwards_to_logging = True
+
             def emit(self, record: Any) -> None:
-                py.log(levels.get(int(record.level), logging.INFO), "[%s] %s", record.plugin, record.message)
+                # (plugin, VM id and context as MemoryLogger writes them)
+                py.log(levels.get(int(record.level), logging.INFO), "[%s/%s ctx %d] %s", record.plugin,
+                       record.vm_id, record.context_id, record.message)
 
         return PluginLogger({"trace": LogLevel.TRACE, "debug": LogLevel.DEBUG, "info": LogLevel.INFO,
                              "warn": LogLevel.WARN, "error": LogLevel.ERROR,
@@ -656,7 +669,8 @@ class _Server:
                 shared = redis_shared(config.redis, prefix=config.redis_prefix)
             except ImportError as e:
                 raise ConfigError(f"{config.source or 'pwvm serve'}: redis: {e}") from None
-        self.host = ProxyWasmHost(http=self.dispatcher, logger=_PluginLogger.make(config.log_level), **shared)
+        self.host = ProxyWasmHost(http=self.dispatcher, logger=_PluginLogger.make(config.log_level),
+                                  limits=config.host_limits, **shared)
         self.access_log = _open_log(config.access_log)
         self.front = _Front(build_chain(config, self.host, self.stats, 1), self.stats, self.access_log)
         self._reloading = asyncio.Lock()
@@ -670,6 +684,9 @@ class _Server:
                 if config.listen != self.config.listen or config.admin != self.config.admin:
                     _log.warning("reload: listeners and the admin address change only with a restart; "
                                  "keeping %s", ", ".join(f"{h}:{p}" for h, p in self.config.listen))
+                if config.host_limits != self.config.host_limits:
+                    _log.warning("reload: the host limits ([limits] but the plugins' deadline, start_deadline, "
+                                 "memory_mb and table_elements) change only with a restart; keeping the running ones")
                 if (config.redis, config.redis_prefix) != (self.config.redis, self.config.redis_prefix):
                     _log.warning("reload: the Redis of shared data and queues changes only with a restart; "
                                  "keeping %s", self.config.redis or "memory")

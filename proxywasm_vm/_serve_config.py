@@ -1,15 +1,25 @@
 """``pwvm serve``'s configuration: the file (TOML or YAML) or the flags, checked into one
 :class:`ServeConfig`. Every mistake is a :class:`ConfigError` naming the file, the key and what
-is wrong (the command exits 2 on it)."""
+is wrong (the command exits 2 on it).
+
+Limits: the top-level ``[limits]`` table takes the fields of :class:`~proxywasm_vm.HostLimits`
+(bounds of the one Proxy-Wasm host every plugin shares: ``ServeConfig.host_limits``) and the
+defaults of each plugin's VM limits (``deadline``, ``start_deadline``, ``memory_mb``,
+``table_elements``); a plugin's own ``limits`` table sets those four for it. Each value is a
+number > 0, or ``"unlimited"`` for no limit (said explicitly; not ``start_deadline``); what is not
+given keeps the library's defaults (``HostLimits()``, ``DEFAULT_PLUGIN_LIMITS``)."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 from urllib.parse import urlsplit
+
+from ._proxywasm._limits import HostLimits
 
 __all__ = ["ConfigError", "ClusterConfig", "RouteConfig", "PluginSpec", "ServeConfig", "load_config_file",
            "parse_address", "parse_config"]
@@ -64,6 +74,12 @@ class PluginSpec:
     deadline: float | None = None
     #: bytes each VM's memory may grow to (None: the plugin default, 512 MiB)
     memory_bytes: int | None = None
+    #: elements each VM's tables may grow to (None: the default, 1,000,000)
+    table_elements: int | None = None
+    #: seconds each call of the start phase may run (None: the default, 5 s)
+    start_deadline: float | None = None
+    #: the limits above said ``"unlimited"`` explicitly (no limit at all)
+    unlimited: frozenset[str] = frozenset()
     #: files the plugin is made of (code, configuration): ``--watch`` reloads when one changes
     files: tuple[str, ...] = ()
 
@@ -91,6 +107,8 @@ class ServeConfig:
     #: shared data and queues in this Redis (None: in memory, per process), keys under ``redis_prefix``
     redis: str | None = None
     redis_prefix: str = "pwvm:"
+    #: bounds on what the plugins make the (one, shared) Proxy-Wasm host keep: the ``[limits]`` table
+    host_limits: HostLimits = field(default_factory=HostLimits)
 
     def cluster_for(self, path: str) -> str | None:
         """The cluster of a request path: the first route whose prefix matches, else the default."""
@@ -248,12 +266,57 @@ def _backend(text: str, isolation: str | None, w: _Where) -> str:
 # ---- the file ------------------------------------------------------------------------------
 
 _TOP = {"listen", "admin", "access_log", "default_cluster", "shutdown_grace", "log_level", "backend", "clusters",
-        "routes", "plugins", "redis", "redis_prefix"}
+        "routes", "plugins", "redis", "redis_prefix", "limits"}
 _CLUSTER = {"url", "timeout", "connect_timeout", "max_connections"}
 _ROUTE = {"prefix", "cluster"}
 _PLUGIN = {"name", "path", "backend", "isolation", "vm_per_stream", "failure_policy", "root_id", "vm_id",
            "configuration", "configuration_file", "vm_config", "vm_config_file", "limits"}
-_LIMITS = {"deadline", "memory_mb"}
+#: limits of each plugin's VMs: in a plugin's ``limits``, or as the default of every plugin in the
+#: top-level ``[limits]``
+_LIMITS = {"deadline", "start_deadline", "memory_mb", "table_elements"}
+#: bounds on what plugins make the host keep (HostLimits' fields): one host serves every plugin, so
+#: only in the top-level ``[limits]``
+_HOST_LIMITS = frozenset(f.name for f in dataclasses.fields(HostLimits))
+_UNLIMITED = "unlimited"
+
+
+def _limit(d: dict, key: str, w: _Where, *, seconds: bool, unlimited: bool = True) -> Any:
+    """A limit: a number > 0 (seconds, or a whole number), or ``"unlimited"`` (returned as
+    ``_UNLIMITED``); None when absent."""
+    if key not in d:
+        return None
+    v = d[key]
+    if unlimited and v == _UNLIMITED:
+        return _UNLIMITED
+    off = ' or "unlimited"' if unlimited else ""
+    if seconds:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
+            raise w.at(key).fail(f"must be a number of seconds > 0{off}, not {v!r}")
+        return float(v)
+    if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+        raise w.at(key).fail(f"must be a whole number > 0{off}, not {v!r}")
+    return v
+
+
+def _plugin_limits(d: dict, w: _Where) -> dict[str, Any]:
+    """The plugin limits a ``limits`` table sets (absent keys left out)."""
+    out = {"deadline": _limit(d, "deadline", w, seconds=True),
+           "start_deadline": _limit(d, "start_deadline", w, seconds=True, unlimited=False),
+           "memory_mb": _limit(d, "memory_mb", w, seconds=False),
+           "table_elements": _limit(d, "table_elements", w, seconds=False)}
+    return {k: v for k, v in out.items() if v is not None}
+
+
+def _top_limits(v: Any, w: _Where) -> tuple[HostLimits, dict[str, Any]]:
+    """The top-level ``[limits]``: the host's bounds (HostLimits, the safe defaults for what is not
+    given) and the plugin limits every plugin gets unless its own ``limits`` says otherwise."""
+    d = _table(v, w, _LIMITS | _HOST_LIMITS)
+    host = {k: _limit(d, k, w, seconds=False) for k in _HOST_LIMITS if k in d}
+    try:
+        hl = HostLimits().with_(**{k: None if x == _UNLIMITED else x for k, x in host.items()})
+    except (TypeError, ValueError) as e:  # (checked above already; HostLimits says it again)
+        raise w.fail(str(e)) from None
+    return hl, _plugin_limits(d, w)
 
 
 def load_config_file(path: str) -> ServeConfig:
@@ -356,16 +419,17 @@ def parse_config(doc: Any, *, source: str, base: Path) -> ServeConfig:
     pw = w.at("plugins")
     if not isinstance(plugins_raw, list):
         raise pw.fail("must be a list of plugin tables ([[plugins]] in TOML)")
+    host_limits, default_limits = _top_limits(d.get("limits", {}), w.at("limits"))
     plugins: list[PluginSpec] = []
     for i, pl in enumerate(plugins_raw):
-        plugins.append(_plugin(pl, pw.at(i), base, default_backend))
+        plugins.append(_plugin(pl, pw.at(i), base, default_backend, default_limits))
     _unique_names(plugins, pw)
     files = [source] + [f for p in plugins for f in p.files]
     return ServeConfig(listen=tuple(listen), clusters=clusters, routes=tuple(routes), default_cluster=default,
                        plugins=tuple(plugins), admin=admin, access_log=access_log, shutdown_grace=grace,
                        log_level=log_level, source=source, files=tuple(files),
                        redis=_redis_url(_str(d, "redis", w, empty=False), w.at("redis")),
-                       redis_prefix=_str(d, "redis_prefix", w, "pwvm:"))
+                       redis_prefix=_str(d, "redis_prefix", w, "pwvm:"), host_limits=host_limits)
 
 
 def _unique_names(plugins: list[PluginSpec], w: _Where) -> None:
@@ -376,7 +440,7 @@ def _unique_names(plugins: list[PluginSpec], w: _Where) -> None:
         seen.add(p.name)
 
 
-def _plugin(pl: Any, w: _Where, base: Path, default_backend: str) -> PluginSpec:
+def _plugin(pl: Any, w: _Where, base: Path, default_backend: str, default_limits: dict[str, Any]) -> PluginSpec:
     pl = _table(pl, w, _PLUGIN)
     path_text = _str(pl, "path", w, empty=False)
     if path_text is None:
@@ -401,15 +465,26 @@ def _plugin(pl: Any, w: _Where, base: Path, default_backend: str) -> PluginSpec:
             files.append(str(fp))
         else:
             conf[key] = (inline or "").encode()
-    limits = _table(pl.get("limits", {}), w.at("limits"), _LIMITS)
-    memory_mb = _int(limits, "memory_mb", w.at("limits"), None)
+    lw = w.at("limits")
+    raw = pl.get("limits", {})
+    if isinstance(raw, dict):
+        for k in raw:
+            if k in _HOST_LIMITS:
+                raise lw.at(k).fail("a bound of the Proxy-Wasm host, which every plugin shares: set it in the "
+                                    "top-level [limits] table")
+    limits = {**default_limits, **_plugin_limits(_table(raw, lw, _LIMITS), lw)}
+    unlimited = frozenset(k for k, v in limits.items() if v == _UNLIMITED)
+    limits = {k: v for k, v in limits.items() if v != _UNLIMITED}
+    memory_mb = limits.get("memory_mb")
     return PluginSpec(name=_str(pl, "name", w, Path(path_text).stem, empty=False), path=str(path), backend=backend,
                       vm_per_stream=_bool(pl, "vm_per_stream", w, False),
                       failure_policy=_choice(pl, "failure_policy", w, "fail_closed", _POLICIES),
                       root_id=_str(pl, "root_id", w, ""), vm_id=_str(pl, "vm_id", w, ""),
                       configuration=conf["configuration"], vm_config=conf["vm_config"],
-                      deadline=_num(limits, "deadline", w.at("limits"), None),
-                      memory_bytes=memory_mb << 20 if memory_mb is not None else None, files=tuple(files))
+                      deadline=limits.get("deadline"), memory_bytes=memory_mb << 20 if memory_mb is not None else None,
+                      table_elements=limits.get("table_elements"), start_deadline=limits.get("start_deadline"),
+                      unlimited=frozenset({"memory_mb": "memory_bytes"}.get(k, k) for k in unlimited),
+                      files=tuple(files))
 
 
 # ---- the flags -----------------------------------------------------------------------------

@@ -8,7 +8,9 @@ through an Envoy HTTP filter chain: the request (headers, then body) through the
 in list order, then to the application; the response (headers, then body, and trailers
 when the server offers the ASGI ``http.response.trailers`` extension) back through them
 in reverse order. A plugin that answers (``proxy_send_local_response``) short-circuits
-the application and the plugins after it; a plugin that pauses holds its direction
+the application and the plugins after it; as Envoy's local reply, its answer then goes back
+through the response callbacks of that plugin and of those before it (when it answers before
+the response began; later, straight to the client). A plugin that pauses holds its direction
 until it resumes (when its HTTP callout answers, for example). Bodies stream chunk by
 chunk; the host holds bytes only while a plugin pauses to buffer them, up to its
 ``HostLimits.body_buffer_max_bytes`` (past it: 413 for a request, 500 or a reset for a
@@ -397,24 +399,74 @@ class _Chain:
         self.req = _Pipe(self.streams, list(range(n)), True)
         self.resp = _Pipe(self.streams, list(range(n - 1, -1, -1)), False)
         self.hosts = list(dict.fromkeys(p.host for p in plugins))
+        # a local response on its way out through the response callbacks (see _start_local)
+        self.local: _Pipe | None = None
+        self.local_answer: LocalResponse | None = None
+        self.local_index = -1
 
-    def answer(self) -> LocalResponse | str | None:
-        """The first local response a plugin sent (in chain order), ``"reset"``, or None."""
-        for s in self.streams:
+    def _first(self) -> tuple[int, LocalResponse | str | None]:
+        """The first local response a plugin sent (in chain order), ``"reset"``, or None; with the
+        index of its stream."""
+        for i, s in enumerate(self.streams):
             lr = s.local_response
             if lr is not None:
-                return lr
+                return i, lr
             if s.reset:
-                return "reset"
-        return None
+                return i, "reset"
+        return -1, None
+
+    def answer(self) -> LocalResponse | str | None:
+        """What goes to the client instead of the response: the first local response a plugin sent
+        (in chain order), ``"reset"``, or None. None too for the local response going through the
+        response callbacks (its output comes out as a response's: :meth:`_result`)."""
+        k, a = self._first()
+        la = self.local_answer
+        if la is not None and isinstance(a, LocalResponse) and k == self.local_index \
+                and (a.status, a.body, a.details) == (la.status, la.body, la.details):
+            return None  # (compared by value: a worker's stream hands a new copy at each fetch)
+        return a
+
+    def _start_local(self) -> None:
+        """Send a local response the way Envoy sends a local reply (FilterManager::sendLocalReply):
+        while the response has not begun (no response headers reached the chain), it goes through
+        the encoder path (encodeHeaders(nullptr, ...): every encoder filter, last to first).
+        Envoy's Wasm filter skips its encode callbacks when its plugin never saw the request
+        (``!in_vm_context_created_``: the plugins after the one that answered) or when its plugin
+        failed and answered 503 itself (``failure_local_reply_sent_``); the plugin that answered
+        does see its own local response in its response callbacks (Envoy's
+        source/extensions/common/wasm/context.cc; proxy-wasm/spec#73, envoyproxy/envoy#28826).
+        So the response callbacks of the answering plugin, then of those before it, in reverse
+        order; each may change the headers and the body. One of them answering in turn, or
+        failing fail_closed, sends that answer straight to the client (Envoy's direct local reply:
+        the response headers exist), or resets once the response went out. Once response headers
+        entered the chain, a local response goes straight to the client (as before)."""
+        if self.local is not None or self.resp.hdr_in[0]:
+            return
+        k, a = self._first()
+        if not isinstance(a, LocalResponse):
+            return
+        s = self.streams[k]
+        order = list(range(k - 1, -1, -1))
+        if not s.failed:  # (a fail_closed plugin's own 503 skips it, as failure_local_reply_sent_)
+            s._encode_local_reply()
+            order.insert(0, k)
+        if not order:
+            return  # the first plugin failed: its 503 goes straight out
+        self.local_answer, self.local_index = a, k
+        self.local = _Pipe(self.streams, order, False)
+        self.local.feed(0, "headers", _local_head(a), not a.body)
+        if a.body:
+            self.local.feed(0, "body", a.body, True)
 
     def _result(self) -> tuple:
         a = self.answer()
         req, resp = self.req.out, self.resp.out
         self.req.out, self.resp.out = [], []
+        if self.local is not None:  # (the application's response goes nowhere then)
+            resp, self.local.out = self.local.out, []
         # every stream completed by itself (both directions ended): closing has nothing left to do
         done = all(s._closed if hasattr(s, "_rp") else s.closed for s in self.streams)
-        return a, req, resp, done
+        return a, req, resp, done, self.local is not None
 
     @classmethod
     def open(cls, plugins: Sequence[Plugin], properties: dict, head: HeaderMap, eos: bool) -> tuple:
@@ -427,6 +479,9 @@ class _Chain:
             raise
 
     def _answered(self) -> bool:
+        return self._first()[1] is not None
+
+    def _direct(self) -> bool:
         return self.answer() is not None
 
     def request(self, kind: str, value: Any, eos: bool = False) -> tuple:
@@ -449,6 +504,9 @@ class _Chain:
     def _flow(self) -> tuple:
         self.req.flow(self._answered)
         self.resp.flow(self._answered)
+        self._start_local()
+        if self.local is not None:
+            self.local.flow(self._direct)
         return self._result()
 
     def close(self) -> None:
@@ -539,16 +597,26 @@ def _app_scope(scope: Scope, h: HeaderMap) -> Scope:
 _BYPASSING_EXTENSIONS = frozenset({"http.response.pathsend", "http.response.zerocopysend"})
 
 
-def _local_reply(lr: LocalResponse) -> tuple[dict, dict]:
-    """The ASGI messages of a local response (Envoy adds content-length, and a text content-type
-    when the body has none)."""
+def _local_headers(lr: LocalResponse) -> list[tuple[bytes, bytes]]:
+    """The headers of a local response (Envoy adds content-length, and a text content-type when
+    the body has none)."""
     headers = [(k, v) for k, v in lr.headers.raw_items() if not k.startswith(b":")]
     names = {k.lower() for k, _ in headers}
     if lr.body and b"content-type" not in names:
         headers.append((b"content-type", b"text/plain"))
     if b"content-length" not in names:
         headers.append((b"content-length", str(len(lr.body)).encode()))
-    return ({"type": "http.response.start", "status": lr.status, "headers": headers},
+    return headers
+
+
+def _local_head(lr: LocalResponse) -> HeaderMap:
+    """A local response's head as the response callbacks see it (``:status`` first)."""
+    return HeaderMap([(b":status", str(lr.status).encode())] + _local_headers(lr))
+
+
+def _local_reply(lr: LocalResponse) -> tuple[dict, dict]:
+    """The ASGI messages of a local response sent straight to the client."""
+    return ({"type": "http.response.start", "status": lr.status, "headers": _local_headers(lr)},
             {"type": "http.response.body", "body": lr.body, "more_body": False})
 
 
@@ -636,6 +704,8 @@ class _Exchange:
         self.changed = asyncio.Event()
         self.loop = asyncio.get_running_loop()
         self.answer: LocalResponse | str | None = None
+        self.local_reply = False  # a local response goes out through the response callbacks
+        self.local_sent = False  # ... and the exchange sends what comes out of them
         self.app_in: list[tuple] = []  # request events for the application
         self.app_head: HeaderMap | None = None
         self.app_eos = False  # the chain let the end of the request out
@@ -655,13 +725,15 @@ class _Exchange:
 
     # -- plumbing --------------------------------------------------------------------------------
     def _take(self, result: tuple) -> None:
-        answer, req, resp, self.done = result
+        answer, req, resp, self.done, local = result
         self.app_in += req
         self.down_out += resp
         new = bool(req or resp)
         if answer is not None and self.answer is None:
             self.answer = answer
             new = True
+        if local and not self.local_reply:
+            self.local_reply = new = True
         if new:  # (wakes the other direction too, if it waits)
             self.changed.set()
 
@@ -729,8 +801,8 @@ class _Exchange:
         self.finished = True
         self.app_sends = False
         a = self.answer
-        # (Envoy also runs the encoder filters of the plugins before the answering one over a
-        # local reply; here the reply goes to the client as the plugin sent it)
+        # (a local response sent before the response began goes through the response callbacks
+        # instead: _send_local; this one goes to the client as the plugin sent it)
         if isinstance(a, LocalResponse) and not self.started and not self.disconnected:
             self.started = self.answered_app = True
             start, body = _local_reply(a)
@@ -740,6 +812,16 @@ class _Exchange:
         if not self.disconnected:
             raise StreamReset("a plugin reset the stream" if a == "reset" else
                               f"a plugin answered {getattr(a, 'status', '')} after the response began: stream reset")
+
+    async def _send_local(self) -> None:
+        """Send the local response coming out of the response callbacks (see _Chain._start_local),
+        once; the application's response goes nowhere."""
+        if self.local_sent or self.finished:
+            return
+        self.local_sent = True
+        self.app_sends = False
+        self.answered_app = True
+        await self._flush_response()
 
     # -- the request -----------------------------------------------------------------------------
     async def run(self) -> None:
@@ -753,7 +835,7 @@ class _Exchange:
                                                  _request_headers(self.scope), eos)
             self._take(first)
             # before the application: until the head leaves the chain (or a plugin answers)
-            while self.answer is None and self.app_head is None:
+            while self.answer is None and self.app_head is None and not self.local_reply:
                 self._app_events()
                 if self.app_head is not None:
                     break
@@ -768,6 +850,9 @@ class _Exchange:
             if self.answer is not None:
                 await self._send_answer()
                 return
+            if self.local_reply:
+                await self._send_local()
+                return
             assert self.app_head is not None
             try:
                 await self.mw.app(_app_scope(self.scope, self.app_head), self._app_receive, self._app_send)
@@ -779,6 +864,8 @@ class _Exchange:
                 _log.debug("the ASGI app raised after a plugin answered", exc_info=True)
             if self.answer is not None:
                 await self._send_answer()
+            elif self.local_reply:
+                await self._send_local()
             elif not self.finished and not self.disconnected:
                 raise RuntimeError("the ASGI application returned without completing its response")
         finally:
@@ -804,6 +891,9 @@ class _Exchange:
             while True:
                 if self.answer is not None:
                     await self._send_answer()
+                    return {"type": "http.disconnect"}
+                if self.local_reply:
+                    await self._send_local()
                     return {"type": "http.disconnect"}
                 if self.app_in:
                     kind, value, eos = self.app_in.pop(0)
@@ -835,6 +925,8 @@ class _Exchange:
         async with self.resp_lock:
             if self.answer is not None:
                 await self._send_answer()
+            elif self.local_reply:
+                await self._send_local()
             if not self.app_sends:
                 return  # answered already: the application's response goes nowhere
             assert self.chain is not None
@@ -906,6 +998,6 @@ class _Exchange:
         """The application has ended its response but the chain has not let the end out: a plugin
         holds it (waiting on a callout ...), so the application's last send waits too."""
         assert self.chain is not None
-        p = self.chain.resp
+        p = self.chain.local or self.chain.resp
         return bool(p.hdr_in[0]) and (p.hdr_eos[0] or p.body_eos[0] or p.trl_in[0] is not None) \
             and not (p.end_out[-1] if p.end_out else True)

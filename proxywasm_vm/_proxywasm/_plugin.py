@@ -615,8 +615,9 @@ class ProxyWasmHost:
         """Emit the one record of a failure (also for a plugin whose worker failed, see ``_remote_host``)."""
         msg = f"plugin {cfg.name!r} failed in {err.callback or 'start-up'}: {err}; {then}"
         self.logger.emit(LogRecord(LogLevel.ERROR, msg, cfg.name, cfg.root_id, cfg.vm_id, context_id))
-        # A MemoryLogger forwards to Python logging itself; a worker's host logs in the parent's.
-        if not isinstance(self.logger, MemoryLogger) and not hasattr(self, "_bridge"):
+        # A logger that forwards to Python logging (MemoryLogger, pwvm serve's) logs it there itself,
+        # once; a worker's host logs in the parent's.
+        if not getattr(self.logger, "forwards_to_logging", False) and not hasattr(self, "_bridge"):
             _log.error("%s", msg)
 
     # -- retirement -----------------------------------------------------------------------------
@@ -650,7 +651,7 @@ class ProxyWasmHost:
             cfg = gen.config
             msg = f"plugin {cfg.name!r}: {hint}"
             self.logger.emit(LogRecord(LogLevel.WARN, msg, cfg.name, cfg.root_id, cfg.vm_id, 0))
-            if not isinstance(self.logger, MemoryLogger) and not hasattr(self, "_bridge"):
+            if not getattr(self.logger, "forwards_to_logging", False) and not hasattr(self, "_bridge"):
                 _log.warning("%s", msg)
 
     def _stream_released(self, vm: VM, ctx: Any) -> None:

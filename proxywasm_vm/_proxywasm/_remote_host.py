@@ -562,6 +562,9 @@ class RemoteHttpStream(_RemoteStream, HttpStream):
     def response_trailers(self, trailers: Any) -> Any:
         return self._event("response_trailers", trailers)
 
+    def _encode_local_reply(self) -> None:
+        self._event("_encode_local_reply")
+
 
 class RemoteTcpStream(_RemoteStream, TcpStream):
     """A :class:`~proxywasm_vm.TcpStream` whose plugin runs in the worker (see the module docs)."""

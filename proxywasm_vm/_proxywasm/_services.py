@@ -51,7 +51,15 @@ class Logger:
 
     ``level`` is what ``proxy_get_log_level`` reports; lines below it are
     dropped before :meth:`emit`.
+
+    The host's own records of a plugin failure (and start-up hints) go to :meth:`emit` too, and
+    also to the standard :mod:`logging` logger ``proxywasm_vm`` unless ``forwards_to_logging`` is
+    True: a logger that writes its records to :mod:`logging` itself says so, and each failure is
+    logged once.
     """
+
+    #: this logger writes every record to the standard :mod:`logging` itself
+    forwards_to_logging: bool = False
 
     def __init__(self, level: LogLevel = LogLevel.INFO) -> None:
         self.level = LogLevel(level)
@@ -74,6 +82,7 @@ class MemoryLogger(Logger):
     """
 
     _LEVELS = {0: 5, 1: logging.DEBUG, 2: logging.INFO, 3: logging.WARNING, 4: logging.ERROR, 5: logging.CRITICAL}
+    forwards_to_logging = True
 
     def __init__(self, level: LogLevel = LogLevel.TRACE, maxlen: int = 10000,
                  max_bytes: int | None = _DEFAULT.log_max_bytes) -> None:

@@ -241,6 +241,7 @@ class HttpStream(_StreamBase):
         self.local_response: LocalResponse | None = None
         self.reset = False
         self.route_cache_cleared = 0
+        self._encoding_local = False  # its own local response goes through its response callbacks
         _StreamBase.__init__(self, plugin, gen, vm, root, properties)
         ctx = self._ctx
         if ctx is not None:
@@ -299,6 +300,15 @@ class HttpStream(_StreamBase):
         keeps none of them (for an embedder that passes them on, as the ASGI middleware does)."""
         return (self.request if request else self.response)._take()
 
+    def _encode_local_reply(self) -> None:
+        """The embedder sends this stream's local response through the response callbacks (as
+        Envoy runs a local reply through the encoder filters, the answering one included): from
+        now on the response events reach the plugin as a response's would. A second local
+        response the plugin sends meanwhile replaces the first and goes straight to the client
+        (Envoy's direct local reply); the response events are blocked again then."""
+        if self.local_response is not None and not self.reset and self.error is None:
+            self._encoding_local = True
+
     def wait(self, timeout: float = 5.0) -> bool:
         resumed = super().wait(timeout)
         if resumed and self.request.end_of_stream and self.response.end_of_stream:
@@ -321,7 +331,7 @@ class HttpStream(_StreamBase):
             raise RuntimeError("the stream is closed")
         if self.error is not None:
             return self._failed_action()
-        if self.local_response is not None or self.reset:
+        if self.reset or (self.local_response is not None and not (self._encoding_local and msg is self.response)):
             return _PAUSE
         return None
 
@@ -339,8 +349,8 @@ class HttpStream(_StreamBase):
         msg.end_of_stream = eos
         if self.closed or self.error is not None or self.local_response is not None or self.reset:
             blocked = self._blocked(msg)
-            assert blocked is not None  # _blocked raises or answers in each of these cases
-            return blocked
+            if blocked is not None:  # (None: its own local response, through its response callbacks)
+                return blocked
         ctx = self._ctx
         assert ctx is not None  # None only with self.error set (see _call)
         ctx.maps[idx] = m
@@ -377,7 +387,7 @@ class HttpStream(_StreamBase):
         bit = 1 if msg is self.request else 2
         if self._resume_req & bit:
             a = _CONT
-        if self.local_response is not None or self.reset:
+        if self.reset or (self.local_response is not None and not (self._encoding_local and msg is self.response)):
             msg.paused = True
             return _PAUSE
         if a is _PAUSE:
@@ -445,8 +455,9 @@ class HttpStream(_StreamBase):
         request = msg is self.request
         vm.limit_hit("body_buffer", f"{'request' if request else 'response'} body of {held} bytes held while paused "
                                     f"exceeds {vm.body_max} (HostLimits.body_buffer_max_bytes): dropped")
-        if self.local_response is not None or self.reset or self.error is not None:
+        if (self.local_response is not None and not self._encoding_local) or self.reset or self.error is not None:
             return
+        self._encoding_local = False  # (a new answer replaces its own one on its way out)
         if request:
             self.local_response = LocalResponse(413, b"Payload Too Large", HeaderMap(), "request_payload_too_large")
         elif self.response.headers is not None and not self.response._hdr_paused:
@@ -489,7 +500,10 @@ class HttpStream(_StreamBase):
                 msg.paused = False
                 msg._hdr_paused = False
                 msg._flush()
-        elif self.local_response is None and not self.closed:  # (a stream that ended cannot be answered)
+        elif (self.local_response is None or self._encoding_local) and not self.closed:
+            # (a stream that ended cannot be answered; one failing while its own local response goes
+            # through its response callbacks answers 503 instead, as Envoy's failStream then)
+            self._encoding_local = False
             self.local_response = LocalResponse(503, b"", HeaderMap(), "wasm_fail_stream")
 
     def _is_paused(self) -> bool:
@@ -518,7 +532,11 @@ class HttpStream(_StreamBase):
 
     def _local_response(self, code: int, body: bytes, headers: HeaderMap, details: bytes, grpc: int) -> int:
         if self.local_response is not None:
-            return Status.BAD_ARGUMENT  # a response was already sent: the first one stands
+            if not self._encoding_local:
+                return Status.BAD_ARGUMENT  # a response was already sent: the first one stands
+            # its own local response goes through its response callbacks and it answers again:
+            # as Envoy (since envoyproxy/envoy#36809), the new one goes straight to the client
+            self._encoding_local = False
         headers.set_flat(headers._flat)  # lower-cased unless the host preserves case (Envoy lower-cases)
         grpc = grpc & _M32
         self.local_response = LocalResponse(code, body, headers, details.decode("utf-8", "replace"),

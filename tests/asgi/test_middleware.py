@@ -502,3 +502,52 @@ def test_callbacks_run_on_the_loop_or_the_plugin_thread(serve, make_host, engine
         r = httpx.get(server.url + "/echo", timeout=GUARD)
         assert r.status_code == 200 and r.json()["headers"]["x-pwvm-added"] == "1"
     assert where == (["pwvm-asgi"] * 2 if expected else [server.thread.name] * 2)
+
+
+def test_a_local_response_goes_through_the_response_callbacks_before_it(serve, make_host):
+    """As Envoy: a local reply sent while the request goes through the chain passes the response
+    callbacks of the plugin that sent it and of those before it (in reverse order), not of those
+    after it (they never saw the request)."""
+    host = make_host()
+    a = load(host, "test=headers", name="a")  # response headers: rewritten, + x-pwvm-set-pairs: <pairs seen>
+    solo = load(host, "", name="solo", module="as_solo_headers", root_id="pwvm_solo_headers")
+    c = load(host, "test=misc", name="c")  # response headers: + x-pwvm-log-level
+    server, app = front(serve, [a, solo, c])
+    r = httpx.get(server.url + "/echo", timeout=GUARD)  # no answer: the app's response passes all three
+    assert r.status_code == 200 and "x-pwvm-log-level" in r.headers and r.headers["x-pwvm-response"] == "1"
+    assert "x-pwvm-set-pairs" in r.headers and app.calls == ["/echo"]
+
+    r = httpx.get(server.url + "/echo", headers={"x-pwvm-deny": "1"}, timeout=GUARD)  # solo answers 403
+    assert r.status_code == 403 and r.text == "denied" and app.calls == ["/echo"]
+    assert r.headers["x-pwvm-response"] == "1"  # solo's own response callback saw its answer ...
+    # ... then a's, which saw :status, content-type, content-length and solo's header
+    assert r.headers["x-pwvm-set-pairs"] == "4"
+    assert r.headers["content-type"] == "text/plain" and r.headers["content-length"] == "6"
+    assert "x-pwvm-log-level" not in r.headers  # c never ran for this request
+
+
+def test_a_failing_plugins_503_goes_through_the_plugins_before_it(serve, make_host):
+    """Envoy's Wasm filter that failed (fail_closed) skips its own response callbacks
+    (failure_local_reply_sent_); the plugins before it see its 503."""
+    host = make_host()
+    a = load(host, "test=headers", name="a")
+    trap = load(host, "h", name="trap", module="wat_trap_in")  # traps in request headers
+    server, app = front(serve, [a, trap])
+    r = httpx.get(server.url + "/echo", timeout=GUARD)
+    assert r.status_code == 503 and app.calls == []
+    assert r.headers["x-pwvm-set-pairs"] == "2"  # :status and content-length
+
+
+def test_a_plugin_failing_on_a_local_response_answers_503_straight_to_the_client(serve, make_host):
+    """A plugin whose response callback fails on a local response on its way out answers 503
+    instead, sent straight to the client (Envoy's direct local reply: the plugins still ahead
+    on the way out do not see it)."""
+    host = make_host()
+    a = load(host, "test=headers", name="a")
+    trap = load(host, "H", name="trap", module="wat_trap_in")  # traps in response headers
+    solo = load(host, "", name="solo", module="as_solo_headers", root_id="pwvm_solo_headers")
+    server, app = front(serve, [a, trap, solo])
+    r = httpx.get(server.url + "/echo", headers={"x-pwvm-deny": "1"}, timeout=GUARD)
+    assert r.status_code == 503 and app.calls == []
+    assert "x-pwvm-response" not in r.headers and "x-pwvm-set-pairs" not in r.headers
+    assert trap.stats()["vm_failed"] >= 1

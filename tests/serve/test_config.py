@@ -72,6 +72,15 @@ def test_yaml_file_parses_like_toml(tmp_path: Path) -> None:
      "plugins[1].configuration: give configuration or configuration_file, not both"),
     ('[[plugins]]\npath = "PLUGIN"\n', "plugins[1].name: two plugins are named 'c_http_all'"),
     ("[clusters\n", "not valid TOML"),
+    ("[limits]\nbody_buffer_max_bytes = 0\n", "limits.body_buffer_max_bytes: must be a whole number > 0"),
+    ("[limits]\nqueue_max_items = 1.5\n", "limits.queue_max_items: must be a whole number > 0"),
+    ("[limits]\nbody_max = 1\n", "limits.body_max: unknown key; the keys here are body_buffer_max_bytes"),
+    ('[limits]\ndeadline = "fast"\n', "limits.deadline: must be a number of seconds > 0"),
+    ('[[plugins]]\npath = "PLUGIN"\nname = "b"\nlimits = {body_buffer_max_bytes = 10}\n',
+     "plugins[1].limits.body_buffer_max_bytes: a bound of the Proxy-Wasm host, which every plugin shares"),
+    ('[[plugins]]\npath = "PLUGIN"\nname = "b"\nlimits = {start_deadline = "unlimited"}\n',
+     "plugins[1].limits.start_deadline: must be a number of seconds > 0, not 'unlimited'"),
+    ('[[plugins]]\npath = "PLUGIN"\nname = "b"\nlimits = {fuel = 10}\n', "plugins[1].limits.fuel: unknown key"),
 ])
 def test_bad_file_names_key_and_problem(tmp_path: Path, change: str, message: str) -> None:
     text = GOOD + change.replace("PLUGIN", str(PLUGINS / "c_http_all.wasm"))
@@ -119,3 +128,41 @@ def test_yaml_without_pyyaml_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyP
 def test_bad_flags_exit_2(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["serve", *argv]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_limits_default_to_the_librarys_and_are_set_per_host_and_per_plugin(tmp_path: Path) -> None:
+    from proxywasm_vm import HostLimits
+    from proxywasm_vm._proxywasm._plugin import DEFAULT_PLUGIN_LIMITS
+    from proxywasm_vm._serve import _plugin_config
+
+    cfg = load_config_file(_write(tmp_path, GOOD))
+    assert cfg.host_limits == HostLimits()  # nothing said: the library's safe defaults
+    pc = _plugin_config(cfg.plugins[0])
+    assert pc.limits is None and pc.start_deadline == 5.0  # the plugin defaults (0.5 s, 512 MiB)
+
+    cfg = load_config_file(_write(tmp_path, f"""
+        [limits]                        # the host's bounds, and every plugin's defaults
+        body_buffer_max_bytes = 4096
+        shared_data_max_keys = "unlimited"
+        deadline = 2
+        memory_mb = 64
+
+        [clusters.app]
+        url = "http://127.0.0.1:9"
+
+        [[plugins]]
+        name = "a"
+        path = "{PLUGINS / 'c_http_all.wasm'}"
+        limits = {{ deadline = 3, start_deadline = 7, table_elements = 5000 }}
+
+        [[plugins]]
+        name = "b"
+        path = "{PLUGINS / 'c_http_all.wasm'}"
+        limits = {{ memory_mb = "unlimited" }}
+        """))
+    assert cfg.host_limits == HostLimits(body_buffer_max_bytes=4096, shared_data_max_keys=None)
+    a, b = (_plugin_config(p) for p in cfg.plugins)
+    assert (a.limits.deadline, a.limits.memory_bytes, a.limits.table_elements, a.start_deadline) == \
+        (3.0, 64 << 20, 5000, 7.0)
+    assert (b.limits.deadline, b.limits.memory_bytes, b.limits.table_elements, b.start_deadline) == \
+        (2.0, None, DEFAULT_PLUGIN_LIMITS.table_elements, 5.0)

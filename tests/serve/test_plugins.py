@@ -166,3 +166,108 @@ def test_plugin_reset_closes_the_stream(served: Serve, upstream: Upstream) -> No
         pass
     assert upstream.count == before
     assert httpx.get(served.url + "/after").status_code == 200  # and the server goes on
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_plugin_failure_is_logged_once(backend: str, upstream: Upstream, trap_config: Path,
+                                         tmp_path: Path) -> None:
+    """One stderr line per failure (it went out twice before: on the plugin logger and on
+    ``proxywasm_vm``), with everything both said: level, plugin, VM id, context, callback,
+    cause and what happens next."""
+    load_backend(backend)
+    s = Serve(["--listen", "127.0.0.1:0", "--upstream", upstream.url, "--backend", backend,
+               "--plugin", str(PLUGINS / "wat_trap_in.wasm"), "--config", str(trap_config), "--name", "trap",
+               "--deadline", "10"], tmp_path)
+    try:
+        assert httpx.get(s.url + "/t").status_code == 503
+        s.wait_for("failed in proxy_on_request_headers")
+    finally:
+        assert s.stop() == 0, s.stderr()
+    err = s.stderr()
+    # (a wasmtime trap message carries its wasm backtrace over several lines: one record)
+    lines = [ln for ln in err.splitlines() if "failed in" in ln]
+    assert len(lines) == 1 and err.count("a fresh VM starts with the first stream after") == 1, err
+    assert " ERROR proxywasm_vm.plugin: [trap/" in lines[0] and " ctx " in lines[0]
+    assert "plugin 'trap' failed in proxy_on_request_headers" in lines[0] and "unreachable" in lines[0]
+    assert " proxywasm_vm: " not in err  # (the host's own logger said it again before)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_host_limits_from_the_configuration_take_effect(backend: str, upstream: Upstream, tmp_path: Path) -> None:
+    """``[limits] body_buffer_max_bytes``: a request body the plugin holds past it gets Envoy's 413
+    (the default bound, 1 MiB, lets this one through)."""
+    load_backend(backend)
+    cfg = tmp_path / "pwvm.toml"
+    cfg.write_text(f"""
+listen = "127.0.0.1:0"
+
+[limits]
+body_buffer_max_bytes = 1024
+
+[clusters.app]
+url = "{upstream.url}"
+
+[[plugins]]
+name = "body"
+path = "{PLUGINS / 'c_http_all.wasm'}"
+backend = "{backend}"
+configuration = "test=body"     # replace: holds the request body until its end, then upper-cases it
+limits = {{ deadline = 10 }}
+""")
+    s = Serve(["-c", str(cfg)], tmp_path)
+    try:
+        def chunks(rest: int) -> Iterator[bytes]:
+            yield b"x" * 600
+            # the rest once the plugin holds the first part (paused, buffering: it logs it)
+            s.wait_for("request body size=600 eos=0")
+            yield b"x" * rest
+
+        before = upstream.count
+        r = httpx.post(s.url + "/large", content=chunks(5000), timeout=30)
+        assert r.status_code == 413 and upstream.count == before
+        r = httpx.post(s.url + "/small", content=chunks(300), timeout=30)  # 900 bytes: under the bound
+        assert r.status_code == 200 and '"body": "' + "X" * 900 + '"' in r.text and upstream.count == before + 1
+    finally:
+        assert s.stop() == 0, s.stderr()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_local_response_goes_back_through_the_plugins_before_it(backend: str, upstream: Upstream,
+                                                                  tmp_path: Path) -> None:
+    """The chain's local reply as Envoy's: through the response callbacks of the plugin that
+    answered (as_solo_headers adds x-pwvm-response) and of those before it (c_http_all's
+    ``headers`` test adds x-pwvm-set-pairs), never to the upstream."""
+    load_backend(backend)
+    cfg = tmp_path / "pwvm.toml"
+    cfg.write_text(f"""
+listen = "127.0.0.1:0"
+
+[limits]
+deadline = 10                   # generous: a busy test machine must not trip the 0.5 s default
+
+[clusters.app]
+url = "{upstream.url}"
+
+[[plugins]]
+name = "a"
+path = "{PLUGINS / 'c_http_all.wasm'}"
+backend = "{backend}"
+configuration = "test=headers"
+
+[[plugins]]
+name = "solo"
+path = "{PLUGINS / 'as_solo_headers.wasm'}"
+backend = "{backend}"
+root_id = "pwvm_solo_headers"
+""")
+    s = Serve(["-c", str(cfg)], tmp_path)
+    try:
+        before = upstream.count
+        r = httpx.get(s.url + "/d", headers={"x-pwvm-deny": "1"}, timeout=30)
+        assert (r.status_code, r.text) == (403, "denied") and upstream.count == before
+        assert r.headers["x-pwvm-response"] == "1" and r.headers["x-pwvm-set-pairs"] == "4"
+        r = httpx.get(s.url + "/ok", timeout=30)  # no answer: the upstream's response, through both
+        assert r.status_code == 200 and upstream.count == before + 1
+        assert r.headers["x-pwvm-response"] == "1" and "x-pwvm-set-pairs" in r.headers
+    finally:
+        assert s.stop() == 0, s.stderr()
