@@ -40,6 +40,7 @@ import wasmer
 
 from proxywasm_vm._engine import Engine, EngineConfig
 from proxywasm_vm import _guard
+from proxywasm_vm._guard import DEPTH
 from proxywasm_vm._settings import guard_helper_disabled
 from proxywasm_vm._errors import CompileError, LimitError, LinkError, Trap, TrapCode, WasmError
 from proxywasm_vm._func import Caller, Func
@@ -687,8 +688,18 @@ class WasmerFunc(Func):
         store = self.store
         if store._closed:
             raise WasmError("this store is closed")
+        fast = store._fast
+        if fast is not None and not DEPTH[0] and not store._mems:
+            # the common case (every Proxy-Wasm callback): an outermost call with only a deadline
+            # to arm, armed as store._arm() would, without its steps (one C call each way)
+            rc = fast[0](-1, fast[2])
+            if rc:
+                raise _guard.arm_error(rc)
+            DEPTH[0] = 1
+            armed = 2
+        else:
+            armed = store._guarded and store._arm()
         store._active += 1
-        armed = store._guarded and store._arm()
         try:
             return w(*vals)
         except RuntimeError as e:
@@ -700,7 +711,10 @@ class WasmerFunc(Func):
                 raise NotImplementedError(_NO_REFS) from None
             raise
         finally:
-            if armed:
+            if armed == 2:  # (what _guard.leave() does for the outermost call)
+                DEPTH[0] = 0
+                fast[1]()  # type: ignore[index]
+            elif armed:
                 _guard.leave()
             store._active -= 1
             if not store._active:
