@@ -122,14 +122,16 @@ done
 
 # `pwvm setup wasmer` from the newest environment: a Python 3.10 worker environment, into which the
 # same wheel is installed (an abi3 wheel: its prebuilt shims serve 3.10 too), then wasmer runs there.
-# (HOME and the PIP_* settings stay: pip installs from its usual index and cache; no compiler still.)
+# (HOME and the PIP_* settings stay: pip installs from its usual index and cache; no compiler still.
+# The check runs from $WORK: `python -c` puts the current folder first on sys.path, and from the
+# checkout that would import the checkout's package instead of the installed one.)
 if py310="$(find_python 3.10)"; then
   log "Python $ver: pwvm setup wasmer --python $py310"
   pip_env=()
   while IFS= read -r kv; do pip_env+=("$kv"); done < <(env | grep '^PIP_' || true)
   if env -i HOME="$HOME" PATH="$venv/bin" CC=pwvm-no-compiler CXX=pwvm-no-compiler "${pip_env[@]}" \
        PWVM_CACHE_DIR="$WORK/cache-$ver" LANG=C.UTF-8 "$venv/bin/pwvm" setup wasmer --python "$py310" >&2 \
-     && out="$(run "$venv/bin/python" -c '
+     && out="$(cd "$WORK" && run "$venv/bin/python" -c '
 from proxywasm_vm import Engine, Instance, Module, Store
 engine = Engine("wasmer")
 print(Instance(Store(engine), Module(engine, "(module (func (export \"f\") (result i32) i32.const 7))")).exports["f"]())

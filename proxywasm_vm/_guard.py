@@ -55,7 +55,9 @@ if TYPE_CHECKING:
     from ._store import StoreLimits
 
 _enabled = False
-_depth = 0  # outermost calls only: nested calls (host -> wasm) run under the outer call's limits
+#: [depth]: outermost calls only arm, nested calls (host -> wasm) run under the outer call's limits. A
+#: one-item list, so a backend's hot call path tests and sets it without a call (GuardedStore._fast).
+DEPTH = [0]
 _statm = -1
 _INF = resource.RLIM_INFINITY
 #: Room left for the runtime's own allocations on top of the memories' room.
@@ -99,15 +101,14 @@ def enter(deadline: float | None, cap: int | None, sizes: Any) -> bool:
 
     Returns whether :func:`leave` must be called (an outermost call with a limit).
     """
-    global _depth
-    if _depth:
-        _depth += 1
+    if DEPTH[0]:
+        DEPTH[0] += 1
         return True
     if deadline is None and cap is None:
         return False
     if _helper is not None:
         return _enter_helper(deadline, cap, sizes() if cap is not None else ())
-    _depth = 1
+    DEPTH[0] = 1
     if cap is not None:
         left = min((cap - s for s in sizes()), default=None)
         if left is not None:
@@ -120,7 +121,6 @@ def enter(deadline: float | None, cap: int | None, sizes: Any) -> bool:
 
 def _enter_helper(deadline: float | None, cap: int | None, sizes: Sequence[int]) -> bool:
     """:func:`enter` through the helper, for an outermost call (``sizes``: the store's memory sizes)."""
-    global _depth
     room = -1
     if cap is not None and sizes:
         # (a memory already past its cap has less than SLACK left: it cannot creep on, SLACK per call)
@@ -130,16 +130,20 @@ def _enter_helper(deadline: float | None, cap: int | None, sizes: Sequence[int])
     # (the helper rounds the deadline up to whole microseconds, as signal.setitimer does)
     rc = _helper.pwvm_guard_enter(room, 0.0 if deadline is None else deadline)
     if rc:
-        raise OSError(-rc, f"cannot arm the call's limits: {os.strerror(-rc)}")
-    _depth = 1
+        raise arm_error(rc)
+    DEPTH[0] = 1
     return True
+
+
+def arm_error(rc: int) -> OSError:
+    """The error of the helper's enter returning ``rc`` (-errno): nothing was armed."""
+    return OSError(-rc, f"cannot arm the call's limits: {os.strerror(-rc)}")
 
 
 def leave() -> None:
     """The call armed by :func:`enter` returned (or raised)."""
-    global _depth
-    _depth -= 1
-    if _depth:
+    DEPTH[0] -= 1
+    if DEPTH[0]:
         return
     if _helper is not None:
         _helper.pwvm_guard_leave()
@@ -186,6 +190,10 @@ class GuardedStore:
     _cap: int | None
     _guarded: bool
     _mems: list[Any]
+    #: (the helper's enter, its leave, the deadline) when the helper arms this store's deadline, else None:
+    #: a backend's hot call path arms an outermost call (``DEPTH[0]`` 0) with no memory to count
+    #: (``_mems`` empty) as :meth:`_arm` would, ``enter(-1, deadline)``, without the steps between
+    _fast: tuple[Any, Any, float] | None
 
     def _init_guard(self, limits: StoreLimits) -> None:
         self._limits = limits
@@ -193,6 +201,11 @@ class GuardedStore:
         self._cap = limits.memory_bytes if _enabled else None
         self._guarded = self._deadline is not None or self._cap is not None
         self._mems = []
+        self._set_fast()
+
+    def _set_fast(self) -> None:
+        h, d = _helper, self._deadline
+        self._fast = (h.pwvm_guard_enter, h.pwvm_guard_leave, d) if h is not None and d is not None else None
 
     @property
     def limits(self) -> StoreLimits:
@@ -208,6 +221,7 @@ class GuardedStore:
             raise ValueError("deadline must be > 0 seconds")
         self._deadline = seconds
         self._guarded = self._deadline is not None or self._cap is not None
+        self._set_fast()
 
     def _mem_sizes(self) -> list[int]:
         return [m.data_size for m in self._mems]
@@ -216,7 +230,7 @@ class GuardedStore:
         """Arm the guard for a call starting now; True: call :func:`leave` once it returned."""
         if not self._guarded:
             return False
-        if _helper is None or _depth:
+        if _helper is None or DEPTH[0]:
             return enter(self._deadline, self._cap, self._mem_sizes)
         # the common case in fewer steps: an outermost call, through the helper, one memory
         cap, mems = self._cap, self._mems

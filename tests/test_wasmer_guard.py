@@ -262,3 +262,45 @@ def test_a_module_with_its_memory_imported_is_serialized_with_a_mark(worker_engi
     for bad in (data[len(b"pwvm-wasmer-own-memory\n"):], b"pwvm-wasmer-own-memory\n" + plain):
         with pytest.raises(pw.CompileError):
             pw.Module.deserialize(engine, bad)
+
+
+def _serialized_outside_a_worker(wasm: bytes) -> bytes:
+    """``wasm`` compiled and serialized by wasmer in a process whose guard is not enabled (as a
+    proxywasm-vm from before the memory rewrite did in a worker too): its memory defined, no mark."""
+    from proxywasm_vm.backends.wasmer import BACKEND
+
+    code = textwrap.dedent("""
+        import sys
+        sys.path.insert(0, %r)
+        import proxywasm_vm as pw
+        engine = pw.Engine("wasmer", isolation="in-process")
+        sys.stdout.write(pw.Module(engine, bytes.fromhex(sys.stdin.read())).serialize().hex())
+    """ % os.path.dirname(os.path.dirname(os.path.abspath(pw.__file__))))
+    out = subprocess.run([BACKEND.worker_python(), "-c", code], input=wasm.hex(),  # type: ignore[attr-defined]
+                         capture_output=True, text=True, timeout=120, check=True)
+    return bytes.fromhex(out.stdout)
+
+
+def test_a_module_serialized_with_its_memory_defined_is_compiled_again(worker_engine, tmp_path):
+    """A compiled-module cache entry from before the memory rewrite (no mark, the memory defined) would
+    leave the module capped by the kernel's limit around every call (a read of /proc/self/statm and two
+    setrlimit per call, SLACK past the cap): a worker refuses it, so Module.cached compiles it again."""
+    import hashlib
+
+    wasm = pw.wat2wasm(BOMB.format(imports="", limits="1"))
+    old = _serialized_outside_a_worker(wasm)
+    assert old and not old.startswith(b"pwvm-wasmer-own-memory\n")
+    with pytest.raises(pw.CompileError, match="memory defined"):
+        pw.Module.deserialize(worker_engine, old)
+    engine = pw.Engine("wasmer", pw.EngineConfig(cache_dir=tmp_path))
+    entry = engine.cache_dir / f"{hashlib.sha256(wasm + engine.config.fingerprint().encode()).hexdigest()}.cwasm"
+    entry.parent.mkdir(parents=True)
+    entry.write_bytes(old)
+    mod = pw.Module.cached(engine, wasm)
+    assert entry.read_bytes().startswith(b"pwvm-wasmer-own-memory\n")  # rebuilt
+    ex = pw.Instance(pw.Store(engine, limits=pw.StoreLimits(memory_bytes=16 * PAGE_SIZE)), mod).exports
+    assert ex["bomb"]() == 15  # exactly at the cap
+    # a module without a memory of its own is the same either way: its old entry still loads
+    plain = pw.wat2wasm('(module (func (export "f") (result i32) i32.const 1))')
+    assert pw.Instance(pw.Store(engine), pw.Module.deserialize(engine, _serialized_outside_a_worker(plain))
+                       ).exports["f"]() == 1

@@ -34,10 +34,10 @@ def make_builder() -> Any:
                             uint32_t *peer_sleeping, int peer_efd);
         uint32_t pwvm_chan_load(uint32_t *word);
         void pwvm_chan_store(uint32_t *word, uint32_t value);
-        int pwvm_chan_wait(uint32_t *seq, uint32_t last, uint32_t *sleeping, int efd, int death_fd,
-                           int64_t spin_ns, int64_t timeout_ns);
-        int pwvm_chan_wait_any(uint32_t **seqs, const uint32_t *lasts, uint32_t **sleeping, const int *efds, int n,
-                               int from, int death_fd, int64_t spin_ns);
+        int pwvm_chan_wait(uint32_t *seq, uint32_t last, uint32_t *sleeping, const uint32_t *peer_sleeping, int efd,
+                           int death_fd, int64_t spin_ns, int64_t timeout_ns);
+        int pwvm_chan_wait_any(uint32_t **seqs, const uint32_t *lasts, uint32_t **sleeping, uint32_t **peer_sleeping,
+                               const int *efds, int n, int from, int death_fd, int64_t spin_ns);
         int pwvm_chan_watch_parent(int fd);
     """)
     ffi.cdef(native.KEY_CDEF)

@@ -7,10 +7,22 @@
  *   sleeping  set by the receiver before it blocks; the sender writes the
  *             receiver's eventfd only when it is set (Dekker-style: both sides
  *             use sequentially consistent operations between their store and load)
+ *   cpu       the word after ``sleeping``: 1 + the CPU its side last waited on (0: not known)
+ *
+ * A waiter spins only while its peer runs on another CPU. When both sides share one CPU
+ * (the scheduler put them there, or the other CPUs are busy), the peer cannot answer
+ * while the waiter spins, and a sched_yield does not hand the CPU over: the scheduler
+ * keeps the two fair, so the spinner burns as much CPU as the peer works, and each
+ * crossing waits for a time slice. Blocking at once gives the CPU to the peer in one
+ * switch. Each side notes its CPU in its ``cpu`` word when it starts waiting (and after
+ * it was woken); the spin loop compares the peer's with its own now and then.
  *
  * Every function here runs with the GIL released (cffi API mode), so the other
  * Python threads of the process keep running while one waits.
  */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE  /* sched_getcpu */
+#endif
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
@@ -74,6 +86,23 @@ static int spin_begin(void) {
 
 static void spin_end(void) { __atomic_sub_fetch(&spinners, 1, __ATOMIC_RELAXED); }
 
+/* 1 + the CPU the calling thread runs on now (0: not known). */
+static uint32_t cpu_word(void) {
+    int c = sched_getcpu();
+    return c < 0 ? 0 : (uint32_t)c + 1;
+}
+
+/* Note in this side's cpu word (the word after its sleeping word) where it waits now. */
+static void note_cpu(uint32_t *sleeping, uint32_t cpu) {
+    if (__atomic_load_n(sleeping + 1, __ATOMIC_RELAXED) != cpu)  /* (no store, no cache-line traffic, when unchanged) */
+        __atomic_store_n(sleeping + 1, cpu, __ATOMIC_RELAXED);
+}
+
+/* Whether the peer whose sleeping word is ``peer_sleeping`` last waited on the CPU ``cpu`` (a cpu word). */
+static int on_cpu(const uint32_t *peer_sleeping, uint32_t cpu) {
+    return cpu != 0 && __atomic_load_n(peer_sleeping + 1, __ATOMIC_RELAXED) == cpu;
+}
+
 /* The index of the first of the n words seqs[i] that differs from lasts[i], or -1. */
 static int find_any(uint32_t **seqs, const uint32_t *lasts, int n, int from) {
     for (int k = 0; k < n; k++) {
@@ -83,8 +112,10 @@ static int find_any(uint32_t **seqs, const uint32_t *lasts, int n, int from) {
     return -1;
 }
 
-/* Spin until one of seqs[i] != lasts[i] (its index) or spin_ns passed since start (-1). */
-static int spin_any(uint32_t **seqs, const uint32_t *lasts, int n, int from, int64_t start, int64_t spin_ns) {
+/* Spin until one of seqs[i] != lasts[i] (its index) or spin_ns passed since start (-1), or the
+ * peer (its sleeping word ``peer_sleeping``) is found on this thread's CPU (-1: block, see the top). */
+static int spin_any(uint32_t **seqs, const uint32_t *lasts, int n, int from, int64_t start, int64_t spin_ns,
+                    const uint32_t *peer_sleeping) {
     int64_t end = start + spin_ns, next_yield = start + PWVM_YIELD_NS;
     for (unsigned i = 1;; i++) {
         int got = find_any(seqs, lasts, n, from);
@@ -94,6 +125,7 @@ static int spin_any(uint32_t **seqs, const uint32_t *lasts, int n, int from, int
             int64_t t = now_ns();
             if (t >= end) return -1;
             if (t >= next_yield) {
+                if (on_cpu(peer_sleeping, cpu_word())) return -1;
                 sched_yield();
                 next_yield = t + PWVM_YIELD_NS;
             }
@@ -111,12 +143,14 @@ static int spin_any(uint32_t **seqs, const uint32_t *lasts, int n, int from, int
  * microseconds: when more threads want to run than there are cores (the peer
  * among them), sched_yield hands the core over instead of burning the slice the
  * peer needs; on an idle core it returns at once. */
-int pwvm_chan_wait(uint32_t *seq, uint32_t last, uint32_t *sleeping, int efd, int death_fd,
-                   int64_t spin_ns, int64_t timeout_ns) {
+int pwvm_chan_wait(uint32_t *seq, uint32_t last, uint32_t *sleeping, const uint32_t *peer_sleeping, int efd,
+                   int death_fd, int64_t spin_ns, int64_t timeout_ns) {
     int64_t start = now_ns();
     if (__atomic_load_n(seq, __ATOMIC_ACQUIRE) != last) return 0;
-    if (spin_ns > 0 && spin_begin()) {
-        int got = spin_any(&seq, &last, 1, 0, start, spin_ns);
+    uint32_t cpu = cpu_word();
+    note_cpu(sleeping, cpu);
+    if (spin_ns > 0 && !on_cpu(peer_sleeping, cpu) && spin_begin()) {
+        int got = spin_any(&seq, &last, 1, 0, start, spin_ns, peer_sleeping);
         spin_end();
         if (got >= 0) return 0;
     }
@@ -138,6 +172,7 @@ int pwvm_chan_wait(uint32_t *seq, uint32_t last, uint32_t *sleeping, int efd, in
         struct pollfd fds[2] = {{efd, POLLIN, 0}, {death_fd, POLLIN, 0}};
         int n = poll(fds, death_fd >= 0 ? 2 : 1, ms);
         __atomic_store_n(sleeping, 0, __ATOMIC_SEQ_CST);
+        note_cpu(sleeping, cpu_word());  /* (woken maybe on another CPU) */
         if (n < 0) {
             if (errno == EINTR) return __atomic_load_n(seq, __ATOMIC_ACQUIRE) != last ? 4 : 3;
             return 1;
@@ -159,15 +194,19 @@ int pwvm_chan_wait(uint32_t *seq, uint32_t last, uint32_t *sleeping, int efd, in
  * received from that lane as usual. Returns -1: death_fd became readable; -3: interrupted by a
  * signal. Spins first as pwvm_chan_wait does, then sets every lane's ``sleeping`` word and
  * blocks in poll on every lane's eventfd (lanes may share one). At most PWVM_MAX_LANES lanes (the
- * parent makes no more, see _conn.MAX_LANES). */
+ * parent makes no more, see _conn.MAX_LANES). The peer whose CPU decides whether to spin is the
+ * one of the lane served last (before ``from``): the parent thread most likely to ask next. */
 #define PWVM_MAX_LANES 64
-int pwvm_chan_wait_any(uint32_t **seqs, const uint32_t *lasts, uint32_t **sleeping, const int *efds, int n,
-                       int from, int death_fd, int64_t spin_ns) {
+int pwvm_chan_wait_any(uint32_t **seqs, const uint32_t *lasts, uint32_t **sleeping, uint32_t **peer_sleeping,
+                       const int *efds, int n, int from, int death_fd, int64_t spin_ns) {
     if (n <= 0 || n > PWVM_MAX_LANES) return -1;
     int got = find_any(seqs, lasts, n, from);
     if (got >= 0) return got;
-    if (spin_ns > 0 && spin_begin()) {
-        got = spin_any(seqs, lasts, n, from, now_ns(), spin_ns);
+    uint32_t cpu = cpu_word();
+    for (int i = 0; i < n; i++) note_cpu(sleeping[i], cpu);
+    const uint32_t *peer = peer_sleeping[(from + n - 1) % n];
+    if (spin_ns > 0 && !on_cpu(peer, cpu) && spin_begin()) {
+        got = spin_any(seqs, lasts, n, from, now_ns(), spin_ns, peer);
         spin_end();
         if (got >= 0) return got;
     }
@@ -195,6 +234,8 @@ int pwvm_chan_wait_any(uint32_t **seqs, const uint32_t *lasts, uint32_t **sleepi
             }
         }
         for (int i = 0; i < n; i++) __atomic_store_n(sleeping[i], 0, __ATOMIC_SEQ_CST);
+        cpu = cpu_word();  /* (woken maybe on another CPU) */
+        for (int i = 0; i < n; i++) note_cpu(sleeping[i], cpu);
         if (got != -2) return got;
     }
 }

@@ -9,8 +9,8 @@ is a mailbox holding one message at a time. A lane at byte ``base``:
 
     base+0      u32 seq      parent -> worker      (one cache line each)
     base+64     u32 seq      worker -> parent
-    base+128    u32 sleeping the worker side is blocked
-    base+192    u32 sleeping the parent side is blocked
+    base+128    u32 sleeping the worker side is blocked; u32 cpu: 1 + the CPU it last waited on
+    base+192    u32 sleeping the parent side is blocked; u32 cpu: the same for the parent side
     base+256    parent -> worker mailbox: u32 length, u32 flags, payload
     base+256+M  worker -> parent mailbox
 
@@ -18,7 +18,9 @@ A sender writes the payload, then increments its ``seq`` with a sequentially
 consistent atomic (``_chan.c``) and writes the receiver's eventfd only if the
 receiver said it sleeps. A receiver spins on ``seq`` for up to ~50 µs with the
 GIL released, yielding its core every few µs (so a peer waiting for that core
-gets it; with a single usable core it does not spin at all), then blocks in
+gets it; with a single usable core it does not spin at all; nor while the peer
+last waited on the receiver's own CPU: it cannot answer before the receiver
+lets go of that CPU, see ``_chan.c``), then blocks in
 ``poll`` on its eventfd *and* a death descriptor:
 the child's pidfd in the parent, a pipe only the parent holds in the worker.
 Only one thread per process spins at a time: when several wait at once (many
@@ -189,7 +191,7 @@ class Channel:
         if self.helper is not None:
             t = -1 if timeout is None else max(0, int(timeout * 1e9))
             while True:
-                rc = self._wait(self._in_seq, last, self._my_sleep, self.efd_in, self.death_fd,
+                rc = self._wait(self._in_seq, last, self._my_sleep, self._peer_sleep, self.efd_in, self.death_fd,
                                 max(self.spin_ns, self._min_spin), t)
                 if rc == 0 or rc == 4:  # caught while spinning, or after blocking
                     break
@@ -260,7 +262,7 @@ class Channel:
             # a timed wait costs nothing more: the spin reads the clock anyway, and the block is
             # the same poll() with a timeout
             last = self._last_in
-            rc = self._wait(self._in_seq, last, self._my_sleep, self.efd_in, self.death_fd,
+            rc = self._wait(self._in_seq, last, self._my_sleep, self._peer_sleep, self.efd_in, self.death_fd,
                             max(self.spin_ns, self._min_spin) if spin else 0,
                             -1 if timeout is None else max(0, int(timeout * 1e9)))
             if rc == 0 or rc == 4:
@@ -324,6 +326,7 @@ class LaneGroup:
             ffi = helper.ffi
             self._seqs = ffi.new("uint32_t *[]", [c._in_seq for c in chans])
             self._sleeping = ffi.new("uint32_t *[]", [c._my_sleep for c in chans])
+            self._peer_sleeping = ffi.new("uint32_t *[]", [c._peer_sleep for c in chans])
             self._efds = ffi.new("int[]", [c.efd_in for c in chans])
             self._lasts = ffi.new("uint32_t[]", len(chans))
             self._wait_any = helper.lib.pwvm_chan_wait_any
@@ -340,7 +343,7 @@ class LaneGroup:
             for i, c in enumerate(chans):
                 lasts[i] = c._last_in
             while True:
-                i = self._wait_any(self._seqs, lasts, self._sleeping, self._efds, n, start,
+                i = self._wait_any(self._seqs, lasts, self._sleeping, self._peer_sleeping, self._efds, n, start,
                                    chans[0].death_fd, self.spin_ns)
                 if i >= 0:
                     break

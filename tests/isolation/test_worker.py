@@ -16,7 +16,7 @@ import threading
 import time
 
 import pytest
-from _helpers import descendants, in_ci, kill_process, stop_process, wait_exited
+from _helpers import descendants, in_ci, kill_process, run_python, stop_process, wait_exited
 
 import proxywasm_vm as pw
 from proxywasm_vm import FuncType, TrapCode, ValType
@@ -441,3 +441,51 @@ def test_dropped_engine_stops_its_worker_even_with_cycles_through_host_functions
     while _alive(pid) and time.monotonic() < deadline:
         time.sleep(0.02)
     assert not _alive(pid), "a dropped engine's worker kept running"
+
+
+@pytest.mark.parametrize("peer_here", [False, True], ids=["peer-elsewhere", "peer-on-this-cpu"])
+def test_a_waiter_does_not_spin_while_its_peer_waits_on_its_cpu(peer_here):
+    """The channel's waiter spins only while its peer runs on another CPU (``_chan.c``): a peer on the
+    waiter's own CPU cannot answer until the waiter lets go of it. Both sides of one lane in a fresh
+    interpreter (no other thread of it spins: one spinner per process); the waiter is held on one
+    CPU, the peer's CPU word says where the peer last waited, and the message comes after 50 ms: a
+    waiter that spins (for up to 20 s) catches it spinning (0), one that blocks at once is woken by
+    the post (4)."""
+    out = run_python("""
+        import os, sys, threading, time
+        from proxywasm_vm._isolation._channel import Channel, close_shared, create_shared, load_helper, map_shared
+
+        peer_here = sys.argv[1] == "1"
+        helper = load_helper()
+        if helper is None:
+            print("no helper"); print("ok"); sys.exit(0)
+        cpu = min(os.sched_getaffinity(0))
+        fd, size = create_shared(1, mailbox=4096)
+        mm = map_shared(fd, size)
+        efds = [os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK) for _ in range(2)]
+        parent = Channel("parent", mm, 0, 4096, efds[0], efds[1], -1)
+        worker = Channel("worker", mm, 0, 4096, efds[1], efds[0], -1)
+        # the parent's peer is the worker: its CPU word follows its sleeping word
+        helper.lib.pwvm_chan_store(worker._my_sleep + 1, cpu + 1 if peer_here else 0)
+        got = {}
+
+        def wait():
+            os.sched_setaffinity(0, {cpu})
+            got["rc"] = helper.lib.pwvm_chan_wait(parent._in_seq, parent._last_in, parent._my_sleep,
+                                                  parent._peer_sleep, parent.efd_in, -1, 20_000_000_000,
+                                                  60_000_000_000)
+            got["cpu"] = helper.lib.pwvm_chan_load(parent._my_sleep + 1)  # where it noted it waited
+
+        t = threading.Thread(target=wait)
+        t.start()
+        time.sleep(0.05)
+        worker.send(b"hi")
+        t.join(60)
+        print(got["rc"], got["cpu"] - 1 == cpu)
+        parent.close(); worker.close(); close_shared(mm)
+        print("ok")
+    """, "1" if peer_here else "0")
+    first = out.split("\n")[0]
+    if first == "no helper":
+        pytest.skip("the channel's helper cannot be built here")
+    assert first == ("4 True" if peer_here else "0 True"), out

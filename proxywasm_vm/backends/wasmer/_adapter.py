@@ -40,6 +40,7 @@ import wasmer
 
 from proxywasm_vm._engine import Engine, EngineConfig
 from proxywasm_vm import _guard
+from proxywasm_vm._guard import DEPTH
 from proxywasm_vm._settings import guard_helper_disabled
 from proxywasm_vm._errors import CompileError, LimitError, LinkError, Trap, TrapCode, WasmError
 from proxywasm_vm._func import Caller, Func
@@ -309,6 +310,14 @@ def _memory_as_import(wasm: bytes, info: ModuleInfo) -> tuple[bytes, MemoryType]
     return b"".join(out), ty
 
 
+def _defines_one_memory(w: Any) -> bool:
+    """Whether the compiled ``wasmer.Module`` ``w`` exports one memory (not shared) and imports none:
+    what ``_memory_as_import`` rewrites (a memory it does not export is not seen here)."""
+    imported = [i for i in w.imports if isinstance(i.type, wasmer.MemoryType)]
+    exported = [e for e in w.exports if isinstance(e.type, wasmer.MemoryType)]
+    return not imported and len(exported) == 1 and not exported[0].type.shared
+
+
 class WasmerEngine(Engine):
     """Compiles with one wasmer compiler (``compiler``) into an engine-wide ``wasmer.Store``."""
 
@@ -346,7 +355,7 @@ class WasmerEngine(Engine):
             self._refuse_simd(wasm)
         # Only a worker caps memories; not with llvm, whose memory.fill on an imported memory
         # crashes the process (SIGSEGV): its memories stay capped by the guard's memory limit.
-        own = _memory_as_import(wasm, info) if _guard.enabled() and self.compiler != "llvm" else None
+        own = _memory_as_import(wasm, info) if self._imports_own_memory() else None
         try:
             w = wasmer.Module(self._wstore, wasm if own is None else own[0])
         except RuntimeError as e:
@@ -359,6 +368,13 @@ class WasmerEngine(Engine):
         mod = WasmerModule._wrap(self, w)
         mod._info = info
         return mod
+
+    def _imports_own_memory(self) -> bool:
+        """Whether this engine compiles a module's own memory as an import (``_memory_as_import``).
+
+        Only a worker caps memories; not with llvm, whose memory.fill on an imported memory
+        crashes the process (SIGSEGV): its memories stay capped by the guard's memory limit."""
+        return _guard.enabled() and self.compiler != "llvm"
 
     def _refuse_simd(self, wasm: bytes) -> None:
         """Refuse SIMD with the singlepass and llvm compilers: singlepass has none ("not yet
@@ -403,6 +419,14 @@ class WasmerEngine(Engine):
         mod = WasmerModule._wrap(self, w)
         if marked != (mod._own_memory is not None):
             raise CompileError("not a module serialized by this wasmer backend (its memory mark does not match)")
+        if not marked and self._imports_own_memory() and _defines_one_memory(w):
+            # Compiled with its memory defined (by a proxywasm-vm from before the rewrite, or by wasmer
+            # outside a worker): here that memory could only be capped by the kernel's limit around
+            # every call (two setrlimit and a read of /proc per callback, and SLACK past the cap).
+            # Refused, so a compiled-module cache entry is rebuilt (Module.cached, ProcessModule).
+            raise CompileError("this wasmer module was serialized with its memory defined (by an older "
+                               "proxywasm-vm, or outside a worker): a worker caps a module's own memory "
+                               "exactly only as compiled there; compile it again")
         return mod
 
     def _store_new(self, limits: StoreLimits, data: Any) -> Store:
@@ -664,8 +688,18 @@ class WasmerFunc(Func):
         store = self.store
         if store._closed:
             raise WasmError("this store is closed")
+        fast = store._fast
+        if fast is not None and not DEPTH[0] and not store._mems:
+            # the common case (every Proxy-Wasm callback): an outermost call with only a deadline
+            # to arm, armed as store._arm() would, without its steps (one C call each way)
+            rc = fast[0](-1, fast[2])
+            if rc:
+                raise _guard.arm_error(rc)
+            DEPTH[0] = 1
+            armed = 2
+        else:
+            armed = store._guarded and store._arm()
         store._active += 1
-        armed = store._guarded and store._arm()
         try:
             return w(*vals)
         except RuntimeError as e:
@@ -677,7 +711,10 @@ class WasmerFunc(Func):
                 raise NotImplementedError(_NO_REFS) from None
             raise
         finally:
-            if armed:
+            if armed == 2:  # (what _guard.leave() does for the outermost call)
+                DEPTH[0] = 0
+                fast[1]()  # type: ignore[index]
+            elif armed:
                 _guard.leave()
             store._active -= 1
             if not store._active:
