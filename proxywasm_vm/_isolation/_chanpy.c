@@ -17,6 +17,7 @@
 #include <Python.h>
 
 #include <errno.h>
+#include <poll.h>
 #include <stdint.h>
 #include <string.h>
 #include <time.h>
@@ -79,7 +80,22 @@ static PyObject *chan_send(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* readable(fd) -> bool: whether fd is readable now (a poll that does not wait). A parent asks its
+ * worker's pidfd so once per Proxy-Wasm stream (has the worker died while idle?): through os or
+ * select that call would release the GIL, and hand it to another thread, once per request. */
+static PyObject *chan_readable(PyObject *self, PyObject *arg) {
+    (void)self;
+    int fd = (int)PyLong_AsLong(arg);
+    if (fd == -1 && PyErr_Occurred()) return NULL;
+    struct pollfd p = {fd, POLLIN, 0};
+    int n;
+    do { n = poll(&p, 1, 0); } while (n < 0 && errno == EINTR);
+    if (n < 0) return PyErr_SetFromErrno(PyExc_OSError);
+    return PyBool_FromLong(n > 0 && (p.revents & (POLLIN | POLLHUP | POLLERR)));
+}
+
 static PyMethodDef methods[] = {
+    {"readable", chan_readable, METH_O, "readable(fd) -> bool"},
     {"spin", chan_spin, METH_VARARGS, "spin(seq_address, last, ns) -> bool"},
     {"send", chan_send, METH_VARARGS, "send(box_address, data, seq_address, peer_sleeping_address, peer_efd)"},
     {NULL, NULL, 0, NULL},

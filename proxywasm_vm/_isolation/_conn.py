@@ -404,10 +404,14 @@ class Connection:
         died while idle is reaped here, before a request is sent to it."""
         if self.dead:
             return False
-        try:  # thread-safe, and WNOWAIT leaves the reaping to _reap (Popen's own bookkeeping)
-            gone = os.waitid(os.P_PIDFD, self.pidfd, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
-        except (OSError, AttributeError):
-            gone = self.proc.poll() is not None
+        gil = self.lanes[0].chan._gil
+        if gil is not None:  # a pidfd turns readable when its process exits; asked keeping the GIL
+            gone = gil.readable(self.pidfd)
+        else:
+            try:  # thread-safe, and WNOWAIT leaves the reaping to _reap (Popen's own bookkeeping)
+                gone = os.waitid(os.P_PIDFD, self.pidfd, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+            except (OSError, AttributeError):
+                gone = self.proc.poll() is not None
         if gone:
             self._reap()
         return not gone
