@@ -389,9 +389,10 @@ def _request(which: str) -> Callable[[Engine], Operation]:
 
 
 #: How many threads the ``*_8t`` workloads drive one operation from, and how many units each
-#: thread runs per invocation (so that starting a batch costs about 1% of it).
+#: thread runs per invocation (2,000 requests, some 50 ms: waking the threads for a batch, which on
+#: a loaded machine can wait for a core, is then a small part of it).
 THREADS = 8
-THREAD_BATCH = 25
+THREAD_BATCH = 250
 
 
 def threaded(op: Operation, threads: int = THREADS, batch: int = THREAD_BATCH) -> Operation:
