@@ -85,6 +85,9 @@ helper = load_helper()
 assert helper is not None and helper.__file__.startswith(site), f"the channel helper is not prebuilt: {helper}"
 from proxywasm_vm._proxywasm import _pairs
 assert _pairs._ext.__file__.startswith(site), f"the pairs codec is not prebuilt: {_pairs._ext.__file__}"
+from proxywasm_vm._isolation._channel import load_gil_helper
+gil = load_gil_helper()
+assert gil is not None and gil.__file__.startswith(site), f"the channel's GIL-keeping steps are not prebuilt: {gil}"
 engine = Engine("wasmtime@process")  # a worker process, which loads the prebuilt helper too
 inst = Instance(Store(engine), Module(engine, '(module (func (export "f") (result i32) i32.const 7))'))
 assert inst.exports["f"]() == 7

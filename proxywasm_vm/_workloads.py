@@ -22,7 +22,7 @@ from ._store import Store
 from ._types import FuncType, ValType
 
 __all__ = ["Operation", "Workload", "WORKLOADS", "BASELINES", "PLUGINS", "big_module", "load_plugin", "plugin_path",
-           "DEFAULT_REQUEST", "PluginFailed", "RequestSpec", "probe_request", "request_operation", "request_cycle", "rss_bytes", "rss_per_vm", "user_plugin_workloads"]
+           "DEFAULT_REQUEST", "PluginFailed", "THREADS", "threaded", "RequestSpec", "probe_request", "request_operation", "request_cycle", "rss_bytes", "rss_per_vm", "user_plugin_workloads"]
 
 I32 = ValType.I32
 HOST_LOOPS = 100
@@ -388,6 +388,75 @@ def _request(which: str) -> Callable[[Engine], Operation]:
     return setup
 
 
+#: How many threads the ``*_8t`` workloads drive one operation from, and how many units each
+#: thread runs per invocation (2,000 requests, some 50 ms: waking the threads for a batch, which on
+#: a loaded machine can wait for a core, is then a small part of it).
+THREADS = 8
+THREAD_BATCH = 250
+
+
+def threaded(op: Operation, threads: int = THREADS, batch: int = THREAD_BATCH) -> Operation:
+    """``op`` run by ``threads`` threads at once: one invocation has each of them run ``op``
+    ``batch`` times and returns when all are done, so its time per unit is the inverse of their
+    total rate (compare it with ``op`` alone: the ratio is how the rate scales with threads).
+
+    The threads are started once and wait between invocations; they end when the returned
+    operation is garbage collected. An exception in a thread is raised by the invocation.
+    """
+    import threading
+    import weakref
+
+    start = threading.Barrier(threads + 1)
+    done = threading.Barrier(threads + 1)
+    errors: list[BaseException] = []
+    run_one = op.run
+
+    def loop() -> None:
+        try:
+            while True:
+                start.wait()
+                try:
+                    for _ in range(batch):
+                        run_one()
+                except Exception as e:  # noqa: BLE001 - raised again by run() in the caller's thread
+                    errors.append(e)
+                done.wait()
+        except threading.BrokenBarrierError:  # the operation is gone: the thread ends
+            return
+
+    for i in range(threads):
+        threading.Thread(target=loop, daemon=True, name=f"pwvm-bench-{i}").start()
+
+    class Batch:
+        """One invocation: the threads' batch (holding it keeps the threads; see the finalizer)."""
+
+        def __call__(self) -> None:
+            start.wait()
+            done.wait()
+            if errors:
+                e = errors[0]
+                errors.clear()
+                raise e
+
+    batch_run = Batch()
+
+    def stop() -> None:
+        start.abort()
+        done.abort()
+
+    weakref.finalize(batch_run, stop)
+    return Operation(batch_run, units=threads * batch * op.units, keep=op.keep, probe=op.probe)
+
+
+def _request_threads(which: str) -> Callable[[Engine], Operation]:
+    one = _request(which)
+
+    def setup(engine: Engine) -> Operation:
+        return threaded(one(engine))
+
+    return setup
+
+
 def _plugin_ready(engine: Engine) -> Operation:
     # The solo-io SDK: the G-Core SDK aborts in proxy_on_done for its root context
     # (it looks the root up in its stream-context map), so its shutdown is not a clean cycle.
@@ -464,6 +533,8 @@ WORKLOADS: dict[str, Workload] = {w.name: w for w in [
              _request("c"), "request"),
     Workload("request_go", "request", "the same cycle through a Go plugin (logs each header; Go runtime, WASI clocks)",
              _request("go"), "request"),
+    Workload("request_c_8t", "request", f"request_c from {THREADS} threads at once, streams of the same plugin "
+             "(time per request of their total rate)", _request_threads("c"), "threads"),
     Workload("fib_25", "run", "recursive fib(25) inside wasm: calls and branches", _fib, "compute"),
     Workload("xorshift_1m", "run", "10^6 rounds of an i64 xorshift loop inside wasm", _hash, "compute"),
 ]}

@@ -57,8 +57,10 @@ def test_native_shims_are_built_into_the_wheel():
     for builder in ("proxywasm_vm/backends/wasmtime/_build.py", "proxywasm_vm/_isolation/_build.py",
                     "proxywasm_vm/backends/wasmer/_guard_build.py"):
         assert f"{builder}:make_builder" in setup
-    # and the Proxy-Wasm host's pairs codec, a plain extension, through ext_modules
-    assert "ext_modules=[_pairs_extension()]" in setup and "_proxywasm\" / \"_build.py" in setup
+    # and the plain extensions (the Proxy-Wasm host's pairs codec, the channel's GIL-keeping steps)
+    # through ext_modules
+    assert "ext_modules=[_pairs_extension(), _channel_gil_extension()]" in setup
+    assert "_proxywasm\" / \"_build.py" in setup and "_isolation\" / \"_build.py" in setup
 
 
 @pytest.mark.slow
@@ -136,6 +138,10 @@ def test_the_wasmtime_shim_and_channel_helper_are_stamped_with_their_sources():
     for mod, build in ((native, wasmtime_build), (load_helper(), chan_build), (guard, guard_build)):
         assert mod is not None
         assert mod.ffi.string(mod.lib.pwvm_build_key()).decode() == source_key(build.SOURCES)
+    from proxywasm_vm._isolation._channel import load_gil_helper
+
+    gil = load_gil_helper()  # the channel's steps that keep the GIL: a plain extension
+    assert gil is not None and gil.BUILD_KEY == source_key(chan_build.GIL_SOURCES)
 
 
 def test_the_pairs_codec_is_stamped_with_its_sources_and_rebuilt_when_they_change(tmp_path, monkeypatch):

@@ -32,13 +32,18 @@ How it works (see ``_channel``, ``_conn``, ``_worker``):
   and the event loop (callout responses, queue events, ticks) stays the parent
   host's. That lane spins ``worker_event_spin`` (100 µs) on both sides;
 - threads: a parent thread takes a free lane for its outermost call, so threads
-  run in the worker at the same time: ``worker_lanes - 1`` call lanes (4 by
+  run in the worker at the same time: ``worker_lanes - 1`` call lanes (8 by
   default), a worker thread each, and ``worker_remote_lanes`` (8) remote-object
   lanes, all served by one worker thread that takes their requests in turn
   (objects living there, such as a Proxy-Wasm host, see one thread; no parent
   thread waits for another's round trip to send). A runtime whose objects are
-  bound to one thread (wasmer) gets one worker thread serving every lane. Only
-  one waiting thread per process spins; the others sleep on their eventfd;
+  bound to one thread (wasmer) gets one worker thread serving every lane. A
+  waiting parent thread first spins up to 50 µs *keeping the GIL*, and sends
+  keeping it (``_chanpy.c``), so that with many threads the one holding the GIL
+  goes on at one thread's pace while the others wait for the GIL, rather than
+  each crossing handing it over and back (a wake-up and a context switch each):
+  8 threads then make about what one makes. Past that spin, only one waiting
+  thread per process spins; the others sleep on their eventfd;
 - host functions stay Python callables of this process: wasm calling one sends a
   request back here, and either side serves nested requests while it waits, so
   host -> wasm -> host recursion works to any depth; a host exception object is

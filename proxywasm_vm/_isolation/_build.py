@@ -1,4 +1,5 @@
-"""cffi (API mode) builder of the worker channel's wake-up helper (``_chan.c``).
+"""Builders of the worker channel's native helpers: the wake-up helper (``_chan.c``, cffi API
+mode) and the steps that keep the GIL (``_chanpy.c``, a plain CPython extension).
 
 Built when the wheel is built (``setup.py``'s ``cffi_modules`` names
 :func:`make_builder`); in a checkout whose sources changed since,
@@ -44,3 +45,24 @@ def make_builder() -> Any:
     ffi.set_source(MODULE, (HERE / "_chan.c").read_text() + native.key_source(native.source_key(SOURCES)),
                    extra_compile_args=["-O2"], libraries=["pthread"])
     return ffi
+
+
+#: The plain CPython extension of the channel's steps that keep the GIL (``_chanpy.c``).
+GIL_MODULE = "proxywasm_vm._isolation._chanpy_ext"
+GIL_SOURCES = [HERE / "_chanpy.c", HERE / "_build.py"]
+
+
+def make_gil_extension(relative: bool = True) -> Any:
+    """The ``setuptools.Extension`` of :data:`GIL_MODULE` (stable ABI 3.10), stamped with the key
+    of :data:`GIL_SOURCES`; ``relative``: its source named from the project root, as ``setup.py`` needs."""
+    from setuptools import Extension
+
+    spec = importlib.util.spec_from_file_location("_pwvm_native_build", HERE.parent / "_native.py")
+    assert spec is not None and spec.loader is not None
+    native = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(native)
+    key = native.source_key(GIL_SOURCES)
+    source = HERE / "_chanpy.c"
+    return Extension(GIL_MODULE, [str(source.relative_to(HERE.parent.parent)) if relative else str(source)],
+                     py_limited_api=True, extra_compile_args=["-O2"],
+                     define_macros=[("PWVM_BUILD_KEY", f'"{key}"')])

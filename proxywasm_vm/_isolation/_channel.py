@@ -43,7 +43,8 @@ import select
 import struct
 from typing import Any
 
-__all__ = ["Channel", "LaneGroup", "PeerGone", "Timeout", "close_shared", "create_shared", "load_helper", "map_shared"]
+__all__ = ["Channel", "LaneGroup", "PeerGone", "Timeout", "close_shared", "create_shared", "load_gil_helper",
+           "load_helper", "map_shared"]
 
 HEADER = 256
 _U32 = struct.Struct("<I")
@@ -55,6 +56,8 @@ _ACK = 2  # flags: chunk received, send the next
 #: when the peer answers within the spin, ~10-25 µs after a block.
 DEFAULT_SPIN = 50e-6
 DEFAULT_MAILBOX = 1 << 20
+#: How much of a parent's spin for an answer keeps the GIL (seconds, at most; see _chanpy.c).
+GIL_SPIN = 50e-6
 
 
 class PeerGone(Exception):
@@ -91,6 +94,32 @@ def load_helper() -> Any:
     return _HELPER
 
 
+_GIL_HELPER: Any = None
+_GIL_HELPER_ERROR: str | None = None
+
+
+def load_gil_helper() -> Any:
+    """The channel's steps that keep the GIL (``_chanpy.c``), or ``None`` when they cannot be
+    built here (the channel then makes those steps through the cffi helper, releasing the GIL)."""
+    global _GIL_HELPER, _GIL_HELPER_ERROR
+    if _GIL_HELPER is not None or _GIL_HELPER_ERROR is not None:
+        return _GIL_HELPER
+    if load_helper() is None:  # disabled, or no compiler: neither helper
+        _GIL_HELPER_ERROR = _HELPER_ERROR
+        return None
+    try:
+        from .._native import CExtensionBuilder, load_extension
+        from . import _build
+
+        _GIL_HELPER = load_extension(_build.GIL_MODULE, lambda: CExtensionBuilder(_build.make_gil_extension(False)),
+                                     _build.GIL_SOURCES)
+    except Exception as e:  # noqa: BLE001 - setuptools missing, say: the cffi helper does it all
+        _GIL_HELPER_ERROR = f"{type(e).__name__}: {e}"
+        logging.getLogger("proxywasm_vm").info("worker channels release the GIL on every send (_chanpy.c is not "
+                                                "used: %s)", _GIL_HELPER_ERROR)
+    return _GIL_HELPER
+
+
 def _log_fallback(level: int) -> None:
     """The slower path is never taken silently: one record per process says why."""
     logging.getLogger("proxywasm_vm").log(
@@ -112,6 +141,8 @@ def create_shared(lanes: int = 1, mailbox: int = DEFAULT_MAILBOX) -> tuple[int, 
 
 def map_shared(fd: int, size: int) -> mmap.mmap:
     return mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+
+
 
 
 class Channel:
@@ -152,6 +183,17 @@ class Channel:
             self._wait = self.helper.lib.pwvm_chan_wait
             self._send_c = self.helper.lib.pwvm_chan_send
             self._out_box_ptr = ffi.cast("uint8_t *", self._buf) + self._out_box
+        self._gil = load_gil_helper()
+        if self._gil is not None:
+            addr = int(ffi.cast("uintptr_t", self._buf))
+            self._in_seq_addr = addr + self._in_seq_off
+            self._out_seq_addr = addr + self._out_seq_off
+            self._my_sleep_addr = addr + self._my_sleep_off
+            self._peer_sleep_addr = addr + self._peer_sleep_off
+            self._out_box_addr = addr + self._out_box
+        #: how much of its spin (ns) a receiver spends keeping the GIL, before the wait that lets it
+        #: go (see _chanpy.c): the parent's side spins so (``keep_gil``), the worker's does not
+        self.gil_spin_ns = 0
         self._last_in = self._load(self._in_seq_off)
 
     @property
@@ -235,7 +277,10 @@ class Channel:
         box = self._out_box
         m = self.map
         if len(data) <= cap:
-            if self.helper is not None:  # the common case in one C call: copy, publish, wake
+            if self._gil is not None:  # the common case in one C call that keeps the GIL (see _chanpy.c)
+                self._gil.send(self._out_box_addr, data, self._out_seq_addr, self._peer_sleep_addr, self.efd_out)
+                return
+            if self.helper is not None:  # the same, releasing the GIL
                 self._send_c(self._out_box_ptr, data, len(data), self._out_seq, self._peer_sleep, self.efd_out)
                 return
             _MSG.pack_into(m, box, len(data), 0)
@@ -255,16 +300,21 @@ class Channel:
                 if not flags & _ACK:
                     raise RuntimeError("channel protocol error: expected a chunk acknowledgement")
 
-    def recv(self, timeout: float | None = None, spin: bool = True) -> bytes:
+    def recv(self, timeout: float | None = None, spin: bool = True, gil_spin: bool = True) -> bytes:
         """The next message from the peer (waits; raises PeerGone or Timeout). ``spin=False``:
-        block at once (the answer is known to come late)."""
+        block at once (the answer is known to come late) after the part of the spin that keeps
+        the GIL (``gil_spin_ns``; ``gil_spin=False``: none either)."""
         if self.helper is not None:  # the common case, without _await's loop
             # a timed wait costs nothing more: the spin reads the clock anyway, and the block is
             # the same poll() with a timeout
             last = self._last_in
-            rc = self._wait(self._in_seq, last, self._my_sleep, self._peer_sleep, self.efd_in, self.death_fd,
-                            max(self.spin_ns, self._min_spin) if spin else 0,
-                            -1 if timeout is None else max(0, int(timeout * 1e9)))
+            budget = max(self.spin_ns, self._min_spin)
+            gil_ns = min(budget, self.gil_spin_ns) if gil_spin and self._gil is not None else 0
+            if gil_ns and self._gil.spin(self._in_seq_addr, last, gil_ns, self._my_sleep_addr, self._peer_sleep_addr):
+                rc = 0
+            else:
+                rc = self._wait(self._in_seq, last, self._my_sleep, self._peer_sleep, self.efd_in, self.death_fd,
+                                budget - gil_ns if spin else 0, -1 if timeout is None else max(0, int(timeout * 1e9)))
             if rc == 0 or rc == 4:
                 self._last_in = (last + 1) & 0xFFFFFFFF
             elif rc == 1:
@@ -297,6 +347,7 @@ class Channel:
         self.closed = True
         if self.helper is not None:
             self._base = self._out_seq = self._in_seq = self._my_sleep = self._peer_sleep = self._out_box_ptr = None
+            self._gil = None  # (its addresses point into the mapping)
             try:
                 self.helper.ffi.release(self._buf)
             except Exception:  # noqa: BLE001, S110 - at interpreter exit the module may be half torn down

@@ -16,10 +16,13 @@ the next request as soon as it answered the last. A runtime whose objects are
 bound to one thread (wasmer) has one worker thread serve every lane: then there
 is one pool. No lock is held across a round trip: a lane is taken from its pool
 for the outermost request (a thread waits only when every lane of the pool is in
-use). Of the threads waiting for an answer, only one per process spins (see
-``_chan.c``), and none waits spinning behind other requests to the same worker
-thread; the others block at once, leaving the cores to the worker and to the
-threads that have work.
+use). A thread waiting for an answer first spins a little *keeping the GIL*, and
+sends keeping it (``_chanpy.c``): with many threads, the one holding the GIL goes
+on with its conversation at one thread's pace while the others wait for the GIL,
+instead of every crossing handing the GIL (and a core) to another thread and back.
+Past that, only one waiting thread per process spins (see ``_chan.c``), and none
+waits spinning behind other requests to the same worker thread; the others block,
+leaving the cores to the worker and to the threads that have work.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ from . import _extensions
 from ._channel import (
     DEFAULT_MAILBOX,
     DEFAULT_SPIN,
+    GIL_SPIN,
     Channel,
     LaneGroup,
     PeerGone,
@@ -74,11 +78,14 @@ if TYPE_CHECKING:
 
 _BOOT = str(Path(__file__).with_name("_boot.py"))
 _generations = itertools.count(1)
+
 _LIVE: weakref.WeakSet[Connection] = weakref.WeakSet()
-#: Lane 0 and the call lanes (a worker thread each): up to 4 threads of this process call into
+#: Lane 0 and the call lanes (a worker thread each): up to 8 threads of this process call into
 #: the worker at once without waiting for a lane (a thread waiting for a lane costs a wake-up per
-#: call; an idle worker thread costs only its eventfds: two file descriptors per lane).
-DEFAULT_LANES = 5
+#: call, and the lanes go round the threads in turn: with 4 lanes, 8 threads calling made 0.2x the
+#: calls one thread makes, with 8 lanes 1x; an idle worker thread costs only its eventfds: two
+#: file descriptors per lane).
+DEFAULT_LANES = 9
 #: Remote-object lanes (one worker thread serves them all, see the module docs): past this many
 #: parent threads with a remote request in flight at once, a thread waits for a free lane.
 DEFAULT_REMOTE_LANES = 8
@@ -205,9 +212,11 @@ class Pool:
             lane.pool = self
 
     def may_spin(self) -> bool:
-        """Whether a thread waiting for an answer on a lane of this pool may spin: not when the
-        worker thread serving it has other requests to answer first (the wait is then long, and
-        the cores are wanted by the worker and by the threads that have work)."""
+        """Whether a thread waiting for an answer on a lane of this pool may spin with the GIL
+        released: not when the worker thread serving it has other requests to answer first (the
+        wait is then long, and the cores are wanted by the worker and by the threads that have
+        work). Its first, short spin, keeping the GIL, it always makes (see ``_chanpy.c``): the
+        other threads of this process could not use the GIL for the worker meanwhile anyway."""
         return not self.serial or self.size - len(self.free) <= 1
 
     def take(self, conn: Connection) -> Lane:
@@ -308,6 +317,8 @@ class Connection:
         self._efds = list(dict.fromkeys(efds))  # each once (closed once, see _release_resources)
         self.lanes = [Lane(Channel("parent", self._map, i * lane_size(mailbox), mailbox, efds[2 * i],
                                    efds[2 * i + 1], self.pidfd, spin=spin), i) for i in range(lanes)]
+        for lane in self.lanes:  # this side's spin for an answer first keeps the GIL (see _chanpy.c)
+            lane.chan.gil_spin_ns = int(GIL_SPIN * 1e9)
         # (until the worker said how it serves them: its hello comes on lane 0)
         self._pool = self._remote_pool = Pool([])
         self._pools: tuple[Pool, ...] = ()
@@ -393,14 +404,18 @@ class Connection:
         died while idle is reaped here, before a request is sent to it."""
         if self.dead:
             return False
-        try:  # thread-safe, and WNOWAIT leaves the reaping to _reap (Popen's own bookkeeping)
-            gone = os.waitid(os.P_PIDFD, self.pidfd, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
-        except ChildProcessError:
-            # Already reaped: another thread's _reap is waiting it out right now. (Popen.poll
-            # would say None, "still running", while that thread holds Popen's wait lock.)
-            gone = True
-        except (OSError, AttributeError):
-            gone = self.proc.poll() is not None
+        gil = self.lanes[0].chan._gil
+        if gil is not None:  # a pidfd turns readable when its process exits; asked keeping the GIL
+            gone = gil.readable(self.pidfd)
+        else:
+            try:  # thread-safe, and WNOWAIT leaves the reaping to _reap (Popen's own bookkeeping)
+                gone = os.waitid(os.P_PIDFD, self.pidfd, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+            except ChildProcessError:
+                # Already reaped: another thread's _reap is waiting it out right now. (Popen.poll
+                # would say None, "still running", while that thread holds Popen's wait lock.)
+                gone = True
+            except (OSError, AttributeError):
+                gone = self.proc.poll() is not None
         if gone:
             self._reap()
         return not gone

@@ -197,3 +197,176 @@ def test_worker_killed_under_streaming_threads(worker_engine):
     assert worker_engine.worker_pid != pid
     assert plugin.stats()["vm_failed"] >= 1
     host.close()
+
+
+# ---- few lanes, the GIL kept while waiting, idle waiters block ---------------------------------
+
+def _engine_with(name: str, **options: Any) -> pw.Engine:
+    load_backend(name)
+    return pw.Engine(name, pw.EngineConfig(options=tuple(options.items())))
+
+
+@pytest.mark.parametrize("name", WORKER_BACKENDS)
+def test_many_threads_on_few_lanes_get_their_own_answers(name):
+    """8 threads, one call lane and two remote-object lanes: the threads queue for lanes (a lane
+    handed from one to the next), calls and streams interleaved, every answer to its own thread."""
+    engine = _engine_with(name, worker_lanes=2, worker_remote_lanes=2)
+    module = pw.Module(engine, pw.wat2wasm(CALL_WAT))
+    host = pw.ProxyWasmHost(engine=engine)
+    plugin = _plugin(host)
+
+    def body(i: int) -> None:
+        f = _caller(engine, module)
+        for r in range(40):
+            assert f(i * 1000, r) == 2 * i * 1000 + r, (i, r)
+            value = f"t{i}-r{r}"
+            assert _echo(plugin, value) == (pw.Action.CONTINUE, value, None), value
+
+    assert _run_threads(THREADS, body) == []
+    host.close()
+
+
+def test_other_threads_run_while_threads_keep_the_gil_for_the_worker():
+    """A waiting thread spins for its answer keeping the GIL, for a short while only, and gives
+    it up at CPython's switch interval like any running thread: a thread of plain Python code
+    keeps running while 8 threads drive the worker (16,000 crossings, far longer than the 5 ms
+    interval)."""
+    engine = _engine_with("wasmtime@process")
+    module = pw.Module(engine, pw.wat2wasm(CALL_WAT))
+    stop = threading.Event()
+    counted = [0]
+    seen: list[tuple[int, int]] = []  # the counter at each calling thread's start and end
+
+    def count() -> None:
+        while not stop.is_set():
+            counted[0] += 1
+
+    def body(i: int) -> None:
+        f = _caller(engine, module)
+        first = counted[0]
+        for r in range(2000):
+            assert f(i, r) == 2 * i + r
+        seen.append((first, counted[0]))
+
+    counter = threading.Thread(target=count, daemon=True)
+    counter.start()
+    try:
+        assert _run_threads(THREADS, body) == []
+    finally:
+        stop.set()
+        counter.join(GUARD)
+    print(f"\nthe plain thread counted {max(e for _, e in seen) - min(s for s, _ in seen):,} while the others called")
+    assert max(e for _, e in seen) > min(s for s, _ in seen), "the plain Python thread did not run"
+
+
+def _cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@pytest.mark.parametrize("name", WORKER_BACKENDS)
+def test_a_thread_waiting_long_for_the_worker_blocks(name):
+    """A waiting side spins some µs, then blocks: this process, waiting ~1 s for a call that
+    loops in the worker (stopped by call_timeout), and the worker, idle ~1 s afterwards, each use
+    a small fraction of that second. (A blocked waiter uses ~1 ms of CPU whatever the machine's
+    load, so the bound, a quarter of the wait, cannot be reached by waiting that blocks; a spinning
+    one would use the whole second on an idle machine. The CPU used is printed.)"""
+    engine = _engine_with(name, call_timeout=1.0)
+    spin = pw.Instance(pw.Store(engine), pw.Module(engine, pw.wat2wasm(
+        '(module (func (export "spin") (loop br 0)))')), []).exports["spin"]
+    t0, c0 = time.monotonic(), time.process_time()
+    with pytest.raises(pw.Trap) as e:
+        spin()
+    waited, used = time.monotonic() - t0, time.process_time() - c0
+    assert e.value.code is pw.TrapCode.INTERRUPTED
+    print(f"\n{name}: waited {waited:.2f} s for the worker using {used * 1e3:.1f} ms of CPU here")
+    assert waited >= 0.9  # the call ran until call_timeout
+    assert used < 0.25 * waited, f"the waiting thread used {used:.2f} s of CPU in {waited:.2f} s"
+    f = pw.Instance(pw.Store(engine), pw.Module(engine, pw.wat2wasm(
+        '(module (func (export "f") (result i32) i32.const 7))')), []).exports["f"]
+    assert f() == 7  # a new worker, now idle
+    pid = engine.worker_pid
+    c0, t0 = _cpu_seconds(pid), time.monotonic()
+    time.sleep(1.0)
+    idle, used = time.monotonic() - t0, _cpu_seconds(pid) - c0
+    print(f"{name}: the idle worker used {used * 1e3:.0f} ms of CPU in {idle:.2f} s")
+    assert used < 0.25 * idle, f"the idle worker used {used:.2f} s of CPU in {idle:.2f} s"
+
+
+def test_the_gil_keeping_steps():
+    """``_chanpy``: a spin that sees a word change (or gives up after its time), a send that
+    copies, publishes and wakes a sleeping peer, and the no-wait readability of a descriptor."""
+    import ctypes
+
+    from proxywasm_vm._isolation._channel import load_gil_helper
+
+    gil = load_gil_helper()
+    assert gil is not None  # CI has a compiler
+    words = (ctypes.c_uint32 * 4)(5, 0, 1, 0)  # seq, peer seq, the peer's sleeping word, -
+    box = ctypes.create_string_buffer(64)
+    addr = ctypes.addressof(words)
+    assert gil.spin(addr, 4, 1_000_000) is True  # already past 4
+    t0 = time.monotonic()
+    assert gil.spin(addr, 5, 2_000_000) is False  # nothing changes: gives up (after ~2 ms)
+    assert time.monotonic() - t0 < GUARD
+    efd = os.eventfd(0, os.EFD_NONBLOCK)
+    try:
+        assert gil.readable(efd) is False
+        gil.send(ctypes.addressof(box), b"hello", addr + 4, addr + 8, efd)  # the peer sleeps: woken
+        assert words[1] == 1 and box.raw[:13] == (5).to_bytes(4, "little") + bytes(4) + b"hello"
+        assert gil.readable(efd) is True and os.eventfd_read(efd) == 1
+        words[2] = 0
+        gil.send(ctypes.addressof(box), b"", addr + 4, addr + 8, efd)  # awake: no eventfd write
+        assert words[1] == 2 and box.raw[:4] == bytes(4) and gil.readable(efd) is False
+    finally:
+        os.close(efd)
+    with pytest.raises(TypeError):
+        gil.send(ctypes.addressof(box), "not bytes", addr + 4, addr + 8, -1)
+
+
+def test_the_gil_keeping_spin_gives_way_to_a_peer_on_its_cpu():
+    """The GIL-keeping spin follows the channel's same-CPU rule (``_chan.c``): it notes its CPU
+    next to its own sleeping word and gives up at once while the peer last waited on that CPU
+    (the peer could not answer before the spinner lets go of it). Run in a thread pinned to one
+    CPU; a spin of 60 s that did not give up would outlive the guard."""
+    import ctypes
+
+    from proxywasm_vm._isolation._channel import load_gil_helper
+
+    gil = load_gil_helper()
+    assert gil is not None
+    cpu = sorted(os.sched_getaffinity(0))[0]
+    # seq, my sleeping word, my cpu word, the peer's sleeping word, the peer's cpu word
+    words = (ctypes.c_uint32 * 5)(7, 0, 0, 0, cpu + 1)
+    addr = ctypes.addressof(words)
+    got: list = []
+
+    def spin() -> None:
+        os.sched_setaffinity(0, {cpu})
+        got.append(gil.spin(addr, 7, 60_000_000_000, addr + 4, addr + 12))
+
+    t = threading.Thread(target=spin, daemon=True)
+    t.start()
+    t.join(GUARD)
+    assert not t.is_alive(), "the spin did not give way to the peer on its CPU"
+    assert got == [False] and words[2] == cpu + 1  # gave up, and noted where it waits
+
+
+def test_threads_without_the_gil_keeping_steps(monkeypatch):
+    """Where ``_chanpy`` cannot be built, the channel sends and waits through the cffi helper
+    (releasing the GIL): 8 threads still get their own answers."""
+    from proxywasm_vm._isolation import _channel
+
+    monkeypatch.setattr(_channel, "load_gil_helper", lambda: None)
+    engine = _engine_with("wasmtime@process")
+    assert engine._conn_now().lanes[0].chan._gil is None
+    module = pw.Module(engine, pw.wat2wasm(CALL_WAT))
+    assert engine.worker_pid is not None
+
+    def body(i: int) -> None:
+        f = _caller(engine, module)
+        for r in range(200):
+            assert f(i * 1000, r) == 2 * i * 1000 + r, (i, r)
+
+    assert _run_threads(THREADS, body) == []
