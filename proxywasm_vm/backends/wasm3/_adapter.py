@@ -74,9 +74,6 @@ def _grow_native_stack() -> None:
         resource.setrlimit(resource.RLIMIT_STACK, (want, hard))
 
 
-_TRIM: Any = None  # glibc's malloc_trim, in a worker (see _native_pressure)
-
-
 def _return_freed_memory() -> None:
     """Have glibc give a freed runtime's memory back to the kernel. Each instance's value stack
     (1 MiB by default) and linear memory are malloc'ed; after the first such block is freed, glibc
@@ -84,16 +81,13 @@ def _return_freed_memory() -> None:
     that makes and drops instances keeps them. A fixed threshold (which turns that adjustment off)
     keeps large blocks in mappings of their own, unmapped when freed. Only in a worker, as above;
     nothing to do without glibc."""
-    global _TRIM
     import ctypes
 
-    libc = ctypes.CDLL(None)
-    mallopt = getattr(libc, "mallopt", None)
+    mallopt = getattr(ctypes.CDLL(None), "mallopt", None)
     if mallopt is None:
         return
     m_mmap_threshold = -3
     mallopt(m_mmap_threshold, 256 << 10)
-    _TRIM = getattr(libc, "malloc_trim", None)
 
 
 #: Native bytes (value stacks, linear memories) of the instances made since the last collection.
@@ -107,15 +101,12 @@ def _native_pressure(nbytes: int) -> None:
     instances, functions) is collected. Python starts a collection from object counts, not from
     the megabytes of native memory behind a few objects, so a worker making instances held dozens
     of dropped ones at a time (48 in the thread-churn test). Collect after :data:`COLLECT_AFTER`
-    bytes of new instances instead, then hand the heap's free pages back (``malloc_trim``): the
-    smaller blocks of those instances (code pages, 64 KiB memories) freed together otherwise stay
-    with the worker. A few ms per 64 instances of the default stack."""
+    bytes of new instances instead: a few ms per 64 instances of the default stack. (A
+    ``malloc_trim`` after it gave back little more and cost more than the collection.)"""
     _unaccounted[0] += nbytes
     if _unaccounted[0] >= COLLECT_AFTER:
         _unaccounted[0] = 0
         gc.collect()
-        if _TRIM is not None:
-            _TRIM(0)
 
 
 if _guard.enabled():
