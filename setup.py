@@ -16,22 +16,14 @@ from pathlib import Path
 from setuptools import setup
 
 
-def _pairs_extension():
-    """The Proxy-Wasm host's serialized-pairs codec, a plain CPython extension (stable ABI)."""
-    path = Path(__file__).resolve().parent / "proxywasm_vm" / "_proxywasm" / "_build.py"
-    spec = importlib.util.spec_from_file_location("_pwvm_pairs_build", path)
+def _extension(package: str, build_name: str) -> object:
+    """A plain CPython extension (stable ABI) made by ``make_<build_name>`` of the package's
+    ``_build.py``, which runs alone here (it imports nothing of the package)."""
+    path = Path(__file__).resolve().parent / "proxywasm_vm" / package / "_build.py"
+    spec = importlib.util.spec_from_file_location(f"_pwvm_{build_name}_build", path)
     build = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(build)
-    return build.make_extension()
-
-
-def _channel_gil_extension():
-    """The worker channel's steps that keep the GIL, a plain CPython extension (stable ABI)."""
-    path = Path(__file__).resolve().parent / "proxywasm_vm" / "_isolation" / "_build.py"
-    spec = importlib.util.spec_from_file_location("_pwvm_chan_build", path)
-    build = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(build)
-    return build.make_gil_extension()
+    return getattr(build, f"make_{build_name}")()
 
 
 setup(
@@ -40,7 +32,10 @@ setup(
         "proxywasm_vm/_isolation/_build.py:make_builder",
         "proxywasm_vm/backends/wasmer/_guard_build.py:make_builder",
     ],
-    ext_modules=[_pairs_extension(), _channel_gil_extension()],
+    ext_modules=[
+        _extension("_proxywasm", "extension"),  # the Proxy-Wasm host's serialized-pairs codec
+        _extension("_isolation", "gil_extension"),  # the worker channel's steps that keep the GIL
+    ],
     # cffi builds against the limited API (Py_LIMITED_API) by default: tag the wheel abi3 to match
     options={"bdist_wheel": {"py_limited_api": "cp310"}},
 )

@@ -17,7 +17,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 MODULE = "proxywasm_vm._isolation._chan_ext"
 #: The files the helper is built from: their content is the key a prebuilt module is checked against.
-SOURCES = [HERE / "_chan.c", HERE / "_build.py"]
+SOURCES = [HERE / "_chan.c", HERE / "_chan_shared.h", HERE / "_build.py"]
 
 
 def make_builder() -> Any:
@@ -43,13 +43,13 @@ def make_builder() -> Any:
     """)
     ffi.cdef(native.KEY_CDEF)
     ffi.set_source(MODULE, (HERE / "_chan.c").read_text() + native.key_source(native.source_key(SOURCES)),
-                   extra_compile_args=["-O2"], libraries=["pthread"])
+                   include_dirs=[str(HERE)], extra_compile_args=["-O2"], libraries=["pthread"])
     return ffi
 
 
 #: The plain CPython extension of the channel's steps that keep the GIL (``_chanpy.c``).
 GIL_MODULE = "proxywasm_vm._isolation._chanpy_ext"
-GIL_SOURCES = [HERE / "_chanpy.c", HERE / "_build.py"]
+GIL_SOURCES = [HERE / "_chanpy.c", HERE / "_chan_shared.h", HERE / "_build.py"]
 
 
 def make_gil_extension(relative: bool = True) -> Any:
@@ -62,7 +62,9 @@ def make_gil_extension(relative: bool = True) -> Any:
     native = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(native)
     key = native.source_key(GIL_SOURCES)
-    source = HERE / "_chanpy.c"
-    return Extension(GIL_MODULE, [str(source.relative_to(HERE.parent.parent)) if relative else str(source)],
+    def named(path: Path) -> str:
+        return str(path.relative_to(HERE.parent.parent)) if relative else str(path)
+
+    return Extension(GIL_MODULE, [named(HERE / "_chanpy.c")], include_dirs=[named(HERE)],
                      py_limited_api=True, extra_compile_args=["-O2"],
                      define_macros=[("PWVM_BUILD_KEY", f'"{key}"')])

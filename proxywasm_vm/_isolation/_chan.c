@@ -20,41 +20,13 @@
  * Every function here runs with the GIL released (cffi API mode), so the other
  * Python threads of the process keep running while one waits.
  */
-#ifndef _GNU_SOURCE
-#define _GNU_SOURCE  /* sched_getcpu */
-#endif
-#include <errno.h>
+#include "_chan_shared.h"
 #include <poll.h>
 #include <pthread.h>
-#include <sched.h>
-#include <stdint.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
-
-#if defined(__x86_64__) || defined(__i386__)
-#define PWVM_PAUSE() __builtin_ia32_pause()
-#elif defined(__aarch64__)
-#define PWVM_PAUSE() __asm__ __volatile__("yield")
-#else
-#define PWVM_PAUSE() do { } while (0)
-#endif
-
-static int64_t now_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
 
 /* Publish one message: seq += 1 (after the payload), then wake the peer if it sleeps. */
-void pwvm_chan_post(uint32_t *seq, uint32_t *peer_sleeping, int peer_efd) {
-    __atomic_add_fetch(seq, 1, __ATOMIC_SEQ_CST);
-    if (__atomic_load_n(peer_sleeping, __ATOMIC_SEQ_CST)) {
-        uint64_t one = 1;
-        ssize_t r;
-        do { r = write(peer_efd, &one, sizeof one); } while (r < 0 && errno == EINTR);
-    }
-}
+void pwvm_chan_post(uint32_t *seq, uint32_t *peer_sleeping, int peer_efd) { post_message(seq, peer_sleeping, peer_efd); }
 
 /* Copy a message that fits into the mailbox at ``box`` (u32 length, u32 flags, payload), then post it. */
 void pwvm_chan_send(uint8_t *box, const uint8_t *data, uint32_t len, uint32_t *seq, uint32_t *peer_sleeping,
@@ -85,23 +57,6 @@ static int spin_begin(void) {
 }
 
 static void spin_end(void) { __atomic_sub_fetch(&spinners, 1, __ATOMIC_RELAXED); }
-
-/* 1 + the CPU the calling thread runs on now (0: not known). */
-static uint32_t cpu_word(void) {
-    int c = sched_getcpu();
-    return c < 0 ? 0 : (uint32_t)c + 1;
-}
-
-/* Note in this side's cpu word (the word after its sleeping word) where it waits now. */
-static void note_cpu(uint32_t *sleeping, uint32_t cpu) {
-    if (__atomic_load_n(sleeping + 1, __ATOMIC_RELAXED) != cpu)  /* (no store, no cache-line traffic, when unchanged) */
-        __atomic_store_n(sleeping + 1, cpu, __ATOMIC_RELAXED);
-}
-
-/* Whether the peer whose sleeping word is ``peer_sleeping`` last waited on the CPU ``cpu`` (a cpu word). */
-static int on_cpu(const uint32_t *peer_sleeping, uint32_t cpu) {
-    return cpu != 0 && __atomic_load_n(peer_sleeping + 1, __ATOMIC_RELAXED) == cpu;
-}
 
 /* The index of the first of the n words seqs[i] that differs from lasts[i], or -1. */
 static int find_any(uint32_t **seqs, const uint32_t *lasts, int n, int from) {

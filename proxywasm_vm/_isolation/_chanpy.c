@@ -16,37 +16,13 @@
 #define Py_LIMITED_API 0x030A0000
 #include <Python.h>
 
-#include <errno.h>
+#include "_chan_shared.h"
 #include <poll.h>
-#include <sched.h>
-#include <stdint.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
 
 #ifndef PWVM_BUILD_KEY
 #define PWVM_BUILD_KEY ""
 #endif
-
-#if defined(__x86_64__) || defined(__i386__)
-#define PWVM_PAUSE() __builtin_ia32_pause()
-#elif defined(__aarch64__)
-#define PWVM_PAUSE() __asm__ __volatile__("yield")
-#else
-#define PWVM_PAUSE() do { } while (0)
-#endif
-
-static int64_t now_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-/* 1 + the CPU the calling thread runs on now (0: not known), as _chan.c's cpu words. */
-static uint32_t cpu_word(void) {
-    int c = sched_getcpu();
-    return c < 0 ? 0 : (uint32_t)c + 1;
-}
 
 /* spin(seq_address, last, ns[, sleeping_address, peer_sleeping_address]) -> bool: whether the u32
  * at seq_address differs from last within ns nanoseconds (an acquire load: the message it
@@ -62,12 +38,10 @@ static PyObject *chan_spin(PyObject *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "KIL|KK", &addr, &last, &ns, &mine, &peer)) return NULL;
     uint32_t *seq = (uint32_t *)(uintptr_t)addr;
     if (__atomic_load_n(seq, __ATOMIC_ACQUIRE) != last) Py_RETURN_TRUE;
-    uint32_t *my_cpu = mine ? (uint32_t *)(uintptr_t)mine + 1 : NULL;
-    const uint32_t *peer_cpu = peer ? (const uint32_t *)(uintptr_t)peer + 1 : NULL;
-    if (my_cpu != NULL && peer_cpu != NULL) {
+    if (mine && peer) {
         uint32_t cpu = cpu_word();
-        if (__atomic_load_n(my_cpu, __ATOMIC_RELAXED) != cpu) __atomic_store_n(my_cpu, cpu, __ATOMIC_RELAXED);
-        if (cpu != 0 && __atomic_load_n(peer_cpu, __ATOMIC_RELAXED) == cpu) Py_RETURN_FALSE;
+        note_cpu((uint32_t *)(uintptr_t)mine, cpu);
+        if (on_cpu((const uint32_t *)(uintptr_t)peer, cpu)) Py_RETURN_FALSE;
     }
     int64_t end = now_ns() + ns;
     for (unsigned i = 1;; i++) {
@@ -75,10 +49,7 @@ static PyObject *chan_spin(PyObject *self, PyObject *args) {
         if (__atomic_load_n(seq, __ATOMIC_ACQUIRE) != last) Py_RETURN_TRUE;
         if ((i & 31) == 0) {
             if (now_ns() >= end) Py_RETURN_FALSE;
-            if (peer_cpu != NULL && (i & 1023) == 0) {
-                uint32_t cpu = cpu_word();
-                if (cpu != 0 && __atomic_load_n(peer_cpu, __ATOMIC_RELAXED) == cpu) Py_RETURN_FALSE;
-            }
+            if (peer && (i & 1023) == 0 && on_cpu((const uint32_t *)(uintptr_t)peer, cpu_word())) Py_RETURN_FALSE;
         }
     }
 }
@@ -95,12 +66,7 @@ static PyObject *chan_send(PyObject *self, PyObject *args) {
     uint32_t head[2] = {(uint32_t)len, 0};
     memcpy((uint8_t *)(uintptr_t)box, head, sizeof head);
     memcpy((uint8_t *)(uintptr_t)box + sizeof head, data, (size_t)len);
-    __atomic_add_fetch((uint32_t *)(uintptr_t)seq, 1, __ATOMIC_SEQ_CST);
-    if (__atomic_load_n((uint32_t *)(uintptr_t)sleeping, __ATOMIC_SEQ_CST)) {
-        uint64_t one = 1;
-        ssize_t r;
-        do { r = write(efd, &one, sizeof one); } while (r < 0 && errno == EINTR);
-    }
+    post_message((uint32_t *)(uintptr_t)seq, (uint32_t *)(uintptr_t)sleeping, efd);
     Py_RETURN_NONE;
 }
 
