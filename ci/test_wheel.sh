@@ -103,7 +103,9 @@ for py in "${PYTHONS[@]}"; do
   log "Python $ver ($py): fresh environment, pip install $(basename "$WHEEL")"
   "$py" -m venv "$venv"
   "$venv/bin/python" -m pip install -q "$WHEEL" 2>&1 | grep -v '^WARNING: Location' >&2 || true
-  "$venv/bin/python" -c 'import proxywasm_vm' || { log "Python $ver: the wheel did not install"; status=1; continue; }
+  # (from $WORK: `python -c` puts the current folder first on sys.path, and here that is the checkout)
+  (cd "$WORK" && "$venv/bin/python" -c 'import proxywasm_vm') \
+    || { log "Python $ver: the wheel did not install"; status=1; continue; }
   # No compiler reachable: PATH is the environment's bin/ alone, CC/CXX a command that does not exist.
   run() {
     env -i HOME="$WORK/home-$ver" PATH="$venv/bin" CC=pwvm-no-compiler CXX=pwvm-no-compiler \
