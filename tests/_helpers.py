@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+from typing import Any
 
 import pytest
 
@@ -208,6 +209,30 @@ def stop_process(pid: int, guard: float = HANG_GUARD) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"process {pid} did not stop within {guard}s: thread states {states}")
         time.sleep(0.001)
+
+
+def run_threads(n: int, body: Any, guard: float) -> list[BaseException]:
+    """Run ``body(i)`` in ``n`` threads started together; the exceptions they raised. Each thread
+    must end within ``guard`` seconds (a did-not-hang bound)."""
+    import threading
+
+    errors: list[BaseException] = []
+    start = threading.Barrier(n)
+
+    def run(i: int) -> None:
+        try:
+            start.wait()
+            body(i)
+        except BaseException as e:  # noqa: BLE001 - reported by the test
+            errors.append(e)
+
+    ts = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(n)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(guard)
+        assert not t.is_alive(), "a thread hung"
+    return errors
 
 
 def wait_exited(pid: int, guard: float = 30.0) -> None:

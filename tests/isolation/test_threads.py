@@ -19,7 +19,7 @@ import time
 from typing import Any, Callable
 
 import pytest
-from _helpers import load_backend, wait_exited
+from _helpers import load_backend, run_threads, wait_exited
 from proxywasm.conftest import REQUEST, plugin_path
 
 import proxywasm_vm as pw
@@ -34,27 +34,6 @@ CALL_WAT = """
   (func (export "f") (param i32 i32) (result i32)
     (i32.add (call $twice (local.get 0)) (local.get 1))))
 """
-
-
-def _run_threads(n: int, body: Callable[[int], None]) -> list[BaseException]:
-    """Run ``body(i)`` in ``n`` threads started together; the exceptions they raised."""
-    errors: list[BaseException] = []
-    start = threading.Barrier(n)
-
-    def run(i: int) -> None:
-        try:
-            start.wait()
-            body(i)
-        except BaseException as e:  # noqa: BLE001 - reported by the test
-            errors.append(e)
-
-    ts = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(n)]
-    for t in ts:
-        t.start()
-    for t in ts:
-        t.join(GUARD)
-        assert not t.is_alive(), "a thread hung"
-    return errors
 
 
 def _caller(engine: pw.Engine, module: pw.Module) -> Callable[[int, int], int]:
@@ -81,7 +60,7 @@ def test_threads_calling_one_worker_get_their_own_answers(worker_engine):
             got = f(i * 1000, r)
             assert got == 2 * i * 1000 + r, (i, r, got)
 
-    assert _run_threads(THREADS, body) == []
+    assert run_threads(THREADS, body, GUARD) == []
 
 
 def _plugin(host: pw.ProxyWasmHost, policy: str = "fail_closed") -> pw.Plugin:
@@ -112,7 +91,7 @@ def test_threads_streaming_through_one_plugin_get_their_own_answers(worker_engin
             action, echoed, local = _echo(plugin, value)
             assert (action, echoed, local) == (pw.Action.CONTINUE, value, None), (value, action, echoed, local)
 
-    assert _run_threads(THREADS, body) == []
+    assert run_threads(THREADS, body, GUARD) == []
     host.close()
 
 
@@ -159,7 +138,7 @@ def test_worker_killed_under_calling_threads(worker_engine):
         for r in range(20):
             assert f(i, r) == 2 * i + r
 
-    assert _run_threads(THREADS, body) == []
+    assert run_threads(THREADS, body, GUARD) == []
     assert sorted(crashed) == list(range(THREADS))
     assert worker_engine.worker_pid != pid
 
@@ -192,7 +171,7 @@ def test_worker_killed_under_streaming_threads(worker_engine):
             value = f"t{i}-after{r}"
             assert _echo(plugin, value) == (pw.Action.CONTINUE, value, None)
 
-    assert _run_threads(THREADS, body) == []
+    assert run_threads(THREADS, body, GUARD) == []
     assert failed and len(set(failed)) == len(failed)
     assert worker_engine.worker_pid != pid
     assert plugin.stats()["vm_failed"] >= 1
@@ -222,7 +201,7 @@ def test_many_threads_on_few_lanes_get_their_own_answers(name):
             value = f"t{i}-r{r}"
             assert _echo(plugin, value) == (pw.Action.CONTINUE, value, None), value
 
-    assert _run_threads(THREADS, body) == []
+    assert run_threads(THREADS, body, GUARD) == []
     host.close()
 
 
@@ -251,7 +230,7 @@ def test_other_threads_run_while_threads_keep_the_gil_for_the_worker():
     counter = threading.Thread(target=count, daemon=True)
     counter.start()
     try:
-        assert _run_threads(THREADS, body) == []
+        assert run_threads(THREADS, body, GUARD) == []
     finally:
         stop.set()
         counter.join(GUARD)
@@ -369,4 +348,4 @@ def test_threads_without_the_gil_keeping_steps(monkeypatch):
         for r in range(200):
             assert f(i * 1000, r) == 2 * i * 1000 + r, (i, r)
 
-    assert _run_threads(THREADS, body) == []
+    assert run_threads(THREADS, body, GUARD) == []

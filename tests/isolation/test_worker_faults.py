@@ -18,7 +18,7 @@ import threading
 import time
 
 import pytest
-from _helpers import descendants, kill_process, load_backend, report_time, stop_process, wait_exited
+from _helpers import descendants, kill_process, load_backend, report_time, run_threads, stop_process, wait_exited
 from proxywasm.conftest import REQUEST, plugin_path
 
 import proxywasm_vm as pw
@@ -166,25 +166,14 @@ def test_threads_meeting_a_dead_worker_load_the_plugin_once_in_its_replacement(n
         attach(self)
 
     monkeypatch.setattr(RemotePlugin, "_attach", counted)
-    start = threading.Barrier(8)
-    errors: list[BaseException] = []
 
-    def run() -> None:
-        try:
-            start.wait()
-            with p.http_stream() as s:
-                assert s.request_headers(REQUEST) is pw.Action.PAUSE and s.wait(GUARD)
-                assert not s.failed, s.error
-                assert s.request.headers["x-pwvm-callout-body"] == "pong"
-        except BaseException as e:  # noqa: BLE001 - reported below
-            errors.append(e)
+    def run(i: int) -> None:
+        with p.http_stream() as s:
+            assert s.request_headers(REQUEST) is pw.Action.PAUSE and s.wait(GUARD)
+            assert not s.failed, s.error
+            assert s.request.headers["x-pwvm-callout-body"] == "pong"
 
-    threads = [threading.Thread(target=run, daemon=True) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(GUARD)
-        assert not t.is_alive(), "a thread hung"
+    errors = run_threads(8, run, GUARD)
     assert errors == [] and len(loads) == 1 and engine.worker_pid != pid, (errors, loads)
     assert p.stats()["vm_failed"] == 0
     p.close()
